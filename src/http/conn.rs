@@ -1,0 +1,260 @@
+//! The HTTP/1.1 connection loop: reads request heads and bodies under deadlines, hands each
+//! request to a [`Handler`], writes the response, and keeps the connection alive, pipelined,
+//! or hands it over after a `101 Switching Protocols`. This is the only place that maps read
+//! failures to statuses (400/408/413/414/417/431/501/505).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::chunked;
+use super::error::Error;
+use super::request::{parse_request, BodyFraming, Parse, Request, Version};
+use super::response::Response;
+use crate::config::Limits;
+
+/// What the application answers to a request.
+pub enum Reply {
+    Response(Response),
+    /// Write `response` (a `101`), then give the socket and every byte that arrived after the
+    /// request head to `then`, which owns the connection from there on (RFC 6455 §4.1: the
+    /// server may send frames right after the handshake, and so may the client).
+    Upgrade(Response, Upgrade),
+}
+
+/// The continuation of an upgraded connection.
+pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) + Send>;
+
+/// The application side of an HTTP connection.
+pub trait Handler: Send + Sync {
+    fn handle(&self, req: &Request, body: &[u8], peer: SocketAddr) -> Reply;
+}
+
+/// Per-connection settings.
+pub struct Settings<'a> {
+    pub limits: &'a Limits,
+    /// One line per request on stderr.
+    pub access_log: bool,
+}
+
+/// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with
+/// `Connection: keep-alive`.
+pub fn keep_alive(req: &Request) -> bool {
+    match req.version {
+        Version::Http11 => !req.has_token("connection", "close"),
+        Version::Http10 => req.has_token("connection", "keep-alive"),
+    }
+}
+
+/// How reading a request ended, when it did not produce one.
+enum ReadEnd {
+    /// The peer closed or the idle timeout passed between requests: close quietly.
+    Quiet,
+    /// Answer with this error, then close.
+    Fail(Error),
+}
+
+/// Serves one connection until it closes, fails, or is upgraded.
+pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Settings) {
+    let limits = s.limits;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let (req, body, started) = match read_request(&mut stream, &mut buf, limits) {
+            Ok(r) => r,
+            Err(ReadEnd::Quiet) => return,
+            Err(ReadEnd::Fail(e)) => {
+                let resp = Response::error(e.status(), &e.to_string()).closing();
+                let _ = send(&mut stream, &mut out, &resp, false, false);
+                log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
+                linger_close(&mut stream);
+                return;
+            }
+        };
+        let head_only = req.method == "HEAD";
+        match handler.handle(&req, &body, peer) {
+            Reply::Response(resp) => {
+                let keep = keep_alive(&req) && !resp.close;
+                let ok = send(&mut stream, &mut out, &resp, keep, head_only).is_ok();
+                log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
+                if !ok {
+                    return;
+                }
+                if !keep {
+                    linger_close(&mut stream);
+                    return;
+                }
+            }
+            Reply::Upgrade(resp, then) => {
+                let ok = send(&mut stream, &mut out, &resp, true, false).is_ok();
+                log_line(s, peer, Some(&req), resp.status, 0, started);
+                if ok {
+                    then(stream, buf);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request head and its body. Deadlines: `idle_timeout` until the first byte of a
+/// request, then `head_timeout` for the whole head, then `body_timeout` for the body.
+fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<(Request, Vec<u8>, Instant), ReadEnd> {
+    let idle_deadline = Instant::now() + limits.idle_timeout;
+    let mut head_deadline = None;
+    let (req, used) = loop {
+        if !buf.is_empty() && head_deadline.is_none() {
+            head_deadline = Some(Instant::now() + limits.head_timeout);
+        }
+        match parse_request(buf, limits) {
+            Ok(Parse::Complete(req, used)) => break (req, used),
+            Ok(Parse::Incomplete) => {}
+            Err(e) => return Err(ReadEnd::Fail(e)),
+        }
+        match read_more(stream, buf, head_deadline.unwrap_or(idle_deadline)) {
+            Ok(0) => return Err(ReadEnd::Quiet),
+            Ok(_) => {}
+            // A half-sent head past its deadline is a slow client (or slowloris): say so.
+            Err(e) if is_timeout(&e) && head_deadline.is_some() => {
+                return Err(ReadEnd::Fail(Error::Timeout))
+            }
+            Err(_) => return Err(ReadEnd::Quiet),
+        }
+    };
+    let started = Instant::now();
+    buf.drain(..used);
+
+    let needs_body = req.body != BodyFraming::None;
+    if let Some(expect) = req.header("expect") {
+        // RFC 9110 §10.1.1: only 100-continue is defined; anything else gets 417.
+        if !expect.eq_ignore_ascii_case("100-continue") {
+            return Err(ReadEnd::Fail(Error::ExpectationFailed));
+        }
+        // Tell the client to go on only if it is waiting for us (HTTP/1.1, body not sent yet).
+        if req.version == Version::Http11 && needs_body && buf.is_empty() {
+            stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .map_err(|_| ReadEnd::Quiet)?;
+        }
+    }
+
+    let body_deadline = started + limits.body_timeout;
+    let body = match req.body {
+        BodyFraming::None => Vec::new(),
+        BodyFraming::Length(n) => {
+            // The parser has checked n ≤ max_body, so this fits in usize and memory.
+            let n = n as usize;
+            while buf.len() < n {
+                read_body_more(stream, buf, body_deadline)?;
+            }
+            buf.drain(..n).collect()
+        }
+        BodyFraming::Chunked => {
+            let mut dec = chunked::Decoder::new(limits.max_body);
+            loop {
+                let used = dec.feed(buf).map_err(ReadEnd::Fail)?;
+                buf.drain(..used);
+                if dec.is_done() {
+                    break dec.body;
+                }
+                read_body_more(stream, buf, body_deadline)?;
+            }
+        }
+    };
+    Ok((req, body, started))
+}
+
+fn read_body_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(), ReadEnd> {
+    match read_more(stream, buf, deadline) {
+        Ok(0) => Err(ReadEnd::Quiet),
+        Ok(_) => Ok(()),
+        Err(e) if is_timeout(&e) => Err(ReadEnd::Fail(Error::Timeout)),
+        Err(_) => Err(ReadEnd::Quiet),
+    }
+}
+
+/// Reads whatever is available into `buf`, waiting at most until `deadline`.
+pub fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+    let old = buf.len();
+    buf.resize(old + 8192, 0);
+    let r = loop {
+        match stream.read(&mut buf[old..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    buf.truncate(old + *r.as_ref().unwrap_or(&0));
+    r
+}
+
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn send(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
+    out.clear();
+    resp.write_to(out, keep_alive, head_only);
+    stream.write_all(out)
+}
+
+/// Closes so that the response is not lost: shutting down our side first and draining briefly
+/// avoids the TCP reset a close with unread input would send, which can destroy the response
+/// before the client reads it (RFC 9112 §9.6).
+fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 4096];
+    let mut total = 0;
+    while total < 64 * 1024 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+fn log_line(
+    s: &Settings,
+    peer: SocketAddr,
+    req: Option<&Request>,
+    status: u16,
+    bytes: usize,
+    started: Instant,
+) {
+    if !s.access_log {
+        return;
+    }
+    let (method, target) = req.map_or(("-", "-"), |r| (r.method.as_str(), r.target.as_str()));
+    eprintln!(
+        "{peer} \"{method} {target}\" {status} {bytes} {:.1}ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}

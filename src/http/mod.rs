@@ -1,0 +1,12 @@
+//! HTTP/1.1 layer (RFC 9110 / 9112): pure parsing in `request` and `chunked`, serialisation in
+//! `response`, and the connection I/O loop in `conn`. Nothing here knows about votes.
+pub mod chunked;
+pub mod conn;
+pub mod error;
+pub mod form;
+pub mod request;
+pub mod response;
+
+pub use error::Error;
+pub use request::{parse_request, Parse, Request, Version};
+pub use response::Response;

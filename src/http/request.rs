@@ -1,0 +1,607 @@
+//! Pure HTTP/1.1 request-head parser (RFC 9112 §2–§6). Bytes in, `Complete`/`Incomplete`/error
+//! out; no I/O and no allocation before a limit has been checked.
+
+use super::error::Error;
+use crate::config::Limits;
+
+/// The protocol version of a request. Anything other than 1.0 and 1.1 is refused with 505.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// How the request body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// One header field as received; the name keeps its case, comparisons ignore it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// A parsed request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Method token, case-sensitive as RFC 9110 §9.1 says (`GET`, not `get`).
+    pub method: String,
+    /// The raw request-target as sent (origin-form, or absolute-form reduced to its path).
+    pub target: String,
+    /// The path part of the target, still percent-encoded.
+    pub path: String,
+    /// The query part after `?`, without the `?`, still percent-encoded.
+    pub query: Option<String>,
+    pub version: Version,
+    pub headers: Vec<Header>,
+    pub body: BodyFraming,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every value of header `name`, in order (a header may be sent more than once).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// True when header `name`, read as a comma-separated token list over all its instances,
+    /// holds `token` (case-insensitive): `Connection: keep-alive, Upgrade` has `upgrade`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.header_values(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// The outcome of parsing a buffer that may hold a partial request head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// A whole head, and how many bytes of the buffer it used (the body, or the next pipelined
+    /// request, starts there).
+    Complete(Request, usize),
+    /// More bytes are needed; nothing was consumed.
+    Incomplete,
+}
+
+/// Parses one request head from the start of `buf`.
+///
+/// Limits are checked on the bytes seen so far, so an endless request line or header block is
+/// refused as soon as it passes its limit, not when it ends.
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
+    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received before the
+    // request-line (old clients send CRLF after a POST body).
+    let mut start = 0;
+    while start < buf.len() && start < 8 && (buf[start] == b'\r' || buf[start] == b'\n') {
+        start += 1;
+    }
+    let buf = &buf[start..];
+
+    let Some(line_end) = find_line_end(buf) else {
+        if buf.len() > limits.max_request_line {
+            return Err(Error::UriTooLong {
+                max: limits.max_request_line,
+            });
+        }
+        return Ok(Parse::Incomplete);
+    };
+    let (line, mut pos) = line_end;
+    if line.len() > limits.max_request_line {
+        return Err(Error::UriTooLong {
+            max: limits.max_request_line,
+        });
+    }
+    let (method, target, version) = parse_request_line(line)?;
+
+    let mut headers: Vec<Header> = Vec::new();
+    loop {
+        if pos > limits.max_header_bytes {
+            return Err(Error::HeadersTooLarge {
+                max: limits.max_header_bytes,
+            });
+        }
+        let Some((line, next)) = find_line_end(&buf[pos..]) else {
+            if buf.len() > limits.max_header_bytes {
+                return Err(Error::HeadersTooLarge {
+                    max: limits.max_header_bytes,
+                });
+            }
+            return Ok(Parse::Incomplete);
+        };
+        pos += next;
+        if line.is_empty() {
+            break;
+        }
+        if pos > limits.max_header_bytes {
+            return Err(Error::HeadersTooLarge {
+                max: limits.max_header_bytes,
+            });
+        }
+        if headers.len() == limits.max_headers {
+            return Err(Error::TooManyHeaders {
+                max: limits.max_headers,
+            });
+        }
+        headers.push(parse_header(line)?);
+    }
+
+    let (path, query) = split_target(&target, &method)?;
+    let mut req = Request {
+        method,
+        target,
+        path,
+        query,
+        version,
+        headers,
+        body: BodyFraming::None,
+    };
+    validate_host(&req)?;
+    req.body = body_framing(&req, limits)?;
+    Ok(Parse::Complete(req, start + pos))
+}
+
+/// Finds the first line of `buf`: returns it without its terminator, and the offset just past
+/// the terminator. RFC 9112 §2.2 lets a recipient accept a bare LF as a line terminator; a bare
+/// CR elsewhere is rejected when the line is parsed.
+fn find_line_end(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let lf = buf.iter().position(|&b| b == b'\n')?;
+    let line = &buf[..lf];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some((line, lf + 1))
+}
+
+/// RFC 9110 §5.6.2: `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), Error> {
+    // RFC 9112 §3: request-line = method SP request-target SP HTTP-version, single spaces.
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::BadRequest("malformed request line"));
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(Error::BadRequest("malformed method"));
+    }
+    // Visible ASCII only: no controls, no spaces, no raw non-ASCII in the target.
+    if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::BadRequest("malformed request target"));
+    }
+    let version = match version {
+        b"HTTP/1.1" => Version::Http11,
+        b"HTTP/1.0" => Version::Http10,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            return Err(Error::VersionNotSupported)
+        }
+        _ => return Err(Error::BadRequest("malformed HTTP version")),
+    };
+    // Both checked above to be ASCII.
+    let method = String::from_utf8_lossy(method).into_owned();
+    let target = String::from_utf8_lossy(target).into_owned();
+    Ok((method, target, version))
+}
+
+fn parse_header(line: &[u8]) -> Result<Header, Error> {
+    // RFC 9112 §5.2: obs-fold is rejected with 400 (we are not a proxy).
+    if line[0] == b' ' || line[0] == b'\t' {
+        return Err(Error::BadRequest("obsolete header line folding"));
+    }
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(Error::BadRequest("header line without a colon"))?;
+    let name = &line[..colon];
+    // RFC 9112 §5.1: no whitespace is allowed between the field name and colon; a server MUST
+    // reject such a request with 400 (it is a request-smuggling vector).
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(Error::BadRequest("malformed header name"));
+    }
+    let value = trim_ows(&line[colon + 1..]);
+    // RFC 9110 §5.5: field values are VCHAR, SP, HTAB and obs-text; CR, LF and NUL are never
+    // allowed.
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(Error::BadRequest("control character in header value"));
+    }
+    Ok(Header {
+        name: String::from_utf8_lossy(name).into_owned(),
+        value: String::from_utf8_lossy(value).into_owned(),
+    })
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// Splits the request-target into path and query (RFC 9112 §3.2). Absolute-form is reduced to
+/// its path; asterisk-form is allowed for OPTIONS only.
+fn split_target(target: &str, method: &str) -> Result<(String, Option<String>), Error> {
+    let path_and_query = if target.starts_with('/') {
+        target
+    } else if target == "*" {
+        if method != "OPTIONS" {
+            return Err(Error::BadRequest("'*' target is for OPTIONS only"));
+        }
+        "*"
+    } else if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            Some(_) => return Err(Error::BadRequest("absolute target without a path")),
+            None => "/",
+        }
+    } else {
+        return Err(Error::BadRequest("malformed request target"));
+    };
+    // A fragment is never sent by a client; if one is, it is not part of the resource.
+    let path_and_query = path_and_query
+        .split_once('#')
+        .map_or(path_and_query, |(p, _)| p);
+    Ok(match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (path_and_query.to_string(), None),
+    })
+}
+
+fn validate_host(req: &Request) -> Result<(), Error> {
+    // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request that lacks a Host header
+    // field, and to any request with more than one.
+    let hosts = req.header_values("host").count();
+    if hosts > 1 || (hosts == 0 && req.version == Version::Http11) {
+        return Err(Error::BadRequest("missing or repeated Host header"));
+    }
+    Ok(())
+}
+
+/// Decides how the body is framed (RFC 9112 §6.3), refusing every ambiguous combination.
+fn body_framing(req: &Request, limits: &Limits) -> Result<BodyFraming, Error> {
+    let has_te = req.header("transfer-encoding").is_some();
+    let has_cl = req.header("content-length").is_some();
+    if has_te && has_cl {
+        // §6.3 ¶3: a sender MUST NOT send both; when both arrive the message is a likely
+        // smuggling attempt, and we refuse it rather than guess.
+        return Err(Error::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if has_te {
+        if req.version == Version::Http10 {
+            // §6.1: a server that receives it in 1.0 MUST treat the framing as faulty.
+            return Err(Error::BadRequest(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        let codings: Vec<&str> = req
+            .header_values("transfer-encoding")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        return match codings.as_slice() {
+            [c] if c.eq_ignore_ascii_case("chunked") => Ok(BodyFraming::Chunked),
+            [] => Err(Error::BadRequest("empty Transfer-Encoding")),
+            // §6.3 ¶4: chunked not last → 400 (length cannot be determined).
+            cs if !cs[cs.len() - 1].eq_ignore_ascii_case("chunked") => Err(Error::BadRequest(
+                "chunked is not the final transfer coding",
+            )),
+            _ => Err(Error::NotImplemented("transfer codings other than chunked")),
+        };
+    }
+    if has_cl {
+        // All values (repeated headers or a comma list) must be the same decimal number.
+        let mut len: Option<u64> = None;
+        for v in req
+            .header_values("content-length")
+            .flat_map(|v| v.split(','))
+        {
+            let v = v.trim();
+            if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::BadRequest("malformed Content-Length"));
+            }
+            let n: u64 = v
+                .parse()
+                .map_err(|_| Error::BadRequest("malformed Content-Length"))?;
+            if len.is_some_and(|l| l != n) {
+                return Err(Error::BadRequest("conflicting Content-Length values"));
+            }
+            len = Some(n);
+        }
+        let n = len.unwrap_or(0);
+        if n > limits.max_body as u64 {
+            return Err(Error::BodyTooLarge {
+                size: n,
+                max: limits.max_body,
+            });
+        }
+        return Ok(if n == 0 {
+            BodyFraming::None
+        } else {
+            BodyFraming::Length(n)
+        });
+    }
+    Ok(BodyFraming::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+
+    fn ok(raw: &[u8]) -> (Request, usize) {
+        match parse_request(raw, &lim()) {
+            Ok(Parse::Complete(r, n)) => (r, n),
+            other => panic!("{:?} for {:?}", other, String::from_utf8_lossy(raw)),
+        }
+    }
+
+    fn err(raw: &[u8]) -> Error {
+        match parse_request(raw, &lim()) {
+            Err(e) => e,
+            other => panic!("{:?} for {:?}", other, String::from_utf8_lossy(raw)),
+        }
+    }
+
+    const CURL_POST: &[u8] = b"POST /vote?x=1 HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nContent-Length: 5\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nuid=1";
+
+    #[test]
+    fn parses_a_curl_post() {
+        let (r, n) = ok(CURL_POST);
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/vote");
+        assert_eq!(r.query.as_deref(), Some("x=1"));
+        assert_eq!(r.version, Version::Http11);
+        assert_eq!(r.header("HOST"), Some("localhost:8080"));
+        assert_eq!(r.headers.len(), 5);
+        assert_eq!(r.body, BodyFraming::Length(5));
+        assert_eq!(&CURL_POST[n..], b"uid=1");
+    }
+
+    #[test]
+    fn every_proper_prefix_is_incomplete() {
+        let head_len = CURL_POST.len() - 5;
+        for i in 0..head_len {
+            assert_eq!(
+                parse_request(&CURL_POST[..i], &lim()),
+                Ok(Parse::Incomplete),
+                "prefix {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn table_of_valid_requests() {
+        let cases: &[(&[u8], &str, Option<&str>, Version)] = &[
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                "/",
+                None,
+                Version::Http11,
+            ),
+            (
+                b"GET /index?transport=poll HTTP/1.1\r\nHost: a\r\n\r\n",
+                "/index",
+                Some("transport=poll"),
+                Version::Http11,
+            ),
+            (b"GET /x HTTP/1.0\r\n\r\n", "/x", None, Version::Http10),
+            (
+                b"GET /lf HTTP/1.1\nHost: a\n\n",
+                "/lf",
+                None,
+                Version::Http11,
+            ),
+            (
+                b"\r\nGET /after-crlf HTTP/1.1\r\nHost: a\r\n\r\n",
+                "/after-crlf",
+                None,
+                Version::Http11,
+            ),
+            (
+                b"GET http://example.com/abs?q HTTP/1.1\r\nHost: a\r\n\r\n",
+                "/abs",
+                Some("q"),
+                Version::Http11,
+            ),
+            (
+                b"GET http://example.com HTTP/1.1\r\nHost: a\r\n\r\n",
+                "/",
+                None,
+                Version::Http11,
+            ),
+            (
+                b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+                "*",
+                None,
+                Version::Http11,
+            ),
+            (
+                b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+                "/a",
+                None,
+                Version::Http11,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Tabs:\t v \t\r\n\r\n",
+                "/",
+                None,
+                Version::Http11,
+            ),
+        ];
+        for (raw, path, query, version) in cases {
+            let (r, n) = ok(raw);
+            assert_eq!(&r.path, path);
+            assert_eq!(r.query.as_deref(), *query);
+            assert_eq!(r.version, *version);
+            assert_eq!(n, raw.len());
+        }
+        let (r, _) = ok(b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Tabs:\t v \t\r\n\r\n");
+        assert_eq!(r.header("x-empty"), Some(""));
+        assert_eq!(r.header("x-tabs"), Some("v"));
+    }
+
+    #[test]
+    fn pipelined_requests_leave_the_rest() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (r, n) = ok(raw);
+        assert_eq!(r.path, "/a");
+        let (r2, m) = ok(&raw[n..]);
+        assert_eq!(r2.path, "/b");
+        assert_eq!(n + m, raw.len());
+    }
+
+    #[test]
+    fn token_lists_and_repeated_headers() {
+        let (r, _) = ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\r\n");
+        assert!(r.has_token("connection", "upgrade"));
+        assert!(r.has_token("Upgrade", "websocket"));
+        assert!(!r.has_token("connection", "close"));
+        let (r, _) = ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a\r\nconnection: Close\r\n\r\n");
+        assert!(r.has_token("connection", "close"));
+    }
+
+    #[test]
+    fn body_framing_decisions() {
+        let (r, _) = ok(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.body, BodyFraming::Chunked);
+        let (r, _) =
+            ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(r.body, BodyFraming::Length(3));
+        let (r, _) = ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(r.body, BodyFraming::None);
+    }
+
+    #[test]
+    fn malformed_and_hostile_requests() {
+        let cases: &[(&[u8], u16)] = &[
+            (b"GET / HTTP/1.1\r\n\r\n", 400),                       // no Host
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),  // two Hosts
+            (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),           // double space
+            (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),           // trailing space
+            (b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400),        // control in target
+            (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),            // bad method char
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTQ/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),           // space before colon
+            (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400), // obs-fold
+            (b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400), // bare CR
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 65537\r\n\r\n", 413),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 501),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET example.com HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ];
+        for (raw, status) in cases {
+            assert_eq!(
+                err(raw).status(),
+                *status,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_apply_before_the_end_arrives() {
+        let l = lim();
+        let long_line = vec![b'a'; l.max_request_line + 1];
+        assert_eq!(
+            parse_request(&long_line, &l),
+            Err(Error::UriTooLong {
+                max: l.max_request_line
+            })
+        );
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        big.extend(vec![b'v'; l.max_header_bytes]);
+        assert_eq!(
+            parse_request(&big, &l),
+            Err(Error::HeadersTooLarge {
+                max: l.max_header_bytes
+            })
+        );
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..l.max_headers {
+            many.extend(format!("X-{i}: 1\r\n").bytes());
+        }
+        many.extend(b"\r\n");
+        assert_eq!(
+            parse_request(&many, &l),
+            Err(Error::TooManyHeaders { max: l.max_headers })
+        );
+        // Exactly at the header-count limit is fine.
+        let mut at = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..l.max_headers - 1 {
+            at.extend(format!("X-{i}: 1\r\n").bytes());
+        }
+        at.extend(b"\r\n");
+        assert!(matches!(parse_request(&at, &l), Ok(Parse::Complete(..))));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let alphabet = b"GET POST / HTTP/1.1\r\n:Host Content-Length: 0123456789 chunked\x00\xff?#";
+        for _ in 0..20_000 {
+            let len = (x % 200) as usize;
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.push(if x.is_multiple_of(3) {
+                    (x >> 8) as u8
+                } else {
+                    alphabet[(x >> 16) as usize % alphabet.len()]
+                });
+            }
+            let _ = parse_request(&v, &lim());
+        }
+    }
+}

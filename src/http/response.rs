@@ -1,0 +1,249 @@
+//! Responses and their serialisation (RFC 9112 §4, RFC 9110 §6). Pure: builds bytes, no I/O.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A response: status, extra headers, body. `Date`, `Content-Length` and `Connection` are
+/// added when it is written, so no handler can forget or contradict them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    /// Close the connection after this response, whatever the request asked for.
+    pub close: bool,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            close: false,
+        }
+    }
+
+    pub fn with_body(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Response::new(status)
+            .header("Content-Type", content_type)
+            .body(body)
+    }
+
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response::with_body(status, "application/json; charset=utf-8", body)
+            .header("Cache-Control", "no-store")
+    }
+
+    pub fn html(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response::with_body(status, "text/html; charset=utf-8", body)
+    }
+
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response::with_body(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// A JSON error `{"error": "..."}` with the given status.
+    pub fn error(status: u16, message: &str) -> Self {
+        let mut body = String::from("{\"error\":");
+        json_string(&mut body, message);
+        body.push('}');
+        Response::json(status, body)
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Serialises the head, and the body unless `head_only` (a `HEAD` request, or a status
+    /// that has no body). `keep_alive` is the connection's decision for after this response.
+    pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(http_date(SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\nServer: livevote\r\n");
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        // RFC 9110 §8.6: no Content-Length in 1xx and 204; 304 carries none here either.
+        let bodyless = self.status < 200 || self.status == 204 || self.status == 304;
+        if !bodyless {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(self.body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+            if !self.headers.iter().any(|(n, _)| *n == "Content-Type") {
+                out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+            }
+        }
+        if self.status != 101 {
+            out.extend_from_slice(if keep_alive {
+                b"Connection: keep-alive\r\n"
+            } else {
+                b"Connection: close\r\n"
+            });
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only && !bodyless {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// The reason phrase for the statuses this server sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        303 => "See Other",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 §7), escaping what must be escaped and
+/// `<`, `>`, `&` too, so JSON can be embedded in HTML safely.
+pub fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        WD[(days % 7) as usize],
+        d,
+        MON[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month 1-12, day 1-31); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_match_the_rfc_example() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(http_date(leap), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn serialises_head_and_body() {
+        let r = Response::json(200, "{}").header("X-A", "b");
+        let mut out = Vec::new();
+        r.write_to(&mut out, true, false);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\nDate: "));
+        assert!(s.contains("\r\nX-A: b\r\n"));
+        assert!(s.contains("\r\nContent-Length: 2\r\n"));
+        assert!(s.contains("\r\nConnection: keep-alive\r\n"));
+        assert!(s.ends_with("\r\n\r\n{}"));
+        let mut head = Vec::new();
+        r.write_to(&mut head, false, true);
+        let s = String::from_utf8(head).unwrap();
+        assert!(s.contains("Content-Length: 2\r\n"));
+        assert!(s.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn escapes() {
+        let mut s = String::new();
+        json_string(&mut s, "a\"\\\n<\u{1}");
+        assert_eq!(s, r#""a\"\\\n\u003c\u0001""#);
+        let mut h = String::new();
+        html_escape(&mut h, "<b>&\"'");
+        assert_eq!(h, "&lt;b&gt;&amp;&quot;&#39;");
+    }
+}

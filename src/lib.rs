@@ -1,0 +1,20 @@
+//! livevote — a live-voting server over hand-written HTTP/1.1 and WebSocket (RFC 6455).
+//!
+//! Layers, lowest first; dependencies point down only:
+//!
+//! ```text
+//! main → server → app → (http, ws) → pure parsers → config/std
+//! ```
+//!
+//! - [`config`]: `Config` and `Limits`, every default documented in one place.
+//! - [`http`]: the pure request parser, responses, and the per-connection HTTP loop.
+//! - [`ws`]: the pure frame codec, handshake, message assembly, and the WebSocket I/O loop.
+//! - [`app`]: the vote table (no HTTP types), routes, pages, static files.
+//! - [`server`]: the accept loop, one thread per connection.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod ws;

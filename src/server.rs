@@ -1,0 +1,117 @@
+//! The accept loop: one thread per connection, with a cap on open connections (beyond it a
+//! `503` with `Retry-After`, never an unbounded pile of threads), small stacks, and a guard
+//! that gives each connection's slot back however its thread ends, panics included.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http::conn::{self, Settings};
+use crate::http::Response;
+
+/// A bound server, not yet accepting.
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Holds one connection slot; returns it when dropped (also when the thread unwinds).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Server {
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.addr)?;
+        let app = App::new(config)?;
+        Ok(Server {
+            listener,
+            app,
+            open: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn app(&self) -> Arc<App> {
+        Arc::clone(&self.app)
+    }
+
+    /// Connections open right now.
+    pub fn open_connections(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.open)
+    }
+
+    /// Accepts connections forever.
+    pub fn run(self) -> io::Result<()> {
+        let max = self.app.config.limits.max_connections;
+        let stack = self.app.config.limits.thread_stack;
+        loop {
+            let (stream, peer) = match self.listener.accept() {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning; the
+                    // listener stays up and recovers as connections close.
+                    eprintln!("accept: {e}");
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            // Reserve a slot first; give it back and refuse if over the cap.
+            if self.open.fetch_add(1, Ordering::AcqRel) >= max {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                refuse(stream);
+                continue;
+            }
+            let slot = Slot(Arc::clone(&self.open));
+            let app = Arc::clone(&self.app);
+            let spawned = thread::Builder::new()
+                .name("conn".into())
+                .stack_size(stack)
+                .spawn(move || {
+                    let _slot = slot;
+                    let settings = Settings {
+                        limits: &app.config.limits,
+                        access_log: app.config.access_log,
+                    };
+                    conn::serve(stream, peer, &*app, &settings);
+                });
+            if let Err(e) = spawned {
+                // The closure (and its slot and stream) was dropped: the slot is back.
+                eprintln!("spawn: {e}");
+            }
+        }
+    }
+
+    /// Runs the accept loop on a background thread and returns the bound address (tests).
+    pub fn spawn(self) -> io::Result<SocketAddr> {
+        let addr = self.local_addr()?;
+        thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || self.run())?;
+        Ok(addr)
+    }
+}
+
+/// Over the connection cap: a short `503` written without waiting, then close.
+fn refuse(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let mut out = Vec::with_capacity(256);
+    Response::error(503, "too many connections, try again shortly")
+        .header("Retry-After", "1")
+        .closing()
+        .write_to(&mut out, false, false);
+    let _ = stream.write_all(&out);
+}

@@ -1,0 +1,633 @@
+//! A WebSocket connection over a `TcpStream` (RFC 6455 §5–§7): the read loop that drives the
+//! pure codec (frames → messages, control frames, the close handshake, keepalive pings), and
+//! [`Sender`], the write half that the connection's own thread and a broadcaster share.
+//!
+//! One thread per connection reads; nobody else does. Writes come from that thread (echoes,
+//! pongs, replies) and, for subscribers, from a broadcaster that must never wait on a slow
+//! peer: [`Sender::offer`] writes only what the socket takes at once and otherwise marks the
+//! connection stale, so whoever catches it up later sends the latest state, not a backlog.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
+
+use super::error::Error;
+use super::frame::{self, encode_close, OpCode, MAX_HEADER_LEN};
+use super::message::{Assembler, Event, Message};
+
+/// Write timeout of a socket that a broadcaster writes to: short, so a full send buffer costs
+/// the broadcaster at most this long once (the kernel rounds it up to one tick).
+pub const SHORT_WRITE: Duration = Duration::from_millis(1);
+
+/// After we send a close frame, how long we wait for the peer's (RFC 6455 §7.1.1: the server
+/// closes the TCP connection once both close frames have been exchanged).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Receive-buffer bytes each connection holds without charging the shared [`Budget`]: small
+/// messages never touch the shared counter.
+const FREE_BUFFER: usize = 64 * 1024;
+
+/// A shared cap on bytes held for messages being received, across all connections.
+pub struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Self {
+        Budget {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Moves one holder's share from `*held` to `want` bytes. Shrinking always succeeds;
+    /// growing fails, changing nothing, if the total would pass the cap.
+    fn set(&self, held: &mut usize, want: usize) -> bool {
+        if want <= *held {
+            self.used.fetch_sub(*held - want, Ordering::Relaxed);
+            *held = want;
+            return true;
+        }
+        let add = want - *held;
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            // `add > max - cur`, not `cur + add > max`: cannot overflow.
+            if add > self.max.saturating_sub(cur) {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                cur,
+                cur + add,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        *held = want;
+        true
+    }
+}
+
+/// One connection's share of a [`Budget`], returned when dropped.
+struct Share<'a> {
+    budget: &'a Budget,
+    held: usize,
+}
+
+impl Share<'_> {
+    fn want(&mut self, bytes: usize) -> bool {
+        self.budget
+            .set(&mut self.held, bytes.saturating_sub(FREE_BUFFER))
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        self.budget.set(&mut self.held, 0);
+    }
+}
+
+/// Frames tagged with increasing sequence numbers (vote versions), concatenated, so that the
+/// part a subscriber still needs is one contiguous suffix, written with one call.
+#[derive(Default)]
+pub struct Sequenced {
+    pub bytes: Vec<u8>,
+    /// (sequence number, offset of its frame in `bytes`), increasing.
+    pub starts: Vec<(u64, usize)>,
+}
+
+impl Sequenced {
+    pub fn push(&mut self, seq: u64, opcode: OpCode, payload: &[u8]) {
+        self.starts.push((seq, self.bytes.len()));
+        frame::encode(true, opcode, payload, &mut self.bytes);
+    }
+
+    pub fn last(&self) -> Option<u64> {
+        self.starts.last().map(|&(s, _)| s)
+    }
+
+    /// The frames after `seen`, as bytes.
+    fn after(&self, seen: u64) -> &[u8] {
+        let i = self.starts.partition_point(|&(s, _)| s <= seen);
+        match self.starts.get(i) {
+            Some(&(_, off)) => &self.bytes[off..],
+            None => &[],
+        }
+    }
+}
+
+/// What [`Sender::offer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Written (or nothing new for this peer).
+    Sent,
+    /// Not written now: the peer is behind or the sender busy. It is marked stale; whoever
+    /// flushes it next must send the latest state.
+    Stale,
+    /// The connection is closing or gone.
+    Closed,
+}
+
+struct SendState {
+    stream: TcpStream,
+    /// Bytes accepted for sending that the socket has not taken yet.
+    pending: Vec<u8>,
+    /// Highest sequence number written (see [`Sequenced`]).
+    seen: u64,
+    /// A close frame has been sent: RFC 6455 §5.5.1, no data frames after it.
+    closing: bool,
+    dead: bool,
+}
+
+/// The write half of a connection, shared by its reader thread and broadcasters.
+pub struct Sender {
+    state: Mutex<SendState>,
+    stale: AtomicBool,
+    write_timeout: Duration,
+}
+
+impl Sender {
+    /// `broadcast`: this socket is written to by a broadcaster too, so its writes must not
+    /// block (see [`SHORT_WRITE`]); otherwise writes block up to `write_timeout`.
+    pub fn new(stream: TcpStream, write_timeout: Duration, broadcast: bool) -> io::Result<Self> {
+        stream.set_write_timeout(Some(if broadcast {
+            SHORT_WRITE
+        } else {
+            write_timeout
+        }))?;
+        Ok(Sender {
+            state: Mutex::new(SendState {
+                stream,
+                pending: Vec::new(),
+                seen: 0,
+                closing: false,
+                dead: false,
+            }),
+            stale: AtomicBool::new(false),
+            write_timeout,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SendState> {
+        // A panic while writing leaves at worst a partial frame queued; the connection is then
+        // broken for the peer anyway, and the lock must not take others down with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends one frame from the connection's own thread, waiting (up to the write timeout
+    /// without progress) until the socket has taken it.
+    pub fn send(&self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let mut st = self.lock();
+        if st.closing || st.dead {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        let mut head = Vec::with_capacity(MAX_HEADER_LEN);
+        frame::encode_header(true, opcode, payload.len(), &mut head);
+        self.write_now(&mut st, &head)?;
+        self.write_now(&mut st, payload)
+    }
+
+    /// Sends one frame whose sequence number is `seq`, and records it as seen (a snapshot on
+    /// connect or after a stall).
+    pub fn send_sequenced(&self, seq: u64, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let mut st = self.lock();
+        if st.closing || st.dead {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+        frame::encode(true, opcode, payload, &mut out);
+        self.write_now(&mut st, &out)?;
+        st.seen = st.seen.max(seq);
+        Ok(())
+    }
+
+    /// Sends a close frame; no data frame follows it.
+    pub fn send_close(&self, code: u16, reason: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        if st.closing || st.dead {
+            return Ok(());
+        }
+        st.closing = true;
+        let mut out = Vec::with_capacity(2 + MAX_HEADER_LEN + reason.len());
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        encode_close(code, reason, &mut payload);
+        frame::encode(true, OpCode::Close, &payload, &mut out);
+        self.write_now(&mut st, &out)
+    }
+
+    /// Writes `bytes` after anything pending, waiting while the peer makes progress.
+    fn write_now(&self, st: &mut SendState, bytes: &[u8]) -> io::Result<()> {
+        if !st.pending.is_empty() {
+            let pending = std::mem::take(&mut st.pending);
+            let r = self.write_all(st, &pending);
+            if r.is_err() {
+                st.dead = true;
+                return r;
+            }
+        }
+        let r = self.write_all(st, bytes);
+        if r.is_err() {
+            st.dead = true;
+        }
+        r
+    }
+
+    fn write_all(&self, st: &mut SendState, mut bytes: &[u8]) -> io::Result<()> {
+        let mut progress = Instant::now();
+        while !bytes.is_empty() {
+            match st.stream.write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    progress = Instant::now();
+                }
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                    if progress.elapsed() >= self.write_timeout {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Broadcaster path: writes the frames of `batch` this peer has not seen, if the socket
+    /// takes them now. Never waits for the lock, nor (beyond [`SHORT_WRITE`]) for the peer.
+    pub fn offer(&self, batch: &Sequenced) -> Offer {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                self.stale.store(true, Ordering::Release);
+                return Offer::Stale;
+            }
+        };
+        if st.closing || st.dead {
+            return Offer::Closed;
+        }
+        if !st.pending.is_empty() {
+            // Behind already: don't queue more, remember to send the latest state instead.
+            self.stale.store(true, Ordering::Release);
+            return Offer::Stale;
+        }
+        let bytes = batch.after(st.seen);
+        if bytes.is_empty() {
+            return Offer::Sent;
+        }
+        let last = batch.last().unwrap_or(st.seen);
+        match st.stream.write(bytes) {
+            Ok(n) => {
+                // Whatever the socket did not take is queued: it finishes frames already
+                // begun, so it must go out before anything else.
+                st.pending.extend_from_slice(&bytes[n..]);
+                st.seen = last;
+                Offer::Sent
+            }
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                // Nothing taken: the peer is not reading. Forget these frames; it gets the
+                // latest state when it catches up.
+                self.stale.store(true, Ordering::Release);
+                Offer::Stale
+            }
+            Err(_) => {
+                st.dead = true;
+                Offer::Closed
+            }
+        }
+    }
+
+    /// Catch-up path: one attempt to write what is pending. `Ok(true)` when nothing is left.
+    /// Gives up on a peer that has taken nothing for the write timeout.
+    pub fn try_flush(&self, since_progress: &mut Instant) -> io::Result<bool> {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(false),
+        };
+        if st.dead {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        if st.pending.is_empty() {
+            return Ok(true);
+        }
+        let pending = std::mem::take(&mut st.pending);
+        match st.stream.write(&pending) {
+            Ok(n) => {
+                st.pending = pending;
+                st.pending.drain(..n);
+                if n > 0 {
+                    *since_progress = Instant::now();
+                }
+            }
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                st.pending = pending
+            }
+            Err(e) => {
+                st.dead = true;
+                return Err(e);
+            }
+        }
+        if st.pending.is_empty() {
+            return Ok(true);
+        }
+        if since_progress.elapsed() >= self.write_timeout {
+            st.dead = true;
+            let _ = st.stream.shutdown(Shutdown::Both);
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        Ok(false)
+    }
+
+    /// Whether this peer missed frames and needs the latest state; clears the mark.
+    pub fn take_stale(&self) -> bool {
+        self.stale.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.lock().pending.is_empty()
+    }
+
+    /// Ends the connection for both directions (wakes its reader).
+    pub fn shutdown(&self) {
+        let mut st = self.lock();
+        st.dead = true;
+        let _ = st.stream.shutdown(Shutdown::Both);
+    }
+}
+
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// How a connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The peer started the close handshake (with this code) and we answered.
+    PeerClosed(Option<u16>),
+    /// We closed with this code (protocol error, too big, policy, ping timeout, …).
+    WeClosed(u16),
+    /// The TCP connection ended without a close handshake.
+    Vanished,
+}
+
+/// What a connection's application does with messages.
+pub trait Endpoint {
+    /// Handles one complete message. An `Err` closes the connection with that code and reason.
+    fn on_message(&mut self, msg: Message, tx: &Sender) -> Result<(), (u16, String)>;
+
+    /// Called after each read: a place to catch up a stale subscriber.
+    fn after_read(&mut self, _tx: &Sender) {}
+}
+
+/// Per-connection settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_message: usize,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+}
+
+/// Runs a connection until it ends. `buf` holds bytes that arrived with the handshake.
+pub fn run(
+    mut stream: TcpStream,
+    mut buf: Vec<u8>,
+    tx: &Sender,
+    s: &Settings,
+    budget: &Budget,
+    ep: &mut dyn Endpoint,
+) -> Ended {
+    let mut asm = Assembler::new(s.max_message);
+    let mut share = Share { budget, held: 0 };
+    let mut closing_since: Option<Instant> = None;
+    let mut last_heard = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    loop {
+        // Take every complete frame in the buffer.
+        let mut start = 0;
+        loop {
+            let limit = asm.max_next_payload().max(frame::MAX_CONTROL_PAYLOAD);
+            let frame = match frame::decode(&buf[start..], limit) {
+                Ok(Some((frame, used))) => {
+                    start += used;
+                    frame
+                }
+                Ok(None) => break,
+                Err(e) => return fail(&mut stream, tx, &e),
+            };
+            let event = match asm.push(frame) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => continue,
+                Err(e) => return fail(&mut stream, tx, &e),
+            };
+            match event {
+                Event::Message(msg) => {
+                    // §5.5.1: after sending a close, incoming data is discarded.
+                    if closing_since.is_none() {
+                        if let Err((code, reason)) = ep.on_message(msg, tx) {
+                            let _ = tx.send_close(code, &reason);
+                            closing_since = Some(Instant::now());
+                        }
+                    }
+                }
+                Event::Ping(payload) => {
+                    // §5.5.2: a pong with the same payload (not after our close).
+                    if closing_since.is_none() && tx.send(OpCode::Pong, &payload).is_err() {
+                        return Ended::Vanished;
+                    }
+                }
+                Event::Pong(_) => {}
+                Event::Close(code) => {
+                    if let Some(_since) = closing_since {
+                        // Our close is answered: the handshake is complete.
+                        return Ended::WeClosed(0);
+                    }
+                    // §5.5.1: echo the status code (or send an empty close for an empty one).
+                    let _ = match code {
+                        Some((c, _)) => tx.send_close(c, ""),
+                        None => tx.send_close_empty(),
+                    };
+                    tx.shutdown_write();
+                    return Ended::PeerClosed(code.map(|(c, _)| c));
+                }
+            }
+        }
+        if start > 0 {
+            buf.drain(..start);
+        }
+        if buf.is_empty() && buf.capacity() > FREE_BUFFER {
+            buf = Vec::new(); // Give back a large message's buffer once it is handled.
+        }
+
+        // Room for the frame in progress (its header says how big), within the shared budget.
+        let need = match frame::decode_header(&buf) {
+            Ok(Some((h, hl))) => hl.saturating_add(h.payload_len as usize),
+            _ => buf.len() + 1,
+        };
+        if !share.want(need.saturating_add(asm.buffered())) {
+            let e = Error::TooBig {
+                size: need as u64,
+                max: budget.max.saturating_sub(budget.used()) as u64,
+            };
+            return fail(&mut stream, tx, &e);
+        }
+
+        let deadline = match (closing_since, ping_sent) {
+            (Some(t), _) => t + CLOSE_TIMEOUT,
+            (None, Some(t)) => t + s.pong_timeout,
+            (None, None) => last_heard + s.ping_interval,
+        };
+        let chunk = need.saturating_sub(buf.len()).clamp(4096, 1 << 20);
+        match read_into(&mut stream, &mut buf, chunk, deadline) {
+            Ok(0) => return Ended::Vanished,
+            Ok(_) => {
+                last_heard = Instant::now();
+                ping_sent = None;
+                ep.after_read(tx);
+            }
+            Err(e) if is_timeout(&e) => {
+                if closing_since.is_some() {
+                    return Ended::WeClosed(0);
+                }
+                if ping_sent.is_some() {
+                    // Silent through a whole ping interval and the pong timeout: gone.
+                    let _ = tx.send_close(frame::CloseCode::GoingAway.as_u16(), "ping timeout");
+                    return Ended::WeClosed(frame::CloseCode::GoingAway.as_u16());
+                }
+                if tx.send(OpCode::Ping, b"").is_err() {
+                    return Ended::Vanished;
+                }
+                ping_sent = Some(Instant::now());
+            }
+            Err(_) => return Ended::Vanished,
+        }
+    }
+}
+
+/// Fails the connection (§7.1.7): a close frame with the error's code, then TCP close.
+fn fail(stream: &mut TcpStream, tx: &Sender, e: &Error) -> Ended {
+    let code = e.close_code();
+    let _ = tx.send_close(code, &e.to_string());
+    tx.shutdown_write();
+    // Read until the peer closes too, briefly, so unread input does not turn our close into
+    // a reset that destroys the close frame before the peer reads it.
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    let mut sink = Vec::new();
+    while let Ok(n) = read_into(stream, &mut sink, 16 * 1024, deadline) {
+        if n == 0 {
+            break;
+        }
+        sink.clear();
+    }
+    Ended::WeClosed(code)
+}
+
+/// Reads up to `chunk` bytes onto the end of `buf`, waiting at most until `deadline`.
+fn read_into(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    chunk: usize,
+    deadline: Instant,
+) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+    if chunk <= 4096 {
+        // Small reads go through the stack, so an idle connection's buffer stays empty.
+        let mut tmp = [0u8; 4096];
+        let n = read_retry(stream, &mut tmp)?;
+        buf.extend_from_slice(&tmp[..n]);
+        return Ok(n);
+    }
+    let old = buf.len();
+    buf.resize(old + chunk, 0);
+    let r = read_retry(stream, &mut buf[old..]);
+    buf.truncate(old + *r.as_ref().unwrap_or(&0));
+    r
+}
+
+fn read_retry(stream: &mut TcpStream, into: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(into) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+impl Sender {
+    fn send_close_empty(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        if st.closing || st.dead {
+            return Ok(());
+        }
+        st.closing = true;
+        let mut out = Vec::with_capacity(2);
+        frame::encode(true, OpCode::Close, &[], &mut out);
+        self.write_now(&mut st, &out)
+    }
+
+    /// Our side is done sending (after a close frame): FIN, after anything still pending.
+    fn shutdown_write(&self) {
+        let mut st = self.lock();
+        if !st.pending.is_empty() && !st.dead {
+            let pending = std::mem::take(&mut st.pending);
+            let _ = self.write_all(&mut st, &pending);
+        }
+        let _ = st.stream.shutdown(Shutdown::Write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_caps_the_total_and_returns_shares() {
+        let b = Budget::new(100);
+        let mut a = 0;
+        let mut c = 0;
+        assert!(b.set(&mut a, 60));
+        assert!(!b.set(&mut c, 41));
+        assert_eq!(c, 0);
+        assert!(b.set(&mut c, 40));
+        assert_eq!(b.used(), 100);
+        assert!(b.set(&mut a, 10));
+        assert_eq!(b.used(), 50);
+        {
+            let mut s = Share {
+                budget: &b,
+                held: 0,
+            };
+            assert!(s.want(FREE_BUFFER + 50));
+            assert_eq!(b.used(), 100);
+            assert!(!s.want(FREE_BUFFER + 51));
+        }
+        assert_eq!(b.used(), 50);
+    }
+
+    #[test]
+    fn sequenced_suffixes() {
+        let mut s = Sequenced::default();
+        s.push(3, OpCode::Text, b"a");
+        s.push(4, OpCode::Text, b"bb");
+        assert_eq!(s.after(0).len(), 3 + 4);
+        assert_eq!(s.after(3), &[0x81, 2, b'b', b'b']);
+        assert!(s.after(4).is_empty());
+        assert_eq!(s.last(), Some(4));
+    }
+}
