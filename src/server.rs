@@ -5,9 +5,9 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::config::Config;
@@ -31,7 +31,19 @@ impl Drop for Slot {
 }
 
 impl Server {
-    pub fn bind(config: Config) -> io::Result<Server> {
+    pub fn bind(mut config: Config) -> io::Result<Server> {
+        // Each connection holds one descriptor. Beyond the process's limit `accept` would fail
+        // and nobody would get the clear 503: keep the cap below it.
+        if let Some(fds) = open_files_limit() {
+            let room = fds.saturating_sub(FD_RESERVE).max(1);
+            if config.limits.max_connections > room {
+                eprintln!(
+                    "livevote: --max-connections {} lowered to {room}: the open-files limit is {fds}",
+                    config.limits.max_connections
+                );
+                config.limits.max_connections = room;
+            }
+        }
         let listener = TcpListener::bind(config.addr)?;
         let app = App::new(config)?;
         Ok(Server {
@@ -58,14 +70,20 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         let max = self.app.config.limits.max_connections;
         let stack = self.app.config.limits.thread_stack;
+        let mut last_complaint = None;
         loop {
             let (stream, peer) = match self.listener.accept() {
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning; the
-                    // listener stays up and recovers as connections close.
-                    eprintln!("accept: {e}");
-                    thread::sleep(Duration::from_millis(50));
+                    // listener stays up and recovers as connections close. Say so once a
+                    // second at most.
+                    if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1))
+                    {
+                        eprintln!("livevote: accept: {e}");
+                        last_complaint = Some(Instant::now());
+                    }
+                    thread::sleep(Duration::from_millis(10));
                     continue;
                 }
             };
@@ -77,11 +95,20 @@ impl Server {
             }
             let slot = Slot(Arc::clone(&self.open));
             let app = Arc::clone(&self.app);
+            // The stream waits in a cell the new thread takes it from, so that if the thread
+            // cannot be created (memory maps, pids) it is still here to be told `503`.
+            let cell = Arc::new(Mutex::new(Some(stream)));
+            let theirs = Arc::clone(&cell);
             let spawned = thread::Builder::new()
                 .name("conn".into())
                 .stack_size(stack)
                 .spawn(move || {
                     let _slot = slot;
+                    let Some(stream) = theirs.lock().unwrap_or_else(PoisonError::into_inner).take()
+                    else {
+                        return;
+                    };
+                    drop(theirs);
                     let settings = Settings {
                         limits: &app.config.limits,
                         access_log: app.config.access_log,
@@ -89,8 +116,14 @@ impl Server {
                     conn::serve(stream, peer, &*app, &settings);
                 });
             if let Err(e) = spawned {
-                // The closure (and its slot and stream) was dropped: the slot is back.
-                eprintln!("spawn: {e}");
+                // The closure (and its slot) was dropped: the slot is back.
+                if let Some(stream) = cell.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    refuse(stream);
+                }
+                if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                    eprintln!("livevote: cannot start a connection thread: {e}");
+                    last_complaint = Some(Instant::now());
+                }
             }
         }
     }
@@ -114,4 +147,19 @@ fn refuse(mut stream: TcpStream) {
         .closing()
         .write_to(&mut out, false, false);
     let _ = stream.write_all(&out);
+}
+
+/// Descriptors kept free for everything that is not a connection (listener, files, stdio).
+const FD_RESERVE: usize = 64;
+
+/// The soft limit on open files, from `/proc/self/limits` (std has no `getrlimit`; Linux only,
+/// None elsewhere or when unlimited).
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

@@ -21,10 +21,8 @@ pub enum Endpoint {
 pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) {
     let l = &app.config.limits;
     let broadcast = endpoint == Endpoint::Votes;
-    let tx = match stream
-        .try_clone()
-        .and_then(|s| Sender::new(s, l.write_timeout, broadcast))
-    {
+    let stream = Arc::new(stream);
+    let tx = match Sender::new(Arc::clone(&stream), l.write_timeout, broadcast) {
         Ok(tx) => Arc::new(tx),
         Err(_) => return,
     };
@@ -42,12 +40,12 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
             let _sub = app.hub.subscribe(Arc::clone(&tx));
             if app.hub.send_snapshot(&tx).is_ok() {
                 let mut ep = VoteSocket { votes: &app.votes };
-                conn::run(stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
+                conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
             }
         }
         Endpoint::Chat => {
             let mut ep = chat::Echo;
-            conn::run(stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
+            conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
         }
     }
     tx.shutdown();

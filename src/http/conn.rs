@@ -91,6 +91,9 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
                 let ok = send(&mut stream, &mut out, &resp, true, false).is_ok();
                 log_line(s, peer, Some(&req), resp.status, 0, started);
                 if ok {
+                    // The HTTP buffers are done with: free them before a long-lived upgrade.
+                    drop(out);
+                    buf.shrink_to_fit();
                     then(stream, buf);
                 }
                 return;

@@ -10,7 +10,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::error::Error;
@@ -138,7 +138,9 @@ pub enum Offer {
 }
 
 struct SendState {
-    stream: TcpStream,
+    /// Shared with the reader: one descriptor per connection (`Read`/`Write` are implemented
+    /// for `&TcpStream`), where `try_clone` would spend a second one.
+    stream: Arc<TcpStream>,
     /// Bytes accepted for sending that the socket has not taken yet.
     pending: Vec<u8>,
     /// Highest sequence number written (see [`Sequenced`]).
@@ -158,7 +160,11 @@ pub struct Sender {
 impl Sender {
     /// `broadcast`: this socket is written to by a broadcaster too, so its writes must not
     /// block (see [`SHORT_WRITE`]); otherwise writes block up to `write_timeout`.
-    pub fn new(stream: TcpStream, write_timeout: Duration, broadcast: bool) -> io::Result<Self> {
+    pub fn new(
+        stream: Arc<TcpStream>,
+        write_timeout: Duration,
+        broadcast: bool,
+    ) -> io::Result<Self> {
         stream.set_write_timeout(Some(if broadcast {
             SHORT_WRITE
         } else {
@@ -217,10 +223,9 @@ impl Sender {
             return Ok(());
         }
         st.closing = true;
-        let mut out = Vec::with_capacity(2 + MAX_HEADER_LEN + reason.len());
-        let mut payload = Vec::with_capacity(2 + reason.len());
-        encode_close(code, reason, &mut payload);
-        frame::encode(true, OpCode::Close, &payload, &mut out);
+        // `encode_close` writes the whole frame (header, code, reason cut to fit §5.5).
+        let mut out = Vec::with_capacity(MAX_HEADER_LEN + 2 + reason.len());
+        encode_close(code, reason, &mut out);
         self.write_now(&mut st, &out)
     }
 
@@ -244,7 +249,7 @@ impl Sender {
     fn write_all(&self, st: &mut SendState, mut bytes: &[u8]) -> io::Result<()> {
         let mut progress = Instant::now();
         while !bytes.is_empty() {
-            match st.stream.write(bytes) {
+            match (&*st.stream).write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     bytes = &bytes[n..];
@@ -285,7 +290,7 @@ impl Sender {
             return Offer::Sent;
         }
         let last = batch.last().unwrap_or(st.seen);
-        match st.stream.write(bytes) {
+        match (&*st.stream).write(bytes) {
             Ok(n) => {
                 // Whatever the socket did not take is queued: it finishes frames already
                 // begun, so it must go out before anything else.
@@ -321,7 +326,7 @@ impl Sender {
             return Ok(true);
         }
         let pending = std::mem::take(&mut st.pending);
-        match st.stream.write(&pending) {
+        match (&*st.stream).write(&pending) {
             Ok(n) => {
                 st.pending = pending;
                 st.pending.drain(..n);
@@ -402,7 +407,7 @@ pub struct Settings {
 
 /// Runs a connection until it ends. `buf` holds bytes that arrived with the handshake.
 pub fn run(
-    mut stream: TcpStream,
+    stream: &TcpStream,
     mut buf: Vec<u8>,
     tx: &Sender,
     s: &Settings,
@@ -411,7 +416,8 @@ pub fn run(
 ) -> Ended {
     let mut asm = Assembler::new(s.max_message);
     let mut share = Share { budget, held: 0 };
-    let mut closing_since: Option<Instant> = None;
+    // When we sent our close frame, and its code (we wait for the peer's, §7.1.1).
+    let mut closing: Option<(Instant, u16)> = None;
     let mut last_heard = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     loop {
@@ -425,34 +431,35 @@ pub fn run(
                     frame
                 }
                 Ok(None) => break,
-                Err(e) => return fail(&mut stream, tx, &e),
+                Err(e) => return fail(stream, tx, &e),
             };
             let event = match asm.push(frame) {
                 Ok(Some(ev)) => ev,
                 Ok(None) => continue,
-                Err(e) => return fail(&mut stream, tx, &e),
+                Err(e) => return fail(stream, tx, &e),
             };
             match event {
                 Event::Message(msg) => {
                     // §5.5.1: after sending a close, incoming data is discarded.
-                    if closing_since.is_none() {
+                    if closing.is_none() {
                         if let Err((code, reason)) = ep.on_message(msg, tx) {
                             let _ = tx.send_close(code, &reason);
-                            closing_since = Some(Instant::now());
+                            closing = Some((Instant::now(), code));
                         }
                     }
                 }
                 Event::Ping(payload) => {
                     // §5.5.2: a pong with the same payload (not after our close).
-                    if closing_since.is_none() && tx.send(OpCode::Pong, &payload).is_err() {
+                    if closing.is_none() && tx.send(OpCode::Pong, &payload).is_err() {
                         return Ended::Vanished;
                     }
                 }
                 Event::Pong(_) => {}
                 Event::Close(code) => {
-                    if let Some(_since) = closing_since {
-                        // Our close is answered: the handshake is complete.
-                        return Ended::WeClosed(0);
+                    if let Some((_, ours)) = closing {
+                        // Our close is answered: the handshake is complete, and the caller
+                        // closes the TCP connection (§7.1.1).
+                        return Ended::WeClosed(ours);
                     }
                     // §5.5.1: echo the status code (or send an empty close for an empty one).
                     let _ = match code {
@@ -473,7 +480,16 @@ pub fn run(
 
         // Room for the frame in progress (its header says how big), within the shared budget.
         let need = match frame::decode_header(&buf) {
-            Ok(Some((h, hl))) => hl.saturating_add(h.payload_len as usize),
+            Ok(Some((h, hl))) => {
+                // §8.1, fail fast: invalid UTF-8 in a text frame still arriving ends the
+                // connection now, not when (or if) the rest of the frame comes.
+                if closing.is_none() {
+                    if let Err(e) = asm.check_arriving(&h, &buf[hl..]) {
+                        return fail(stream, tx, &e);
+                    }
+                }
+                hl.saturating_add(usize::try_from(h.payload_len).unwrap_or(usize::MAX))
+            }
             _ => buf.len() + 1,
         };
         if !share.want(need.saturating_add(asm.buffered())) {
@@ -481,16 +497,16 @@ pub fn run(
                 size: need as u64,
                 max: budget.max.saturating_sub(budget.used()) as u64,
             };
-            return fail(&mut stream, tx, &e);
+            return fail(stream, tx, &e);
         }
 
-        let deadline = match (closing_since, ping_sent) {
-            (Some(t), _) => t + CLOSE_TIMEOUT,
+        let deadline = match (closing, ping_sent) {
+            (Some((t, _)), _) => t + CLOSE_TIMEOUT,
             (None, Some(t)) => t + s.pong_timeout,
             (None, None) => last_heard + s.ping_interval,
         };
         let chunk = need.saturating_sub(buf.len()).clamp(4096, 1 << 20);
-        match read_into(&mut stream, &mut buf, chunk, deadline) {
+        match read_into(stream, &mut buf, chunk, deadline) {
             Ok(0) => return Ended::Vanished,
             Ok(_) => {
                 last_heard = Instant::now();
@@ -498,8 +514,9 @@ pub fn run(
                 ep.after_read(tx);
             }
             Err(e) if is_timeout(&e) => {
-                if closing_since.is_some() {
-                    return Ended::WeClosed(0);
+                if let Some((_, ours)) = closing {
+                    // The peer never answered our close: give up on it (§7.1.1).
+                    return Ended::WeClosed(ours);
                 }
                 if ping_sent.is_some() {
                     // Silent through a whole ping interval and the pong timeout: gone.
@@ -517,7 +534,7 @@ pub fn run(
 }
 
 /// Fails the connection (§7.1.7): a close frame with the error's code, then TCP close.
-fn fail(stream: &mut TcpStream, tx: &Sender, e: &Error) -> Ended {
+fn fail(stream: &TcpStream, tx: &Sender, e: &Error) -> Ended {
     let code = e.close_code();
     let _ = tx.send_close(code, &e.to_string());
     tx.shutdown_write();
@@ -536,7 +553,7 @@ fn fail(stream: &mut TcpStream, tx: &Sender, e: &Error) -> Ended {
 
 /// Reads up to `chunk` bytes onto the end of `buf`, waiting at most until `deadline`.
 fn read_into(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     buf: &mut Vec<u8>,
     chunk: usize,
     deadline: Instant,
@@ -560,7 +577,7 @@ fn read_into(
     r
 }
 
-fn read_retry(stream: &mut TcpStream, into: &mut [u8]) -> io::Result<usize> {
+fn read_retry(mut stream: &TcpStream, into: &mut [u8]) -> io::Result<usize> {
     loop {
         match stream.read(into) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

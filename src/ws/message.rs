@@ -4,8 +4,11 @@
 //! connection's job.
 
 use super::error::Error;
-use super::frame::{is_valid_close_code, Frame, OpCode};
+use super::frame::{apply_mask, is_valid_close_code, Frame, FrameHeader, OpCode};
 use super::utf8::Utf8Validator;
+
+/// Bytes unmasked at a time when looking into a text frame still arriving.
+const PEEK_CHUNK: usize = 4096;
 
 /// A complete data message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,11 +35,22 @@ struct Partial {
     data: Vec<u8>,
 }
 
+/// How far the text frame still arriving has been validated (see [`Assembler::check_arriving`]).
+#[derive(Debug)]
+struct Arriving {
+    utf8: Utf8Validator,
+    /// Payload bytes of the frame validated so far.
+    checked: usize,
+}
+
 /// Turns a connection's frames, in order, into events.
 #[derive(Debug)]
 pub struct Assembler {
     max_message: usize,
     open: Option<Partial>,
+    /// Look-ahead state for the incomplete frame at the front of the caller's buffer; reset by
+    /// `push`, which is how that frame leaves the buffer.
+    arriving: Option<Arriving>,
 }
 
 impl Assembler {
@@ -45,7 +59,46 @@ impl Assembler {
         Assembler {
             max_message,
             open: None,
+            arriving: None,
         }
+    }
+
+    /// Validates the part of a text frame that has arrived, so that invalid UTF-8 fails the
+    /// connection at the chunk that carries it rather than when the frame is complete (§8.1:
+    /// "MUST _Fail the WebSocket Connection_" on invalid UTF-8; Autobahn 6.4.3–6.4.4 expect it
+    /// to fail fast). `header` is the incomplete frame at the front of the caller's buffer and
+    /// `payload` its (masked) payload bytes so far. Call it again as more arrive: only the new
+    /// bytes are checked. Frames that are not text, and anything `push` will refuse anyway, are
+    /// left to `push`.
+    pub fn check_arriving(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), Error> {
+        let Some(mask) = header.mask else {
+            return Ok(()); // `frame::decode` refuses it.
+        };
+        if self.arriving.is_none() {
+            let utf8 = match (header.opcode, &self.open) {
+                (OpCode::Text, None) => Utf8Validator::new(),
+                (OpCode::Continuation, Some(Partial { utf8: Some(v), .. })) => v.clone(),
+                _ => return Ok(()),
+            };
+            self.arriving = Some(Arriving { utf8, checked: 0 });
+        }
+        let Some(arriving) = &mut self.arriving else {
+            return Ok(());
+        };
+        let end =
+            usize::try_from(header.payload_len).map_or(payload.len(), |n| n.min(payload.len()));
+        let Some(new) = payload.get(arriving.checked..end) else {
+            return Ok(());
+        };
+        let mut scratch = [0u8; PEEK_CHUNK];
+        for piece in new.chunks(PEEK_CHUNK) {
+            let unmasked = &mut scratch[..piece.len()];
+            unmasked.copy_from_slice(piece);
+            apply_mask(unmasked, mask, arriving.checked);
+            arriving.utf8.feed(unmasked)?;
+            arriving.checked += piece.len();
+        }
+        Ok(())
     }
 
     /// Bytes held for the open fragmented message (0 when none is open).
@@ -65,6 +118,8 @@ impl Assembler {
     /// non-final fragment, or the error to fail the connection with (after which the assembler
     /// is not to be fed again).
     pub fn push(&mut self, frame: Frame) -> Result<Option<Event>, Error> {
+        // The frame that `check_arriving` looked into, if any, is this one: it is complete now.
+        self.arriving = None;
         let Frame {
             fin,
             opcode,
@@ -370,6 +425,100 @@ mod tests {
             Err(Error::InvalidUtf8)
         );
         assert!(a.push(frame(true, OpCode::Binary, b"\xff")).is_ok());
+    }
+
+    /// Feeds `wire` (one masked frame) to `check_arriving` in pieces ending at `cuts`, as a
+    /// connection would while the frame arrives; returns the index of the first failing cut.
+    fn first_failing_cut(a: &mut Assembler, wire: &[u8], cuts: &[usize]) -> Option<usize> {
+        cuts.iter().position(|&cut| {
+            let (h, hl) = crate::ws::frame::decode_header(&wire[..cut])
+                .unwrap()
+                .unwrap();
+            a.check_arriving(&h, &wire[hl..cut]).is_err()
+        })
+    }
+
+    #[test]
+    fn utf8_fails_fast_inside_an_arriving_frame() {
+        // Autobahn 6.4.3: one text frame, "κόσμε" + ED A0 80 (a surrogate) + "edited", arriving
+        // in chops. The chop holding A0 must fail, before the frame is complete.
+        let payload = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited";
+        let mut wire = Vec::new();
+        encode_masked(
+            true,
+            OpCode::Text,
+            payload,
+            [0x37, 0xfa, 0x21, 0x3d],
+            &mut wire,
+        );
+        let hl = wire.len() - payload.len();
+        let cuts = [hl, hl + 11, hl + 13, hl + 16];
+        assert_eq!(
+            first_failing_cut(&mut Assembler::new(100), &wire, &cuts),
+            Some(2)
+        );
+        // Byte by byte, it fails exactly at A0 (payload byte 12).
+        let cuts: Vec<usize> = (hl..wire.len()).collect();
+        let mut a = Assembler::new(100);
+        assert_eq!(first_failing_cut(&mut a, &wire, &cuts), Some(13));
+
+        // A valid text frame passes every prefix, then assembles as usual; binary is never
+        // looked into.
+        let text = "κόσμε € 𝄞".repeat(1000);
+        for opcode in [OpCode::Text, OpCode::Binary] {
+            let mut wire = Vec::new();
+            encode_masked(true, opcode, text.as_bytes(), [1, 2, 3, 4], &mut wire);
+            let hl = wire.len() - text.len();
+            let cuts: Vec<usize> = (hl..wire.len()).step_by(7).collect();
+            let mut a = Assembler::new(1 << 20);
+            assert_eq!(first_failing_cut(&mut a, &wire, &cuts), None);
+            let (f, _) = decode(&wire, 1 << 20).unwrap().unwrap();
+            assert!(matches!(a.push(f), Ok(Some(Event::Message(_)))));
+        }
+        let mut wire = Vec::new();
+        encode_masked(true, OpCode::Binary, b"\xff\xff", [1, 2, 3, 4], &mut wire);
+        let mut a = Assembler::new(100);
+        assert_eq!(first_failing_cut(&mut a, &wire, &[wire.len() - 1]), None);
+    }
+
+    #[test]
+    fn utf8_fails_fast_in_an_arriving_continuation() {
+        // The continuation carries on from the open message's state: its first byte completes
+        // the euro sign the first fragment began, its next breaks the text.
+        let euro = "€".as_bytes();
+        let mut a = Assembler::new(100);
+        assert_eq!(a.push(frame(false, OpCode::Text, &euro[..2])), Ok(None));
+        let mut wire = Vec::new();
+        encode_masked(
+            true,
+            OpCode::Continuation,
+            b"\xac\xff rest",
+            [9, 8, 7, 6],
+            &mut wire,
+        );
+        let hl = wire.len() - 7;
+        assert_eq!(
+            first_failing_cut(&mut a, &wire, &[hl + 1, hl + 2, hl + 3]),
+            Some(1)
+        );
+
+        // A continuation of binary is not looked into; a valid one completes the text.
+        let mut a = Assembler::new(100);
+        assert_eq!(a.push(frame(false, OpCode::Binary, b"\xff")), Ok(None));
+        assert_eq!(first_failing_cut(&mut a, &wire, &[hl + 3]), None);
+        let mut a = Assembler::new(100);
+        assert_eq!(a.push(frame(false, OpCode::Text, &euro[..2])), Ok(None));
+        let mut wire = Vec::new();
+        encode_masked(
+            true,
+            OpCode::Continuation,
+            b"\xac ok",
+            [9, 8, 7, 6],
+            &mut wire,
+        );
+        assert_eq!(first_failing_cut(&mut a, &wire, &[wire.len() - 1]), None);
+        let (f, _) = decode(&wire, 100).unwrap().unwrap();
+        assert_eq!(a.push(f), Ok(text("€ ok")));
     }
 
     #[test]

@@ -1,0 +1,259 @@
+//! `GET /get_new_vote`: the tutorial's long-poll (woken by the next vote, `status:false` after the
+//! timeout) and the lossless `since` catch-up (delta when a little behind, snapshot when far
+//! behind, from another epoch, or from the future).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+fn short_timeout() -> SocketAddr {
+    start(|c| c.longpoll_timeout = Duration::from_millis(300))
+}
+
+fn assert_json_200(r: &Response) -> Json {
+    assert_eq!(r.status, 200, "{r:?}");
+    r.assert_standard_headers(false);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    r.json()
+}
+
+/// `changes` as uid → count.
+fn changes(j: &Json) -> BTreeMap<String, u64> {
+    let list = j["changes"].as_array();
+    let map: BTreeMap<String, u64> = list
+        .iter()
+        .map(|c| (c["uid"].as_str().to_string(), c["count"].as_u64()))
+        .collect();
+    assert_eq!(map.len(), list.len(), "a candidate listed twice: {j:?}");
+    map
+}
+
+/// Casts `n` votes on one connection, pipelined, and checks each was counted.
+fn cast_pipelined(addr: SocketAddr, uid: &str, n: usize) {
+    let mut c = Client::connect(addr);
+    let one = post_req("/vote", &format!("uid={uid}"));
+    let mut batch = String::new();
+    for _ in 0..n {
+        batch.push_str(&one);
+    }
+    // Written from another thread so a server that answers while we are still writing cannot
+    // fill both socket buffers and deadlock the test.
+    let mut w = c.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || std::io::Write::write_all(&mut w, batch.as_bytes()));
+    for _ in 0..n {
+        assert_eq!(c.read_response_to("POST").status, 200);
+    }
+    writer.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_waiting_long_poll_is_woken_by_a_vote() {
+    let addr = start(|c| c.longpoll_timeout = Duration::from_secs(8));
+    let done = Arc::new(AtomicBool::new(false));
+    let cast: Arc<Mutex<Vec<Json>>> = Arc::default();
+    // The voter keeps voting until the poll answers, so the test does not depend on when the
+    // server starts waiting: the poll is answered by the first vote after it began to wait.
+    let voter = {
+        let (done, cast) = (Arc::clone(&done), Arc::clone(&cast));
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            while !done.load(Ordering::SeqCst) {
+                let j = vote(addr, "1");
+                cast.lock().unwrap().push(j);
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let r = get(addr, "/get_new_vote");
+    done.store(true, Ordering::SeqCst);
+    voter.join().unwrap();
+
+    let j = assert_json_200(&r);
+    assert!(j["status"].as_bool(), "{j:?}");
+    assert_eq!(j["kind"].as_str(), "live");
+    assert_eq!(j["data"]["uid"].as_str(), "1");
+    let version = j["version"].as_u64();
+    let cast = cast.lock().unwrap();
+    let answered = cast
+        .iter()
+        .find(|v| v["version"].as_u64() == version)
+        .unwrap_or_else(|| panic!("no vote has version {version}: {cast:?}"));
+    assert_eq!(j["data"]["count"].as_u64(), answered["count"].as_u64());
+    assert_eq!(j["epoch"].as_str(), answered["epoch"].as_str());
+    assert!(j["from"].as_u64() < version);
+    assert_eq!(changes(&j)["1"], j["data"]["count"].as_u64());
+}
+
+#[test]
+fn every_waiter_is_woken_by_one_vote() {
+    let addr = start(|c| c.longpoll_timeout = Duration::from_secs(8));
+    vote(addr, "2");
+    let (v, epoch, _) = tally(addr);
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let path = format!("/get_new_vote?since={v}&epoch={epoch}");
+            thread::spawn(move || get(addr, &path))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(150));
+    let cast = vote(addr, "2");
+    for w in waiters {
+        let j = assert_json_200(&w.join().unwrap());
+        assert!(j["status"].as_bool(), "{j:?}");
+        // `live` if it was waiting, `delta` if it arrived after the vote: the same news.
+        let kind = j["kind"].as_str();
+        assert!(kind == "live" || kind == "delta", "{j:?}");
+        assert_eq!(j["version"].as_u64(), v + 1);
+        assert_eq!(j["from"].as_u64(), v);
+        assert_eq!(j["data"]["uid"].as_str(), "2");
+        assert_eq!(j["data"]["count"].as_u64(), cast["count"].as_u64());
+        assert_eq!(j["data"]["count"].as_u64(), 2);
+    }
+}
+
+#[test]
+fn a_long_poll_without_news_times_out_with_status_false() {
+    let addr = short_timeout();
+    vote(addr, "1");
+    let (v, epoch, _) = tally(addr);
+    for path in [
+        "/get_new_vote".to_string(),
+        format!("/get_new_vote?since={v}"),
+        format!("/get_new_vote?since={v}&epoch={epoch}"),
+        "/get_new_vote?since=".to_string(),
+    ] {
+        let j = assert_json_200(&get(addr, &path));
+        assert_eq!(j["status"], Json::Bool(false), "{path}: {j:?}");
+        assert!(j.has("data") && j["data"].is_null(), "{path}: {j:?}");
+        assert_eq!(j["version"].as_u64(), v, "{path}");
+        assert_eq!(j["epoch"].as_str(), epoch, "{path}");
+    }
+    // The connection stays usable after a timeout answer.
+    let mut c = Client::connect(addr);
+    c.send(get_req("/get_new_vote"));
+    c.send(get_req("/votes"));
+    let rs = c.read_responses(2);
+    assert!(!rs[0].json()["status"].as_bool());
+    assert_eq!(rs[1].json()["version"].as_u64(), v);
+}
+
+#[test]
+fn a_client_that_was_away_gets_every_changed_count_at_once() {
+    let addr = short_timeout();
+    vote(addr, "2");
+    let (v, epoch, _) = tally(addr);
+    // Away while four votes are cast.
+    for uid in ["1", "2", "1", "1"] {
+        vote(addr, uid);
+    }
+    let (now, _, counts) = tally(addr);
+    assert_eq!(now, v + 4);
+    for path in [
+        format!("/get_new_vote?since={v}&epoch={epoch}"),
+        format!("/get_new_vote?since={v}"),
+    ] {
+        let j = assert_json_200(&get(addr, &path));
+        assert!(j["status"].as_bool(), "{j:?}");
+        assert_eq!(j["kind"].as_str(), "delta", "{j:?}");
+        assert_eq!(j["from"].as_u64(), v);
+        assert_eq!(j["version"].as_u64(), now);
+        assert_eq!(j["epoch"].as_str(), epoch);
+        assert_eq!(
+            changes(&j),
+            counts,
+            "every changed count, at its latest value"
+        );
+        // `data` (the tutorial's field) is the last vote.
+        assert_eq!(j["data"]["uid"].as_str(), "1");
+        assert_eq!(j["data"]["count"].as_u64(), counts["1"]);
+    }
+    // Only what changed: one vote behind lists one candidate.
+    let j = get(addr, &format!("/get_new_vote?since={}", now - 1)).json();
+    assert_eq!(j["kind"].as_str(), "delta");
+    assert_eq!(
+        changes(&j),
+        BTreeMap::from([("1".to_string(), counts["1"])])
+    );
+    // A client that is current waits (and here times out).
+    let j = get(addr, &format!("/get_new_vote?since={now}&epoch={epoch}")).json();
+    assert!(!j["status"].as_bool());
+}
+
+#[test]
+fn since_zero_on_a_fresh_tally_lists_every_vote() {
+    let addr = short_timeout();
+    for uid in ["1", "1", "2"] {
+        vote(addr, uid);
+    }
+    let j = get(addr, "/get_new_vote?since=0").json();
+    assert_eq!(j["kind"].as_str(), "delta");
+    assert_eq!(j["from"].as_u64(), 0);
+    assert_eq!(
+        changes(&j),
+        BTreeMap::from([("1".to_string(), 2), ("2".to_string(), 1)])
+    );
+}
+
+#[test]
+fn far_behind_foreign_epoch_or_future_version_gets_a_snapshot() {
+    let addr = short_timeout();
+    vote(addr, "2");
+    let base = tally(addr).0;
+    cast_pipelined(addr, "1", 1024);
+    let (now, epoch, counts) = tally(addr);
+    assert_eq!(now, base + 1024);
+
+    // Exactly 1024 behind: still a delta.
+    let j = get(addr, &format!("/get_new_vote?since={base}&epoch={epoch}")).json();
+    assert_eq!(j["kind"].as_str(), "delta", "{j:?}");
+    assert_eq!(changes(&j), BTreeMap::from([("1".to_string(), 1024)]));
+
+    // 1025 behind, a foreign epoch, a future version: the whole tally.
+    for path in [
+        format!("/get_new_vote?since={}&epoch={epoch}", base - 1),
+        format!("/get_new_vote?since={now}&epoch=someone-else"),
+        format!("/get_new_vote?since={base}&epoch=someone-else"),
+        format!("/get_new_vote?since={}&epoch={epoch}", now + 1),
+        format!("/get_new_vote?since={}", u64::MAX),
+    ] {
+        let j = assert_json_200(&get(addr, &path));
+        assert!(j["status"].as_bool(), "{path}: {j:?}");
+        assert_eq!(j["kind"].as_str(), "snapshot", "{path}: {j:?}");
+        assert_eq!(j["version"].as_u64(), now, "{path}");
+        assert_eq!(j["epoch"].as_str(), epoch, "{path}");
+        assert_eq!(
+            changes(&j),
+            counts,
+            "{path}: every candidate, zero counts too"
+        );
+        assert_eq!(j["changes"].as_array().len(), 2, "{path}");
+    }
+}
+
+#[test]
+fn malformed_since_is_400() {
+    let addr = short_timeout();
+    for q in [
+        "since=abc",
+        "since=-1",
+        "since=1.5",
+        "since=%20",
+        "since=18446744073709551616",
+        "since=%zz",
+    ] {
+        let r = get(addr, &format!("/get_new_vote?{q}"));
+        assert_eq!(r.status, 400, "{q}: {r:?}");
+        r.assert_standard_headers(false);
+        assert!(r.json().has("error"));
+    }
+}

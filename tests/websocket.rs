@@ -1,0 +1,1724 @@
+//! WebSocket integration tests (issue 3): the real server on `127.0.0.1:0`, driven by a client
+//! that is not our codec — the `tungstenite` crate — and, where a test must send what no correct
+//! client would (unmasked frames, reserved bits, bad close codes, garbage), by frames written
+//! byte by byte here. Every client socket has a read timeout, so a hang fails one test.
+//!
+//! The helpers live in this file on purpose: it depends on nothing but the library and
+//! tungstenite.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use livevote::config::Config;
+use livevote::server::Server;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::{Message, WebSocket};
+
+/// How long any single read may block before the test fails.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The key and accept value of RFC 6455 §1.3.
+const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// The masking key of the RFC 6455 §5.7 examples.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+fn config() -> Config {
+    Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        www: concat!(env!("CARGO_MANIFEST_DIR"), "/www").into(),
+        access_log: false,
+        ..Default::default()
+    }
+}
+
+/// Starts a server with the test configuration, changed by `f`, and returns its address.
+fn start_with(f: impl FnOnce(&mut Config)) -> SocketAddr {
+    let mut cfg = config();
+    f(&mut cfg);
+    Server::bind(cfg)
+        .expect("bind")
+        .spawn()
+        .expect("spawn server")
+}
+
+fn start() -> SocketAddr {
+    start_with(|_| {})
+}
+
+// ---------------------------------------------------------------------------------------------
+// A tiny JSON reader (test-only; panics on anything malformed, which fails the test)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(String),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn parse(text: &str) -> Json {
+        let mut p = JsonParser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value();
+        p.ws();
+        assert_eq!(p.i, p.s.len(), "trailing bytes after JSON: {text}");
+        v
+    }
+
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        match self {
+            Json::Obj(fields) => fields.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn field(&self, key: &str) -> &Json {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no field {key:?} in {self:?}"))
+    }
+
+    fn str(&self, key: &str) -> &str {
+        match self.field(key) {
+            Json::Str(s) => s,
+            other => panic!("{key:?} is not a string: {other:?}"),
+        }
+    }
+
+    fn u64(&self, key: &str) -> u64 {
+        match self.field(key) {
+            Json::Num(n) => n
+                .parse()
+                .unwrap_or_else(|_| panic!("{key:?} is not a whole number: {n}")),
+            other => panic!("{key:?} is not a number: {other:?}"),
+        }
+    }
+
+    fn arr(&self, key: &str) -> &[Json] {
+        match self.field(key) {
+            Json::Arr(a) => a,
+            other => panic!("{key:?} is not an array: {other:?}"),
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && b" \t\r\n".contains(&self.s[self.i]) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> u8 {
+        *self.s.get(self.i).expect("JSON ends early")
+    }
+
+    fn eat(&mut self, b: u8) {
+        assert_eq!(self.peek() as char, b as char, "JSON at byte {}", self.i);
+        self.i += 1;
+    }
+
+    fn lit(&mut self, word: &str, v: Json) -> Json {
+        assert!(
+            self.s[self.i..].starts_with(word.as_bytes()),
+            "bad JSON literal"
+        );
+        self.i += word.len();
+        v
+    }
+
+    fn value(&mut self) -> Json {
+        self.ws();
+        match self.peek() {
+            b'{' => {
+                self.i += 1;
+                let mut fields = Vec::new();
+                self.ws();
+                if self.peek() == b'}' {
+                    self.i += 1;
+                    return Json::Obj(fields);
+                }
+                loop {
+                    self.ws();
+                    let k = self.string();
+                    self.ws();
+                    self.eat(b':');
+                    let v = self.value();
+                    fields.push((k, v));
+                    self.ws();
+                    if self.peek() == b',' {
+                        self.i += 1;
+                    } else {
+                        self.eat(b'}');
+                        return Json::Obj(fields);
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek() == b']' {
+                    self.i += 1;
+                    return Json::Arr(items);
+                }
+                loop {
+                    items.push(self.value());
+                    self.ws();
+                    if self.peek() == b',' {
+                        self.i += 1;
+                    } else {
+                        self.eat(b']');
+                        return Json::Arr(items);
+                    }
+                }
+            }
+            b'"' => Json::Str(self.string()),
+            b't' => self.lit("true", Json::Bool(true)),
+            b'f' => self.lit("false", Json::Bool(false)),
+            b'n' => self.lit("null", Json::Null),
+            _ => {
+                let start = self.i;
+                while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
+                    self.i += 1;
+                }
+                assert!(self.i > start, "bad JSON value at byte {start}");
+                Json::Num(String::from_utf8(self.s[start..self.i].to_vec()).unwrap())
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> u32 {
+        let h = std::str::from_utf8(&self.s[self.i..self.i + 4]).unwrap();
+        self.i += 4;
+        u32::from_str_radix(h, 16).expect("bad \\u escape")
+    }
+
+    fn string(&mut self) -> String {
+        self.eat(b'"');
+        let mut out = Vec::new();
+        loop {
+            let b = self.peek();
+            self.i += 1;
+            match b {
+                b'"' => return String::from_utf8(out).expect("JSON string is UTF-8"),
+                b'\\' => {
+                    let e = self.peek();
+                    self.i += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let mut u = self.hex4();
+                            if (0xd800..0xdc00).contains(&u) {
+                                self.eat(b'\\');
+                                self.eat(b'u');
+                                let lo = self.hex4();
+                                u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+                            }
+                            char::from_u32(u).expect("bad \\u escape")
+                        }
+                        _ => panic!("bad JSON escape"),
+                    };
+                    let mut tmp = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+                }
+                b if b < 0x20 => panic!("control character in JSON string"),
+                b => out.push(b),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vote socket's messages
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+enum Live {
+    Snapshot {
+        version: u64,
+        epoch: String,
+        /// uid → count, in the server's order.
+        counts: Vec<(String, u64)>,
+    },
+    Vote {
+        uid: String,
+        count: u64,
+        version: u64,
+    },
+    Error {
+        error: String,
+        uid: String,
+    },
+}
+
+impl Live {
+    fn version(&self) -> Option<u64> {
+        match self {
+            Live::Snapshot { version, .. } | Live::Vote { version, .. } => Some(*version),
+            Live::Error { .. } => None,
+        }
+    }
+}
+
+/// Parses a vote-socket message and checks its exact shape.
+fn live(text: &str) -> Live {
+    let j = Json::parse(text);
+    match j.get("type") {
+        Some(Json::Str(t)) if t == "snapshot" => {
+            assert_eq!(
+                j.keys(),
+                ["type", "version", "epoch", "candidates"],
+                "snapshot shape: {text}"
+            );
+            let counts = j
+                .arr("candidates")
+                .iter()
+                .map(|c| {
+                    assert_eq!(c.keys(), ["uid", "name", "count"], "candidate: {text}");
+                    assert!(!c.str("name").is_empty());
+                    (c.str("uid").to_string(), c.u64("count"))
+                })
+                .collect();
+            Live::Snapshot {
+                version: j.u64("version"),
+                epoch: j.str("epoch").to_string(),
+                counts,
+            }
+        }
+        Some(Json::Str(t)) if t == "error" => {
+            assert_eq!(j.keys(), ["type", "error", "uid"], "error shape: {text}");
+            Live::Error {
+                error: j.str("error").to_string(),
+                uid: j.str("uid").to_string(),
+            }
+        }
+        None => {
+            assert_eq!(j.keys(), ["uid", "count", "version"], "vote shape: {text}");
+            Live::Vote {
+                uid: j.str("uid").to_string(),
+                count: j.u64("count"),
+                version: j.u64("version"),
+            }
+        }
+        Some(other) => panic!("unknown message type {other:?}: {text}"),
+    }
+}
+
+/// The tally a vote-socket client builds from what it receives, checking as it goes that
+/// versions only grow and counts never go backwards.
+#[derive(Debug, Default)]
+struct Tally {
+    version: u64,
+    counts: BTreeMap<String, u64>,
+    snapshots: usize,
+    votes: usize,
+}
+
+impl Tally {
+    fn apply(&mut self, msg: &Live) {
+        match msg {
+            Live::Snapshot {
+                version, counts, ..
+            } => {
+                if self.snapshots + self.votes > 0 {
+                    assert!(
+                        *version > self.version,
+                        "snapshot at {version} after version {}",
+                        self.version
+                    );
+                }
+                for (uid, count) in counts {
+                    let old = self.counts.get(uid).copied().unwrap_or(0);
+                    assert!(*count >= old, "count of {uid} went from {old} to {count}");
+                }
+                self.counts = counts.iter().cloned().collect();
+                self.version = *version;
+                self.snapshots += 1;
+            }
+            Live::Vote {
+                uid,
+                count,
+                version,
+            } => {
+                assert!(self.snapshots > 0, "vote {msg:?} before any snapshot");
+                assert!(
+                    *version > self.version,
+                    "vote at version {version} after version {}",
+                    self.version
+                );
+                let old = self.counts.get(uid).copied().unwrap_or(0);
+                assert!(*count > old, "count of {uid} went from {old} to {count}");
+                self.counts.insert(uid.clone(), *count);
+                self.version = *version;
+                self.votes += 1;
+            }
+            Live::Error { .. } => panic!("unexpected error message {msg:?}"),
+        }
+    }
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(u, c)| (u.to_string(), *c)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// tungstenite clients
+// ---------------------------------------------------------------------------------------------
+
+type Ws = WebSocket<TcpStream>;
+
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A tungstenite client on `path`; tungstenite itself checks `Sec-WebSocket-Accept`.
+fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    ws_connect_with(addr, path, &[])
+}
+
+fn ws_connect_with(addr: SocketAddr, path: &str, headers: &[(&'static str, &str)]) -> Ws {
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (name, value) in headers {
+        req.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    let (ws, resp) = tungstenite::client(req, tcp(addr)).expect("WebSocket handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// The next data message, skipping pings and pongs (tungstenite answers pings itself).
+fn next_data(ws: &mut Ws) -> Message {
+    loop {
+        match ws.read().expect("read a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => return m,
+        }
+    }
+}
+
+fn next_text(ws: &mut Ws) -> String {
+    match next_data(ws) {
+        Message::Text(t) => t,
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+fn next_live(ws: &mut Ws) -> Live {
+    live(&next_text(ws))
+}
+
+/// Connects to the vote socket and returns the client with its first message, which must be
+/// the snapshot.
+fn vote_client(addr: SocketAddr) -> (Ws, Live) {
+    let mut ws = ws_connect(addr, "/get_new_vote");
+    let first = next_live(&mut ws);
+    assert!(
+        matches!(first, Live::Snapshot { .. }),
+        "first message must be the snapshot, got {first:?}"
+    );
+    (ws, first)
+}
+
+/// Reads until the tally reaches `version`, applying every message.
+fn read_until_version(ws: &mut Ws, tally: &mut Tally, version: u64) {
+    while tally.version < version {
+        let msg = next_live(ws);
+        tally.apply(&msg);
+    }
+    assert_eq!(tally.version, version, "overshot the expected version");
+}
+
+/// What the server sent as its close frame, after which tungstenite must see the end.
+fn expect_ws_close(ws: &mut Ws) -> CloseFrame<'static> {
+    let frame = loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => break f.into_owned(),
+            Ok(Message::Close(None)) => panic!("close frame without a status code"),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(m) => panic!("expected a close frame, got {m:?}"),
+            Err(e) => panic!("expected a close frame, got error {e}"),
+        }
+    };
+    // tungstenite answers the close; the server then closes the TCP connection.
+    loop {
+        match ws.read() {
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                panic!("server did not close the TCP connection after the close handshake")
+            }
+            Err(_) => break,
+            Ok(m) => panic!("message after close: {m:?}"),
+        }
+    }
+    frame
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP
+// ---------------------------------------------------------------------------------------------
+
+struct HttpResponse {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn json(&self) -> Json {
+        Json::parse(std::str::from_utf8(&self.body).expect("UTF-8 body"))
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one response head from `s` (plus whatever followed it in the same reads).
+fn read_head(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).expect("read response head");
+        assert!(
+            n > 0,
+            "connection closed before a response head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..end].to_vec()).expect("ASCII head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    (status, head, buf[end..].to_vec())
+}
+
+/// Sends `request` on a fresh connection and reads one response (body by Content-Length, or
+/// to the end of the connection).
+fn http(addr: SocketAddr, request: &str) -> HttpResponse {
+    let mut s = tcp(addr);
+    s.write_all(request.as_bytes()).unwrap();
+    http_response(&mut s)
+}
+
+fn http_response(s: &mut TcpStream) -> HttpResponse {
+    let (status, head, mut body) = read_head(s);
+    let mut resp = HttpResponse {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    match resp
+        .header("content-length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
+        Some(len) => {
+            while body.len() < len {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).expect("read body");
+                assert!(n > 0, "connection closed inside the body");
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(len);
+        }
+        None => {
+            s.read_to_end(&mut body).expect("read body to the end");
+        }
+    }
+    resp.body = body;
+    resp
+}
+
+fn get(addr: SocketAddr, target: &str) -> HttpResponse {
+    http(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// `GET /votes` as (version, uid → count).
+fn tally_over_http(addr: SocketAddr) -> (u64, BTreeMap<String, u64>) {
+    let r = get(addr, "/votes");
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    let counts = j
+        .arr("candidates")
+        .iter()
+        .map(|c| (c.str("uid").to_string(), c.u64("count")))
+        .collect();
+    (j.u64("version"), counts)
+}
+
+/// An upgrade request for `path` with the given header lines (each ending in CRLF).
+fn upgrade_request(method: &str, path: &str, addr: SocketAddr, headers: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n")
+}
+
+/// The usual upgrade headers, with the RFC's key.
+fn std_headers() -> String {
+    format!(
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n\
+         Sec-WebSocket-Version: 13\r\n"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw WebSocket frames
+// ---------------------------------------------------------------------------------------------
+
+/// A client frame: `b0` is the first byte as sent (FIN, RSV bits, opcode), masked with `mask`
+/// if given.
+fn frame_bytes(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![b0];
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(m | n as u8),
+        n if n <= 0xffff => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(k) => {
+            out.extend_from_slice(&k);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// A masked, final client frame with opcode `op`.
+fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
+    frame_bytes(0x80 | op, payload, Some(MASK))
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+/// A server frame as received.
+#[derive(Debug)]
+struct RawFrame {
+    fin: bool,
+    opcode: u8,
+    payload: Vec<u8>,
+}
+
+impl RawFrame {
+    fn close_code(&self) -> Option<u16> {
+        assert_eq!(self.opcode, 0x8);
+        (self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// A hand-driven client connection after a `101`.
+struct RawWs {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Upgrades with `request` (which may carry frames after the head) and expects a `101`.
+    fn open(addr: SocketAddr, request: &[u8]) -> RawWs {
+        let mut s = tcp(addr);
+        s.write_all(request).unwrap();
+        let (status, head, rest) = read_head(&mut s);
+        assert_eq!(status, 101, "{head}");
+        RawWs { s, buf: rest }
+    }
+
+    fn connect(addr: SocketAddr, path: &str) -> RawWs {
+        Self::open(
+            addr,
+            upgrade_request("GET", path, addr, &std_headers()).as_bytes(),
+        )
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("write frame");
+    }
+
+    /// Fills the buffer to at least `n` bytes; false at end of stream.
+    fn fill(&mut self, n: usize) -> io::Result<bool> {
+        let mut chunk = [0u8; 16 * 1024];
+        while self.buf.len() < n {
+            let got = self.s.read(&mut chunk)?;
+            if got == 0 {
+                return Ok(false);
+            }
+            self.buf.extend_from_slice(&chunk[..got]);
+        }
+        Ok(true)
+    }
+
+    /// The next frame from the server, which must not be masked (RFC 6455 §5.1).
+    fn frame(&mut self) -> io::Result<Option<RawFrame>> {
+        if !self.fill(2)? {
+            assert!(self.buf.is_empty(), "stream ended inside a frame header");
+            return Ok(None);
+        }
+        let b0 = self.buf[0];
+        let b1 = self.buf[1];
+        assert_eq!(b1 & 0x80, 0, "server frames must not be masked");
+        assert_eq!(b0 & 0x70, 0, "server set RSV bits");
+        let (len, hl) = match b1 & 0x7f {
+            126 => {
+                assert!(self.fill(4)?, "stream ended inside a frame header");
+                (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+            }
+            127 => {
+                assert!(self.fill(10)?, "stream ended inside a frame header");
+                let mut l = [0u8; 8];
+                l.copy_from_slice(&self.buf[2..10]);
+                (u64::from_be_bytes(l) as usize, 10)
+            }
+            n => (n as usize, 2),
+        };
+        assert!(self.fill(hl + len)?, "stream ended inside a frame");
+        let payload = self.buf[hl..hl + len].to_vec();
+        self.buf.drain(..hl + len);
+        Ok(Some(RawFrame {
+            fin: b0 & 0x80 != 0,
+            opcode: b0 & 0x0f,
+            payload,
+        }))
+    }
+
+    fn expect_frame(&mut self) -> RawFrame {
+        self.frame()
+            .expect("read a frame")
+            .expect("connection ended before the expected frame")
+    }
+
+    /// The next text message (unfragmented; the server sends no fragments).
+    fn text(&mut self) -> String {
+        let f = self.expect_frame();
+        assert_eq!(
+            (f.fin, f.opcode),
+            (true, 0x1),
+            "expected a text frame: {f:?}"
+        );
+        String::from_utf8(f.payload).expect("server text is UTF-8")
+    }
+
+    /// Skips data frames until a close frame, returns its code, and checks that the server then
+    /// closes the TCP connection.
+    fn expect_close(&mut self) -> Option<u16> {
+        let code = loop {
+            let f = self.expect_frame();
+            match f.opcode {
+                0x8 => break f.close_code(),
+                0x1 | 0x2 | 0x9 | 0xA => continue,
+                op => panic!("unexpected opcode {op:#x}"),
+            }
+        };
+        self.expect_eof();
+        code
+    }
+
+    /// The server has closed the TCP connection: end of stream (or a reset), no more frames.
+    fn expect_eof(&mut self) {
+        let mut chunk = [0u8; 1024];
+        match self.s.read(&mut chunk) {
+            Ok(0) => {}
+            Ok(n) => panic!("{n} bytes after the close frame"),
+            Err(e) if is_timeout(&e) => panic!("server kept the TCP connection open"),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+}
+
+/// A small deterministic generator for the garbage test.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+// =============================================================================================
+// Handshake
+// =============================================================================================
+
+#[test]
+fn handshake_101_with_accept_key_checked_by_tungstenite() {
+    let addr = start();
+    // tungstenite refuses a 101 whose Sec-WebSocket-Accept does not match its random key.
+    for path in ["/get_new_vote", "/chatsocket"] {
+        let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Connection", "keep-alive, Upgrade".parse().unwrap());
+        let (mut ws, resp) = tungstenite::client(req, tcp(addr)).expect("handshake");
+        assert_eq!(resp.status(), 101);
+        let upgrade = resp.headers()["upgrade"].to_str().unwrap();
+        assert!(upgrade.eq_ignore_ascii_case("websocket"), "{upgrade}");
+        ws.close(None).unwrap();
+    }
+    // And against the RFC 6455 §1.3 example, compared by tungstenite's own derivation.
+    let mut s = tcp(addr);
+    s.write_all(upgrade_request("GET", "/chatsocket", addr, &std_headers()).as_bytes())
+        .unwrap();
+    let (status, head, _) = read_head(&mut s);
+    assert_eq!(status, 101, "{head}");
+    let resp = HttpResponse {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    assert_eq!(
+        tungstenite::handshake::derive_accept_key(RFC_KEY.as_bytes()),
+        RFC_ACCEPT
+    );
+    assert_eq!(resp.header("sec-websocket-accept"), Some(RFC_ACCEPT));
+    let conn = resp.header("connection").unwrap().to_ascii_lowercase();
+    assert!(conn.split(',').any(|t| t.trim() == "upgrade"), "{conn}");
+}
+
+#[test]
+fn handshake_accepts_token_lists_as_browsers_send_them() {
+    let addr = start();
+    let headers = format!(
+        "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+         Sec-WebSocket-Key: {RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    let mut ws = RawWs::open(
+        addr,
+        upgrade_request("GET", "/chatsocket", addr, &headers).as_bytes(),
+    );
+    ws.send(&masked(0x1, b"token list"));
+    assert_eq!(ws.text(), "token list");
+}
+
+#[test]
+fn handshake_version_8_is_426_naming_13() {
+    let addr = start();
+    for path in ["/get_new_vote", "/chatsocket"] {
+        let headers = format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n\
+             Sec-WebSocket-Version: 8\r\n"
+        );
+        let r = http(addr, &upgrade_request("GET", path, addr, &headers));
+        assert_eq!(r.status, 426, "{}", r.head);
+        assert_eq!(r.header("sec-websocket-version"), Some("13"));
+    }
+}
+
+#[test]
+fn handshake_bad_or_missing_key_is_400() {
+    let addr = start();
+    let keys = [
+        Some("MTIzNDU2Nzg5MDEyMzQ1"),     // 15 bytes
+        Some("MTIzNDU2Nzg5MDEyMzQ1Njc="), // 17 bytes
+        Some("!!!!!!!!!!!!!!!!!!!!!!=="), // not base64
+        Some("dGhlIHNhbXBsZSBub25jZQ"),   // 16 bytes, padding missing
+        None,
+    ];
+    for key in keys {
+        let key_line = key.map_or(String::new(), |k| format!("Sec-WebSocket-Key: {k}\r\n"));
+        let headers = format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n{key_line}Sec-WebSocket-Version: 13\r\n"
+        );
+        let r = http(
+            addr,
+            &upgrade_request("GET", "/get_new_vote", addr, &headers),
+        );
+        assert_eq!(r.status, 400, "key {key:?}: {}", r.head);
+    }
+}
+
+#[test]
+fn handshake_post_upgrade_is_400() {
+    let addr = start();
+    for path in ["/get_new_vote", "/chatsocket"] {
+        let r = http(addr, &upgrade_request("POST", path, addr, &std_headers()));
+        // The server sends any request naming `Upgrade: websocket` to the handshake check,
+        // which refuses a method other than GET with 400 (RFC 6455 §4.1 item 2).
+        assert_eq!(r.status, 400, "{path}: {}", r.head);
+    }
+}
+
+#[test]
+fn origin_not_matching_host_is_403() {
+    let addr = start();
+    for origin in [
+        "http://evil.example".to_string(),
+        format!("http://{addr}.evil.example"),
+        format!("http://127.0.0.2:{}", addr.port()),
+    ] {
+        let headers = format!("{}Origin: {origin}\r\n", std_headers());
+        let r = http(
+            addr,
+            &upgrade_request("GET", "/get_new_vote", addr, &headers),
+        );
+        assert_eq!(r.status, 403, "Origin {origin}: {}", r.head);
+    }
+    // tungstenite sees the refusal as a failed handshake.
+    let mut req = format!("ws://{addr}/chatsocket")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().unwrap());
+    match tungstenite::client(req, tcp(addr)) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            assert_eq!(resp.status(), 403)
+        }
+        Err(e) => panic!("expected a 403, got {e}"),
+        Ok(_) => panic!("cross-origin upgrade accepted"),
+    }
+    // Nothing was voted by the refused sockets.
+    assert_eq!(tally_over_http(addr).0, 0);
+}
+
+#[test]
+fn origin_matching_host_is_101() {
+    let addr = start();
+    let origin = format!("http://{addr}");
+    let (mut ws, _) = {
+        let mut ws = ws_connect_with(addr, "/get_new_vote", &[("Origin", &origin)]);
+        let first = next_live(&mut ws);
+        (ws, first)
+    };
+    ws.send(Message::Text("1".into())).unwrap();
+    assert!(matches!(next_live(&mut ws), Live::Vote { version: 1, .. }));
+    // Trailing slash and other case are the same origin.
+    let upper = format!("HTTP://{addr}/");
+    let headers = format!("{}Origin: {upper}\r\n", std_headers());
+    let mut raw = RawWs::open(
+        addr,
+        upgrade_request("GET", "/chatsocket", addr, &headers).as_bytes(),
+    );
+    raw.send(&masked(0x1, b"same origin"));
+    assert_eq!(raw.text(), "same origin");
+}
+
+#[test]
+fn allow_origin_lets_a_listed_origin_in() {
+    let addr = start_with(|c| c.allow_origins = vec!["http://allowed.example".into()]);
+    let mut ws = ws_connect_with(addr, "/chatsocket", &[("Origin", "http://allowed.example")]);
+    ws.send(Message::Text("hi".into())).unwrap();
+    assert_eq!(next_text(&mut ws), "hi");
+    // Others are still refused.
+    let headers = format!("{}Origin: http://other.example\r\n", std_headers());
+    let r = http(addr, &upgrade_request("GET", "/chatsocket", addr, &headers));
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn no_origin_is_allowed() {
+    let addr = start();
+    // tungstenite sends no Origin unless asked to.
+    let mut ws = ws_connect(addr, "/chatsocket");
+    ws.send(Message::Text("no origin".into())).unwrap();
+    assert_eq!(next_text(&mut ws), "no origin");
+}
+
+#[test]
+fn frames_in_the_same_write_as_the_handshake_are_processed() {
+    let addr = start();
+    let mut bytes = upgrade_request("GET", "/get_new_vote", addr, &std_headers()).into_bytes();
+    bytes.extend_from_slice(&masked(0x1, b"1"));
+    let mut ws = RawWs::open(addr, &bytes);
+    let mut tally = Tally::default();
+    let first = live(&ws.text());
+    assert!(
+        matches!(first, Live::Snapshot { version: 0, .. }),
+        "{first:?}"
+    );
+    tally.apply(&first);
+    let vote = live(&ws.text());
+    assert_eq!(
+        vote,
+        Live::Vote {
+            uid: "1".into(),
+            count: 1,
+            version: 1
+        }
+    );
+    assert_eq!(tally_over_http(addr), (1, counts(&[("1", 1), ("2", 0)])));
+
+    // The same on /chatsocket: the echo of a frame that came with the request.
+    let mut bytes = upgrade_request("GET", "/chatsocket", addr, &std_headers()).into_bytes();
+    bytes.extend_from_slice(&masked(0x1, b"early"));
+    bytes.extend_from_slice(&masked(0x2, &[0, 1, 2]));
+    let mut ws = RawWs::open(addr, &bytes);
+    assert_eq!(ws.text(), "early");
+    let f = ws.expect_frame();
+    assert_eq!((f.opcode, f.payload), (0x2, vec![0, 1, 2]));
+}
+
+// =============================================================================================
+// Voting over WebSocket
+// =============================================================================================
+
+#[test]
+fn first_message_is_the_snapshot() {
+    let addr = start_with(|c| {
+        c.candidates = vec![
+            ("a".into(), "Alpha \"A\" <b>".into()),
+            ("b".into(), "野味".into()),
+        ]
+    });
+    let (_ws, first) = vote_client(addr);
+    let epoch = match first {
+        Live::Snapshot {
+            version,
+            epoch,
+            counts,
+        } => {
+            assert_eq!(version, 0);
+            assert_eq!(counts, [("a".to_string(), 0), ("b".to_string(), 0)]);
+            assert!(!epoch.is_empty());
+            epoch
+        }
+        other => panic!("{other:?}"),
+    };
+    // Names are carried (and escaped) exactly; the epoch matches the HTTP tally's.
+    let mut ws = ws_connect(addr, "/get_new_vote");
+    let text = next_text(&mut ws);
+    let j = Json::parse(&text);
+    let names: Vec<&str> = j.arr("candidates").iter().map(|c| c.str("name")).collect();
+    assert_eq!(names, ["Alpha \"A\" <b>", "野味"]);
+    assert_eq!(get(addr, "/votes").json().str("epoch"), epoch);
+
+    // After votes, a new client's snapshot starts from the current tally.
+    ws.send(Message::Text("b".into())).unwrap();
+    ws.send(Message::Text("b".into())).unwrap();
+    let mut tally = Tally::default();
+    tally.apply(&live(&text));
+    read_until_version(&mut ws, &mut tally, 2);
+    let (_ws2, first) = vote_client(addr);
+    match first {
+        Live::Snapshot {
+            version, counts, ..
+        } => {
+            assert_eq!(version, 2);
+            assert_eq!(counts, [("a".to_string(), 0), ("b".to_string(), 2)]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_vote_is_broadcast_to_every_client_in_order() {
+    const CLIENTS: usize = 20;
+    const VOTES_EACH: usize = 2;
+    const TOTAL: u64 = (CLIENTS * VOTES_EACH) as u64;
+    let addr = start();
+    let clients: Vec<(Ws, Live)> = (0..CLIENTS).map(|_| vote_client(addr)).collect();
+    // Every client votes (odd clients for "2"), all at once, and reads until the last vote.
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut ws, first))| {
+            thread::spawn(move || {
+                let uid = if i % 2 == 0 { "1" } else { "2" };
+                for _ in 0..VOTES_EACH {
+                    ws.send(Message::Text(uid.into())).unwrap();
+                }
+                let mut tally = Tally::default();
+                tally.apply(&first);
+                let mut seen = Vec::new();
+                while tally.version < TOTAL {
+                    let msg = next_live(&mut ws);
+                    tally.apply(&msg);
+                    seen.push(msg);
+                }
+                (tally, seen)
+            })
+        })
+        .collect();
+    let results: Vec<(Tally, Vec<Live>)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let want = counts(&[("1", TOTAL / 2), ("2", TOTAL / 2)]);
+    for (i, (tally, seen)) in results.iter().enumerate() {
+        assert_eq!(tally.counts, want, "client {i}");
+        assert_eq!(
+            tally.snapshots, 1,
+            "client {i} got a catch-up snapshot: {seen:?}"
+        );
+        // Every vote, individually, versions 1..=TOTAL.
+        let versions: Vec<u64> = seen.iter().filter_map(Live::version).collect();
+        assert_eq!(versions, (1..=TOTAL).collect::<Vec<_>>(), "client {i}");
+        // Everyone saw the same sequence.
+        assert_eq!(seen, &results[0].1, "client {i} differs from client 0");
+    }
+    // Per candidate, the counts go 1, 2, 3, ….
+    for uid in ["1", "2"] {
+        let c: Vec<u64> = results[0]
+            .1
+            .iter()
+            .filter_map(|m| match m {
+                Live::Vote { uid: u, count, .. } if u == uid => Some(*count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(c, (1..=TOTAL / 2).collect::<Vec<_>>(), "candidate {uid}");
+    }
+    assert_eq!(tally_over_http(addr), (TOTAL, want));
+}
+
+#[test]
+fn an_unknown_candidate_gets_an_error_and_changes_nothing() {
+    let addr = start();
+    let (mut ws, _) = vote_client(addr);
+    let (mut other, _) = vote_client(addr);
+    ws.send(Message::Text("9".into())).unwrap();
+    assert_eq!(
+        next_live(&mut ws),
+        Live::Error {
+            error: "unknown candidate".into(),
+            uid: "9".into()
+        }
+    );
+    // A malformed id gets an error too.
+    ws.send(Message::Text("no such id!".into())).unwrap();
+    match next_live(&mut ws) {
+        Live::Error { uid, .. } => assert_eq!(uid, "no such id!"),
+        m => panic!("{m:?}"),
+    }
+    assert_eq!(tally_over_http(addr), (0, counts(&[("1", 0), ("2", 0)])));
+    // The socket stays usable, and the other client saw only the real vote.
+    ws.send(Message::Text("2".into())).unwrap();
+    let vote = Live::Vote {
+        uid: "2".into(),
+        count: 1,
+        version: 1,
+    };
+    assert_eq!(next_live(&mut ws), vote);
+    assert_eq!(next_live(&mut other), vote);
+    assert_eq!(tally_over_http(addr), (1, counts(&[("1", 0), ("2", 1)])));
+}
+
+#[test]
+fn a_vote_by_post_reaches_websocket_clients() {
+    let addr = start();
+    let (mut a, _) = vote_client(addr);
+    let (mut b, _) = vote_client(addr);
+    let body = "uid=2";
+    let r = http(
+        addr,
+        &format!(
+            "POST /vote HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let vote = Live::Vote {
+        uid: "2".into(),
+        count: 1,
+        version: 1,
+    };
+    assert_eq!(next_live(&mut a), vote);
+    assert_eq!(next_live(&mut b), vote);
+}
+
+#[test]
+fn a_websocket_vote_wakes_a_long_poller() {
+    let addr = start_with(|c| c.longpoll_timeout = Duration::from_secs(8));
+    let (mut ws, first) = vote_client(addr);
+    let Live::Snapshot { epoch, .. } = first else {
+        unreachable!()
+    };
+    let mut poll = tcp(addr);
+    poll.write_all(
+        format!("GET /get_new_vote?since=0&epoch={epoch} HTTP/1.1\r\nHost: {addr}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    // The long-poller waits: no answer before the vote.
+    poll.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match poll.read(&mut byte) {
+        Err(e) if is_timeout(&e) => {}
+        other => panic!("long-poll answered before any vote: {other:?}"),
+    }
+    poll.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let poller = thread::spawn(move || http_response(&mut poll));
+    ws.send(Message::Text("1".into())).unwrap();
+    let r = poller.join().unwrap();
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j.field("status"), &Json::Bool(true));
+    assert_eq!(j.u64("version"), 1);
+    assert_eq!(j.field("data").str("uid"), "1");
+    assert_eq!(j.field("data").u64("count"), 1);
+    assert!(
+        ["live", "delta"].contains(&j.str("kind")),
+        "{}",
+        j.str("kind")
+    );
+}
+
+// =============================================================================================
+// /chatsocket echo
+// =============================================================================================
+
+#[test]
+fn chat_echoes_text_as_text_and_binary_as_binary() {
+    let addr = start();
+    let mut ws = ws_connect(addr, "/chatsocket");
+    ws.send(Message::Text("héllo, 世界 🎉".into())).unwrap();
+    assert_eq!(next_data(&mut ws), Message::Text("héllo, 世界 🎉".into()));
+    let bin: Vec<u8> = (0..=255).collect();
+    ws.send(Message::Binary(bin.clone())).unwrap();
+    assert_eq!(next_data(&mut ws), Message::Binary(bin));
+    ws.send(Message::Text(String::new())).unwrap();
+    assert_eq!(next_data(&mut ws), Message::Text(String::new()));
+    ws.send(Message::Binary(Vec::new())).unwrap();
+    assert_eq!(next_data(&mut ws), Message::Binary(Vec::new()));
+}
+
+#[test]
+fn chat_echoes_a_mebibyte_intact() {
+    let addr = start();
+    let mut ws = ws_connect(addr, "/chatsocket");
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let bin = rng.bytes(1 << 20);
+    ws.send(Message::Binary(bin.clone())).unwrap();
+    match next_data(&mut ws) {
+        Message::Binary(b) => assert!(b == bin, "1 MiB binary echo differs"),
+        m => panic!("expected binary, got {}", m.len()),
+    }
+    let text: String = (0..1 << 20)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    ws.send(Message::Text(text.clone())).unwrap();
+    match next_data(&mut ws) {
+        Message::Text(t) => assert!(t == text, "1 MiB text echo differs"),
+        m => panic!("expected text, got {}", m.len()),
+    }
+}
+
+#[test]
+fn chat_reassembles_a_fragmented_message() {
+    let addr = start();
+    let mut ws = ws_connect(addr, "/chatsocket");
+    // Text in three fragments, a ping between them, the second splitting a UTF-8 character.
+    let text = "Hello, wörld".as_bytes();
+    let (a, rest) = text.split_at(5);
+    let (b, c) = rest.split_at(4); // "ö" is split between b and c
+    ws.write(Message::Frame(Frame::message(
+        a.to_vec(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .unwrap();
+    ws.write(Message::Frame(Frame::message(
+        b.to_vec(),
+        OpCode::Data(Data::Continue),
+        false,
+    )))
+    .unwrap();
+    ws.write(Message::Ping(b"in between".to_vec())).unwrap();
+    ws.write(Message::Frame(Frame::message(
+        c.to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .unwrap();
+    ws.flush().unwrap();
+    // The pong comes first (the ping arrived before the message was complete).
+    assert_eq!(ws.read().unwrap(), Message::Pong(b"in between".to_vec()));
+    assert_eq!(ws.read().unwrap(), Message::Text("Hello, wörld".into()));
+
+    // Binary fragments, including an empty one.
+    for (i, part) in [&b"\x00\x01"[..], b"", b"\x02\xff"].iter().enumerate() {
+        let op = if i == 0 { Data::Binary } else { Data::Continue };
+        ws.write(Message::Frame(Frame::message(
+            part.to_vec(),
+            OpCode::Data(op),
+            i == 2,
+        )))
+        .unwrap();
+    }
+    ws.flush().unwrap();
+    assert_eq!(next_data(&mut ws), Message::Binary(vec![0, 1, 2, 0xff]));
+}
+
+// =============================================================================================
+// Control frames and closing
+// =============================================================================================
+
+#[test]
+fn ping_gets_a_pong_with_the_same_payload() {
+    let addr = start();
+    for path in ["/chatsocket", "/get_new_vote"] {
+        let mut ws = ws_connect(addr, path);
+        if path == "/get_new_vote" {
+            assert!(matches!(next_live(&mut ws), Live::Snapshot { .. }));
+        }
+        for payload in [&b""[..], b"ping!", &[0xa5; 125]] {
+            ws.send(Message::Ping(payload.to_vec())).unwrap();
+            assert_eq!(
+                ws.read().unwrap(),
+                Message::Pong(payload.to_vec()),
+                "{path}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_client_close_is_echoed_and_the_connection_closed() {
+    let addr = start();
+    // Raw: code and reason; the server echoes the code and closes TCP.
+    for path in ["/chatsocket", "/get_new_vote"] {
+        let mut ws = RawWs::connect(addr, path);
+        ws.send(&masked(0x8, &close_payload(1000, "bye")));
+        assert_eq!(ws.expect_close(), Some(1000), "{path}");
+    }
+    // An empty close payload gets a close back (without a code, or with 1000).
+    let mut ws = RawWs::connect(addr, "/chatsocket");
+    ws.send(&masked(0x8, b""));
+    let code = ws.expect_close();
+    assert!(matches!(code, None | Some(1000)), "{code:?}");
+    // A registered code other than 1000 is echoed too.
+    let mut ws = RawWs::connect(addr, "/chatsocket");
+    ws.send(&masked(0x8, &close_payload(4000, "app")));
+    assert_eq!(ws.expect_close(), Some(4000));
+    // tungstenite's view of the same handshake.
+    let mut ws = ws_connect(addr, "/chatsocket");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done".into(),
+    }))
+    .unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::Normal),
+            Ok(Message::Close(None)) => panic!("close answered without the code"),
+            Ok(m) => panic!("unexpected {m:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn invalid_close_codes_get_1002() {
+    let addr = start();
+    for code in [999u16, 1004, 1005, 1006, 1015, 2999, 5000] {
+        let mut ws = RawWs::connect(addr, "/chatsocket");
+        ws.send(&masked(0x8, &close_payload(code, "")));
+        assert_eq!(ws.expect_close(), Some(1002), "close code {code}");
+    }
+    // A one-byte close payload is half a code.
+    let mut ws = RawWs::connect(addr, "/chatsocket");
+    ws.send(&masked(0x8, &[0x03]));
+    assert_eq!(ws.expect_close(), Some(1002));
+}
+
+#[test]
+fn an_unmasked_client_frame_gets_1002() {
+    let addr = start();
+    for path in ["/chatsocket", "/get_new_vote"] {
+        let mut ws = RawWs::connect(addr, path);
+        ws.send(&frame_bytes(0x81, b"1", None));
+        assert_eq!(ws.expect_close(), Some(1002), "{path}");
+    }
+    assert_eq!(tally_over_http(addr).0, 0, "an unmasked vote was counted");
+}
+
+#[test]
+fn reserved_bits_and_opcodes_get_1002() {
+    let addr = start();
+    for b0 in [
+        0x80 | 0x40 | 0x1,
+        0x80 | 0x20 | 0x1,
+        0x80 | 0x10 | 0x2,
+        0x83,
+        0x8B,
+    ] {
+        let mut ws = RawWs::connect(addr, "/chatsocket");
+        ws.send(&frame_bytes(b0, b"x", Some(MASK)));
+        assert_eq!(ws.expect_close(), Some(1002), "first byte {b0:#04x}");
+    }
+}
+
+#[test]
+fn control_frame_rules_get_1002() {
+    let addr = start();
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("ping of 126 bytes", masked(0x9, &[0; 126])),
+        ("fragmented ping", frame_bytes(0x09, b"x", Some(MASK))),
+        ("continuation first", masked(0x0, b"x")),
+    ];
+    for (what, bytes) in cases {
+        let mut ws = RawWs::connect(addr, "/chatsocket");
+        ws.send(&bytes);
+        assert_eq!(ws.expect_close(), Some(1002), "{what}");
+    }
+}
+
+#[test]
+fn invalid_utf8_text_gets_1007() {
+    let addr = start();
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("single frame", masked(0x1, b"ok \xc0\xaf")),
+        ("surrogate", masked(0x1, b"\xed\xa0\x80")),
+        ("close reason", masked(0x8, b"\x03\xe8\xff")),
+    ];
+    for (what, bytes) in cases {
+        let mut ws = RawWs::connect(addr, "/chatsocket");
+        ws.send(&bytes);
+        assert_eq!(ws.expect_close(), Some(1007), "{what}");
+    }
+    // On the vote socket too.
+    let mut ws = RawWs::connect(addr, "/get_new_vote");
+    ws.send(&masked(0x1, b"\xff"));
+    assert_eq!(ws.expect_close(), Some(1007));
+    // Fragmented: the bad fragment fails even though the message is not finished.
+    let mut ws = RawWs::connect(addr, "/chatsocket");
+    ws.send(&frame_bytes(0x01, b"fine", Some(MASK)));
+    ws.send(&frame_bytes(0x00, b"\xff", Some(MASK)));
+    assert_eq!(ws.expect_close(), Some(1007));
+}
+
+#[test]
+fn a_vote_message_over_the_limit_gets_1009() {
+    let addr = start_with(|c| c.limits.ws_max_vote_message = 64);
+    // Exactly at the limit is a vote: "1" padded with spaces, which the server trims.
+    let (mut ws, _) = vote_client(addr);
+    let at_limit = format!("1{}", " ".repeat(63));
+    ws.send(Message::Text(at_limit)).unwrap();
+    assert!(matches!(
+        next_live(&mut ws),
+        Live::Vote {
+            version: 1,
+            count: 1,
+            ..
+        }
+    ));
+    // One byte more closes the connection with 1009.
+    ws.send(Message::Text(format!("1{}", " ".repeat(64))))
+        .unwrap();
+    assert_eq!(expect_ws_close(&mut ws).code, CloseCode::Size);
+    // Also when the excess arrives in a later fragment.
+    let mut raw = RawWs::connect(addr, "/get_new_vote");
+    raw.send(&frame_bytes(0x01, &[b' '; 40], Some(MASK)));
+    raw.send(&frame_bytes(0x80, &[b' '; 40], Some(MASK)));
+    assert_eq!(raw.expect_close(), Some(1009));
+    assert_eq!(tally_over_http(addr).0, 1);
+}
+
+#[test]
+fn a_chat_message_over_the_limit_gets_1009() {
+    let addr = start_with(|c| c.limits.ws_max_chat_message = 1000);
+    let mut ws = ws_connect(addr, "/chatsocket");
+    ws.send(Message::Binary(vec![7; 1000])).unwrap();
+    assert_eq!(next_data(&mut ws), Message::Binary(vec![7; 1000]));
+    ws.send(Message::Binary(vec![7; 1001])).unwrap();
+    assert_eq!(expect_ws_close(&mut ws).code, CloseCode::Size);
+    // A frame announcing far more than the limit is refused from its header.
+    let mut raw = RawWs::connect(addr, "/chatsocket");
+    let mut head = vec![0x82, 0x80 | 127];
+    head.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    head.extend_from_slice(&MASK);
+    raw.send(&head);
+    assert_eq!(raw.expect_close(), Some(1009));
+    // Fragments that add up to more.
+    let mut raw = RawWs::connect(addr, "/chatsocket");
+    raw.send(&frame_bytes(0x01, &[b'a'; 600], Some(MASK)));
+    raw.send(&frame_bytes(0x80, &[b'a'; 600], Some(MASK)));
+    assert_eq!(raw.expect_close(), Some(1009));
+}
+
+// =============================================================================================
+// Keepalive
+// =============================================================================================
+
+#[test]
+fn a_silent_client_is_pinged_and_kept_while_it_answers() {
+    let addr = start_with(|c| {
+        c.limits.ws_ping_interval = Duration::from_millis(200);
+        c.limits.ws_pong_timeout = Duration::from_millis(300);
+    });
+    let mut ws = ws_connect(addr, "/chatsocket");
+    // tungstenite answers each ping with a pong while we read.
+    let start = Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < Duration::from_millis(1500) {
+        match ws.read() {
+            Ok(Message::Ping(_)) => pings += 1,
+            Ok(m) => panic!("unexpected {m:?}"),
+            Err(e) => panic!("connection failed while answering pings: {e}"),
+        }
+    }
+    assert!(pings >= 2, "{pings} pings in 1.5 s with a 200 ms interval");
+    ws.send(Message::Text("still here".into())).unwrap();
+    assert_eq!(next_text(&mut ws), "still here");
+
+    // On the vote socket too, after the snapshot.
+    let (mut ws, _) = vote_client(addr);
+    match ws.read().unwrap() {
+        Message::Ping(_) => {}
+        m => panic!("expected a ping, got {m:?}"),
+    }
+}
+
+#[test]
+fn a_client_that_never_answers_is_closed() {
+    let addr = start_with(|c| {
+        c.limits.ws_ping_interval = Duration::from_millis(200);
+        c.limits.ws_pong_timeout = Duration::from_millis(300);
+    });
+    for path in ["/chatsocket", "/get_new_vote"] {
+        let started = Instant::now();
+        let mut ws = RawWs::connect(addr, path);
+        let mut pinged = false;
+        let code = loop {
+            let f = ws.expect_frame();
+            match f.opcode {
+                0x9 => pinged = true,
+                0x1 => assert!(!pinged, "data after the ping"),
+                0x8 => break f.close_code(),
+                op => panic!("unexpected opcode {op:#x}"),
+            }
+        };
+        assert!(pinged, "{path}: closed without a ping first");
+        // Not before the ping interval and the pong timeout have passed.
+        assert!(
+            started.elapsed() >= Duration::from_millis(450),
+            "{path}: closed after only {:?}",
+            started.elapsed()
+        );
+        assert_eq!(code, Some(1001), "{path}");
+        ws.expect_eof();
+    }
+}
+
+// =============================================================================================
+// A slow reader
+// =============================================================================================
+
+#[test]
+fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
+    const VOTES: u64 = 3000;
+    const READERS: usize = 4;
+    let addr = start_with(|c| c.limits.write_timeout = Duration::from_secs(30));
+    // The slow client: upgrades, then reads nothing until the end.
+    let mut slow = RawWs::connect(addr, "/get_new_vote");
+
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (mut ws, first) = vote_client(addr);
+            thread::spawn(move || {
+                let mut tally = Tally::default();
+                tally.apply(&first);
+                read_until_version(&mut ws, &mut tally, VOTES);
+                tally
+            })
+        })
+        .collect();
+
+    // One voter sends every vote without reading; it becomes a slow reader itself, which must
+    // not matter either.
+    let (mut voter, voter_first) = vote_client(addr);
+    for i in 0..VOTES {
+        let uid = if i % 2 == 0 { "1" } else { "2" };
+        voter.write(Message::Text(uid.into())).unwrap();
+        if i % 100 == 99 {
+            voter.flush().unwrap();
+        }
+    }
+    voter.flush().unwrap();
+
+    let want = counts(&[("1", VOTES / 2), ("2", VOTES / 2)]);
+    for (i, r) in readers.into_iter().enumerate() {
+        let tally = r.join().expect("reader");
+        assert_eq!(tally.counts, want, "reader {i}");
+    }
+    let mut tally = Tally::default();
+    tally.apply(&voter_first);
+    read_until_version(&mut voter, &mut tally, VOTES);
+    assert_eq!(tally.counts, want, "voter");
+    assert_eq!(tally_over_http(addr), (VOTES, want.clone()));
+
+    // Now the slow client reads: whatever it gets (the votes, or a coalesced snapshot after
+    // the part that was already on its way), it must end at the final version and counts,
+    // versions only growing, and nothing after the final version.
+    let mut tally = Tally::default();
+    let mut messages = 0;
+    while tally.version < VOTES {
+        let msg = live(&slow.text());
+        tally.apply(&msg);
+        messages += 1;
+    }
+    assert_eq!(tally.version, VOTES);
+    assert_eq!(tally.counts, want, "slow client's final counts");
+    assert!(
+        messages <= VOTES as usize + 2,
+        "{messages} messages for {VOTES} votes"
+    );
+    // It is a live subscriber again: the next vote reaches it as a vote.
+    voter.send(Message::Text("1".into())).unwrap();
+    let next = live(&slow.text());
+    assert_eq!(
+        next,
+        Live::Vote {
+            uid: "1".into(),
+            count: VOTES / 2 + 1,
+            version: VOTES + 1
+        }
+    );
+    eprintln!(
+        "slow reader: {messages} messages ({} snapshots, {} votes) for {VOTES} votes",
+        tally.snapshots, tally.votes
+    );
+}
+
+// =============================================================================================
+// Garbage
+// =============================================================================================
+
+#[test]
+fn garbage_after_the_handshake_never_crashes_the_server() {
+    let addr = start_with(|c| {
+        c.limits.ws_max_vote_message = 256;
+        c.limits.ws_max_chat_message = 4096;
+    });
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    for round in 0..60 {
+        let path = if round % 2 == 0 {
+            "/chatsocket"
+        } else {
+            "/get_new_vote"
+        };
+        let mut ws = RawWs::connect(addr, path);
+        let mut bytes = Vec::new();
+        for _ in 0..8 {
+            match rng.next() % 3 {
+                // Pure noise.
+                0 => {
+                    let n = (rng.next() % 64) as usize;
+                    bytes.extend(rng.bytes(n));
+                }
+                // A frame with a random first byte, masked or not, any payload.
+                1 => {
+                    let b0 = rng.next() as u8;
+                    let n = (rng.next() % 200) as usize;
+                    let payload = rng.bytes(n);
+                    let mask = (rng.next() % 4 != 0).then_some(MASK);
+                    bytes.extend(frame_bytes(b0, &payload, mask));
+                }
+                // A plausible frame (valid opcodes, FIN random) with random bytes inside.
+                _ => {
+                    let ops = [0x0, 0x1, 0x2, 0x8, 0x9, 0xA];
+                    let op = ops[(rng.next() % ops.len() as u64) as usize];
+                    let fin = if rng.next() % 2 == 0 { 0x80 } else { 0 };
+                    let n = (rng.next() % 130) as usize;
+                    let payload = rng.bytes(n);
+                    bytes.extend(frame_bytes(fin | op, &payload, Some(MASK)));
+                }
+            }
+        }
+        // The server may close at any point; a failed write is fine.
+        let _ = ws.s.write_all(&bytes);
+        let _ = ws.s.shutdown(Shutdown::Write);
+        // Whatever comes back must be well-formed frames, ending the connection.
+        ws.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        loop {
+            match ws.frame() {
+                Ok(Some(f)) if f.opcode == 0x8 => {
+                    if let Some(code) = f.close_code() {
+                        assert!(
+                            [1000, 1002, 1003, 1007, 1009].contains(&code)
+                                || (3000..5000).contains(&code),
+                            "round {round}: close code {code}"
+                        );
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+    }
+    // The server still works: a chat echo and a vote.
+    let mut chat = ws_connect(addr, "/chatsocket");
+    chat.send(Message::Text("alive".into())).unwrap();
+    assert_eq!(next_text(&mut chat), "alive");
+    let (mut ws, first) = vote_client(addr);
+    let v = first.version().unwrap();
+    ws.send(Message::Text("1".into())).unwrap();
+    match next_live(&mut ws) {
+        Live::Vote { version, .. } => assert_eq!(version, v + 1),
+        m => panic!("{m:?}"),
+    }
+}
