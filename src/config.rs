@@ -9,8 +9,8 @@ use std::time::Duration;
 /// Sizes, counts and timeouts. Each field's doc states its default and the flag that sets it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest request line (method, target, version) in bytes; longer → `414` (or `400` when
-    /// the method itself is absurd). Default 8 KiB. `--max-request-line`.
+    /// Longest request line (method, target, version) in bytes; longer → `414`.
+    /// Default 8 KiB. `--max-request-line`.
     pub max_request_line: usize,
     /// Most bytes in the whole request head (request line + headers); more → `431`.
     /// Default 16 KiB. `--max-header-bytes`.

@@ -147,6 +147,18 @@ fn refuse(mut stream: TcpStream) {
         .closing()
         .write_to(&mut out, false, false);
     let _ = stream.write_all(&out);
+    // Take what the client already sent, without waiting: closing with unread input would
+    // send a reset that can destroy the 503 before the client reads it.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match std::io::Read::read(&mut stream, &mut sink) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
 }
 
 /// Descriptors kept free for everything that is not a connection (listener, files, stdio).

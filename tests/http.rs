@@ -158,6 +158,53 @@ fn connection_close_is_honoured() {
     }
 }
 
+/// RFC 9112 §9.3: "If the close connection option is present, the connection will not persist
+/// after the current response" — checked before the HTTP/1.0 keep-alive rule, so it wins there
+/// too.
+#[test]
+fn connection_close_wins_over_keep_alive_in_http10() {
+    let addr = start_default();
+    let mut c = Client::connect(addr);
+    c.send("GET /votes HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert!(r.closes(), "Connection: close was asked for: {r:?}");
+    c.assert_closed();
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_after_write_timeout() {
+    let addr = start(|c| {
+        c.limits.write_timeout = Duration::from_millis(300);
+        c.limits.max_connections = 1;
+    });
+    let stalled = Client::connect(addr);
+    // Ask for far more than the socket buffers hold, and never read it.
+    let one = get_req("/vote.js");
+    let batch = one.repeat(3000);
+    let mut w = stalled.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut w, batch.as_bytes());
+    });
+    // The stalled connection holds the only slot until the server gives up on it; then a new
+    // client is served.
+    wait_for(
+        Duration::from_secs(8),
+        "the stalled connection to be dropped",
+        || {
+            let mut c = Client::connect(addr);
+            let _ = c.try_send(get_req("/votes"));
+            match c.try_read_response_to("GET") {
+                Ok(Some(r)) if r.status == 200 => Some(()),
+                _ => None,
+            }
+        },
+    );
+    stalled.shutdown_write();
+    drop(stalled);
+    writer.join().unwrap();
+}
+
 #[test]
 fn head_has_the_get_headers_and_no_body() {
     let addr = start_default();
@@ -818,4 +865,29 @@ fn hostile_input_never_hurts_the_server() {
     assert_eq!(get(addr, "/index").status, 200);
     let j = vote(addr, "1");
     assert_eq!(j["version"].as_u64(), before.0 + 1);
+}
+
+#[test]
+fn unknown_methods_are_501_and_known_ones_405() {
+    let addr = start_default();
+    for method in ["BREW", "get", "PROPFIND"] {
+        let r = request(addr, format!("{method} /index HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert_eq!(r.status, 501, "{method}");
+    }
+    let r = request(addr, "DELETE /index HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn routes_match_the_percent_decoded_path() {
+    let addr = start_default();
+    let r = get(addr, "/%69ndex");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("id=\"user_1\""));
+    let before = tally(addr).2;
+    let r = post(addr, "/%76ote", "uid=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(tally(addr).2["1"], before["1"] + 1);
+    assert_eq!(get(addr, "/vote.js/").status, 404);
 }

@@ -104,7 +104,9 @@ fn nothing_outside_www_or_private_inside_it_is_served() {
             addr,
             format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
         );
-        assert_eq!(r.status, 404, "{target}: {:?}", r.text());
+        // A path that does not decode to UTF-8 (the overlong `%c0%ae`) is malformed: 400.
+        let expected = if target.contains("%c0") { 400 } else { 404 };
+        assert_eq!(r.status, expected, "{target}: {:?}", r.text());
         let body = String::from_utf8_lossy(&r.body);
         assert!(!body.contains("[package]"), "{target} leaked Cargo.toml");
         assert!(!body.contains("root:"), "{target} leaked /etc/passwd");

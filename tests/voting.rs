@@ -176,6 +176,19 @@ fn votes_etag_gives_304_until_the_tally_changes() {
     assert_eq!(rs[1].json()["version"].as_u64(), 1);
 }
 
+/// RFC 9110 §13.1.2: "A recipient MUST use the weak comparison function when comparing
+/// entity tags for If-None-Match", so `W/"x"` matches `"x"`.
+#[test]
+fn a_weak_etag_in_if_none_match_also_matches() {
+    let addr = start_default();
+    let etag = get(addr, "/votes").header("etag").unwrap().to_string();
+    let r = request(
+        addr,
+        format!("GET /votes HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: W/{etag}\r\n\r\n"),
+    );
+    assert_eq!(r.status, 304, "W/{etag} must match {etag}: {r:?}");
+}
+
 // --- POST /vote and /ticket --------------------------------------------------------------------
 
 #[test]

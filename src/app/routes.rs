@@ -19,17 +19,32 @@ const LONGPOLL_MAX_DELTA: usize = 1024;
 
 const GET_HEAD: &str = "GET, HEAD";
 
+/// The methods of RFC 9110 §9 and PATCH: known, so answered `405` where not allowed.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
 impl Handler for App {
     fn handle(&self, req: &Request, body: &[u8], _peer: SocketAddr) -> Reply {
         let get = req.method == "GET" || req.method == "HEAD";
-        let resp = match req.path.as_str() {
+        // Route on the decoded path, so `/%69ndex` is `/index`; it is decoded exactly once.
+        let path = match form::percent_decode(req.path.as_bytes(), false) {
+            Ok(p) => p,
+            Err(_) => return Reply::Response(Response::error(400, "malformed path")),
+        };
+        if !KNOWN_METHODS.contains(&req.method.as_str()) {
+            // RFC 9110 §9.1: a method the server does not recognise gets 501.
+            return Reply::Response(Response::error(501, "method not implemented"));
+        }
+        let resp = match path.as_str() {
             "/get_new_vote" if handshake::is_upgrade_request(req) => {
                 return self.upgrade(req, super::live::Endpoint::Votes)
             }
             "/chatsocket" if handshake::is_upgrade_request(req) => {
                 return self.upgrade(req, super::live::Endpoint::Chat)
             }
-            "/vote" | "/ticket" if req.method == "POST" => self.vote(req, body),
+            "/vote" if req.method == "POST" => self.vote(req, body, "uid"),
+            "/ticket" if req.method == "POST" => self.vote(req, body, "nid"),
             "/vote" | "/ticket" => not_allowed("POST"),
             _ if !get => not_allowed(GET_HEAD),
             "/" => self.file("/home.html"),
@@ -93,8 +108,7 @@ impl App {
 
     /// `POST /vote` (`uid`) and `POST /ticket` (`nid`): the field from a form body, or else
     /// from the query string.
-    fn vote(&self, req: &Request, body: &[u8]) -> Response {
-        let field = if req.path == "/ticket" { "nid" } else { "uid" };
+    fn vote(&self, req: &Request, body: &[u8], field: &str) -> Response {
         if !body.is_empty() {
             let ctype = req.header("content-type").unwrap_or("");
             let mime = ctype.split(';').next().unwrap_or("").trim();
@@ -134,7 +148,10 @@ impl App {
         let fresh = req
             .header_values("if-none-match")
             .flat_map(|v| v.split(','))
-            .any(|t| t.trim() == etag || t.trim() == "*");
+            .map(str::trim)
+            // RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+            .map(|t| t.strip_prefix("W/").unwrap_or(t))
+            .any(|t| t == etag || t == "*");
         let resp = if fresh {
             Response::new(304)
         } else {

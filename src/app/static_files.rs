@@ -5,8 +5,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::http::form::percent_decode;
-
 /// Content type by extension; a file whose extension is not listed is not served (templates
 /// and anything unexpected stay private).
 pub fn content_type(path: &Path) -> Option<&'static str> {
@@ -41,11 +39,15 @@ impl StaticFiles {
         &self.root
     }
 
-    /// Resolves a request path (still percent-encoded) to a servable file, or None.
-    pub fn resolve(&self, raw_path: &str) -> Option<PathBuf> {
-        let decoded = percent_decode(raw_path.as_bytes(), false).ok()?;
+    /// Resolves a decoded request path to a servable file, or None.
+    pub fn resolve(&self, path_in: &str) -> Option<PathBuf> {
+        // A file's URL has no trailing slash and no empty segments (`/a//b`).
+        let rest = path_in.strip_prefix('/')?;
         let mut path = self.root.clone();
-        for seg in decoded.split('/').filter(|s| !s.is_empty()) {
+        for seg in rest.split('/') {
+            if seg.is_empty() {
+                return None;
+            }
             if seg.starts_with('.') || seg.contains(['\\', '\0', ':']) {
                 return None;
             }
@@ -56,9 +58,9 @@ impl StaticFiles {
         (real.starts_with(&self.root) && real.is_file()).then_some(real)
     }
 
-    /// Reads a servable file: (content type, bytes).
-    pub fn read(&self, raw_path: &str) -> Option<(&'static str, Vec<u8>)> {
-        let path = self.resolve(raw_path)?;
+    /// Reads a servable file: (content type, bytes). `path` is already percent-decoded.
+    pub fn read(&self, path: &str) -> Option<(&'static str, Vec<u8>)> {
+        let path = self.resolve(path)?;
         let bytes = fs::read(&path).ok()?;
         Some((content_type(&path)?, bytes))
     }
@@ -84,18 +86,18 @@ mod tests {
             ("text/javascript; charset=utf-8", b"x".to_vec())
         );
         assert!(s.read("/sub/b.css").is_some());
-        assert!(s.read("/sub%2Fb.css").is_some());
         for bad in [
             "/../secret.txt",
-            "/%2e%2e/secret.txt",
             "/sub/../../secret.txt",
-            "/..%2fsecret.txt",
             "/.hidden.txt",
             "/page.template",
             "/sub",
+            "/sub/",
+            "/a.js/",
+            "//a.js",
             "/missing.js",
-            "/a.js%00",
-            "/%ff.js",
+            "/a.js\0",
+            "a.js",
         ] {
             assert!(s.read(bad).is_none(), "{bad}");
         }

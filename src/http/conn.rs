@@ -40,8 +40,12 @@ pub struct Settings<'a> {
 /// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with
 /// `Connection: keep-alive`.
 pub fn keep_alive(req: &Request) -> bool {
+    // `close` wins in every version, even next to `keep-alive`.
+    if req.has_token("connection", "close") {
+        return false;
+    }
     match req.version {
-        Version::Http11 => !req.has_token("connection", "close"),
+        Version::Http11 => true,
         Version::Http10 => req.has_token("connection", "keep-alive"),
     }
 }

@@ -315,6 +315,15 @@ fn body_framing(req: &Request, limits: &Limits) -> Result<BodyFraming, Error> {
         return match codings.as_slice() {
             [c] if c.eq_ignore_ascii_case("chunked") => Ok(BodyFraming::Chunked),
             [] => Err(Error::BadRequest("empty Transfer-Encoding")),
+            // §7.1: chunked MUST NOT be applied more than once.
+            cs if cs
+                .iter()
+                .filter(|c| c.eq_ignore_ascii_case("chunked"))
+                .count()
+                > 1 =>
+            {
+                Err(Error::BadRequest("chunked applied more than once"))
+            }
             // §6.3 ¶4: chunked not last → 400 (length cannot be determined).
             cs if !cs[cs.len() - 1].eq_ignore_ascii_case("chunked") => Err(Error::BadRequest(
                 "chunked is not the final transfer coding",
@@ -533,7 +542,7 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 65537\r\n\r\n", 413),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 501),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
             (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
             (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             (b"GET example.com HTTP/1.1\r\nHost: a\r\n\r\n", 400),

@@ -54,7 +54,7 @@ pub fn start_default() -> SocketAddr {
 // Responses
 
 /// One HTTP response as read off the wire.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Response {
     pub version: String,
     pub status: u16,
@@ -62,6 +62,17 @@ pub struct Response {
     /// Header fields in order, names as sent.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
 }
 
 impl Response {
