@@ -480,15 +480,12 @@ fn expect_ws_close(ws: &mut Ws) -> CloseFrame<'static> {
         }
     };
     // tungstenite answers the close; the server then closes the TCP connection.
-    loop {
-        match ws.read() {
-            Err(tungstenite::Error::ConnectionClosed) => break,
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                panic!("server did not close the TCP connection after the close handshake")
-            }
-            Err(_) => break,
-            Ok(m) => panic!("message after close: {m:?}"),
+    match ws.read() {
+        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+            panic!("server did not close the TCP connection after the close handshake")
         }
+        Err(_) => {}
+        Ok(m) => panic!("message after close: {m:?}"),
     }
     frame
 }
@@ -794,6 +791,38 @@ impl RawWs {
     }
 }
 
+/// Most bytes Linux can hold for one loopback connection whose reader never reads: the largest
+/// send buffer (`tcp_wmem` max) plus twice the initial receive buffer (`tcp_rmem` default),
+/// which does not grow without reads. None where `/proc` does not say.
+fn kernel_buffer_bound() -> Option<usize> {
+    let field = |path: &str, i: usize| -> Option<usize> {
+        std::fs::read_to_string(path)
+            .ok()?
+            .split_whitespace()
+            .nth(i)?
+            .parse()
+            .ok()
+    };
+    let wmem_max = field("/proc/sys/net/ipv4/tcp_wmem", 2)?;
+    let rmem_default = field("/proc/sys/net/ipv4/tcp_rmem", 1)?;
+    Some(wmem_max + 2 * rmem_default)
+}
+
+/// Stops busy threads when dropped, also when the test fails.
+struct StopOnDrop(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<thread::JoinHandle<()>>,
+);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A small deterministic generator for the garbage test.
 struct XorShift(u64);
 
@@ -898,6 +927,44 @@ fn handshake_bad_or_missing_key_is_400() {
         );
         assert_eq!(r.status, 400, "key {key:?}: {}", r.head);
     }
+}
+
+#[test]
+fn handshake_other_refusals() {
+    let addr = start();
+    // HTTP/1.0 cannot upgrade (RFC 6455 §4.1 item 2).
+    let r = http(
+        addr,
+        &format!(
+            "GET /chatsocket HTTP/1.0\r\nHost: {addr}\r\n{}\r\n",
+            std_headers()
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.head);
+    // `Connection` without the upgrade token ("upgraded" is not "upgrade").
+    for conn in ["keep-alive", "upgraded"] {
+        let headers = format!(
+            "Upgrade: websocket\r\nConnection: {conn}\r\nSec-WebSocket-Key: {RFC_KEY}\r\n\
+             Sec-WebSocket-Version: 13\r\n"
+        );
+        let r = http(
+            addr,
+            &upgrade_request("GET", "/get_new_vote", addr, &headers),
+        );
+        assert_eq!(r.status, 400, "Connection: {conn}: {}", r.head);
+    }
+    // Two keys.
+    let headers = format!("{}Sec-WebSocket-Key: {RFC_KEY}\r\n", std_headers());
+    let r = http(addr, &upgrade_request("GET", "/chatsocket", addr, &headers));
+    assert_eq!(r.status, 400, "{}", r.head);
+    // /chatsocket without an upgrade says how to talk to it.
+    let r = get(addr, "/chatsocket");
+    assert_eq!(r.status, 426, "{}", r.head);
+    assert_eq!(r.header("sec-websocket-version"), Some("13"));
+    // A plain GET /get_new_vote is still the long-poll (answers at once when behind).
+    let r = get(addr, "/get_new_vote?since=5&epoch=other");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().field("status"), &Json::Bool(true));
 }
 
 #[test]
@@ -1131,6 +1198,94 @@ fn a_vote_is_broadcast_to_every_client_in_order() {
 }
 
 #[test]
+fn the_snapshot_comes_first_even_while_votes_flow() {
+    const CLIENTS: usize = 300;
+    let addr = start();
+    let (mut voter, _) = vote_client(addr);
+    // One client votes without pause while others connect one after another: each must get
+    // the snapshot first, then only newer versions (a vote delivered before the snapshot, or a
+    // snapshot older than a vote already delivered, shows a stale tally).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let hammer = thread::spawn(move || {
+        let mut n = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            // The voter never reads; should the server ever drop it for that, stop voting.
+            if voter.send(Message::Text("1".into())).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    });
+    let mut failure = None;
+    for i in 0..CLIENTS {
+        let mut ws = ws_connect(addr, "/get_new_vote");
+        let msgs: Vec<Live> = (0..3).map(|_| next_live(&mut ws)).collect();
+        let ordered = matches!(msgs[0], Live::Snapshot { .. })
+            && msgs.windows(2).all(|w| w[1].version() > w[0].version());
+        if !ordered {
+            failure = Some((i, msgs));
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let votes = hammer.join().unwrap();
+    if let Some((i, msgs)) = failure {
+        panic!("client {i} (of {CLIENTS}, {votes} votes cast) received, in order: {msgs:#?}");
+    }
+    assert!(votes > 0);
+}
+
+#[test]
+fn votes_cast_right_after_start_are_broadcast() {
+    // A fresh server, a subscriber whose first frame (a vote) travels with its handshake: the
+    // vote must be broadcast, even though the server has only just started. Busy threads
+    // compete for the CPUs, as on a loaded machine, so the server's own threads start late.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..thread::available_parallelism().map_or(2, |n| n.get()))
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let _stop_spinners = StopOnDrop(stop, spinners);
+    for round in 0..200 {
+        let addr = start();
+        let mut bytes = upgrade_request("GET", "/get_new_vote", addr, &std_headers()).into_bytes();
+        bytes.extend_from_slice(&masked(0x1, b"2"));
+        let mut ws = RawWs::open(addr, &bytes);
+        ws.s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let first = live(&ws.text());
+        assert!(
+            matches!(first, Live::Snapshot { version: 0, .. }),
+            "{first:?}"
+        );
+        let second = ws.frame();
+        let vote = Live::Vote {
+            uid: "2".into(),
+            count: 1,
+            version: 1,
+        };
+        match second {
+            Ok(Some(f)) => assert_eq!(
+                live(std::str::from_utf8(&f.payload).unwrap()),
+                vote,
+                "round {round}"
+            ),
+            other => panic!(
+                "round {round}: vote 1 was counted ({:?}) but never broadcast: {other:?}",
+                tally_over_http(addr)
+            ),
+        }
+    }
+}
+
+#[test]
 fn an_unknown_candidate_gets_an_error_and_changes_nothing() {
     let addr = start();
     let (mut ws, _) = vote_client(addr);
@@ -1160,6 +1315,15 @@ fn an_unknown_candidate_gets_an_error_and_changes_nothing() {
     assert_eq!(next_live(&mut ws), vote);
     assert_eq!(next_live(&mut other), vote);
     assert_eq!(tally_over_http(addr), (1, counts(&[("1", 0), ("2", 1)])));
+}
+
+#[test]
+fn a_binary_vote_is_refused_with_1003() {
+    let addr = start();
+    let (mut ws, _) = vote_client(addr);
+    ws.send(Message::Binary(b"1".to_vec())).unwrap();
+    assert_eq!(expect_ws_close(&mut ws).code, CloseCode::Unsupported);
+    assert_eq!(tally_over_http(addr).0, 0);
 }
 
 #[test]
@@ -1568,10 +1732,25 @@ fn a_client_that_never_answers_is_closed() {
 
 #[test]
 fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
-    const VOTES: u64 = 3000;
+    const VOTES: u64 = 100_000;
+    const GROUP: u64 = 50;
     const READERS: usize = 4;
-    let addr = start_with(|c| c.limits.write_timeout = Duration::from_secs(30));
-    // The slow client: upgrades, then reads nothing until the end.
+    // Long ids and names make every frame (and the snapshot) big, so the stalled client's
+    // socket buffers fill while the votes flow.
+    let ids = [
+        "candidate-000000000000000000-one".to_string(),
+        "candidate-000000000000000000-two".to_string(),
+    ];
+    let candidates: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (id.clone(), format!("{id} {}", "x".repeat(150))))
+        .collect();
+    // A stalled peer is dropped after `write_timeout` without progress; keep that far away.
+    let addr = start_with(|c| {
+        c.candidates = candidates;
+        c.limits.write_timeout = Duration::from_secs(60);
+    });
+    // The slow client: upgrades, then reads nothing until every vote is in.
     let mut slow = RawWs::connect(addr, "/get_new_vote");
 
     let readers: Vec<_> = (0..READERS)
@@ -1586,58 +1765,100 @@ fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
         })
         .collect();
 
-    // One voter sends every vote without reading; it becomes a slow reader itself, which must
-    // not matter either.
+    // Votes in groups smaller than the broadcaster's batch: the voter waits for its group's
+    // last broadcast before the next, so every vote is broadcast on its own and a reader that
+    // keeps up sees each one.
     let (mut voter, voter_first) = vote_client(addr);
-    for i in 0..VOTES {
-        let uid = if i % 2 == 0 { "1" } else { "2" };
-        voter.write(Message::Text(uid.into())).unwrap();
-        if i % 100 == 99 {
-            voter.flush().unwrap();
+    let mut tally = Tally::default();
+    tally.apply(&voter_first);
+    let t0 = Instant::now();
+    for g in 0..VOTES / GROUP {
+        for i in 0..GROUP {
+            voter
+                .write(Message::Text(ids[i as usize % 2].clone()))
+                .unwrap();
         }
+        voter.flush().unwrap();
+        read_until_version(&mut voter, &mut tally, (g + 1) * GROUP);
     }
-    voter.flush().unwrap();
+    let voting = t0.elapsed();
+    let want: BTreeMap<String, u64> = ids.iter().map(|id| (id.clone(), VOTES / 2)).collect();
+    assert_eq!(tally.counts, want, "voter");
+    assert_eq!(tally.snapshots, 1, "the voter was coalesced");
 
-    let want = counts(&[("1", VOTES / 2), ("2", VOTES / 2)]);
     for (i, r) in readers.into_iter().enumerate() {
         let tally = r.join().expect("reader");
         assert_eq!(tally.counts, want, "reader {i}");
+        // Each vote individually: nobody was held back or coalesced because of the stall.
+        assert_eq!(
+            (tally.snapshots, tally.votes),
+            (1, VOTES as usize),
+            "reader {i}"
+        );
     }
-    let mut tally = Tally::default();
-    tally.apply(&voter_first);
-    read_until_version(&mut voter, &mut tally, VOTES);
-    assert_eq!(tally.counts, want, "voter");
     assert_eq!(tally_over_http(addr), (VOTES, want.clone()));
 
-    // Now the slow client reads: whatever it gets (the votes, or a coalesced snapshot after
-    // the part that was already on its way), it must end at the final version and counts,
-    // versions only growing, and nothing after the final version.
+    // How much the stalled client has waiting in its receive buffer, for the record.
+    let mut peek = vec![0u8; 4 << 20];
+    let queued = slow.s.peek(&mut peek).unwrap_or(0);
+    drop(peek);
+
+    // Now the slow client reads: whatever it gets (the votes, or what was already on its way
+    // followed by a coalesced snapshot), it must end at the final version and counts,
+    // versions only growing, and never more than one message per vote.
     let mut tally = Tally::default();
     let mut messages = 0;
+    let mut bytes = 0;
     while tally.version < VOTES {
-        let msg = live(&slow.text());
-        tally.apply(&msg);
+        let text = slow.text();
+        bytes += text.len();
+        tally.apply(&live(&text));
         messages += 1;
     }
     assert_eq!(tally.version, VOTES);
     assert_eq!(tally.counts, want, "slow client's final counts");
     assert!(
-        messages <= VOTES as usize + 2,
+        messages <= VOTES as usize + 1,
         "{messages} messages for {VOTES} votes"
     );
+    // Without coalescing the votes alone are more bytes than the kernel can hold for one
+    // connection (its largest send buffer plus the receive buffer of a peer that never read),
+    // so the server must have dropped the backlog for a snapshot rather than queued it.
+    let uncoalesced: usize = (1..=VOTES)
+        .map(|v| {
+            let id = &ids[(v as usize - 1) % 2];
+            let json = format!(
+                "{{\"uid\":\"{id}\",\"count\":{},\"version\":{v}}}",
+                v.div_ceil(2)
+            );
+            json.len() + 2
+        })
+        .sum();
+    match kernel_buffer_bound() {
+        Some(bound) if uncoalesced > bound => {
+            assert!(
+                tally.snapshots >= 2 && messages < VOTES as usize,
+                "{messages} messages ({bytes} bytes) reached a client that read nothing while \
+                 {uncoalesced} bytes of votes were cast: the backlog was queued, not coalesced"
+            );
+            assert!(bytes < uncoalesced);
+        }
+        _ => eprintln!("kernel buffers may hold every vote: coalescing not checked"),
+    }
     // It is a live subscriber again: the next vote reaches it as a vote.
-    voter.send(Message::Text("1".into())).unwrap();
-    let next = live(&slow.text());
+    voter.send(Message::Text(ids[0].clone())).unwrap();
     assert_eq!(
-        next,
+        live(&slow.text()),
         Live::Vote {
-            uid: "1".into(),
+            uid: ids[0].clone(),
             count: VOTES / 2 + 1,
             version: VOTES + 1
         }
     );
     eprintln!(
-        "slow reader: {messages} messages ({} snapshots, {} votes) for {VOTES} votes",
+        "slow reader: {queued} bytes queued when it started reading; then {messages} messages \
+         ({bytes} bytes, {} snapshots, {} votes) for {VOTES} votes ({uncoalesced} bytes); \
+         voting took {voting:?}",
         tally.snapshots, tally.votes
     );
 }
@@ -1673,14 +1894,18 @@ fn garbage_after_the_handshake_never_crashes_the_server() {
                     let b0 = rng.next() as u8;
                     let n = (rng.next() % 200) as usize;
                     let payload = rng.bytes(n);
-                    let mask = (rng.next() % 4 != 0).then_some(MASK);
+                    let mask = (!rng.next().is_multiple_of(4)).then_some(MASK);
                     bytes.extend(frame_bytes(b0, &payload, mask));
                 }
                 // A plausible frame (valid opcodes, FIN random) with random bytes inside.
                 _ => {
                     let ops = [0x0, 0x1, 0x2, 0x8, 0x9, 0xA];
                     let op = ops[(rng.next() % ops.len() as u64) as usize];
-                    let fin = if rng.next() % 2 == 0 { 0x80 } else { 0 };
+                    let fin = if rng.next().is_multiple_of(2) {
+                        0x80
+                    } else {
+                        0
+                    };
                     let n = (rng.next() % 130) as usize;
                     let payload = rng.bytes(n);
                     bytes.extend(frame_bytes(fin | op, &payload, Some(MASK)));

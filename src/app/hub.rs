@@ -59,10 +59,13 @@ impl Hub {
             next_id: AtomicU64::new(1),
             laggards: Mutex::new(Vec::new()),
         });
+        // Read the version here, not in the thread: a vote cast before the thread first runs
+        // must still be broadcast.
+        let seen = hub.votes.version();
         let h = Arc::clone(&hub);
         thread::Builder::new()
             .name("ws-broadcast".into())
-            .spawn(move || h.broadcast_loop())?;
+            .spawn(move || h.broadcast_loop(seen))?;
         let h = Arc::clone(&hub);
         thread::Builder::new()
             .name("ws-catch-up".into())
@@ -102,8 +105,7 @@ impl Hub {
         tx.send_sequenced(s.version, OpCode::Text, msg.as_bytes())
     }
 
-    fn broadcast_loop(&self) {
-        let mut seen = self.votes.version();
+    fn broadcast_loop(&self, mut seen: u64) {
         loop {
             let batch = match self
                 .votes

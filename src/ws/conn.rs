@@ -147,6 +147,9 @@ struct SendState {
     seen: u64,
     /// A close frame has been sent: RFC 6455 §5.5.1, no data frames after it.
     closing: bool,
+    /// The first sequenced frame (the snapshot on connect) has been written; broadcasts wait
+    /// for it, so a subscriber never sees a vote before the tally it applies to.
+    ready: bool,
     dead: bool,
 }
 
@@ -176,6 +179,7 @@ impl Sender {
                 pending: Vec::new(),
                 seen: 0,
                 closing: false,
+                ready: false,
                 dead: false,
             }),
             stale: AtomicBool::new(false),
@@ -213,6 +217,7 @@ impl Sender {
         frame::encode(true, opcode, payload, &mut out);
         self.write_now(&mut st, &out)?;
         st.seen = st.seen.max(seq);
+        st.ready = true;
         Ok(())
     }
 
@@ -269,6 +274,11 @@ impl Sender {
     /// Broadcaster path: writes the frames of `batch` this peer has not seen, if the socket
     /// takes them now. Never waits for the lock, nor (beyond [`SHORT_WRITE`]) for the peer.
     pub fn offer(&self, batch: &Sequenced) -> Offer {
+        // Once behind, only the catch-up path (which clears the mark) writes here: trying again
+        // on every batch would cost the broadcaster a blocked write each time.
+        if self.stale.load(Ordering::Acquire) {
+            return Offer::Stale;
+        }
         let mut st = match self.state.try_lock() {
             Ok(st) => st,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -280,8 +290,9 @@ impl Sender {
         if st.closing || st.dead {
             return Offer::Closed;
         }
-        if !st.pending.is_empty() {
-            // Behind already: don't queue more, remember to send the latest state instead.
+        if !st.pending.is_empty() || !st.ready {
+            // Behind already (or not yet started): don't queue more, remember to send the
+            // latest state instead.
             self.stale.store(true, Ordering::Release);
             return Offer::Stale;
         }
