@@ -1662,6 +1662,30 @@ fn a_chat_message_over_the_limit_gets_1009() {
     assert_eq!(raw.expect_close(), Some(1009));
 }
 
+#[test]
+fn large_messages_together_cannot_pass_the_shared_buffer_cap() {
+    // Each connection may hold 64 KiB uncharged; beyond that, partly received messages of all
+    // connections share `ws_max_buffered`.
+    let addr = start_with(|c| c.limits.ws_max_buffered = 300_000);
+    let payload = vec![b'x'; 250_000];
+    let frame = frame_bytes(0x82, &payload, Some(MASK));
+    // A holds most of the cap with a message still arriving...
+    let mut a = RawWs::connect(addr, "/chatsocket");
+    a.send(&frame[..100_000]);
+    thread::sleep(Duration::from_millis(200));
+    // ...so B's message of the same size does not fit: 1009, nothing allocated for it.
+    let mut b = RawWs::connect(addr, "/chatsocket");
+    b.send(&frame);
+    assert_eq!(b.expect_close(), Some(1009));
+    // A finishes and gets its echo; with A's share returned, C's message fits.
+    a.send(&frame[100_000..]);
+    let echoed = a.expect_frame();
+    assert_eq!(echoed.payload.len(), payload.len());
+    let mut c = RawWs::connect(addr, "/chatsocket");
+    c.send(&frame);
+    assert_eq!(c.expect_frame().payload.len(), payload.len());
+}
+
 // =============================================================================================
 // Keepalive
 // =============================================================================================
