@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build release test lint unit conformance clean
+.PHONY: run build release test lint unit conformance e2e clean
 
 ## Build and serve http://127.0.0.1:8080 (ADDR=host:port to change).
 run: release
@@ -16,8 +16,9 @@ build:
 release:
 	$(CARGO) build --release
 
-## Every test: format and lint, unit and integration tests, the Autobahn conformance suite.
-test: lint unit conformance
+## Every test: format and lint, unit and integration tests, the Autobahn conformance suite,
+## the browser tests.
+test: lint unit conformance e2e
 
 lint:
 	$(CARGO) fmt --check
@@ -30,6 +31,30 @@ unit:
 conformance: release
 	bash scripts/conformance.sh
 
+## Browser tests: the release server driven in Debian's Chromium by playwright-core (e2e/).
+## Installs chromium, fonts-noto-cjk (apt) and e2e/node_modules (npm ci) when missing.
+e2e: release
+	bash e2e/install.sh
+	cd e2e && node run.js
+
 clean:
 	$(CARGO) clean
 	rm -rf reports .venv
+
+## Fuzz the pure parsers and codecs (fuzz/) with cargo-fuzz on the stable toolchain, each target
+## for FUZZ_SECONDS (default 60); fails on any crash. Not part of `make test`. See README.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO=$(CARGO) bash scripts/fuzz.sh
+
+## Benchmarks (bench/: its own crate and workspace, so `cargo test` and `make test` never build
+## it): the server and the load generator in release mode, every scenario against a fresh server
+## on 127.0.0.1, a table of medians, and the results section of BENCHMARKS.md rewritten.
+## Not part of `make test`. BENCH_RUNS (default 3) runs per scenario; BENCH_ONLY=id,id for some
+## scenarios; BENCH_PEERS=0 without the tungstenite peer; more knobs in bench/src/main.rs.
+.PHONY: bench
+bench: release
+	$(CARGO) build --release --manifest-path bench/Cargo.toml
+	bench/target/release/livevote-bench --server target/release/livevote --www www \
+		--peer bench/target/release/peer_tungstenite --out BENCHMARKS.md

@@ -82,7 +82,7 @@ trap stop_server EXIT
 
 rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR"
-"$BIN" --addr "127.0.0.1:$PORT" --quiet >"$OUTDIR/server.log" 2>&1 &
+"$BIN" --addr "127.0.0.1:$PORT" --quiet --memory >"$OUTDIR/server.log" 2>&1 &
 SERVER_PID=$!
 
 # Wait until the server accepts connections (or has died).

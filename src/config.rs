@@ -34,6 +34,10 @@ pub struct Limits {
     /// Most open connections (HTTP and WebSocket together); beyond it the server answers `503`
     /// with `Retry-After` and closes. Default 16,384. `--max-connections`.
     pub max_connections: usize,
+    /// Most open connections from one client address; beyond it `503` with `Retry-After`, so
+    /// one host cannot take every slot. 0 turns the per-address cap off (the benchmarks, which
+    /// open thousands of connections from 127.0.0.1). Default 256. `--max-connections-per-ip`.
+    pub max_connections_per_ip: usize,
     /// Largest WebSocket message on the vote socket (`/get_new_vote`); larger → close 1009.
     /// Default 4 KiB. `--ws-max-vote-message`.
     pub ws_max_vote_message: usize,
@@ -50,6 +54,9 @@ pub struct Limits {
     /// A peer that sends nothing (not even the pong) for this long after a ping is closed with
     /// 1001... Default 25 s. `--ws-pong-timeout`.
     pub ws_pong_timeout: Duration,
+    /// An idle Server-Sent Events stream gets a comment line this often, so proxies keep it
+    /// open and a vanished client is noticed. Default 15 s. `--sse-heartbeat`.
+    pub sse_heartbeat: Duration,
     /// Stack size of each connection thread. Small on purpose: thousands of threads are normal
     /// here, and nothing on our stacks is large. Default 128 KiB. `--thread-stack`.
     pub thread_stack: usize,
@@ -67,11 +74,13 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
             max_connections: 16 * 1024,
+            max_connections_per_ip: 256,
             ws_max_vote_message: 4 * 1024,
             ws_max_chat_message: 16 * 1024 * 1024,
             ws_max_buffered: 256 * 1024 * 1024,
             ws_ping_interval: Duration::from_secs(25),
             ws_pong_timeout: Duration::from_secs(25),
+            sse_heartbeat: Duration::from_secs(15),
             thread_stack: 128 * 1024,
         }
     }
@@ -91,10 +100,15 @@ pub struct Config {
     /// `--longpoll-timeout`.
     pub longpoll_timeout: Duration,
     /// Origins allowed besides the server's own (`http://host:port` as sent in `Origin`) for
-    /// WebSocket upgrades. `--allow-origin URL`, repeatable.
+    /// WebSocket upgrades and votes. `--allow-origin URL`, repeatable.
     pub allow_origins: Vec<String>,
     /// Write one access-log line per request on stderr. Default on; `--quiet` turns it off.
     pub access_log: bool,
+    /// The vote journal: acknowledged votes are on disk here before they are answered. `None`
+    /// keeps votes in memory only (lost at exit). The command line's default is
+    /// [`DEFAULT_DATA`] (`--data PATH`; `--memory` for none); a `Config` built in code defaults
+    /// to memory, so tests and embedders opt in.
+    pub data: Option<PathBuf>,
     pub limits: Limits,
 }
 
@@ -110,6 +124,7 @@ impl Default for Config {
             longpoll_timeout: Duration::from_secs(10),
             allow_origins: Vec::new(),
             access_log: true,
+            data: None,
             limits: Limits::default(),
         }
     }
@@ -134,6 +149,9 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Where the command line keeps the journal unless told otherwise.
+pub const DEFAULT_DATA: &str = "data/votes.journal";
+
 pub const USAGE: &str = "\
 livevote — a live-voting server: polling, long-polling and WebSocket side by side
 
@@ -144,7 +162,9 @@ OPTIONS:
   --candidate ID=NAME         a candidate (repeatable) [default: 1=野味 2=海龙]
   --www DIR                   pages, scripts and styles [default: www]
   --longpoll-timeout SECS     long-poll wait before status:false [default: 10]
-  --allow-origin URL          another Origin allowed to open WebSockets (repeatable)
+  --allow-origin URL          another Origin allowed to vote and open WebSockets (repeatable)
+  --data PATH                 vote journal (and PATH.snapshot) [default: data/votes.journal]
+  --memory                    keep votes in memory only (lost at exit)
   --quiet                     no access log on stderr
   --max-request-line BYTES    [default: 8192]      longer → 414
   --max-header-bytes BYTES    [default: 16384]     larger head → 431
@@ -155,18 +175,23 @@ OPTIONS:
   --body-timeout SECS         [default: 30]        request body deadline → 408
   --write-timeout SECS        [default: 10]        stalled writer disconnected
   --max-connections N         [default: 16384]     beyond → 503 + Retry-After
+  --max-connections-per-ip N  [default: 256]       beyond → 503 (0: no cap)
   --ws-max-vote-message BYTES [default: 4096]      larger → close 1009
   --ws-max-chat-message BYTES [default: 16777216]  larger → close 1009
   --ws-max-buffered BYTES     [default: 268435456] all connections' partial messages
   --ws-ping-interval SECS     [default: 25]        ping a silent WebSocket peer
   --ws-pong-timeout SECS      [default: 25]        close a peer silent after the ping
+  --sse-heartbeat SECS        [default: 15]        comment line on an idle SSE stream
   --thread-stack BYTES        [default: 131072]    stack of each connection thread
   -h, --help                  this text
 ";
 
 /// Parses the arguments (without the program name).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
-    let mut cfg = Config::default();
+    let mut cfg = Config {
+        data: Some(PathBuf::from(DEFAULT_DATA)),
+        ..Config::default()
+    };
     let mut candidates: Vec<(String, String)> = Vec::new();
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -175,6 +200,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
         }
         if flag == "--quiet" {
             cfg.access_log = false;
+            continue;
+        }
+        if flag == "--memory" {
+            cfg.data = None;
             continue;
         }
         // Accept both `--flag value` and `--flag=value`.
@@ -217,6 +246,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
                 candidates.push((id.to_string(), nm.to_string()));
             }
             "--www" => cfg.www = PathBuf::from(value),
+            "--data" => cfg.data = Some(PathBuf::from(value)),
             "--longpoll-timeout" => cfg.longpoll_timeout = secs(&name, &value)?,
             "--allow-origin" => cfg
                 .allow_origins
@@ -230,11 +260,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
             "--body-timeout" => l.body_timeout = secs(&name, &value)?,
             "--write-timeout" => l.write_timeout = secs(&name, &value)?,
             "--max-connections" => l.max_connections = count(&name, &value, 1)?,
+            "--max-connections-per-ip" => l.max_connections_per_ip = count(&name, &value, 0)?,
             "--ws-max-vote-message" => l.ws_max_vote_message = count(&name, &value, 1)?,
             "--ws-max-chat-message" => l.ws_max_chat_message = count(&name, &value, 1)?,
             "--ws-max-buffered" => l.ws_max_buffered = count(&name, &value, 1)?,
             "--ws-ping-interval" => l.ws_ping_interval = secs(&name, &value)?,
             "--ws-pong-timeout" => l.ws_pong_timeout = secs(&name, &value)?,
+            "--sse-heartbeat" => l.sse_heartbeat = secs(&name, &value)?,
             "--thread-stack" => l.thread_stack = count(&name, &value, 32 * 1024)?,
             _ => return Err(UsageError(format!("unknown option '{name}'"))),
         }
@@ -291,6 +323,12 @@ mod tests {
         assert_eq!(c.candidates[0], ("1".into(), "野味".into()));
         assert_eq!(c.candidates[1], ("2".into(), "海龙".into()));
         assert_eq!(c.longpoll_timeout, Duration::from_secs(10));
+        assert_eq!(c.data, Some(PathBuf::from(DEFAULT_DATA)));
+        assert_eq!(run(&["--memory"]).unwrap().data, None);
+        assert_eq!(
+            run(&["--data", "x/j"]).unwrap().data,
+            Some(PathBuf::from("x/j"))
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`server`]: the accept loop, one thread per connection.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod http;

@@ -4,11 +4,11 @@
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::admission::{Admission, Refusal};
 use crate::app::App;
 use crate::config::Config;
 use crate::http::conn::{self, Settings};
@@ -18,16 +18,6 @@ use crate::http::Response;
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
-    open: Arc<AtomicUsize>,
-}
-
-/// Holds one connection slot; returns it when dropped (also when the thread unwinds).
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Server {
@@ -46,11 +36,7 @@ impl Server {
         }
         let listener = TcpListener::bind(config.addr)?;
         let app = App::new(config)?;
-        Ok(Server {
-            listener,
-            app,
-            open: Arc::new(AtomicUsize::new(0)),
-        })
+        Ok(Server { listener, app })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -61,14 +47,15 @@ impl Server {
         Arc::clone(&self.app)
     }
 
-    /// Connections open right now.
-    pub fn open_connections(&self) -> Arc<AtomicUsize> {
-        Arc::clone(&self.open)
+    /// The connection counts (they return to zero when every client has gone).
+    pub fn admission(&self) -> Arc<Admission> {
+        Arc::clone(&self.app.admission)
     }
 
     /// Accepts connections forever.
     pub fn run(self) -> io::Result<()> {
         let max = self.app.config.limits.max_connections;
+        let max_per_ip = self.app.config.limits.max_connections_per_ip;
         let stack = self.app.config.limits.thread_stack;
         let mut last_complaint = None;
         loop {
@@ -87,13 +74,14 @@ impl Server {
                     continue;
                 }
             };
-            // Reserve a slot first; give it back and refuse if over the cap.
-            if self.open.fetch_add(1, Ordering::AcqRel) >= max {
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                refuse(stream);
-                continue;
-            }
-            let slot = Slot(Arc::clone(&self.open));
+            let slot = match self.app.admission.admit(peer.ip(), max, max_per_ip) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    self.app.metrics.refused(why);
+                    refuse(stream);
+                    continue;
+                }
+            };
             let app = Arc::clone(&self.app);
             // The stream waits in a cell the new thread takes it from, so that if the thread
             // cannot be created (memory maps, pids) it is still here to be told `503`.
@@ -118,6 +106,7 @@ impl Server {
             if let Err(e) = spawned {
                 // The closure (and its slot) was dropped: the slot is back.
                 if let Some(stream) = cell.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    self.app.metrics.refused(Refusal::NoThread);
                     refuse(stream);
                 }
                 if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {

@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -139,9 +140,11 @@ fn bad_flags_exit_2_with_a_message_on_stderr() {
 
 #[test]
 fn start_up_failures_exit_1() {
+    // `--memory`: these runs must not touch a journal on disk.
     let o = run(&[
         "--addr",
         "127.0.0.1:0",
+        "--memory",
         "--www",
         "/nonexistent/livevote-www",
     ]);
@@ -150,7 +153,7 @@ fn start_up_failures_exit_1() {
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let o = run(&["--addr", &addr]);
+    let o = run(&["--addr", &addr, "--memory"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot start"), "{}", stderr(&o));
 }
@@ -159,9 +162,11 @@ fn start_up_failures_exit_1() {
 fn candidates_from_the_command_line_are_served_escaped() {
     let www = www();
     let www = www.to_str().unwrap();
+    // `--memory`: a fresh tally on every run, and no journal left in the repository.
     let server = spawn(&[
         "--addr",
         "127.0.0.1:0",
+        "--memory",
         "--quiet",
         "--www",
         www,
@@ -199,14 +204,9 @@ fn candidates_from_the_command_line_are_served_escaped() {
     );
 
     let page = get(addr, "/index").text();
-    assert!(
-        page.contains("<li id=\"user_b\" tabindex=\"0\">Bob &lt;i&gt;<span>0</span></li>"),
-        "{page}"
-    );
-    assert!(
-        page.contains("<li id=\"user_c\" tabindex=\"0\">Say &quot;hi&quot; \\ &amp; &#39;bye&#39;<span>0</span></li>"),
-        "{page}"
-    );
+    assert_tutorial_li(&page, "a", "Alice", 0);
+    assert_tutorial_li(&page, "b", "Bob &lt;i&gt;", 0);
+    assert_tutorial_li(&page, "c", "Say &quot;hi&quot; \\ &amp; &#39;bye&#39;", 0);
     assert!(!page.contains("Bob <i>"), "unescaped name in HTML");
     assert!(
         !page.contains("user_1"),
@@ -217,9 +217,7 @@ fn candidates_from_the_command_line_are_served_escaped() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["count"].as_u64(), 1);
     assert_eq!(post(addr, "/vote", "uid=1").status, 404);
-    assert!(get(addr, "/index")
-        .text()
-        .contains("Bob &lt;i&gt;<span>1</span>"));
+    assert_tutorial_li(&get(addr, "/index").text(), "b", "Bob &lt;i&gt;", 1);
 
     // --longpoll-timeout 0.3: a poll with nothing new ends well before the 10 s default.
     let started = Instant::now();
@@ -240,7 +238,14 @@ fn addr_flag_picks_the_port_and_defaults_apply() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let server = spawn(&["--addr", &addr]);
+    // Everything default but the journal, which goes to a scratch directory rather than the
+    // repository's `data/` (and so starts empty on every run).
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-defaults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("votes.journal");
+    let server = spawn(&["--addr", &addr, "--data", journal.to_str().unwrap()]);
     assert_eq!(server.addr.to_string(), addr, "{}", server.banner);
     // Default www (relative to the working directory) and the tutorial's candidates.
     let r = get(server.addr, "/votes");
@@ -251,4 +256,6 @@ fn addr_flag_picks_the_port_and_defaults_apply() {
     assert_eq!(get(server.addr, "/vote.js").status, 200);
     // Without --quiet, each request is logged on stderr (drained by the reader thread).
     assert_eq!(get(server.addr, "/index").status, 200);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

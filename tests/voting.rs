@@ -10,13 +10,33 @@ use std::thread;
 
 use common::*;
 
-fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(u, c)| (u.to_string(), *c)).collect()
+/// The `<li>` for one candidate: the tutorial's DOM (`<li id="user_ID" …>NAME<span>COUNT
+/// </span>`), followed by its no-JavaScript form; returns the `<li>` for further checks.
+fn li(page: &str, uid: &str, name: &str, count: u64) -> Li {
+    assert_tutorial_li(page, uid, name, count)
 }
 
-/// The tutorial's `<li>` for one candidate, exactly.
-fn li(uid: &str, name: &str, count: u64) -> String {
-    format!("<li id=\"user_{uid}\" tabindex=\"0\">{name}<span>{count}</span></li>")
+/// The share of the votes a candidate's bar shows, as the `<li>`'s `--share` style.
+fn share(li: &Li) -> &str {
+    let tag = &li.start_tag;
+    let at = tag
+        .find("--share:")
+        .unwrap_or_else(|| panic!("no --share in {tag}"));
+    let rest = &tag[at + "--share:".len()..];
+    &rest[..rest
+        .find('%')
+        .unwrap_or_else(|| panic!("--share without % in {tag}"))]
+}
+
+/// The `back` field of a candidate's form: where a no-JavaScript vote returns to.
+fn back(li: &Li) -> &str {
+    let key = "<input type=\"hidden\" name=\"back\" value=\"";
+    let at = li
+        .inner
+        .find(key)
+        .unwrap_or_else(|| panic!("no back field: {li:?}"));
+    let rest = &li.inner[at + key.len()..];
+    &rest[..rest.find('"').unwrap()]
 }
 
 fn assert_json_error(r: &Response, status: u16) {
@@ -45,11 +65,13 @@ fn index_renders_the_tutorial_dom_with_current_counts_and_version() {
     r.assert_standard_headers(false);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     let page = r.text();
-    assert!(page.contains(&li("1", "野味", 0)), "{page}");
-    assert!(page.contains(&li("2", "海龙", 0)), "{page}");
+    let (one, two) = (li(&page, "1", "野味", 0), li(&page, "2", "海龙", 0));
+    // No votes yet: empty bars.
+    assert_eq!((share(&one), share(&two)), ("0.0", "0.0"));
+    assert_eq!(back(&one), "/index", "the form comes back to this page");
     assert!(page.contains("data-version=\"0\""), "{page}");
     assert!(
-        page.contains("data-transport=\"ws\""),
+        page.contains("data-transport=\"auto\""),
         "default transport: {page}"
     );
     assert!(page.find("user_1").unwrap() < page.find("user_2").unwrap());
@@ -60,10 +82,11 @@ fn index_renders_the_tutorial_dom_with_current_counts_and_version() {
     let (version, epoch, _) = tally(addr);
     assert_eq!(version, 3);
     let page = get(addr, "/index").text();
-    assert!(page.contains(&li("1", "野味", 2)), "{page}");
-    assert!(page.contains(&li("2", "海龙", 1)), "{page}");
+    let (one, two) = (li(&page, "1", "野味", 2), li(&page, "2", "海龙", 1));
+    assert_eq!((share(&one), share(&two)), ("66.7", "33.3"));
     assert!(page.contains("data-version=\"3\""), "{page}");
     assert!(page.contains(&format!("data-epoch=\"{epoch}\"")), "{page}");
+    assert!(!page.contains("{{"), "a placeholder left unfilled: {page}");
     // The page must work offline: no script or stylesheet from elsewhere.
     assert!(!page.contains("src=\"http"), "{page}");
     assert!(!page.contains("href=\"http"), "{page}");
@@ -73,9 +96,11 @@ fn index_renders_the_tutorial_dom_with_current_counts_and_version() {
 fn index_selects_the_transport_and_refuses_unknown_ones() {
     let addr = start_default();
     for (query, want) in [
-        ("", "ws"),
-        ("?transport=", "ws"),
+        ("", "auto"),
+        ("?transport=", "auto"),
+        ("?transport=auto", "auto"),
         ("?transport=ws", "ws"),
+        ("?transport=sse", "sse"),
         ("?transport=poll", "poll"),
         ("?transport=longpoll", "longpoll"),
         ("?x=1&transport=poll", "poll"),
@@ -87,10 +112,16 @@ fn index_selects_the_transport_and_refuses_unknown_ones() {
             page.contains(&format!("data-transport=\"{want}\"")),
             "{query} → {want}: {page}"
         );
-        assert!(page.contains(&li("1", "野味", 0)), "{query}");
+        let one = li(&page, "1", "野味", 0);
+        // The no-JavaScript form comes back to this very page (escaped in the attribute).
+        assert_eq!(
+            back(&one),
+            format!("/index{query}").replace('&', "&amp;"),
+            "{query}"
+        );
     }
     for query in [
-        "?transport=sse",
+        "?transport=websocket",
         "?transport=POLL",
         "?transport=%3Cscript%3E",
         "?transport=%zz",
@@ -384,6 +415,106 @@ fn vote_routes_allow_only_post() {
         assert!(!methods.contains(&"POST"), "{allow}");
     }
     assert_eq!(tally(addr).0, 0, "no 405 may count a vote");
+}
+
+// --- voting without JavaScript -----------------------------------------------------------------
+
+/// A form post that names the page to go back to (`back`, a local path) is answered `303 See
+/// Other` there, so the browser reloads the page with a GET; the vote counts once.
+#[test]
+fn a_form_vote_with_back_is_a_303_to_that_page_and_counts_once() {
+    let addr = start_default();
+    for (path, body, location) in [
+        // As a browser encodes the hidden field…
+        (
+            "/vote",
+            "uid=1&back=%2Findex%3Ftransport%3Dpoll",
+            "/index?transport=poll",
+        ),
+        // …and as written by hand.
+        (
+            "/vote",
+            "uid=1&back=/index?transport=poll",
+            "/index?transport=poll",
+        ),
+        ("/ticket", "nid=2&back=%2Findex", "/index"),
+        (
+            "/vote",
+            "back=%2Findex%3Fa%3D1%26b%3D2&uid=2",
+            "/index?a=1&b=2",
+        ),
+    ] {
+        let before = tally(addr).0;
+        let r = post(addr, path, body);
+        assert_eq!(r.status, 303, "{path} {body}: {r:?}");
+        assert_eq!(r.reason, "See Other");
+        assert_eq!(r.header("location"), Some(location), "{body}");
+        assert_eq!(r.header_count("location"), 1);
+        r.assert_standard_headers(false);
+        assert_eq!(tally(addr).0, before + 1, "{body}: counted exactly once");
+    }
+    assert_eq!(tally(addr).2, counts(&[("1", 2), ("2", 2)]));
+    // Following the redirect gives the page with the new count.
+    let page = get(addr, "/index?transport=poll").text();
+    li(&page, "1", "野味", 2);
+}
+
+/// RFC 9112 §3.2.2: a server must accept a request target in absolute form. The page's forms
+/// must still come back to a local path, or a no-JavaScript vote from it gets JSON instead of
+/// the page.
+#[test]
+fn the_forms_come_back_to_a_local_path_even_for_an_absolute_form_request() {
+    let addr = start_default();
+    let r = request(
+        addr,
+        "GET http://localhost/index?transport=poll HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let page = r.text();
+    let one = li(&page, "1", "野味", 0);
+    assert_eq!(back(&one), "/index?transport=poll", "{one:?}");
+}
+
+/// `back` must be a path on this server: anything else (another host, a scheme, a header
+/// injection) is not a redirect — the vote is still counted once and answered as JSON.
+#[test]
+fn a_back_that_is_not_a_local_path_is_no_redirect_but_still_one_vote() {
+    let addr = start_default();
+    let bodies = [
+        "uid=1&back=%2F%2Fevil.example%2F",
+        "uid=1&back=//evil.example/",
+        "uid=1&back=http://evil",
+        "uid=1&back=http%3A%2F%2Fevil",
+        "uid=1&back=https:%2F%2Fevil.example",
+        "uid=1&back=%2F%5Cevil.example",
+        "uid=1&back=evil.example",
+        "uid=1&back=%2Findex%0D%0ASet-Cookie:%20x=1",
+        "uid=1&back=%2Findex%20x",
+        "uid=1&back=",
+        "uid=1&back",
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        let r = post(addr, "/vote", body);
+        assert_eq!(r.status, 200, "{body}: {r:?}");
+        assert_eq!(r.header("location"), None, "{body}: {r:?}");
+        assert!(r
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json"));
+        let j = r.json();
+        assert_eq!(j["count"].as_u64(), i as u64 + 1, "{body}");
+        assert_eq!(j["version"].as_u64(), i as u64 + 1, "{body}");
+        assert!(!r.text().contains("Set-Cookie"), "{body}");
+    }
+    assert_eq!(
+        tally(addr).2,
+        counts(&[("1", bodies.len() as u64), ("2", 0)])
+    );
+    // A refused vote is never a redirect either.
+    let r = post(addr, "/vote", "uid=9&back=%2Findex");
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(r.header("location"), None);
+    assert_eq!(tally(addr).0, bodies.len() as u64);
 }
 
 // --- concurrency -------------------------------------------------------------------------------

@@ -1,33 +1,84 @@
-// livevote — the vote page's client. Plain ES2017, no framework, no build step.
+// livevote — the vote page's client. Plain ES2018, no framework, no build step, nothing from
+// another host.
 //
 // The page (www/index.template, rendered by GET /index) carries the tally in its DOM:
-//   <ul id="candidates"><li id="user_ID" tabindex="0">NAME<span>COUNT</span></li>…</ul>
-// and the render-time state on <body data-transport data-version data-epoch>.
+//   <ul id="candidates"><li id="user_ID" tabindex="0" style="--share:P%">NAME<span>COUNT</span>
+//     <form method="post" action="/vote">…<button>Vote</button></form></li>…</ul>
+// and the render-time state on <body data-transport data-version data-epoch
+// data-presence-version data-back>.
 //
-// One object per transport (poll, longpoll, ws; sse later) implements
-//   { name, label, start(ctx), vote(uid) }
-// and talks to the page only through `ctx` (applyChange, applyChanges, applySnapshot,
-// setStatus, notice, postVote). The page picks the transport from data-transport.
+// The live protocol is docs/PROTOCOL.md. One cursor (epoch, version) is kept here and sent on
+// every (re)connect of every transport; the server's first answer says what happened (resume
+// `snapshot`, `delta` or `live`) and is applied exactly. Counts are absolute and every count
+// carries the version it is from, so applying the same news twice, or from two connections at
+// once, changes nothing.
+//
+// Transports are plug-ins: { name, open(hooks) → conn }. A conn talks to the page only
+// through `ctx` (cursor, resume, changes, snapshot, presence, postVote, notice) and reports to
+// the connection manager through `hooks` (verified: the server's first message carrying the
+// version has arrived; down: the connection is gone). conn.vote(uid) casts a vote through it,
+// conn.close() ends it silently. Adding one = an object here, a rung in LADDER, a label.
+//
+// The manager runs the fallback ladder WebSocket → SSE → long-poll → polling (`auto`, the
+// default) or one forced transport (`?transport=`), reconnects with jittered exponential
+// backoff, and in `auto` retries the better rungs later, switching only once they are verified.
 'use strict';
 
 (() => {
+  // ---------------------------------------------------------------- constants
+
+  const LADDER = ['ws', 'sse', 'longpoll', 'poll'];
+  /** A rung of the ladder must deliver its first versioned message this fast, or it is
+   *  dropped for the next one (this catches proxies that accept and then buffer). */
+  const VERIFY_DEADLINE_MS = 3000;
+  /** The same deadline for the last rung and for a forced transport, which have nothing to
+   *  fall back to: missing it only means close and reconnect, so it can be patient. */
+  const FLOOR_DEADLINE_MS = 15000;
+  /** Reconnect delays: 1 s doubling up to 10 s, each jittered by ±25 %. */
+  const RECONNECT_BASE_MS = 1000;
+  const RECONNECT_CAP_MS = 10000;
+  /** After a working connection drops, reconnect to the same transport alone this many
+   *  times before walking down the ladder again: a restarting server refuses every transport
+   *  alike, which says nothing about the transport. */
+  const SAME_RUNG_RETRIES = 3;
+  /** A connection that stayed up this long starts the reconnect delays over at 1 s. */
+  const STABLE_MS = 10000;
+  /** In `auto`, the better rungs are retried after 30 s, doubling up to 5 min (jittered). */
+  const UPGRADE_BASE_MS = 30000;
+  const UPGRADE_CAP_MS = 300000;
+  /** Polling interval (as the tutorial's page). */
+  const POLL_INTERVAL_MS = 2000;
+  /** A /votes request silent this long is abandoned. */
+  const POLL_TIMEOUT_MS = 10000;
+  /** The server answers a long-poll within ~10 s; one silent much longer is stuck somewhere
+   *  (a proxy, a sleeping laptop). */
+  const LONGPOLL_ABORT_MS = 45000;
+  /** Count changes are announced to screen readers at most this often (merged). */
+  const ANNOUNCE_EVERY_MS = 1500;
+  const RUNG_KEY = 'livevote.rung';
+  const VIEWER_KEY = 'livevote.viewer';
+
+  const LABELS = { ws: 'WebSocket', sse: 'Server-Sent Events', longpoll: 'Long-polling', poll: 'Polling' };
+
   const body = document.body;
   const list = document.getElementById('candidates');
   const statusEl = document.getElementById('status');
   const versionEl = document.getElementById('version');
+  const presenceEl = document.getElementById('presence');
   const noticeEl = document.getElementById('notice');
+  const announceEl = document.getElementById('announce');
 
   // ---------------------------------------------------------------- helpers
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  // Reconnect delays: 1 s doubling to 10 s, each scaled by a random factor in [0.75, 1.25)
-  // so that a restarted server is not hit by every client in the same instant.
-  function backoff(base = 1000, cap = 10000) {
+  // Exponential delays with ±25 % jitter, so that a restarted server is not hit by every
+  // client in the same instant.
+  function backoff(base, cap) {
     let n = 0;
     return {
       next() {
-        const d = Math.min(cap, base * 2 ** Math.min(n++, 10));
+        const d = Math.min(cap, base * 2 ** Math.min(n++, 16));
         return Math.round(d * (0.75 + Math.random() * 0.5));
       },
       reset() { n = 0; },
@@ -39,34 +90,59 @@
     return Number.isFinite(n) ? n : fallback;
   };
 
+  const store = {
+    get(k) { try { return sessionStorage.getItem(k); } catch (_) { return null; } },
+    set(k, v) { try { sessionStorage.setItem(k, v); } catch (_) { /* storage off: not kept */ } },
+  };
+
+  // 8–64 characters of A-Z a-z 0-9 _ - (docs/PROTOCOL.md); random, kept for this tab.
+  const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+  function randomToken(len) {
+    const bytes = new Uint8Array(len);
+    crypto.getRandomValues(bytes);
+    let s = '';
+    for (const b of bytes) s += ID_CHARS[b & 63];
+    return s;
+  }
+  const viewer = (() => {
+    const kept = store.get(VIEWER_KEY);
+    if (kept && /^[A-Za-z0-9_-]{8,64}$/.test(kept)) return kept;
+    const id = randomToken(22);
+    store.set(VIEWER_KEY, id);
+    return id;
+  })();
+  // randomUUID exists only in secure contexts (not on plain http to a LAN address).
+  const newVoteId = () => (typeof crypto.randomUUID === 'function' ? crypto.randomUUID() : randomToken(32));
+
   // True while the page is being left: aborted requests and closing sockets are then expected
   // and must not show "reconnecting" nor schedule anything.
   let leaving = false;
-  window.addEventListener('pagehide', () => { leaving = true; });
-  // A page restored from the back/forward cache has dead connections and a stale tally:
-  // load it afresh rather than try to resume.
-  window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
 
   // ---------------------------------------------------------------- tally state
 
-  // Versions are tracked per candidate: a count is applied only if its version is newer than
-  // the one that candidate's count came from. This is the "ignore versions ≤ what the page
-  // shows" rule, made exact: a POST /vote answer at version 12 must not hide the other
-  // candidate's change in a long-poll delta that also says version 12.
+  // `epoch`/`version` is the cursor: everything up to `version` of run `epoch` has reached the
+  // page through a live stream (never advanced by a POST answer, which would skip the votes
+  // between). `seen` holds, per candidate, the version its displayed count is from: a count is
+  // applied only if newer. `shown` is the newest version anything on the page is from.
   const state = {
     epoch: body.dataset.epoch || '',
     version: toInt(body.dataset.version),
-    seen: new Map(), // uid → version its displayed count is from
+    shown: toInt(body.dataset.version),
+    seen: new Map(),
+    pv: toInt(body.dataset.presenceVersion),
   };
 
   const itemFor = (uid) => document.getElementById('user_' + uid);
+  const items = () => list.querySelectorAll(':scope > li[id^="user_"]');
+  const uidOf = (li) => li.id.slice('user_'.length);
+  const countSpan = (li) => li.querySelector(':scope > span');
 
-  for (const li of list.querySelectorAll('li[id^="user_"]')) {
-    state.seen.set(li.id.slice('user_'.length), state.version);
-  }
+  for (const li of items()) state.seen.set(uidOf(li), state.version);
 
-  function showVersion() {
-    versionEl.textContent = String(state.version);
+  function nameOf(uid) {
+    const li = itemFor(uid);
+    const first = li && li.firstChild;
+    return first && first.nodeType === Node.TEXT_NODE ? first.textContent.trim() : String(uid);
   }
 
   // Build a <li> exactly like the server renders one.
@@ -74,9 +150,67 @@
     const li = document.createElement('li');
     li.id = 'user_' + uid;
     li.tabIndex = 0;
-    li.append(String(name), document.createElement('span'));
-    li.lastChild.textContent = String(count);
+    li.style.setProperty('--share', '0%');
+    const span = document.createElement('span');
+    span.textContent = String(count);
+    const form = document.createElement('form');
+    form.method = 'post';
+    form.action = '/vote';
+    const hidden = (n, v) => {
+      const input = document.createElement('input');
+      input.type = 'hidden';
+      input.name = n;
+      input.value = v;
+      return input;
+    };
+    const button = document.createElement('button');
+    button.type = 'submit';
+    button.setAttribute('aria-label', 'Vote for ' + name);
+    button.textContent = 'Vote';
+    form.append(hidden('uid', uid), hidden('back', body.dataset.back || '/index'), button);
+    li.append(String(name), span, form);
     return li;
+  }
+
+  // A candidate's name is the li's first text node (and its button's label).
+  function rename(li, name) {
+    const first = li.firstChild;
+    if (first && first.nodeType === Node.TEXT_NODE) {
+      if (first.textContent === name) return;
+      first.textContent = name;
+    } else {
+      li.prepend(name);
+    }
+    const button = li.querySelector('button');
+    if (button) button.setAttribute('aria-label', 'Vote for ' + name);
+  }
+
+  // The bars: each candidate's share of all votes, drawn by CSS from --share.
+  function updateShares() {
+    const lis = [...items()];
+    const counts = lis.map((li) => Math.max(0, toInt(countSpan(li) && countSpan(li).textContent)));
+    const total = counts.reduce((a, b) => a + b, 0);
+    lis.forEach((li, i) => {
+      const share = (total ? (counts[i] * 100) / total : 0).toFixed(1) + '%';
+      if (li.style.getPropertyValue('--share') !== share) li.style.setProperty('--share', share);
+    });
+  }
+
+  // Screen readers hear count changes, merged and at most every ANNOUNCE_EVERY_MS.
+  const toAnnounce = new Map();
+  let announceTimer = 0;
+  let lastAnnounce = 0;
+  function announce(uid, count) {
+    toAnnounce.delete(uid);
+    toAnnounce.set(uid, count);
+    if (announceTimer) return;
+    announceTimer = setTimeout(() => {
+      announceTimer = 0;
+      lastAnnounce = Date.now();
+      const parts = [...toAnnounce].slice(-5).map(([u, c]) => `${nameOf(u)}: ${c}`);
+      toAnnounce.clear();
+      announceEl.textContent = parts.join(', ');
+    }, Math.max(0, lastAnnounce + ANNOUNCE_EVERY_MS - Date.now()));
   }
 
   // Set one candidate's count if `version` is newer than what it shows. Only the <span>'s text
@@ -85,329 +219,626 @@
     uid = String(uid);
     const li = itemFor(uid);
     if (!li) return false;
-    if (version <= (state.seen.get(uid) ?? -Infinity)) return true;
+    if (version <= (state.seen.has(uid) ? state.seen.get(uid) : -Infinity)) return true;
     state.seen.set(uid, version);
-    const span = li.querySelector('span');
-    const text = String(count);
-    if (span && span.textContent !== text) span.textContent = text;
+    const span = countSpan(li);
+    const text = String(toInt(count));
+    if (span && span.textContent !== text) {
+      span.textContent = text;
+      announce(uid, text);
+    }
     return true;
   }
 
   let reloadedForUnknown = false;
   function unknownCandidate() {
-    // A candidate we have never seen and whose name we do not know (e.g. a long-poll snapshot
-    // after a server restart): the server's own render is the simplest source of truth.
+    // A candidate we have never seen and whose name we do not know (a long-poll snapshot has
+    // counts only): the server's own render is the simplest source of truth.
     if (!reloadedForUnknown && !leaving) {
       reloadedForUnknown = true;
       location.reload();
     }
   }
 
+  function showVersion() {
+    const t = String(Math.max(state.version, state.shown));
+    if (versionEl.textContent !== t) versionEl.textContent = t;
+  }
+
+  function presenceText(p) {
+    const n = (k) => Math.max(0, toInt(p[k]));
+    const total = p.total != null ? n('total') : n('ws') + n('sse') + n('longpoll') + n('poll');
+    return `${total} ${total === 1 ? 'viewer' : 'viewers'}: ${n('ws')} WebSocket, ${n('sse')} SSE, ` +
+      `${n('longpoll')} long-polling, ${n('poll')} polling`;
+  }
+
+  const sameEpoch = (epoch) => epoch == null || String(epoch) === state.epoch;
+
   const ctx = {
-    // `changes`: [{uid, count}], all current as of `version`. An `epoch` different from the
-    // page's means those versions are from another server run: ignore them, the transport's
-    // next snapshot will bring the page up to date.
-    applyChanges(changes, version, epoch) {
+    viewer,
+
+    /** The cursor to send on a (re)connect. */
+    cursor() { return { epoch: state.epoch, version: state.version }; },
+
+    /** The presence version last seen (long-poll `pv`). */
+    presenceVersion() { return state.pv; },
+
+    /** `changes`: [{uid, count}], all current as of `version`, from a live stream. Versions
+     *  from another run (epoch) are ignored: that run's snapshot brings the page up to date. */
+    changes(changes, version, epoch) {
       version = Number(version);
-      if (!Array.isArray(changes) || !Number.isFinite(version)) return;
-      if (epoch != null && String(epoch) !== state.epoch) return;
+      if (!Array.isArray(changes) || !Number.isFinite(version) || !sameEpoch(epoch)) return;
       for (const c of changes) {
         if (c && c.uid != null && !setCount(c.uid, c.count, version)) unknownCandidate();
       }
       if (version > state.version) state.version = version;
+      if (version > state.shown) state.shown = version;
+      updateShares();
       showVersion();
     },
 
-    applyChange(uid, count, version, epoch) {
-      ctx.applyChanges([{ uid, count }], version, epoch);
-    },
-
-    // The full tally. From another epoch it always wins: it replaces the list and the version.
-    applySnapshot(candidates, version, epoch) {
+    /** The whole tally as of `version`. From another epoch it replaces the page's state; so
+     *  does an `authoritative` one (the server answered a cursor ahead of its own: we are
+     *  wrong, it is right). Otherwise each count still obeys its candidate's version, so a
+     *  snapshot overtaken by newer news on another connection cannot undo it. */
+    snapshot(candidates, version, epoch, authoritative = false) {
       version = Number(version);
       if (!Array.isArray(candidates) || !Number.isFinite(version)) return;
       epoch = epoch == null ? state.epoch : String(epoch);
-      const newRun = epoch !== state.epoch;
-      if (newRun) {
+      if (epoch !== state.epoch || authoritative) {
         state.epoch = epoch;
         state.version = version;
+        state.shown = version;
         state.seen.clear();
         body.dataset.epoch = epoch;
         // Drop candidates the new run does not have.
-        const keep = new Set(candidates.map((c) => 'user_' + c.uid));
-        for (const li of list.querySelectorAll('li[id^="user_"]')) {
-          if (!keep.has(li.id)) li.remove();
-        }
+        const keep = new Set(candidates.filter(Boolean).map((c) => 'user_' + c.uid));
+        for (const li of items()) if (!keep.has(li.id)) li.remove();
       }
       for (const c of candidates) {
         if (!c || c.uid == null) continue;
         const uid = String(c.uid);
-        if (!itemFor(uid)) {
+        const li = itemFor(uid);
+        if (!li) {
           if (c.name == null) { unknownCandidate(); continue; }
-          list.append(makeItem(uid, c.name, c.count));
+          list.append(makeItem(uid, c.name, toInt(c.count)));
           state.seen.set(uid, version);
           continue;
         }
+        if (c.name != null) rename(li, String(c.name));
         setCount(uid, c.count, version);
       }
+      // A new run may list its candidates in another order: follow it (only if it differs, as
+      // moving an element loses its focus).
+      const order = candidates.filter((c) => c && c.name != null).map((c) => 'user_' + c.uid);
+      if (order.length && order.join() !== [...items()].map((li) => li.id).join()) {
+        for (const id of order) {
+          const li = document.getElementById(id);
+          if (li) list.append(li);
+        }
+      }
       if (version > state.version) state.version = version;
+      if (version > state.shown) state.shown = version;
+      updateShares();
       showVersion();
     },
 
-    setStatus(text, connected) {
-      const t = `${transport.label} — ${text}`;
-      if (statusEl.textContent !== t) statusEl.textContent = t;
-      statusEl.dataset.connected = connected ? 'true' : 'false';
-    },
-
-    // A transient line for the result of the user's own vote.
-    notice(text) {
-      noticeEl.textContent = text;
-      clearTimeout(ctx.noticeTimer);
-      ctx.noticeTimer = setTimeout(() => { noticeEl.textContent = ''; }, 4000);
-    },
-    noticeTimer: 0,
-
-    pendingVotes: 0, // votes whose HTTP answer has not come yet (the poll page waits for them)
-
-    // Cast a vote over HTTP: POST `path` with `{[field]: uid}` form-urlencoded. Retries network
-    // errors and 5xx a few times only: a vote is not idempotent, and after a dropped answer a
-    // retry may count twice, so it does not retry forever.
-    async postVote(path, field, uid) {
-      ctx.pendingVotes++;
-      try {
-        const bo = backoff(500, 4000);
-        for (let attempt = 1; ; attempt++) {
-          let res;
-          try {
-            res = await fetch(path, {
-              method: 'POST',
-              body: new URLSearchParams({ [field]: String(uid) }),
-              cache: 'no-store',
-            });
-          } catch (err) {
-            if (attempt >= 3 || leaving) { ctx.notice('Vote failed: the server cannot be reached'); return; }
-            await sleep(bo.next());
-            continue;
-          }
-          if (res.status >= 500 && attempt < 3 && !leaving) { await sleep(bo.next()); continue; }
-          let data = null;
-          try { data = await res.json(); } catch (_) { /* not JSON: report by status */ }
-          if (res.ok) {
-            if (data && data.uid != null) ctx.applyChange(data.uid, data.count, data.version, data.epoch);
-            ctx.notice(`Vote counted for ${nameOf(uid)}`);
-          } else if (res.status === 404) {
-            ctx.notice(`Unknown candidate ${uid}`);
-          } else {
-            ctx.notice(`Vote failed: ${(data && data.error) || 'HTTP ' + res.status}`);
-          }
-          return;
-        }
-      } finally {
-        ctx.pendingVotes--;
+    /** The first message after a (re)connect (or a long-poll answer's kind), for the cursor
+     *  `sent` ({epoch, version} or null) the connection was opened with. */
+    resume(msg, sent) {
+      const to = Number(msg.to != null ? msg.to : msg.version);
+      if (msg.kind === 'snapshot') {
+        const ahead = !!sent && sent.epoch === String(msg.epoch) && to < sent.version;
+        ctx.snapshot(msg.candidates || msg.changes || [], to, msg.epoch, ahead);
+      } else {
+        // delta: the counts that changed; live: nothing was missed (the cursor stands).
+        ctx.changes(Array.isArray(msg.changes) ? msg.changes : [], to, msg.epoch);
       }
     },
 
-    backoff,
-    sleep,
-    isLeaving: () => leaving,
-    get version() { return state.version; },
-    get epoch() { return state.epoch; },
-  };
+    /** The answer to an HTTP vote: shown, but not a cursor (votes between may be missing). */
+    voteResult(uid, count, version, epoch) {
+      version = Number(version);
+      if (!Number.isFinite(version) || !sameEpoch(epoch)) return;
+      setCount(uid, count, version);
+      if (version > state.shown) state.shown = version;
+      updateShares();
+      showVersion();
+    },
 
-  function nameOf(uid) {
-    const li = itemFor(uid);
-    return li && li.firstChild ? li.firstChild.textContent.trim() : String(uid);
-  }
+    presence(p, pv) {
+      if (!p || typeof p !== 'object') return;
+      if (pv != null && Number.isFinite(Number(pv))) state.pv = Number(pv);
+      const t = presenceText(p);
+      if (presenceEl.textContent !== t) presenceEl.textContent = t;
+    },
+
+    /** A transient line for the result of the user's own vote. */
+    notice(text) {
+      noticeEl.textContent = text;
+      clearTimeout(noticeTimer);
+      noticeTimer = setTimeout(() => { noticeEl.textContent = ''; }, 4000);
+    },
+
+    /** Cast a vote over HTTP: POST `path` with `{[field]: uid, vote_id}` form-urlencoded.
+     *  Network errors and 5xx are retried a few times with the same vote_id (so the server
+     *  can tell a retry from a new vote), never forever. */
+    async postVote(path, field, uid) {
+      const voteId = newVoteId();
+      const bo = backoff(500, 4000);
+      for (let attempt = 1; ; attempt++) {
+        let res;
+        try {
+          res = await fetch(path, {
+            method: 'POST',
+            body: new URLSearchParams({ [field]: String(uid), vote_id: voteId }),
+            cache: 'no-store',
+          });
+        } catch (err) {
+          if (attempt >= 3 || leaving) { ctx.notice('Vote failed: the server cannot be reached'); return; }
+          await sleep(bo.next());
+          continue;
+        }
+        if (res.status >= 500 && attempt < 3 && !leaving) { await sleep(bo.next()); continue; }
+        let data = null;
+        try { data = await res.json(); } catch (_) { /* not JSON: report by status */ }
+        if (res.ok) {
+          if (data && data.uid != null) ctx.voteResult(data.uid, data.count, data.version, data.epoch);
+          ctx.notice(`Vote counted for ${nameOf(uid)}`);
+        } else if (res.status === 404) {
+          ctx.notice(`Unknown candidate ${uid}`);
+        } else {
+          ctx.notice(`Vote failed: ${(data && data.error) || 'HTTP ' + res.status}`);
+        }
+        return;
+      }
+    },
+
+    nameOf,
+  };
+  let noticeTimer = 0;
 
   // ---------------------------------------------------------------- transports
 
-  // Polling, as in the tutorial: vote with POST /ticket, reload the whole page every 2 s.
-  const poll = {
-    name: 'poll',
-    label: 'Polling',
-    start(ctx) {
-      ctx.setStatus('reloading every 2 s', true);
-      restoreFocus();
-      const tick = () => {
-        // A reload would abort a vote in flight; wait for its answer first.
-        if (ctx.pendingVotes > 0) { setTimeout(tick, 200); return; }
-        rememberFocus();
-        location.reload();
-      };
-      setTimeout(tick, 2000);
-    },
-    vote(uid) { return ctx.postVote('/ticket', 'nid', uid); },
-  };
+  const openConns = new Set();
 
-  // Reloading loses keyboard focus; keep it across reloads so keyboard voting stays usable.
-  function rememberFocus() {
-    const el = document.activeElement;
-    try {
-      if (el && el.parentNode === list) sessionStorage.setItem('livevote.focus', el.id);
-      else sessionStorage.removeItem('livevote.focus');
-    } catch (_) { /* storage disabled: focus is just not kept */ }
-  }
-  function restoreFocus() {
-    let id = null;
-    try { id = sessionStorage.getItem('livevote.focus'); } catch (_) { return; }
-    const el = id && document.getElementById(id);
-    if (el && el.parentNode === list) el.focus({ preventScroll: true });
+  // What every connection shares: a closed flag that silences it, the hooks to the manager.
+  function baseConn(name, hooks) {
+    const conn = {
+      name,
+      closed: false,
+      isVerified: false,
+      epoch: null, // the run this connection's stream belongs to (set by its resume)
+      sent: null, // the cursor it was opened with
+      cleanup() {},
+      vote(uid) { return ctx.postVote('/vote', 'uid', uid); },
+      verified() {
+        if (conn.closed || conn.isVerified) return;
+        conn.isVerified = true;
+        hooks.verified(conn);
+      },
+      down(why) {
+        if (conn.closed) return;
+        conn.close();
+        hooks.down(conn, why);
+      },
+      close() {
+        if (conn.closed) return;
+        conn.closed = true;
+        openConns.delete(conn);
+        try { conn.cleanup(); } catch (_) { /* already gone */ }
+      },
+    };
+    openConns.add(conn);
+    return conn;
   }
 
-  // Long-polling: GET /get_new_vote?since=V&epoch=E is held by the server until news or ~10 s.
-  const longpoll = {
-    name: 'longpoll',
-    label: 'Long-polling',
-    async start(ctx) {
-      // `since`/`epoch` follow the long-poll stream only (not POST /vote answers), so that no
-      // change between them is skipped.
-      let since = ctx.version;
-      let epoch = ctx.epoch;
-      const bo = ctx.backoff();
-      ctx.setStatus('connecting…', false);
-      for (;;) {
-        if (ctx.isLeaving()) return;
-        const started = Date.now();
-        // The server answers within ~10 s; a request silent for much longer is stuck somewhere
-        // (proxy, sleeping laptop): abort it and ask again.
-        const abort = new AbortController();
-        const timer = setTimeout(() => abort.abort(), 30000);
-        try {
-          const url = `/get_new_vote?since=${encodeURIComponent(since)}&epoch=${encodeURIComponent(epoch)}`;
-          const res = await fetch(url, { cache: 'no-store', signal: abort.signal });
-          if (!res.ok) {
-            // A 4xx will not go away by asking the same again: forget our epoch so that the
-            // server answers the next request with a full snapshot.
-            if (res.status < 500) epoch = '';
-            throw new Error('HTTP ' + res.status);
-          }
-          const msg = await res.json();
-          if (!msg || typeof msg.status !== 'boolean' || !Number.isFinite(Number(msg.version))) {
-            throw new Error('malformed long-poll answer');
-          }
-          bo.reset();
-          ctx.setStatus('connected', true);
-          if (msg.status) {
-            const changes = Array.isArray(msg.changes) ? msg.changes : msg.data ? [msg.data] : [];
-            if (msg.kind === 'snapshot') ctx.applySnapshot(changes, msg.version, msg.epoch);
-            else ctx.applyChanges(changes, msg.version, msg.epoch);
-            since = Number(msg.version);
-            if (msg.epoch != null) epoch = String(msg.epoch);
-          } else if (Date.now() - started < 1000) {
-            // A "nothing new" that came back at once means the server is not holding requests
-            // (overloaded, or a proxy in the way): do not spin.
-            await ctx.sleep(bo.next());
-          }
-          // On a timeout keep the same since (and epoch): a differing epoch makes the server
-          // answer the next request with a snapshot.
-        } catch (err) {
-          if (ctx.isLeaving()) return;
-          const wait = bo.next();
-          ctx.setStatus(`reconnecting in ${Math.ceil(wait / 1000)} s…`, false);
-          await ctx.sleep(wait);
-        } finally {
-          clearTimeout(timer);
+  // `since=V&epoch=E` for the page's cursor (nothing when it has none: the server then
+  // answers with a snapshot), plus the extra params.
+  function cursorQuery(conn, extra) {
+    const q = new URLSearchParams();
+    const cur = ctx.cursor();
+    if (cur.epoch) {
+      q.set('since', String(cur.version));
+      q.set('epoch', cur.epoch);
+      conn.sent = cur;
+    } else {
+      conn.sent = null;
+    }
+    for (const [k, v] of Object.entries(extra || {})) q.set(k, String(v));
+    return q.toString();
+  }
+
+  // WebSocket and SSE speak the same messages (docs/PROTOCOL.md): a resume first, then votes,
+  // coalesced snapshots, presence and errors.
+  function streamMessage(conn, msg) {
+    if (!msg || typeof msg !== 'object') return;
+    switch (msg.type) {
+      case 'resume':
+        conn.epoch = msg.epoch != null ? String(msg.epoch) : state.epoch;
+        ctx.resume(msg, conn.sent);
+        conn.verified();
+        return;
+      case 'snapshot':
+        conn.epoch = msg.epoch != null ? String(msg.epoch) : state.epoch;
+        ctx.snapshot(msg.candidates, msg.version, msg.epoch);
+        conn.verified();
+        return;
+      case 'presence':
+        ctx.presence(msg, msg.presence_version);
+        return;
+      case 'error':
+        ctx.notice(msg.uid != null ? `${msg.error || 'error'}: ${msg.uid}` : String(msg.error || 'error'));
+        return;
+      default:
+        // A vote. It carries no epoch: it belongs to the run this connection resumed in.
+        if (msg.uid != null && msg.version != null && conn.epoch != null) {
+          ctx.changes([{ uid: msg.uid, count: msg.count }], msg.version, conn.epoch);
         }
-      }
-    },
-    vote(uid) { return ctx.postVote('/vote', 'uid', uid); },
-  };
+    }
+  }
 
-  // WebSocket: ws(s)://HOST/get_new_vote; a snapshot on connect, then one message per vote.
+  // WebSocket: ws(s)://HOST/get_new_vote?since=V&epoch=E. Votes go up the same socket.
   const ws = {
     name: 'ws',
-    label: 'WebSocket',
-    socket: null,
-    start(ctx) {
-      const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/get_new_vote';
-      const bo = ctx.backoff();
-      const connect = () => {
-        if (ctx.isLeaving()) return;
-        ctx.setStatus('connecting…', false);
-        let sock;
-        try {
-          sock = new WebSocket(url);
-        } catch (err) {
-          retry();
-          return;
-        }
-        this.socket = sock;
-        sock.onopen = () => ctx.setStatus('connected', true);
-        sock.onmessage = (ev) => {
-          let msg;
-          try { msg = JSON.parse(ev.data); } catch (_) { return; }
-          if (!msg || typeof msg !== 'object') return;
-          if (msg.type === 'snapshot') {
-            // Reset the delay only once the server has really served us, so that a server
-            // that accepts and drops at once is not hammered every second.
-            bo.reset();
-            ctx.applySnapshot(msg.candidates, msg.version, msg.epoch);
-          } else if (msg.type === 'error') {
-            ctx.notice(msg.uid != null ? `${msg.error || 'error'}: ${msg.uid}` : String(msg.error || 'error'));
-          } else if (msg.uid != null) {
-            // Per-vote messages carry no epoch: they belong to this connection's snapshot.
-            ctx.applyChange(msg.uid, msg.count, msg.version);
-          }
-        };
-        // onerror is always followed by onclose, which does the reconnecting.
-        sock.onerror = () => {};
-        sock.onclose = () => {
-          if (this.socket === sock) this.socket = null;
-          retry();
-        };
-      };
-      const retry = () => {
-        if (ctx.isLeaving()) return;
-        const wait = bo.next();
-        ctx.setStatus(`reconnecting in ${Math.ceil(wait / 1000)} s…`, false);
-        setTimeout(connect, wait);
-      };
-      connect();
-    },
-    vote(uid) {
-      const sock = this.socket;
-      if (sock && sock.readyState === WebSocket.OPEN) {
-        sock.send(String(uid));
-        return Promise.resolve();
+    open(hooks) {
+      const conn = baseConn('ws', hooks);
+      const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
+        '/get_new_vote?' + cursorQuery(conn, { viewer });
+      let sock;
+      try {
+        sock = new WebSocket(url);
+      } catch (err) {
+        setTimeout(() => conn.down('cannot open a WebSocket'), 0);
+        return conn;
       }
-      // Not connected right now: the vote still counts over HTTP, and the broadcast (or the
-      // snapshot on reconnect) shows it.
-      return ctx.postVote('/vote', 'uid', uid);
+      sock.onmessage = (ev) => {
+        if (conn.closed || typeof ev.data !== 'string') return;
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (_) { return; }
+        streamMessage(conn, msg);
+      };
+      sock.onerror = () => {}; // always followed by onclose
+      sock.onclose = () => conn.down('closed');
+      conn.cleanup = () => {
+        sock.onmessage = sock.onclose = sock.onerror = null;
+        try { sock.close(1000); } catch (_) { /* already closed */ }
+      };
+      conn.vote = (uid) => {
+        if (!conn.closed && sock.readyState === WebSocket.OPEN) {
+          sock.send(String(uid));
+          ctx.notice(`Vote sent for ${nameOf(uid)}`);
+          return Promise.resolve();
+        }
+        return ctx.postVote('/vote', 'uid', uid);
+      };
+      return conn;
     },
   };
 
-  // Server-Sent Events will plug in here: GET /events through an EventSource, e.g.
-  //   const sse = { name: 'sse', label: 'Server-Sent Events',
-  //     start(ctx) { const es = new EventSource('/events'); es.onmessage = (ev) => …; },
-  //     vote(uid) { return ctx.postVote('/vote', 'uid', uid); } };
-  // then add it to `transports` and a link in index.template.
-  const transports = { poll, longpoll, ws };
+  // Server-Sent Events: GET /events?since=V&epoch=E. The EventSource's own reconnect is not
+  // used: on any error it is closed and the manager opens a new one from the page's cursor, so
+  // the backoff and the verification rules hold for it too.
+  const sse = {
+    name: 'sse',
+    open(hooks) {
+      const conn = baseConn('sse', hooks);
+      let es;
+      try {
+        es = new EventSource('/events?' + cursorQuery(conn, { viewer }));
+      } catch (err) {
+        setTimeout(() => conn.down('cannot open an EventSource'), 0);
+        return conn;
+      }
+      const onMessage = (ev) => {
+        if (conn.closed || typeof ev.data !== 'string') return;
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (_) { return; }
+        // Unnamed events carry their type in the JSON; accept `event: NAME` too.
+        if (msg && typeof msg === 'object' && msg.type == null && ev.type !== 'message' && ev.type !== 'vote') {
+          msg.type = ev.type;
+        }
+        streamMessage(conn, msg);
+      };
+      for (const t of ['message', 'resume', 'snapshot', 'presence', 'vote']) es.addEventListener(t, onMessage);
+      es.addEventListener('error', (ev) => {
+        // An `event: error` from the server is a message; anything else is the stream failing.
+        if (typeof ev.data === 'string') { onMessage(ev); return; }
+        conn.down('stream error');
+      });
+      conn.cleanup = () => es.close();
+      return conn;
+    },
+  };
 
-  const transport = transports[body.dataset.transport] || longpoll;
+  // Long-polling: GET /get_new_vote?since=V&epoch=E&viewer=ID&pv=P, held by the server until
+  // news (a vote, or changed presence) or ~10 s. The first request of a connection sends pv=0,
+  // which no current presence matches, so it is answered at once: that answer verifies the rung.
+  const longpoll = {
+    name: 'longpoll',
+    open(hooks) {
+      const conn = baseConn('longpoll', hooks);
+      let abort = null;
+      conn.cleanup = () => { if (abort) abort.abort(); };
+      const spin = backoff(500, 5000);
+      const loop = async () => {
+        let first = true;
+        while (!conn.closed) {
+          const sentPv = first ? 0 : ctx.presenceVersion();
+          const url = '/get_new_vote?' + cursorQuery(conn, { viewer, pv: sentPv });
+          const sent = conn.sent;
+          abort = new AbortController();
+          const timer = setTimeout(() => abort.abort(), LONGPOLL_ABORT_MS);
+          const started = performance.now();
+          let msg;
+          try {
+            const res = await fetch(url, { cache: 'no-store', signal: abort.signal });
+            if (!res.ok) throw new Error('HTTP ' + res.status);
+            msg = await res.json();
+          } catch (err) {
+            conn.down(String(err));
+            return;
+          } finally {
+            clearTimeout(timer);
+          }
+          if (conn.closed) return;
+          if (!msg || typeof msg.status !== 'boolean' || !Number.isFinite(Number(msg.version))) {
+            conn.down('malformed long-poll answer');
+            return;
+          }
+          if (msg.presence) ctx.presence(msg.presence, msg.presence_version);
+          if (msg.status) {
+            const changes = Array.isArray(msg.changes) ? msg.changes : msg.data ? [msg.data] : [];
+            ctx.resume({ kind: msg.kind, to: msg.version, epoch: msg.epoch, changes }, sent);
+          }
+          conn.verified();
+          const presenceNews = msg.presence_version != null && Number(msg.presence_version) !== sentPv;
+          if (!msg.status && !presenceNews && !first && performance.now() - started < 1000) {
+            // "Nothing new" at once means the server is not holding requests (overloaded, or
+            // a proxy in the way): do not spin.
+            await sleep(spin.next());
+          } else {
+            spin.reset();
+          }
+          first = false;
+        }
+      };
+      loop().catch(() => conn.down('long-poll loop failed'));
+      return conn;
+    },
+  };
+
+  // Polling: GET /votes every 2 s. `cache: 'no-cache'` makes the browser revalidate its copy
+  // with If-None-Match; a 304 (nothing changed) hands back that copy, which changes nothing.
+  // Votes go to POST /ticket (`nid`), as in the tutorial.
+  const poll = {
+    name: 'poll',
+    open(hooks) {
+      const conn = baseConn('poll', hooks);
+      let abort = null;
+      let timer = 0;
+      conn.cleanup = () => {
+        clearTimeout(timer);
+        if (abort) abort.abort();
+      };
+      const tick = async () => {
+        abort = new AbortController();
+        const giveUp = setTimeout(() => abort.abort(), POLL_TIMEOUT_MS);
+        let data = null;
+        try {
+          const res = await fetch(`/votes?viewer=${encodeURIComponent(viewer)}&transport=poll`, {
+            cache: 'no-cache',
+            signal: abort.signal,
+          });
+          if (res.status !== 304) {
+            if (!res.ok) throw new Error('HTTP ' + res.status);
+            data = await res.json();
+            if (!data || !Array.isArray(data.candidates) || !Number.isFinite(Number(data.version))) {
+              throw new Error('malformed /votes answer');
+            }
+          }
+        } catch (err) {
+          conn.down(String(err));
+          return;
+        } finally {
+          clearTimeout(giveUp);
+        }
+        if (conn.closed) return;
+        if (data) {
+          if (data.presence) ctx.presence(data.presence, data.presence_version);
+          ctx.snapshot(data.candidates, data.version, data.epoch);
+        }
+        conn.verified();
+        timer = setTimeout(run, POLL_INTERVAL_MS);
+      };
+      const run = () => { tick().catch(() => conn.down('poll failed')); };
+      run();
+      conn.vote = (uid) => ctx.postVote('/ticket', 'nid', uid);
+      return conn;
+    },
+  };
+
+  const transports = { ws, sse, longpoll, poll };
+
+  // ---------------------------------------------------------------- connection manager
+
+  const mode = LADDER.includes(body.dataset.transport) ? body.dataset.transport : 'auto';
+  const auto = mode === 'auto';
+  const ladder = auto ? LADDER : [mode];
+
+  // In `auto`, start from the rung that worked last time in this tab.
+  let home = auto ? Math.max(0, LADDER.indexOf(store.get(RUNG_KEY))) : 0;
+  let current = null; // { conn, rung, since }
+  let passGen = 0;
+  let sameRungRetries = 0;
+  let reconnectTimer = 0;
+  let upgradeTimer = 0;
+  const reconnectBo = backoff(RECONNECT_BASE_MS, RECONNECT_CAP_MS);
+  const upgradeBo = backoff(UPGRADE_BASE_MS, UPGRADE_CAP_MS);
+
+  function setStatus(name, text, connected) {
+    const t = `${auto ? 'Auto: ' : ''}${LABELS[name]} — ${text}`;
+    if (statusEl.textContent !== t) statusEl.textContent = t;
+    statusEl.dataset.transport = name;
+    statusEl.dataset.connected = connected ? 'true' : 'false';
+  }
+
+  // Opens rung `rung`; resolves with the connection once verified, or null (closed) when it
+  // fails or misses its deadline. A connection that goes down after it was verified is
+  // reported to `dropped`.
+  function attempt(rung) {
+    return new Promise((resolve) => {
+      const floor = !auto || rung === ladder.length - 1;
+      let settled = false;
+      let timer = 0;
+      const settle = (conn) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(conn);
+      };
+      const conn = transports[ladder[rung]].open({
+        verified: (c) => settle(c),
+        down: (c) => { if (settled) dropped(c); else settle(null); },
+      });
+      timer = setTimeout(() => { conn.close(); settle(null); }, floor ? FLOOR_DEADLINE_MS : VERIFY_DEADLINE_MS);
+      if (conn.closed) settle(null);
+    });
+  }
+
+  // One pass down the ladder from `home`: the first rung verified becomes current. When every
+  // rung fails the server (or the network) is down: wait, and start again from `home`.
+  // Right after a working connection dropped, a pass tries `home` only (SAME_RUNG_RETRIES).
+  async function runPass() {
+    const gen = ++passGen;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = 0;
+    const last = sameRungRetries > 0 ? home : ladder.length - 1;
+    if (sameRungRetries > 0) sameRungRetries--;
+    for (let rung = home; rung <= last; rung++) {
+      setStatus(ladder[rung], auto && rung > home ? 'trying…' : 'connecting…', false);
+      let conn = await attempt(rung);
+      if (conn && conn.closed) conn = null; // verified, then lost before we got here
+      if (gen !== passGen || leaving || current) {
+        if (conn) conn.close();
+        return;
+      }
+      if (conn) { adopt(conn, rung); return; }
+    }
+    scheduleReconnect();
+  }
+
+  function adopt(conn, rung) {
+    current = { conn, rung, since: Date.now() };
+    sameRungRetries = 0;
+    if (auto) {
+      home = rung;
+      store.set(RUNG_KEY, ladder[rung]);
+    }
+    setStatus(ladder[rung], 'connected', true);
+    if (auto && rung > 0) scheduleUpgrade();
+  }
+
+  function dropped(conn) {
+    if (!current || current.conn !== conn || leaving) return;
+    if (Date.now() - current.since >= STABLE_MS) reconnectBo.reset();
+    current = null;
+    clearTimeout(upgradeTimer);
+    sameRungRetries = SAME_RUNG_RETRIES;
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (leaving) return;
+    clearTimeout(reconnectTimer);
+    const wait = reconnectBo.next();
+    setStatus(ladder[home], `reconnecting in ${Math.max(1, Math.round(wait / 1000))} s…`, false);
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = 0;
+      runPass().catch(() => scheduleReconnect());
+    }, wait);
+  }
+
+  // `auto` on a lower rung: later, try the better ones (best first), and switch only once one
+  // is verified — the current connection keeps the page live until then.
+  function scheduleUpgrade() {
+    clearTimeout(upgradeTimer);
+    upgradeTimer = setTimeout(() => { tryUpgrade().catch(() => scheduleUpgrade()); }, upgradeBo.next());
+  }
+
+  async function tryUpgrade() {
+    const cur = current;
+    if (!cur || leaving) return;
+    for (let rung = 0; rung < cur.rung; rung++) {
+      let conn = await attempt(rung);
+      if (conn && conn.closed) conn = null;
+      if (current !== cur || leaving) {
+        if (conn) conn.close();
+        return;
+      }
+      if (conn) {
+        cur.conn.close();
+        upgradeBo.reset();
+        adopt(conn, rung);
+        return;
+      }
+    }
+    scheduleUpgrade();
+  }
+
+  // Back online: do not sit out the rest of a long backoff.
+  window.addEventListener('online', () => {
+    if (!current && !leaving && reconnectTimer) {
+      reconnectBo.reset();
+      runPass().catch(() => scheduleReconnect());
+    }
+  });
+
+  window.addEventListener('pagehide', () => {
+    leaving = true;
+    clearTimeout(reconnectTimer);
+    clearTimeout(upgradeTimer);
+    for (const c of [...openConns]) c.close();
+  });
+  // A page restored from the back/forward cache has closed connections and a stale tally:
+  // load it afresh rather than try to resume.
+  window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
 
   // ---------------------------------------------------------------- voting gestures
+
+  // Through the live connection when there is one (WebSocket: the id up the socket; polling:
+  // POST /ticket; the others POST /vote), else over HTTP.
+  function voteFor(li) {
+    const uid = uidOf(li);
+    const conn = current && !current.conn.closed ? current.conn : null;
+    // vote() handles its own errors; the catch only guarantees no unhandled rejection.
+    Promise.resolve()
+      .then(() => (conn ? conn.vote(uid) : ctx.postVote('/vote', 'uid', uid)))
+      .catch(() => ctx.notice('Vote failed'));
+  }
 
   const candidateOf = (target) => {
     const li = target instanceof Element ? target.closest('li[id^="user_"]') : null;
     return li && li.parentNode === list ? li : null;
   };
+  // The Vote button (and its form) votes by itself; gestures on it are not the li's.
+  const onButton = (target) => target instanceof Element && !!target.closest('form, button');
 
-  function voteFor(li) {
-    const uid = li.id.slice('user_'.length);
-    // vote() handles its own errors; the catch only guarantees no unhandled rejection.
-    Promise.resolve()
-      .then(() => transport.vote(uid))
-      .catch(() => ctx.notice('Vote failed'));
-  }
-
-  // Double-click votes, as in the tutorial.
-  let lastTap = { li: null, at: 0 };
-  list.addEventListener('dblclick', (e) => {
+  // The no-JavaScript form: with JavaScript, vote without leaving the page.
+  list.addEventListener('submit', (e) => {
     const li = candidateOf(e.target);
     if (!li) return;
+    e.preventDefault();
+    voteFor(li);
+  });
+
+  // Double-click votes, as in the tutorial.
+  let lastTap = { li: null, at: 0, voted: false };
+  list.addEventListener('dblclick', (e) => {
+    const li = candidateOf(e.target);
+    if (!li || onButton(e.target)) return;
     // A double tap we already counted below may also produce a dblclick on some browsers.
-    if (lastTap.li === li && performance.now() - lastTap.at < 800 && lastTap.voted) return;
+    if (lastTap.li === li && lastTap.voted && performance.now() - lastTap.at < 800) return;
     voteFor(li);
   });
 
@@ -415,7 +846,7 @@
   list.addEventListener('pointerup', (e) => {
     if (e.pointerType !== 'touch') return;
     const li = candidateOf(e.target);
-    if (!li) return;
+    if (!li || onButton(e.target)) return;
     const now = performance.now();
     if (lastTap.li === li && !lastTap.voted && now - lastTap.at < 400) {
       lastTap = { li, at: now, voted: true };
@@ -425,11 +856,12 @@
     }
   });
 
-  // Keyboard: Enter or Space on a focused candidate. Held keys do not repeat votes.
+  // Keyboard: Enter or Space on a focused candidate (the button handles its own keys). Held
+  // keys do not repeat votes.
   list.addEventListener('keydown', (e) => {
     if (e.key !== 'Enter' && e.key !== ' ') return;
     const li = candidateOf(e.target);
-    if (!li) return;
+    if (!li || e.target !== li) return;
     e.preventDefault(); // Space would scroll the page
     if (!e.repeat) voteFor(li);
   });
@@ -437,11 +869,10 @@
   // ---------------------------------------------------------------- start
 
   for (const a of document.querySelectorAll('a[data-transport]')) {
-    if (a.dataset.transport === transport.name) a.setAttribute('aria-current', 'page');
+    if (a.dataset.transport === mode) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
   }
+  updateShares();
   showVersion();
-  // start() may be async (long-poll loop): it never rejects, but guard anyway.
-  Promise.resolve()
-    .then(() => transport.start(ctx))
-    .catch(() => ctx.setStatus('stopped after an error; reload the page', false));
+  runPass().catch(() => scheduleReconnect());
 })();

@@ -13,19 +13,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::json;
+use super::metrics::Metrics;
+use super::presence::Kind;
+use super::sse::Cursor;
+use super::votes::Wake;
 use super::votes::{Catchup, Votes};
-use crate::config::Limits;
+use super::{json, MAX_LIVE_DELTA, MAX_RESUME_DELTA};
 use crate::ws::conn::{Offer, Sender, Sequenced};
 use crate::ws::frame::OpCode;
 
-/// Most votes broadcast one by one in a round; more at once go out as one snapshot.
-const MAX_BATCH: usize = 64;
 /// How often the catch-up thread retries stalled subscribers.
 const CATCH_UP_EVERY: Duration = Duration::from_millis(20);
 
 pub struct Hub {
     votes: Arc<Votes>,
+    metrics: Arc<Metrics>,
     subs: Mutex<Vec<(u64, Arc<Sender>)>>,
     next_id: AtomicU64,
     laggards: Mutex<Vec<(Arc<Sender>, Instant)>>,
@@ -52,9 +54,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Hub {
     /// Starts the broadcaster and catch-up threads.
-    pub fn start(votes: Arc<Votes>, _limits: &Limits) -> io::Result<Arc<Hub>> {
+    pub fn start(votes: Arc<Votes>, metrics: Arc<Metrics>) -> io::Result<Arc<Hub>> {
         let hub = Arc::new(Hub {
             votes,
+            metrics,
             subs: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             laggards: Mutex::new(Vec::new()),
@@ -98,44 +101,112 @@ impl Hub {
         batch
     }
 
-    /// Sends the whole tally from the subscriber's own thread (on connect).
-    pub fn send_snapshot(&self, tx: &Sender) -> io::Result<()> {
-        let s = self.votes.snapshot();
-        let msg = json::snapshot(&s, "\"type\":\"snapshot\",");
-        tx.send_sequenced(s.version, OpCode::Text, msg.as_bytes())
+    /// Sends the resume message (docs/PROTOCOL.md) from the subscriber's own thread, on
+    /// connect: what the client missed since its cursor, or the whole tally; then presence.
+    pub fn send_resume(&self, tx: &Sender, cursor: &Cursor) -> io::Result<()> {
+        let catchup = match cursor.since {
+            Some(v) => self
+                .votes
+                .catch_up(v, cursor.epoch.as_deref(), MAX_RESUME_DELTA),
+            None => Catchup::Snapshot(self.votes.snapshot()),
+        };
+        let (msg, version) = json::resume(&catchup, cursor.since, self.votes.epoch());
+        self.metrics.request(Kind::Ws);
+        self.metrics.resume(Kind::Ws, json::resume_kind(&catchup));
+        tx.send_sequenced(version, OpCode::Text, msg.as_bytes())?;
+        let (counts, pv) = self.votes.presence();
+        let presence = json::presence(&counts, pv);
+        tx.send(OpCode::Text, presence.as_bytes())?;
+        self.metrics
+            .sent(Kind::Ws, 2, (msg.len() + presence.len()) as u64, 1);
+        Ok(())
     }
 
     fn broadcast_loop(&self, mut seen: u64) {
+        let mut pv = self.votes.presence().1;
         loop {
-            let batch = match self
-                .votes
-                .wait_past(seen, None, MAX_BATCH, Duration::from_secs(60))
-            {
+            let batch = match self.votes.wait(
+                seen,
+                None,
+                Some(pv),
+                MAX_LIVE_DELTA,
+                Duration::from_secs(60),
+            ) {
                 None => continue,
-                Some(Catchup::Delta { votes, .. }) => {
+                Some(Wake::Presence(counts, p)) => {
+                    pv = p;
+                    let msg = json::presence(&counts, p);
+                    let mut stalled = Vec::new();
+                    let mut sent = 0;
+                    for (_, tx) in lock(&self.subs).iter() {
+                        // Best effort: a subscriber that cannot take it now gets the next one.
+                        match tx.offer_unsequenced(OpCode::Text, msg.as_bytes()) {
+                            Offer::Stale => stalled.push(Arc::clone(tx)),
+                            Offer::Queued => {
+                                sent += 1;
+                                stalled.push(Arc::clone(tx));
+                            }
+                            Offer::Sent => sent += 1,
+                            Offer::Closed => {}
+                        }
+                    }
+                    self.metrics
+                        .sent(Kind::Ws, sent, sent * msg.len() as u64, 0);
+                    self.lagging(stalled);
+                    continue;
+                }
+                Some(Wake::Votes(Catchup::Delta { votes, .. })) => {
                     let mut batch = Sequenced::default();
                     for c in &votes {
                         batch.push(c.version, OpCode::Text, json::live_change(c).as_bytes());
                     }
                     batch
                 }
-                Some(Catchup::Snapshot(_)) => self.snapshot_frame(),
+                Some(Wake::Votes(Catchup::Snapshot(_))) => self.snapshot_frame(),
             };
             let Some(last) = batch.last() else { continue };
+            let first = seen + 1;
             seen = last;
             let mut stalled = Vec::new();
+            let mut sent = 0;
             for (_, tx) in lock(&self.subs).iter() {
-                if tx.offer(&batch) == Offer::Stale {
-                    stalled.push(Arc::clone(tx));
+                match tx.offer(&batch) {
+                    Offer::Stale => stalled.push(Arc::clone(tx)),
+                    Offer::Queued => {
+                        sent += 1;
+                        stalled.push(Arc::clone(tx));
+                    }
+                    Offer::Sent => sent += 1,
+                    Offer::Closed => {}
                 }
             }
-            if !stalled.is_empty() {
-                let mut lag = lock(&self.laggards);
-                for tx in stalled {
-                    if !lag.iter().any(|(t, _)| Arc::ptr_eq(t, &tx)) {
-                        lag.push((tx, Instant::now()));
-                    }
+            let frames = batch.starts.len() as u64;
+            self.metrics.broadcast();
+            self.metrics.sent(
+                Kind::Ws,
+                sent * frames,
+                sent * batch.bytes.len() as u64,
+                sent * frames,
+            );
+            // Every subscriber that could take it has it: the vote's last delivery.
+            for v in first..=last {
+                if let Some(at) = self.votes.counted_at(v) {
+                    self.metrics.delivery_latency.observe(at.elapsed());
                 }
+            }
+            self.lagging(stalled);
+        }
+    }
+
+    /// Hands subscribers that could not take a broadcast to the catch-up thread.
+    fn lagging(&self, stalled: Vec<Arc<Sender>>) {
+        if stalled.is_empty() {
+            return;
+        }
+        let mut lag = lock(&self.laggards);
+        for tx in stalled {
+            if !lag.iter().any(|(t, _)| Arc::ptr_eq(t, &tx)) {
+                lag.push((tx, Instant::now()));
             }
         }
     }
@@ -147,21 +218,20 @@ impl Hub {
             if work.is_empty() {
                 continue;
             }
-            let mut snapshot: Option<Sequenced> = None;
+            let latest = || {
+                let snap = self.snapshot_frame();
+                self.metrics.coalesce();
+                self.metrics.sent(Kind::Ws, 1, snap.bytes.len() as u64, 1);
+                snap
+            };
             work.retain_mut(|(tx, since_progress)| match tx.try_flush(since_progress) {
                 Err(_) => false,
                 Ok(false) => true,
-                Ok(true) => {
-                    if !tx.take_stale() {
-                        return false;
-                    }
-                    let snap = snapshot.get_or_insert_with(|| self.snapshot_frame());
-                    match tx.offer(snap) {
-                        Offer::Closed => false,
-                        Offer::Stale => true,
-                        Offer::Sent => tx.has_pending(),
-                    }
-                }
+                Ok(true) => match tx.catch_up(&latest) {
+                    Offer::Closed => false,
+                    Offer::Stale => true,
+                    Offer::Sent | Offer::Queued => tx.has_pending(),
+                },
             });
             let mut lag = lock(&self.laggards);
             for entry in work {

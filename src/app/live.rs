@@ -4,23 +4,27 @@
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use super::votes::{VoteError, Votes};
+use super::metrics::{Metrics, Route};
+use super::presence::Kind;
+use super::sse::Cursor;
+use super::votes::{valid_vote_id, VoteError, Votes};
 use super::{chat, json, App};
 use crate::config::valid_id;
-use crate::ws::conn::{self, Sender, Settings};
+use crate::ws::conn::{self, Ended, Sender, Settings};
 use crate::ws::frame::{CloseCode, OpCode};
 use crate::ws::message::Message;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    Votes,
+    /// The live tally, resuming from the client's cursor.
+    Votes(Cursor),
     Chat,
 }
 
 /// Runs an upgraded connection to its end.
 pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) {
     let l = &app.config.limits;
-    let broadcast = endpoint == Endpoint::Votes;
+    let broadcast = matches!(endpoint, Endpoint::Votes(_));
     let stream = Arc::new(stream);
     let tx = match Sender::new(Arc::clone(&stream), l.write_timeout, broadcast) {
         Ok(tx) => Arc::new(tx),
@@ -28,32 +32,51 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
     };
     let settings = Settings {
         max_message: match endpoint {
-            Endpoint::Votes => l.ws_max_vote_message,
+            Endpoint::Votes(_) => l.ws_max_vote_message,
             Endpoint::Chat => l.ws_max_chat_message,
         },
         ping_interval: l.ws_ping_interval,
         pong_timeout: l.ws_pong_timeout,
     };
     match endpoint {
-        Endpoint::Votes => {
-            // Subscribe before the snapshot, so no vote falls between the two.
+        Endpoint::Votes(cursor) => {
+            let _viewer = app.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
+            // Subscribe before the resume, so no vote falls between the two (broadcasts wait
+            // until the resume is written; see `Sender::offer`).
             let _sub = app.hub.subscribe(Arc::clone(&tx));
-            if app.hub.send_snapshot(&tx).is_ok() {
-                let mut ep = VoteSocket { votes: &app.votes };
-                conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
+            if app.hub.send_resume(&tx, &cursor).is_ok() {
+                let mut ep = VoteSocket {
+                    votes: &app.votes,
+                    metrics: &app.metrics,
+                };
+                let ended = conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
+                app.metrics.ws_closed(close_code(&ended));
             }
         }
         Endpoint::Chat => {
             let mut ep = chat::Echo;
-            conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
+            app.metrics.chat(true);
+            let ended = conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
+            app.metrics.chat(false);
+            app.metrics.ws_closed(close_code(&ended));
         }
     }
     tx.shutdown();
 }
 
+/// The close code a connection ended with (0: none, the peer vanished).
+fn close_code(e: &Ended) -> u16 {
+    match e {
+        Ended::PeerClosed(code) => code.unwrap_or(1005),
+        Ended::WeClosed(code) => *code,
+        Ended::Vanished => 0,
+    }
+}
+
 /// `/get_new_vote` over WebSocket: a text message naming a candidate is a vote.
 struct VoteSocket<'a> {
     votes: &'a Votes,
+    metrics: &'a Metrics,
 }
 
 impl conn::Endpoint for VoteSocket<'_> {
@@ -64,16 +87,41 @@ impl conn::Endpoint for VoteSocket<'_> {
                 "votes are text messages".into(),
             ));
         };
-        let uid = text.trim();
-        let reply = if !valid_id(uid) {
-            Some(json::error_with_uid("malformed candidate id", uid, true))
+        // A vote is the candidate's id (`1`, the tutorial's form), or
+        // `{"uid":"1","vote_id":"…"}` when the client wants a retry to count once.
+        let text = text.trim();
+        let (uid, vote_id) = if text.starts_with('{') {
+            match json::parse_flat_object(text) {
+                Some(fields) => {
+                    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                    (get("uid").unwrap_or_default(), get("vote_id"))
+                }
+                None => (String::new(), None),
+            }
         } else {
-            match self.votes.vote(uid) {
-                // The broadcaster delivers the new count to everyone, this client included.
-                Ok(_) => None,
+            (text.to_string(), None)
+        };
+        let reply = if !valid_id(&uid) {
+            Some(json::error_with_uid("malformed candidate id", &uid, true))
+        } else if vote_id.as_deref().is_some_and(|v| !valid_vote_id(v)) {
+            Some(json::error_with_uid("malformed vote_id", &uid, true))
+        } else {
+            match self.votes.vote_once(&uid, vote_id.as_deref()) {
+                // The broadcaster delivers the new count to everyone, this client included;
+                // a client that named its vote also gets an acknowledgement (the same one
+                // again for a retry).
+                Ok(v) => {
+                    self.metrics.vote(Route::WebSocket, v.replayed);
+                    vote_id.map(|id| json::ack(&id, &v.change, v.replayed))
+                }
                 Err(VoteError::UnknownCandidate(uid)) => {
                     Some(json::error_with_uid("unknown candidate", &uid, true))
                 }
+                Err(VoteError::NotStored(_)) => Some(json::error_with_uid(
+                    "vote not stored, try again",
+                    &uid,
+                    true,
+                )),
             }
         };
         if let Some(r) = reply {

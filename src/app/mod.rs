@@ -3,20 +3,33 @@
 
 pub mod chat;
 pub mod hub;
+pub mod journal;
 pub mod json;
 pub mod live;
+pub mod metrics;
 pub mod pages;
+pub mod presence;
 pub mod routes;
+pub mod sse;
 pub mod static_files;
 pub mod votes;
 
 use std::io;
 use std::sync::{Arc, Weak};
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::ws::conn::Budget;
 use static_files::StaticFiles;
 use votes::Votes;
+
+/// Most votes a live stream (WebSocket broadcast, SSE) sends one by one after a wake-up; more
+/// at once go out as one snapshot.
+pub const MAX_LIVE_DELTA: usize = 64;
+/// Most votes a resume (and a long-poll answer) lists before it sends the whole tally instead.
+pub const MAX_RESUME_DELTA: usize = 1024;
+/// How often published presence is brought up to date.
+const PRESENCE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Everything the handlers share.
 pub struct App {
@@ -27,6 +40,9 @@ pub struct App {
     pub hub: Arc<hub::Hub>,
     /// Bytes all WebSocket connections may hold for messages being received.
     pub ws_budget: Arc<Budget>,
+    /// Open connections (the server's accept loop admits through it).
+    pub admission: Arc<Admission>,
+    pub metrics: Arc<metrics::Metrics>,
     /// The `Arc` this app lives in, so a handler can hand the app to an upgraded connection.
     me: Weak<App>,
 }
@@ -37,8 +53,34 @@ impl App {
             io::Error::new(e.kind(), format!("--www {}: {e}", config.www.display()))
         })?;
         let template = pages::Template::load(files.root())?;
-        let votes = Arc::new(Votes::new(&config.candidates));
-        let hub = hub::Hub::start(Arc::clone(&votes), &config.limits)?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let votes = match &config.data {
+            None => Arc::new(Votes::new(&config.candidates)),
+            Some(path) => {
+                let (journal, recovery) = journal::open(path)?;
+                let (votes, report) = Votes::durable(&config.candidates, journal, recovery);
+                for line in report {
+                    eprintln!("livevote: {line}");
+                }
+                let votes = Arc::new(votes);
+                let (v, m) = (Arc::clone(&votes), Arc::clone(&metrics));
+                std::thread::Builder::new()
+                    .name("journal".into())
+                    .spawn(move || v.commit_loop(&|d| m.fsync(d)))?;
+                votes
+            }
+        };
+        let hub = hub::Hub::start(Arc::clone(&votes), Arc::clone(&metrics))?;
+        let v = Arc::downgrade(&votes);
+        std::thread::Builder::new()
+            .name("presence".into())
+            .spawn(move || {
+                while let Some(votes) = v.upgrade() {
+                    votes.publish_presence();
+                    drop(votes);
+                    std::thread::sleep(PRESENCE_TICK);
+                }
+            })?;
         let ws_budget = Arc::new(Budget::new(config.limits.ws_max_buffered));
         Ok(Arc::new_cyclic(|me| App {
             config,
@@ -47,6 +89,8 @@ impl App {
             template,
             hub,
             ws_budget,
+            admission: Arc::new(Admission::default()),
+            metrics,
             me: me.clone(),
         }))
     }

@@ -4,6 +4,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use super::presence::Counts;
 use super::votes::Snapshot;
 use crate::http::response::html_escape;
 
@@ -13,6 +14,17 @@ pub struct Template {
 }
 
 pub const TEMPLATE_FILE: &str = "index.template";
+
+/// What a page view adds to the tally.
+pub struct Page<'a> {
+    /// `auto` or the forced transport.
+    pub transport: &'a str,
+    pub title: &'a str,
+    /// This page's own path and query, where the no-JavaScript forms come back to.
+    pub back: &'a str,
+    pub presence: &'a Counts,
+    pub presence_version: u64,
+}
 
 impl Template {
     pub fn load(www: &Path) -> io::Result<Template> {
@@ -24,7 +36,7 @@ impl Template {
 
     /// Renders the page. Placeholders are replaced in one left-to-right pass, so a candidate
     /// whose name looks like a placeholder stays text.
-    pub fn render(&self, s: &Snapshot, transport: &str, title: &str) -> String {
+    pub fn render(&self, s: &Snapshot, page: &Page) -> String {
         let mut out = String::with_capacity(self.text.len() + 96 * s.candidates.len());
         let mut rest = self.text.as_str();
         while let Some(open) = rest.find("{{") {
@@ -34,11 +46,14 @@ impl Template {
                 break;
             };
             match &after[..close] {
-                "TITLE" => html_escape(&mut out, title),
+                "TITLE" => html_escape(&mut out, page.title),
                 "VERSION" => out.push_str(&s.version.to_string()),
                 "EPOCH" => html_escape(&mut out, &s.epoch),
-                "TRANSPORT" => html_escape(&mut out, transport),
-                "CANDIDATES" => candidates(&mut out, s),
+                "TRANSPORT" => html_escape(&mut out, page.transport),
+                "BACK" => html_escape(&mut out, page.back),
+                "PRESENCE_VERSION" => out.push_str(&page.presence_version.to_string()),
+                "PRESENCE_TEXT" => html_escape(&mut out, &page.presence.text()),
+                "CANDIDATES" => candidates(&mut out, s, page.back),
                 other => {
                     out.push_str("{{");
                     out.push_str(other);
@@ -52,16 +67,29 @@ impl Template {
     }
 }
 
-/// `<li id="user_ID" tabindex="0">NAME<span>COUNT</span></li>` — the tutorial's DOM.
-fn candidates(out: &mut String, s: &Snapshot) {
+/// The tutorial's `<li id="user_ID">NAME<span>COUNT</span></li>`, with the candidate's share
+/// for the bar (`--share`) and a real form, so voting works without JavaScript.
+fn candidates(out: &mut String, s: &Snapshot, back: &str) {
+    let total: u64 = s.candidates.iter().map(|c| c.count).sum();
     for c in &s.candidates {
+        let share = if total == 0 {
+            0.0
+        } else {
+            c.count as f64 * 100.0 / total as f64
+        };
         out.push_str("      <li id=\"user_");
         html_escape(out, &c.uid);
-        out.push_str("\" tabindex=\"0\">");
+        out.push_str(&format!("\" tabindex=\"0\" style=\"--share:{share:.1}%\">"));
         html_escape(out, &c.name);
         out.push_str("<span>");
         out.push_str(&c.count.to_string());
-        out.push_str("</span></li>\n");
+        out.push_str("</span><form method=\"post\" action=\"/vote\"><input type=\"hidden\" name=\"uid\" value=\"");
+        html_escape(out, &c.uid);
+        out.push_str("\"><input type=\"hidden\" name=\"back\" value=\"");
+        html_escape(out, back);
+        out.push_str("\"><button type=\"submit\" aria-label=\"Vote for ");
+        html_escape(out, &c.name);
+        out.push_str("\">Vote</button></form></li>\n");
     }
 }
 
@@ -84,10 +112,25 @@ mod tests {
                 count: 3,
             }],
         };
-        let html = t.render(&s, "ws", "T&");
+        let counts = Counts([1, 0, 2, 0]);
+        let page = Page {
+            transport: "ws",
+            title: "T&",
+            back: "/index?a=1&b=2",
+            presence: &counts,
+            presence_version: 4,
+        };
+        let html = t.render(&s, &page);
         assert_eq!(
             html,
-            "<b data-v=\"7\">T&amp;</b><ul>      <li id=\"user_1\" tabindex=\"0\">&lt;i&gt;{{VERSION}}&lt;/i&gt;<span>3</span></li>\n</ul>{{NOPE}}{{"
+            "<b data-v=\"7\">T&amp;</b><ul>      <li id=\"user_1\" tabindex=\"0\" style=\"--share:100.0%\">&lt;i&gt;{{VERSION}}&lt;/i&gt;<span>3</span><form method=\"post\" action=\"/vote\"><input type=\"hidden\" name=\"uid\" value=\"1\"><input type=\"hidden\" name=\"back\" value=\"/index?a=1&amp;b=2\"><button type=\"submit\" aria-label=\"Vote for &lt;i&gt;{{VERSION}}&lt;/i&gt;\">Vote</button></form></li>\n</ul>{{NOPE}}{{"
+        );
+        let t = Template {
+            text: "{{PRESENCE_TEXT}}|{{PRESENCE_VERSION}}|{{BACK}}".into(),
+        };
+        assert_eq!(
+            t.render(&s, &page),
+            "3 viewers: 1 WebSocket, 0 SSE, 2 long-polling, 0 polling|4|/index?a=1&amp;b=2"
         );
     }
 }

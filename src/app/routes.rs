@@ -3,19 +3,21 @@
 
 use std::net::SocketAddr;
 
-use super::votes::{Catchup, VoteError};
-use super::{json, App};
+use super::metrics::{Gauges, Route};
+use super::pages::Page;
+use super::presence::{valid_viewer, Counts, Kind};
+use super::sse::{self, Cursor};
+use super::votes::{valid_vote_id, VoteError, Wake};
+use super::{json, App, MAX_RESUME_DELTA};
 use crate::config::valid_id;
 use crate::http::conn::{Handler, Reply};
 use crate::http::form;
 use crate::http::{Request, Response};
 use crate::ws::handshake;
 
-/// Transports the vote page knows; the first is the default.
-pub const TRANSPORTS: [&str; 3] = ["ws", "longpoll", "poll"];
-
-/// Largest delta a long-poll answer lists before it sends the whole tally instead.
-const LONGPOLL_MAX_DELTA: usize = 1024;
+/// Transports the vote page knows; the first is the default (`auto`: the page's fallback
+/// ladder, WebSocket → SSE → long-poll → polling).
+pub const TRANSPORTS: [&str; 5] = ["auto", "ws", "sse", "longpoll", "poll"];
 
 const GET_HEAD: &str = "GET, HEAD";
 
@@ -25,7 +27,7 @@ const KNOWN_METHODS: [&str; 9] = [
 ];
 
 impl Handler for App {
-    fn handle(&self, req: &Request, body: &[u8], _peer: SocketAddr) -> Reply {
+    fn handle(&self, req: &Request, body: &[u8], peer: SocketAddr) -> Reply {
         let get = req.method == "GET" || req.method == "HEAD";
         // Route on the decoded path, so `/%69ndex` is `/index`; it is decoded exactly once.
         let path = match form::percent_decode(req.path.as_bytes(), false) {
@@ -38,18 +40,30 @@ impl Handler for App {
         }
         let resp = match path.as_str() {
             "/get_new_vote" if handshake::is_upgrade_request(req) => {
-                return self.upgrade(req, super::live::Endpoint::Votes)
+                let cursor = match query(req).map(|q| cursor_of(&q)) {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(r)) | Err(r) => return Reply::Response(r.closing()),
+                };
+                return self.upgrade(req, super::live::Endpoint::Votes(cursor));
             }
             "/chatsocket" if handshake::is_upgrade_request(req) => {
                 return self.upgrade(req, super::live::Endpoint::Chat)
             }
-            "/vote" if req.method == "POST" => self.vote(req, body, "uid"),
-            "/ticket" if req.method == "POST" => self.vote(req, body, "nid"),
+            "/events" if req.method == "GET" => return self.events(req, peer),
+            // The stream's head, without a stream.
+            "/events" if req.method == "HEAD" => Response::new(200)
+                .header("Content-Type", "text/event-stream; charset=utf-8")
+                .header("Cache-Control", "no-store")
+                .header("X-Accel-Buffering", "no")
+                .streaming(),
+            "/vote" if req.method == "POST" => self.vote(req, body, "uid", Route::Vote),
+            "/ticket" if req.method == "POST" => self.vote(req, body, "nid", Route::Ticket),
             "/vote" | "/ticket" => not_allowed("POST"),
             _ if !get => not_allowed(GET_HEAD),
             "/" => self.file("/home.html"),
             "/index" => self.index(req),
             "/votes" => self.tally(req),
+            "/metrics" => self.metrics_page(),
             "/get_new_vote" => self.long_poll(req),
             "/chat" => self.file("/chat.html"),
             "/chatsocket" => Response::error(426, "this endpoint speaks WebSocket only")
@@ -58,6 +72,30 @@ impl Handler for App {
             path => self.file(path),
         };
         Reply::Response(resp)
+    }
+
+    fn observe(&self, status: u16, bytes: usize) {
+        self.metrics.response(status, bytes);
+    }
+}
+
+impl App {
+    /// `GET /metrics`: Prometheus text format.
+    fn metrics_page(&self) -> Response {
+        let (presence, _) = self.votes.presence();
+        let g = Gauges {
+            http_connections: self.admission.open(),
+            ws_subscribers: self.hub.subscribers(),
+            presence,
+            version: self.votes.version(),
+            ws_buffered_bytes: self.ws_budget.used(),
+        };
+        Response::with_body(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            self.metrics.render(&g),
+        )
+        .header("Cache-Control", "no-store")
     }
 }
 
@@ -69,6 +107,45 @@ fn not_allowed(allow: &'static str) -> Response {
 fn query(req: &Request) -> Result<Vec<(String, String)>, Response> {
     form::parse(req.query.as_deref().unwrap_or("").as_bytes())
         .map_err(|e| Response::error(400, &format!("query string: {e}")))
+}
+
+/// `since` and `epoch` from a query; a malformed `since` is a 400.
+fn cursor_of(q: &[(String, String)]) -> Result<Cursor, Response> {
+    let since = match form::get(q, "since") {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<u64>()
+                .map_err(|_| Response::error(400, "'since' must be a version number"))?,
+        ),
+    };
+    Ok(Cursor {
+        since,
+        epoch: form::get(q, "epoch").map(str::to_string),
+        viewer: form::get(q, "viewer")
+            .filter(|v| valid_viewer(v))
+            .map(str::to_string),
+    })
+}
+
+/// Appends `"presence":{…},"presence_version":P` to a JSON object.
+fn with_presence(mut body: String, counts: &Counts, pv: u64) -> String {
+    body.pop();
+    body.push_str(",\"presence\":");
+    json::presence_counts(&mut body, counts);
+    body.push_str(&format!(",\"presence_version\":{pv}}}"));
+    body
+}
+
+/// A `back` address for a no-JavaScript form: a path on this server, nothing else (an open
+/// redirect would let any site bounce users through us).
+fn local_path(back: &str) -> Option<&str> {
+    let ok = back.starts_with('/')
+        && !back.starts_with("//")
+        && back.len() <= 2048
+        && back
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'\\');
+    ok.then_some(back)
 }
 
 impl App {
@@ -102,13 +179,34 @@ impl App {
             },
         };
         let snap = self.votes.snapshot();
-        Response::html(200, self.template.render(&snap, transport, "Live vote"))
-            .header("Cache-Control", "no-store")
+        let (counts, pv) = self.votes.presence();
+        // Where the no-JavaScript forms come back to: this page, as a local path (an
+        // absolute-form request target names the host too).
+        let back = match &req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.clone(),
+        };
+        let page = Page {
+            transport,
+            title: "Live vote",
+            back: &back,
+            presence: &counts,
+            presence_version: pv,
+        };
+        Response::html(200, self.template.render(&snap, &page)).header("Cache-Control", "no-store")
     }
 
     /// `POST /vote` (`uid`) and `POST /ticket` (`nid`): the field from a form body, or else
     /// from the query string.
-    fn vote(&self, req: &Request, body: &[u8], field: &str) -> Response {
+    fn vote(&self, req: &Request, body: &[u8], field: &str, route: Route) -> Response {
+        // Cross-site request forgery: a page elsewhere may make a browser post here, but the
+        // browser then names that page's origin. The twin of the WebSocket origin check.
+        if !self.origin_allowed(req) {
+            return Response::error(
+                403,
+                "cross-origin vote refused (Origin does not match Host)",
+            );
+        }
         if !body.is_empty() {
             let ctype = req.header("content-type").unwrap_or("");
             let mime = ctype.split(';').next().unwrap_or("").trim();
@@ -132,10 +230,31 @@ impl App {
         if !valid_id(id) {
             return Response::error(400, &format!("malformed '{field}'"));
         }
-        match self.votes.vote(id) {
+        // The client's id for this vote: a retry with it counts once (exactly-once effect).
+        let vote_id =
+            form::get(&from_body, "vote_id").or_else(|| form::get(&from_query, "vote_id"));
+        if vote_id.is_some_and(|v| !valid_vote_id(v)) {
+            return Response::error(400, "malformed 'vote_id'");
+        }
+        // A no-JavaScript form names the page to go back to: answer with a redirect there
+        // (303: the browser follows with a GET, so a reload does not vote again).
+        let back = form::get(&from_body, "back").and_then(local_path);
+        let voted = self.votes.vote_once(id, vote_id).map(|v| {
+            self.metrics.vote(route, v.replayed);
+            v.change
+        });
+        match voted {
+            Ok(_) if back.is_some() => {
+                let to = back.unwrap_or("/index");
+                Response::text(303, format!("vote counted; see {to}\n")).header("Location", to)
+            }
             Ok(change) => Response::json(200, json::vote_result(&change, self.votes.epoch())),
             Err(VoteError::UnknownCandidate(uid)) => {
                 Response::json(404, json::error_with_uid("unknown candidate", &uid, false))
+            }
+            // Not on disk: not counted, and the client may retry (with its vote id, safely).
+            Err(e @ VoteError::NotStored(_)) => {
+                Response::error(503, &e.to_string()).header("Retry-After", "1")
             }
         }
     }
@@ -143,8 +262,19 @@ impl App {
     /// `GET /votes`: the whole tally. The ETag is the tally's epoch and version, so a poller
     /// asking `If-None-Match` gets a bodiless `304` while nothing changed.
     fn tally(&self, req: &Request) -> Response {
+        let q = match query(req) {
+            Ok(q) => q,
+            Err(r) => return r,
+        };
+        let polling = form::get(&q, "transport") == Some("poll");
+        if polling {
+            self.seen(&q, Kind::Poll);
+            self.metrics.request(Kind::Poll);
+        }
         let snap = self.votes.snapshot();
-        let etag = format!("\"{}-{}\"", snap.epoch, snap.version);
+        let (counts, pv) = self.votes.presence();
+        // The cursor, plus the presence version: a changed viewer count is news to a poller.
+        let etag = format!("\"{}-{}-{pv}\"", snap.epoch, snap.version);
         let fresh = req
             .header_values("if-none-match")
             .flat_map(|v| v.split(','))
@@ -155,14 +285,51 @@ impl App {
         let resp = if fresh {
             Response::new(304)
         } else {
-            Response::with_body(
-                200,
-                "application/json; charset=utf-8",
-                json::snapshot(&snap, ""),
-            )
+            let body = with_presence(json::snapshot(&snap, ""), &counts, pv);
+            if polling {
+                self.metrics.sent(Kind::Poll, 1, body.len() as u64, 1);
+            }
+            Response::with_body(200, "application/json; charset=utf-8", body)
         };
         resp.header("ETag", etag)
             .header("Cache-Control", "no-cache")
+    }
+
+    /// Counts a polling or long-polling viewer that named itself.
+    fn seen(&self, q: &[(String, String)], kind: Kind) {
+        if let Some(id) = form::get(q, "viewer").filter(|id| valid_viewer(id)) {
+            self.votes.viewer_seen(id, kind);
+        }
+    }
+
+    /// `GET /events`: hands the connection to an event stream.
+    fn events(&self, req: &Request, peer: SocketAddr) -> Reply {
+        let q = match query(req) {
+            Ok(q) => q,
+            Err(r) => return Reply::Response(r),
+        };
+        // The browser's own reconnect sends the last id it saw; it wins over the URL's.
+        let cursor = match req.header("last-event-id") {
+            Some(id) => Cursor {
+                viewer: cursor_of(&q).ok().and_then(|c| c.viewer),
+                ..sse::parse_event_id(id)
+            },
+            None => match cursor_of(&q) {
+                Ok(c) => c,
+                Err(r) => return Reply::Response(r),
+            },
+        };
+        let head = Response::new(200)
+            .header("Content-Type", "text/event-stream; charset=utf-8")
+            .header("Cache-Control", "no-store")
+            // Tells nginx-style proxies not to buffer the stream.
+            .header("X-Accel-Buffering", "no")
+            .streaming();
+        let app = self.shared();
+        Reply::Upgrade(
+            head,
+            Box::new(move |stream, _| sse::serve(&app, cursor, stream, peer)),
+        )
     }
 
     /// `GET /get_new_vote[?since=V&epoch=E]`: answers at once when the client is behind,
@@ -173,30 +340,50 @@ impl App {
             Ok(q) => q,
             Err(r) => return r,
         };
-        let since = match form::get(&q, "since") {
-            None | Some("") => None,
-            Some(s) => match s.parse::<u64>() {
-                Ok(v) => Some(v),
-                Err(_) => return Response::error(400, "'since' must be a version number"),
-            },
+        let cursor = match cursor_of(&q) {
+            Ok(c) => c,
+            Err(r) => return r,
         };
-        let epoch = form::get(&q, "epoch");
+        let pv = match form::get(&q, "pv").map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => return Response::error(400, "'pv' must be a presence version"),
+        };
+        self.seen(&q, Kind::LongPoll);
+        self.metrics.request(Kind::LongPoll);
+        let epoch = cursor.epoch.as_deref();
         let now = self.votes.version();
-        let since_v = since.unwrap_or(now);
-        let waited = since_v == now && epoch.is_none_or(|e| e == self.votes.epoch());
-        let answer = self.votes.wait_past(
-            since_v,
+        let since = cursor.since.unwrap_or(now);
+        let waited = since == now && epoch.is_none_or(|e| e == self.votes.epoch());
+        self.metrics.long_poll(true);
+        let answer = self.votes.wait(
+            since,
             epoch,
-            LONGPOLL_MAX_DELTA,
+            pv,
+            MAX_RESUME_DELTA,
             self.config.longpoll_timeout,
         );
+        self.metrics.long_poll(false);
         let body = match answer {
-            Some(c @ Catchup::Delta { .. }) | Some(c @ Catchup::Snapshot(_)) => {
-                json::longpoll(&c, waited, self.votes.epoch())
+            Some(Wake::Votes(c)) => {
+                let body = json::longpoll(&c, since, waited, self.votes.epoch());
+                let kind = if waited {
+                    "live"
+                } else {
+                    json::resume_kind(&c)
+                };
+                self.metrics.resume(Kind::LongPoll, kind);
+                self.metrics.sent(Kind::LongPoll, 1, body.len() as u64, 1);
+                body
             }
-            None => json::longpoll_timeout(self.votes.version(), self.votes.epoch()),
+            // Nothing new in the tally (presence changed, or the wait timed out): the tutorial's
+            // "no news" answer, with the current presence.
+            Some(Wake::Presence(..)) | None => {
+                json::longpoll_timeout(self.votes.version(), self.votes.epoch())
+            }
         };
-        Response::json(200, body)
+        let (counts, pv) = self.votes.presence();
+        Response::json(200, with_presence(body, &counts, pv))
     }
 
     /// Validates a WebSocket handshake and the browser's `Origin`, and hands the connection to
@@ -235,7 +422,8 @@ impl App {
     }
 
     /// A request without `Origin` (curl, scripts) is allowed; a browser's `Origin` must name
-    /// this server's own `Host` (either scheme), or be listed with `--allow-origin`.
+    /// this server's own `Host` (either scheme), or be listed with `--allow-origin`. `null`
+    /// (sandboxed frames, some redirects) names no origin we can trust: refused.
     pub fn origin_allowed(&self, req: &Request) -> bool {
         let Some(origin) = req.header("origin") else {
             return true;

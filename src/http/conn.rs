@@ -16,9 +16,10 @@ use crate::config::Limits;
 /// What the application answers to a request.
 pub enum Reply {
     Response(Response),
-    /// Write `response` (a `101`), then give the socket and every byte that arrived after the
-    /// request head to `then`, which owns the connection from there on (RFC 6455 §4.1: the
-    /// server may send frames right after the handshake, and so may the client).
+    /// Write `response` (a `101`, or the head of a streamed body), then give the socket and
+    /// every byte that arrived after the request head to `then`, which owns the connection from
+    /// there on (RFC 6455 §4.1: the server may send frames right after the handshake, and so
+    /// may the client).
     Upgrade(Response, Upgrade),
 }
 
@@ -28,6 +29,9 @@ pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) + Send>;
 /// The application side of an HTTP connection.
 pub trait Handler: Send + Sync {
     fn handle(&self, req: &Request, body: &[u8], peer: SocketAddr) -> Reply;
+
+    /// Told of every response written (status, body bytes), errors included: for metrics.
+    fn observe(&self, _status: u16, _bytes: usize) {}
 }
 
 /// Per-connection settings.
@@ -72,6 +76,7 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
             Err(ReadEnd::Fail(e)) => {
                 let resp = Response::error(e.status(), &e.to_string()).closing();
                 let _ = send(&mut stream, &mut out, &resp, false, false);
+                handler.observe(e.status(), resp.body.len());
                 log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
                 linger_close(&mut stream);
                 return;
@@ -82,6 +87,7 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
             Reply::Response(resp) => {
                 let keep = keep_alive(&req) && !resp.close;
                 let ok = send(&mut stream, &mut out, &resp, keep, head_only).is_ok();
+                handler.observe(resp.status, resp.body.len());
                 log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
                 if !ok {
                     return;
@@ -92,7 +98,8 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
                 }
             }
             Reply::Upgrade(resp, then) => {
-                let ok = send(&mut stream, &mut out, &resp, true, false).is_ok();
+                let ok = send(&mut stream, &mut out, &resp, !resp.close, false).is_ok();
+                handler.observe(resp.status, 0);
                 log_line(s, peer, Some(&req), resp.status, 0, started);
                 if ok {
                     // The HTTP buffers are done with: free them before a long-lived upgrade.

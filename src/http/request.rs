@@ -101,7 +101,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
     let buf = &buf[start..];
 
     let Some(line_end) = find_line_end(buf) else {
-        if buf.len() > limits.max_request_line {
+        // A CR at the end may be the first half of the line's CRLF, which no limit counts.
+        if without_final_cr(buf).len() > limits.max_request_line {
             return Err(Error::UriTooLong {
                 max: limits.max_request_line,
             });
@@ -124,7 +125,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
             });
         }
         let Some((line, next)) = find_line_end(&buf[pos..]) else {
-            if buf.len() > limits.max_header_bytes {
+            if without_final_cr(buf).len() > limits.max_header_bytes {
                 return Err(Error::HeadersTooLarge {
                     max: limits.max_header_bytes,
                 });
@@ -171,6 +172,12 @@ fn find_line_end(buf: &[u8]) -> Option<(&[u8], usize)> {
     let line = &buf[..lf];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Some((line, lf + 1))
+}
+
+/// `buf` less a final CR: while its LF has not arrived, a CR may end the line and must not
+/// count against a limit, or a head's fate would depend on where a read cut it.
+fn without_final_cr(buf: &[u8]) -> &[u8] {
+    buf.strip_suffix(b"\r").unwrap_or(buf)
 }
 
 /// RFC 9110 §5.6.2: `tchar`.
@@ -591,6 +598,44 @@ mod tests {
         }
         at.extend(b"\r\n");
         assert!(matches!(parse_request(&at, &l), Ok(Parse::Complete(..))));
+    }
+
+    /// Found by `fuzz/` (target `http_request`): a line that fits its limit was refused when a
+    /// read ended between its CR and LF, so whether a request was accepted depended on how TCP
+    /// cut it into segments.
+    #[test]
+    fn a_cr_awaiting_its_lf_does_not_count_against_a_limit() {
+        let l = Limits {
+            max_request_line: 40,
+            max_header_bytes: 160,
+            max_headers: 4,
+            max_body: 16,
+            ..Limits::default()
+        };
+        // The fuzzer's input: a request line of exactly 40 bytes.
+        let head: &[u8] = b"GET http://l/votjesx*?=%41#frag HTTP/1.1\r\nHosT:\n\n";
+        assert!(matches!(
+            parse_request(head, &l),
+            Ok(Parse::Complete(_, 49))
+        ));
+        // The same at the head limit: 160 bytes of request line and fields, then the CR of the
+        // empty line.
+        let mut at_limit = b"GET / HTTP/1.0\r\nX: ".to_vec();
+        at_limit.resize(158, b'v');
+        at_limit.extend(b"\r\n\r\n");
+        assert!(matches!(
+            parse_request(&at_limit, &l),
+            Ok(Parse::Complete(_, 162))
+        ));
+        for raw in [head, &at_limit[..]] {
+            for len in 0..raw.len() {
+                assert_eq!(
+                    parse_request(&raw[..len], &l),
+                    Ok(Parse::Incomplete),
+                    "{len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Close the connection after this response, whatever the request asked for.
     pub close: bool,
+    /// The body is not in `body`: it is streamed after the head until the connection closes
+    /// (RFC 9112 §6.3 ¶8: a close-delimited body), e.g. Server-Sent Events.
+    pub stream: bool,
 }
 
 impl Response {
@@ -20,6 +23,7 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             close: false,
+            stream: false,
         }
     }
 
@@ -65,6 +69,13 @@ impl Response {
         self
     }
 
+    /// A close-delimited streamed body: no `Content-Length`, `Connection: close`.
+    pub fn streaming(mut self) -> Self {
+        self.stream = true;
+        self.close = true;
+        self
+    }
+
     /// Serialises the head, and the body unless `head_only` (a `HEAD` request, or a status
     /// that has no body). `keep_alive` is the connection's decision for after this response.
     pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) {
@@ -83,7 +94,7 @@ impl Response {
         }
         // RFC 9110 §8.6: no Content-Length in 1xx and 204; 304 carries none here either.
         let bodyless = self.status < 200 || self.status == 204 || self.status == 304;
-        if !bodyless {
+        if !bodyless && !self.stream {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(self.body.len().to_string().as_bytes());
             out.extend_from_slice(b"\r\n");

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -130,6 +130,9 @@ impl Sequenced {
 pub enum Offer {
     /// Written (or nothing new for this peer).
     Sent,
+    /// Begun: the socket took part of it, the rest is queued. The caller must hand the peer
+    /// to the catch-up path, which finishes it.
+    Queued,
     /// Not written now: the peer is behind or the sender busy. It is marked stale; whoever
     /// flushes it next must send the latest state.
     Stale,
@@ -156,7 +159,10 @@ struct SendState {
 /// The write half of a connection, shared by its reader thread and broadcasters.
 pub struct Sender {
     state: Mutex<SendState>,
-    stale: AtomicBool,
+    /// How many times frames were withheld since the last catch-up (0: current). A count,
+    /// not a flag: a catch-up clears only the marks it saw, so a mark made by a broadcaster
+    /// while the catch-up held the lock is not lost.
+    stale: AtomicU64,
     write_timeout: Duration,
 }
 
@@ -182,7 +188,7 @@ impl Sender {
                 ready: false,
                 dead: false,
             }),
-            stale: AtomicBool::new(false),
+            stale: AtomicU64::new(0),
             write_timeout,
         })
     }
@@ -276,24 +282,33 @@ impl Sender {
     pub fn offer(&self, batch: &Sequenced) -> Offer {
         // Once behind, only the catch-up path (which clears the mark) writes here: trying again
         // on every batch would cost the broadcaster a blocked write each time.
-        if self.stale.load(Ordering::Acquire) {
+        if self.stale.load(Ordering::Acquire) > 0 {
+            // Withheld: count it, so a catch-up under way does not clear it unseen.
+            self.stale.fetch_add(1, Ordering::AcqRel);
             return Offer::Stale;
         }
         let mut st = match self.state.try_lock() {
             Ok(st) => st,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => {
-                self.stale.store(true, Ordering::Release);
+                self.stale.fetch_add(1, Ordering::AcqRel);
                 return Offer::Stale;
             }
         };
         if st.closing || st.dead {
             return Offer::Closed;
         }
+        // Again under the lock: the mark is cleared only under it, after the catch-up state
+        // went out, so a batch can never slip in between a skipped one and the catch-up.
+        if self.stale.load(Ordering::Acquire) > 0 {
+            // Withheld: count it, so a catch-up under way does not clear it unseen.
+            self.stale.fetch_add(1, Ordering::AcqRel);
+            return Offer::Stale;
+        }
         if !st.pending.is_empty() || !st.ready {
             // Behind already (or not yet started): don't queue more, remember to send the
             // latest state instead.
-            self.stale.store(true, Ordering::Release);
+            self.stale.fetch_add(1, Ordering::AcqRel);
             return Offer::Stale;
         }
         let bytes = batch.after(st.seen);
@@ -307,14 +322,52 @@ impl Sender {
                 // begun, so it must go out before anything else.
                 st.pending.extend_from_slice(&bytes[n..]);
                 st.seen = last;
-                Offer::Sent
+                if st.pending.is_empty() {
+                    Offer::Sent
+                } else {
+                    Offer::Queued
+                }
             }
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
                 // Nothing taken: the peer is not reading. Forget these frames; it gets the
                 // latest state when it catches up.
-                self.stale.store(true, Ordering::Release);
+                self.stale.fetch_add(1, Ordering::AcqRel);
                 Offer::Stale
             }
+            Err(_) => {
+                st.dead = true;
+                Offer::Closed
+            }
+        }
+    }
+
+    /// Broadcaster path for a frame outside the sequence (presence): written only if the peer
+    /// is current and the socket takes it at once; otherwise dropped (the peer is stale or
+    /// busy, and the next such frame supersedes this one). `Queued` when part of the frame is
+    /// left pending: the caller must hand the peer to the catch-up path.
+    pub fn offer_unsequenced(&self, opcode: OpCode, payload: &[u8]) -> Offer {
+        if self.stale.load(Ordering::Acquire) > 0 {
+            return Offer::Stale;
+        }
+        let Ok(mut st) = self.state.try_lock() else {
+            return Offer::Sent;
+        };
+        if st.closing || st.dead {
+            return Offer::Closed;
+        }
+        if !st.ready || !st.pending.is_empty() {
+            return Offer::Sent;
+        }
+        let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+        frame::encode(true, opcode, payload, &mut out);
+        match (&*st.stream).write(&out) {
+            Ok(n) if n == out.len() => Offer::Sent,
+            Ok(n) => {
+                // The start of a frame went out: the rest must follow.
+                st.pending.extend_from_slice(&out[n..]);
+                Offer::Queued
+            }
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Offer::Sent,
             Err(_) => {
                 st.dead = true;
                 Offer::Closed
@@ -364,9 +417,51 @@ impl Sender {
         Ok(false)
     }
 
-    /// Whether this peer missed frames and needs the latest state; clears the mark.
-    pub fn take_stale(&self) -> bool {
-        self.stale.swap(false, Ordering::AcqRel)
+    /// Catch-up path, after [`try_flush`](Sender::try_flush) emptied the queue: if this peer
+    /// missed frames, sends it `latest()` — built here, under the lock, so that it is at least
+    /// as new as every frame the peer missed — and clears the mark. `Sent` when the peer is
+    /// current (or nothing was missed), `Stale` to try again later.
+    pub fn catch_up(&self, latest: &dyn Fn() -> Sequenced) -> Offer {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Offer::Stale,
+        };
+        if st.closing || st.dead {
+            return Offer::Closed;
+        }
+        let marks = self.stale.load(Ordering::Acquire);
+        if marks == 0 {
+            return Offer::Sent;
+        }
+        if !st.pending.is_empty() || !st.ready {
+            return Offer::Stale;
+        }
+        let batch = latest();
+        let bytes = batch.after(st.seen);
+        if !bytes.is_empty() {
+            match (&*st.stream).write(bytes) {
+                Ok(n) => {
+                    st.pending.extend_from_slice(&bytes[n..]);
+                    st.seen = batch.last().unwrap_or(st.seen);
+                }
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                    return Offer::Stale
+                }
+                Err(_) => {
+                    st.dead = true;
+                    return Offer::Closed;
+                }
+            }
+        }
+        // Clear the marks this catch-up answered; a newer one keeps the peer stale.
+        match self
+            .stale
+            .compare_exchange(marks, 0, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Offer::Sent,
+            Err(_) => Offer::Stale,
+        }
     }
 
     pub fn has_pending(&self) -> bool {

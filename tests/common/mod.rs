@@ -223,6 +223,44 @@ impl Client {
     /// Reads one response to a request with `method` (a `HEAD` response has no body).
     /// `Ok(None)` when the server closed before sending anything.
     pub fn try_read_response_to(&mut self, method: &str) -> io::Result<Option<Response>> {
+        let Some(mut resp) = self.try_read_head()? else {
+            return Ok(None);
+        };
+        let status = resp.status;
+        let bodyless = method == "HEAD" || status < 200 || status == 204 || status == 304;
+        if bodyless {
+            return Ok(Some(resp));
+        }
+        if let Some(len) = resp.header("content-length") {
+            let len: usize = len
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
+            while self.buf.len() < len {
+                if self.fill()? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a response body",
+                    ));
+                }
+            }
+            resp.body = self.buf.drain(..len).collect();
+        } else if resp.closes() {
+            // No length: the body runs to the end of the connection (RFC 9112 §6.3 ¶8).
+            while self.fill()? > 0 {}
+            resp.body = std::mem::take(&mut self.buf);
+        } else {
+            return Err(bad(format!(
+                "response without Content-Length on a persistent connection: {resp:?}"
+            )));
+        }
+        Ok(Some(resp))
+    }
+
+    /// Reads one response head (status line and fields) and leaves whatever follows it in the
+    /// buffer: the body, or the stream of an event source. `Ok(None)` when the server closed
+    /// before sending anything.
+    pub fn try_read_head(&mut self) -> io::Result<Option<Response>> {
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i;
@@ -262,41 +300,13 @@ impl Client {
                 .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
             headers.push((n.to_string(), v.trim().to_string()));
         }
-        let mut resp = Response {
+        Ok(Some(Response {
             version,
             status,
             reason,
             headers,
             body: Vec::new(),
-        };
-        let bodyless = method == "HEAD" || status < 200 || status == 204 || status == 304;
-        if bodyless {
-            return Ok(Some(resp));
-        }
-        if let Some(len) = resp.header("content-length") {
-            let len: usize = len
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
-            while self.buf.len() < len {
-                if self.fill()? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed inside a response body",
-                    ));
-                }
-            }
-            resp.body = self.buf.drain(..len).collect();
-        } else if resp.closes() {
-            // No length: the body runs to the end of the connection (RFC 9112 §6.3 ¶8).
-            while self.fill()? > 0 {}
-            resp.body = std::mem::take(&mut self.buf);
-        } else {
-            return Err(bad(format!(
-                "response without Content-Length on a persistent connection: {resp:?}"
-            )));
-        }
-        Ok(Some(resp))
+        }))
     }
 
     /// Reads one response to a `GET`-like request; panics if there is none.
@@ -433,6 +443,445 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vote page
+
+/// One candidate's `<li id="user_ID" …>…</li>` on a vote page.
+#[derive(Debug)]
+pub struct Li {
+    /// The start tag, `<li id="user_ID" …>`.
+    pub start_tag: String,
+    /// Everything between the start tag and `</li>`.
+    pub inner: String,
+}
+
+/// The `<li>` of candidate `uid` on `page` (the quote after the id keeps `user_1` from
+/// matching `user_10`).
+pub fn find_li(page: &str, uid: &str) -> Option<Li> {
+    let open = format!("<li id=\"user_{uid}\"");
+    let start = page.find(&open)?;
+    let tag_end = start + page[start..].find('>')? + 1;
+    let end = tag_end + page[tag_end..].find("</li>")?;
+    Some(Li {
+        start_tag: page[start..tag_end].to_string(),
+        inner: page[tag_end..end].to_string(),
+    })
+}
+
+/// Asserts the tutorial's DOM for one candidate still holds — `<li id="user_ID" …>NAME<span>
+/// COUNT</span>…</li>` (`name_html` as escaped in HTML) — and that the `<li>` carries a real
+/// form that votes for it without JavaScript. Returns the `<li>` for further checks.
+pub fn assert_tutorial_li(page: &str, uid: &str, name_html: &str, count: u64) -> Li {
+    let li = find_li(page, uid).unwrap_or_else(|| panic!("no <li id=\"user_{uid}\">: {page}"));
+    let dom = format!("{name_html}<span>{count}</span>");
+    assert!(
+        li.inner.starts_with(&dom),
+        "<li id=\"user_{uid}\"> must start with {dom:?}: {li:?}"
+    );
+    let form = &li.inner[dom.len()..];
+    assert!(
+        form.starts_with("<form method=\"post\" action=\"/vote\">") && form.ends_with("</form>"),
+        "a no-JavaScript vote form: {li:?}"
+    );
+    assert!(
+        form.contains(&format!(
+            "<input type=\"hidden\" name=\"uid\" value=\"{uid}\">"
+        )),
+        "the form votes for {uid}: {li:?}"
+    );
+    assert!(
+        form.contains(&format!(
+            "<button type=\"submit\" aria-label=\"Vote for {name_html}\">"
+        )),
+        "a labelled button: {li:?}"
+    );
+    li
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-Sent Events, parsed by hand (WHATWG HTML §9.2.6)
+
+/// One dispatched event: the fields of one block that had `data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Json {
+        Json::parse(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {:?}", self.data))
+    }
+
+    pub fn is_presence(&self) -> bool {
+        matches!(&self.json()["type"], Json::Str(t) if t == "presence")
+    }
+}
+
+/// An open `GET /events` stream: the response head, then events read as they arrive.
+pub struct EventStream {
+    client: Client,
+    pub head: Response,
+    /// Every `retry:` value seen so far, in order.
+    pub retries: Vec<u64>,
+    /// Every comment line seen so far (without the leading `:`), in order.
+    pub comments: Vec<String>,
+    /// Every event dispatched so far, in order.
+    pub seen: Vec<SseEvent>,
+}
+
+/// Sends `GET target` with `extra` header lines (each ending in CRLF) and reads the head.
+/// Panics unless it is a `200` event stream.
+pub fn open_events(addr: SocketAddr, target: &str, extra: &str) -> EventStream {
+    let (client, head) = events_request(addr, target, extra);
+    assert_eq!(head.status, 200, "{target}: {head:?}");
+    EventStream {
+        client,
+        head,
+        retries: Vec::new(),
+        comments: Vec::new(),
+        seen: Vec::new(),
+    }
+}
+
+/// Sends `GET target` as a browser's `EventSource` does and reads only the response head.
+pub fn events_request(addr: SocketAddr, target: &str, extra: &str) -> (Client, Response) {
+    let mut c = Client::connect(addr);
+    c.send(format!(
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+         Cache-Control: no-cache\r\n{extra}\r\n"
+    ));
+    let head = c
+        .try_read_head()
+        .expect("read the event stream's head")
+        .expect("server closed without a response");
+    (c, head)
+}
+
+impl EventStream {
+    /// Sets a different read timeout (still a hang guard).
+    pub fn read_timeout(&self, t: Duration) {
+        self.client.read_timeout(t);
+    }
+
+    /// The next line of the stream without its terminator (LF or CRLF); None at its end.
+    fn line(&mut self) -> io::Result<Option<String>> {
+        loop {
+            if let Some(i) = self.client.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.client.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return String::from_utf8(line)
+                    .map(Some)
+                    .map_err(|_| bad("event stream line is not UTF-8".into()));
+            }
+            if self.client.fill()? == 0 {
+                assert!(
+                    self.client.buf.is_empty(),
+                    "stream ended inside a line: {:?}",
+                    String::from_utf8_lossy(&self.client.buf)
+                );
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads up to and including the next blank line: `Ok(Some(event))` if the block
+    /// dispatched one, `Ok(None)` if not (comments, `retry:` alone), Err at the end of the
+    /// stream or on a read error (a timeout).
+    pub fn block(&mut self) -> io::Result<Option<SseEvent>> {
+        let (mut id, mut event, mut data): (Option<String>, Option<String>, Option<String>) =
+            (None, None, None);
+        let mut any = false;
+        loop {
+            let Some(line) = self.line()? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "event stream ended",
+                ));
+            };
+            if line.is_empty() {
+                if !any {
+                    continue;
+                }
+                break;
+            }
+            any = true;
+            if let Some(comment) = line.strip_prefix(':') {
+                self.comments.push(comment.to_string());
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line.as_str(), ""),
+            };
+            match field {
+                "id" => id = Some(value.to_string()),
+                "event" => event = Some(value.to_string()),
+                "data" => {
+                    let d = data.get_or_insert_with(String::new);
+                    if !d.is_empty() {
+                        d.push('\n');
+                    }
+                    d.push_str(value);
+                }
+                "retry" => {
+                    let ms = value
+                        .parse()
+                        .unwrap_or_else(|_| panic!("retry: is not a number: {line:?}"));
+                    self.retries.push(ms);
+                }
+                other => panic!("unknown event stream field {other:?}: {line:?}"),
+            }
+        }
+        Ok(data.map(|data| {
+            let e = SseEvent { id, event, data };
+            self.seen.push(e.clone());
+            e
+        }))
+    }
+
+    /// The next dispatched event (skipping comments); panics at the end or on a timeout.
+    pub fn next_event(&mut self) -> SseEvent {
+        loop {
+            match self.block() {
+                Ok(Some(e)) => return e,
+                Ok(None) => {}
+                Err(e) => panic!("reading the event stream: {e}"),
+            }
+        }
+    }
+
+    /// The next event that is not presence.
+    pub fn next_non_presence(&mut self) -> SseEvent {
+        loop {
+            let e = self.next_event();
+            if !e.is_presence() {
+                return e;
+            }
+        }
+    }
+
+    /// Reads events until one satisfies `f`, or panics after `limit`.
+    pub fn until(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut f: impl FnMut(&SseEvent) -> bool,
+    ) -> SseEvent {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}; saw {:#?}",
+                self.seen
+            );
+            self.read_timeout(left);
+            match self.block() {
+                Ok(Some(e)) if f(&e) => {
+                    self.read_timeout(IO_TIMEOUT);
+                    return e;
+                }
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => {
+                    panic!("timed out waiting for {what}; saw {:#?}", self.seen)
+                }
+                Err(e) => panic!("waiting for {what}: {e}"),
+            }
+        }
+    }
+
+    /// Asserts that no event other than presence (comments are fine) arrives for `quiet`.
+    pub fn assert_nothing_but_presence_for(&mut self, quiet: Duration) {
+        let end = Instant::now() + quiet;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.read_timeout(left);
+            match self.block() {
+                Ok(Some(e)) => assert!(e.is_presence(), "unexpected event {e:?}"),
+                Ok(None) => {}
+                Err(e) if is_timeout(&e) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        self.read_timeout(IO_TIMEOUT);
+    }
+}
+
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket through tungstenite (an independent implementation)
+
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// A tungstenite client on `path` (query included); tungstenite checks the accept key.
+pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    let stream = TcpStream::connect(addr).expect("connect to the test server");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (ws, resp) =
+        tungstenite::client(format!("ws://{addr}{path}"), stream).expect("WebSocket handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// The next text message as JSON, skipping pings and pongs (tungstenite answers pings).
+pub fn ws_next_json(ws: &mut Ws) -> Json {
+    loop {
+        match ws.read().expect("read a WebSocket message") {
+            tungstenite::Message::Text(t) => {
+                return Json::parse(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
+            }
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// The next message that is not presence.
+pub fn ws_next_non_presence(ws: &mut Ws) -> Json {
+    loop {
+        let j = ws_next_json(ws);
+        if !is_presence(&j) {
+            return j;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The live protocol's messages (docs/PROTOCOL.md)
+
+pub fn is_presence(j: &Json) -> bool {
+    matches!(&j["type"], Json::Str(t) if t == "presence")
+}
+
+/// Viewers by transport, as a presence message or a `presence` object carries them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    pub ws: u64,
+    pub sse: u64,
+    pub longpoll: u64,
+    pub poll: u64,
+}
+
+/// Reads a presence object (a presence message, or a long-poll's or `/votes`' `presence`),
+/// checking that `total` is the sum.
+pub fn presence(j: &Json) -> Presence {
+    let p = Presence {
+        ws: j["ws"].as_u64(),
+        sse: j["sse"].as_u64(),
+        longpoll: j["longpoll"].as_u64(),
+        poll: j["poll"].as_u64(),
+    };
+    assert_eq!(
+        j["total"].as_u64(),
+        p.ws + p.sse + p.longpoll + p.poll,
+        "total is the sum: {j:?}"
+    );
+    p
+}
+
+/// A resume message (the first on every WebSocket or SSE connection), checked for its shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub kind: String,
+    pub from: u64,
+    pub to: u64,
+    pub epoch: String,
+    /// `candidates` (snapshot) or `changes` (delta) as uid → count; empty for live.
+    pub counts: BTreeMap<String, u64>,
+}
+
+pub fn resume(j: &Json) -> Resume {
+    assert_eq!(j["type"], Json::Str("resume".into()), "a resume: {j:?}");
+    let kind = j["kind"].as_str().to_string();
+    let (list, required): (&str, &[&str]) = match kind.as_str() {
+        "snapshot" => (
+            "candidates",
+            &["type", "kind", "from", "to", "epoch", "candidates"],
+        ),
+        "delta" => (
+            "changes",
+            &["type", "kind", "from", "to", "epoch", "changes"],
+        ),
+        "live" => ("", &["type", "kind", "from", "to", "epoch"]),
+        other => panic!("unknown resume kind {other:?}: {j:?}"),
+    };
+    let keys = j.keys();
+    for k in required {
+        assert!(keys.contains(k), "resume without {k:?}: {j:?}");
+    }
+    for k in &keys {
+        // A snapshot may also say `version` (the same as `to`).
+        assert!(
+            required.contains(k) || (*k == "version" && kind == "snapshot"),
+            "unexpected field {k:?} in {j:?}"
+        );
+    }
+    let to = j["to"].as_u64();
+    if j.has("version") {
+        assert_eq!(j["version"].as_u64(), to, "version and to differ: {j:?}");
+    }
+    let counts = if list.is_empty() {
+        BTreeMap::new()
+    } else {
+        uid_counts(&j[list])
+    };
+    Resume {
+        kind,
+        from: j["from"].as_u64(),
+        to,
+        epoch: j["epoch"].as_str().to_string(),
+        counts,
+    }
+}
+
+/// A list of `{"uid":…,"count":…}` as uid → count; each uid at most once.
+pub fn uid_counts(list: &Json) -> BTreeMap<String, u64> {
+    let items = list.as_array();
+    let map: BTreeMap<String, u64> = items
+        .iter()
+        .map(|c| (c["uid"].as_str().to_string(), c["count"].as_u64()))
+        .collect();
+    assert_eq!(map.len(), items.len(), "a candidate listed twice: {list:?}");
+    map
+}
+
+/// uid → count from literal pairs.
+pub fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(u, c)| (u.to_string(), *c)).collect()
+}
+
+/// Casts `n` votes for `uid` on one keep-alive connection, pipelined, checking each.
+pub fn cast_pipelined(addr: SocketAddr, uid: &str, n: usize) {
+    let mut c = Client::connect(addr);
+    let one = post_req("/vote", &format!("uid={uid}"));
+    let batch = one.repeat(n);
+    // Written from another thread so a server that answers while we are still writing cannot
+    // fill both socket buffers and deadlock the test.
+    let mut w = c.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(batch.as_bytes()));
+    for _ in 0..n {
+        assert_eq!(c.read_response_to("POST").status, 200);
+    }
+    writer.join().unwrap().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

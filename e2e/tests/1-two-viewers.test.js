@@ -1,0 +1,58 @@
+// 1. For each forced transport and for the default page (auto): two viewers in separate browser
+//    contexts each vote by double-click, and each sees both votes — exactly the server's tally.
+'use strict';
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const L = require('../lib');
+
+const server = new L.Server();
+let browser;
+let uids;
+
+before(async () => {
+  await server.start();
+  browser = await L.launchBrowser();
+  uids = await L.candidates(server);
+});
+
+after(async () => {
+  if (browser) await browser.close().catch(() => {});
+  await server.stop();
+});
+
+// [page query, the transport #status must show]: the default page needs no fallback here, so
+// the ladder's first rung, WebSocket, is what it must land on.
+const CASES = [
+  ['ws', '?transport=ws', 'ws'],
+  ['sse', '?transport=sse', 'sse'],
+  ['longpoll', '?transport=longpoll', 'longpoll'],
+  ['poll', '?transport=poll', 'poll'],
+  ['auto', '', 'ws'],
+];
+
+describe('two browser contexts vote and see each other\'s votes', () => {
+  for (const [label, query, transport] of CASES) {
+    it(`${label}: /index${query}`, { timeout: 60000 }, async () => {
+      const viewers = [];
+      try {
+        const a = await L.openViewer(browser, server, '/index' + query, { name: `${label}-A` });
+        viewers.push(a);
+        const b = await L.openViewer(browser, server, '/index' + query, { name: `${label}-B` });
+        viewers.push(b);
+        for (const v of viewers) await L.waitConnected(v, transport);
+
+        // Each votes once, for a different candidate, and the server counts exactly that.
+        await L.voteByDblclick(a, server, uids[0]);
+        await L.voteByDblclick(b, server, uids[1 % uids.length]);
+
+        // Both pages end on the server's tally (counts and version), still connected.
+        for (const v of viewers) await L.waitForTally(v, server, { transport });
+
+        L.checkViewers(assert, viewers);
+      } finally {
+        await L.closeViewers(viewers, `1-two-viewers-${label}`);
+      }
+    });
+  }
+});

@@ -1,0 +1,151 @@
+//! `GET /events`: the tally as Server-Sent Events (WHATWG HTML §9.2). Each stream runs on the
+//! thread that accepted it and waits on the vote table like a long-poll that never ends: a
+//! slow reader only delays itself, and when it catches up it gets what it missed (the votes,
+//! or one snapshot when far behind) — coalesced by construction, with no queue anywhere.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::presence::Kind;
+use super::votes::{Catchup, Wake};
+use super::{json, App, MAX_LIVE_DELTA, MAX_RESUME_DELTA};
+
+/// Where a client resumes from: `Last-Event-ID` or `?since=&epoch=`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub since: Option<u64>,
+    pub epoch: Option<String>,
+    /// The page's viewer id (`viewer=`), for presence.
+    pub viewer: Option<String>,
+}
+
+/// Reads an event id as we write them, `EPOCH-VERSION`; a bare `VERSION` is taken as ours.
+/// Anything else is no cursor (the client then gets a snapshot).
+pub fn parse_event_id(id: &str) -> Cursor {
+    let id = id.trim();
+    let (epoch, version) = match id.rsplit_once('-') {
+        Some((e, v)) => (Some(e.to_string()), v),
+        None => (None, id),
+    };
+    match version.parse::<u64>() {
+        Ok(v) => Cursor {
+            since: Some(v),
+            epoch,
+            viewer: None,
+        },
+        Err(_) => Cursor::default(),
+    }
+}
+
+/// The reconnect delay we suggest, 1–2 s, different per connection so that a restart does not
+/// bring every client back in the same instant.
+fn retry_ms(peer: SocketAddr) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mix = u64::from(nanos) ^ u64::from(peer.port()).wrapping_mul(0x9E37_79B9);
+    1000 + mix % 1000
+}
+
+fn event(out: &mut String, epoch: &str, version: Option<u64>, data: &str) {
+    if let Some(v) = version {
+        out.push_str(&format!("id: {epoch}-{v}\n"));
+    }
+    out.push_str("data: ");
+    out.push_str(data);
+    out.push_str("\n\n");
+}
+
+/// Runs one event stream until the client goes away.
+pub fn serve(app: &App, cursor: Cursor, mut stream: TcpStream, peer: SocketAddr) {
+    let votes = &app.votes;
+    let _viewer = votes.viewer(Kind::Sse, cursor.viewer.as_deref());
+    let _ = stream.set_write_timeout(Some(app.config.limits.write_timeout));
+    let epoch = votes.epoch().to_string();
+
+    let catchup = match cursor.since {
+        Some(v) => votes.catch_up(v, cursor.epoch.as_deref(), MAX_RESUME_DELTA),
+        None => Catchup::Snapshot(votes.snapshot()),
+    };
+    let (resume, mut at) = json::resume(&catchup, cursor.since, &epoch);
+    let metrics = &app.metrics;
+    metrics.request(Kind::Sse);
+    metrics.resume(Kind::Sse, json::resume_kind(&catchup));
+    let (counts, mut pv) = votes.presence();
+    let mut out = format!("retry: {}\n", retry_ms(peer));
+    event(&mut out, &epoch, Some(at), &resume);
+    event(&mut out, &epoch, None, &json::presence(&counts, pv));
+    let (mut messages, mut updates) = (2, 1);
+    loop {
+        if stream.write_all(out.as_bytes()).is_err() {
+            return;
+        }
+        metrics.sent(Kind::Sse, messages, out.len() as u64, updates);
+        (messages, updates) = (0, 0);
+        out.clear();
+        match votes.wait(
+            at,
+            None,
+            Some(pv),
+            MAX_LIVE_DELTA,
+            app.config.limits.sse_heartbeat,
+        ) {
+            // A comment line: keeps proxies from closing an idle stream, and finds out
+            // whether the client is still there.
+            None => out.push_str(": hb\n\n"),
+            Some(Wake::Votes(Catchup::Delta { votes: list, .. })) => {
+                for c in &list {
+                    event(&mut out, &epoch, Some(c.version), &json::live_change(c));
+                    at = c.version;
+                }
+                (messages, updates) = (list.len() as u64, list.len() as u64);
+            }
+            Some(Wake::Votes(Catchup::Snapshot(s))) => {
+                at = s.version;
+                (messages, updates) = (1, 1);
+                metrics.coalesce();
+                event(
+                    &mut out,
+                    &epoch,
+                    Some(at),
+                    &json::snapshot(&s, "\"type\":\"snapshot\","),
+                );
+            }
+            Some(Wake::Presence(c, p)) => {
+                pv = p;
+                messages = 1;
+                event(&mut out, &epoch, None, &json::presence(&c, p));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_parse() {
+        assert_eq!(
+            parse_event_id("18eb-12"),
+            Cursor {
+                since: Some(12),
+                epoch: Some("18eb".into()),
+                viewer: None,
+            }
+        );
+        assert_eq!(parse_event_id(" 7 ").since, Some(7));
+        assert_eq!(parse_event_id("7").epoch, None);
+        assert_eq!(parse_event_id("x-y"), Cursor::default());
+        assert_eq!(parse_event_id(""), Cursor::default());
+    }
+
+    #[test]
+    fn retry_is_jittered_within_bounds() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        for _ in 0..100 {
+            assert!((1000..2000).contains(&retry_ms(peer)));
+        }
+    }
+}
