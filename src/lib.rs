@@ -17,5 +17,6 @@ pub mod admission;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod net;
 pub mod server;
 pub mod ws;

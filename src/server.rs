@@ -22,13 +22,15 @@ pub struct Server {
 
 impl Server {
     pub fn bind(mut config: Config) -> io::Result<Server> {
-        // Each connection holds one descriptor. Beyond the process's limit `accept` would fail
-        // and nobody would get the clear 503: keep the cap below it.
-        if let Some(fds) = open_files_limit() {
-            let room = fds.saturating_sub(FD_RESERVE).max(1);
+        // Every connection holds a descriptor and a thread, and the machine's limits on those
+        // are hard walls: past the open-files limit `accept` fails and nobody gets the clear
+        // 503; past `vm.max_map_count` a new thread cannot map its signal stack and the Rust
+        // runtime aborts the whole process. Keep the cap below all of them.
+        let limits = system_limits();
+        if let Some((room, why)) = limits.connection_room() {
             if config.limits.max_connections > room {
                 eprintln!(
-                    "livevote: --max-connections {} lowered to {room}: the open-files limit is {fds}",
+                    "livevote: --max-connections {} lowered to {room}: {why}",
                     config.limits.max_connections
                 );
                 config.limits.max_connections = room;
@@ -152,7 +154,61 @@ fn refuse(mut stream: TcpStream) {
 
 /// Descriptors kept free for everything that is not a connection (listener, files, stdio).
 const FD_RESERVE: usize = 64;
+/// Memory maps one connection thread costs: its stack and guard page, and the runtime's
+/// signal stack and its guard page (measured: 4.0 per thread).
+const MAPS_PER_THREAD: usize = 4;
+/// Memory maps kept free for everything else (the binary, libraries, heap arenas, growth).
+const MAPS_RESERVE: usize = 2048;
+/// Thread ids kept free for the rest of the machine (pids and threads share one space).
+const PIDS_RESERVE: usize = 4096;
 
+/// The machine's limits that bound how many connection threads can exist.
+struct SystemLimits {
+    open_files: Option<usize>,
+    max_map_count: Option<usize>,
+    pid_max: Option<usize>,
+}
+
+fn system_limits() -> SystemLimits {
+    let number =
+        |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    SystemLimits {
+        open_files: open_files_limit(),
+        max_map_count: number("/proc/sys/vm/max_map_count"),
+        pid_max: number("/proc/sys/kernel/pid_max"),
+    }
+}
+
+impl SystemLimits {
+    /// The most connections these limits leave room for, and which limit that is.
+    fn connection_room(&self) -> Option<(usize, String)> {
+        let candidates = [
+            self.open_files.map(|n| {
+                (
+                    n.saturating_sub(FD_RESERVE),
+                    format!("the open-files limit is {n}"),
+                )
+            }),
+            self.max_map_count.map(|n| {
+                (
+                    n.saturating_sub(MAPS_RESERVE) / MAPS_PER_THREAD,
+                    format!("vm.max_map_count is {n} ({MAPS_PER_THREAD} per connection thread)"),
+                )
+            }),
+            self.pid_max.map(|n| {
+                (
+                    n.saturating_sub(PIDS_RESERVE),
+                    format!("kernel.pid_max is {n}"),
+                )
+            }),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .min_by_key(|(room, _)| *room)
+            .map(|(room, why)| (room.max(1), why))
+    }
+}
 /// The soft limit on open files, from `/proc/self/limits` (std has no `getrlimit`; Linux only,
 /// None elsewhere or when unlimited).
 fn open_files_limit() -> Option<usize> {

@@ -79,7 +79,7 @@ struct Livevote {
 /// Spawns the binary on `127.0.0.1:0` with the repo's `www/`, `--quiet` and `--data journal`,
 /// and a thread that keeps draining its stderr into a shared list (and a channel, for the
 /// start-up line), so the child can never block on a full pipe.
-fn spawn(journal: &Path) -> (Livevote, mpsc::Receiver<String>) {
+fn spawn(journal: &Path, extra: &[&str]) -> (Livevote, mpsc::Receiver<String>) {
     let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
     let mut child = Command::new(BIN)
         .arg("--addr")
@@ -89,6 +89,7 @@ fn spawn(journal: &Path) -> (Livevote, mpsc::Receiver<String>) {
         .arg("--quiet")
         .arg("--data")
         .arg(journal)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -117,7 +118,12 @@ fn spawn(journal: &Path) -> (Livevote, mpsc::Receiver<String>) {
 impl Livevote {
     /// Starts the server on `journal` and waits for its `listening on http://ADDR/` line.
     fn start(journal: &Path) -> Livevote {
-        let (mut server, rx) = spawn(journal);
+        Livevote::start_with(journal, &[])
+    }
+
+    /// [`Livevote::start`] with more arguments.
+    fn start_with(journal: &Path, extra: &[&str]) -> Livevote {
+        let (mut server, rx) = spawn(journal, extra);
         let deadline = Instant::now() + START_LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -165,7 +171,7 @@ impl Drop for Livevote {
 /// Runs the server on `journal` when it is expected to refuse to start: its exit code and
 /// stderr. Panics (after killing it) if it is still running after [`START_LIMIT`].
 fn refused_start(journal: &Path) -> (Option<i32>, String) {
-    let (mut server, _rx) = spawn(journal);
+    let (mut server, _rx) = spawn(journal, &[]);
     let deadline = Instant::now() + START_LIMIT;
     let status = loop {
         if let Some(status) = server.child.try_wait().expect("poll the server") {
@@ -846,6 +852,127 @@ fn a_second_server_on_the_same_journal_is_refused() {
     assert_eq!(tally(server.addr).0, 2);
     cast(server.addr, &ballots("m", 1));
     assert_eq!(tally(server.addr).0, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+
+/// A journal record: `A7 56 | payload length u16 | CRC-32 of (length, payload) | payload`, the
+/// payload `version u64 | uid length u8 | uid | vote-id length u8 | vote id`.
+fn record(version: u64, uid: &str, vote_id: Option<&str>, out: &mut Vec<u8>) {
+    let vote_id = vote_id.unwrap_or("");
+    let mut payload = version.to_le_bytes().to_vec();
+    payload.push(uid.len() as u8);
+    payload.extend_from_slice(uid.as_bytes());
+    payload.push(vote_id.len() as u8);
+    payload.extend_from_slice(vote_id.as_bytes());
+    let len = (payload.len() as u16).to_le_bytes();
+    let mut checked = len.to_vec();
+    checked.extend_from_slice(&payload);
+    out.extend_from_slice(&[0xA7, 0x56]);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc32(&checked).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+#[test]
+fn votes_for_a_candidate_configured_out_survive_a_checkpoint() {
+    // The start-up report promises that votes for a candidate no longer configured are "kept on
+    // disk": configure it again and they are back. That must hold after the journal is
+    // replaced by a snapshot, which happens once CHECKPOINT_EVERY records are in it.
+    use livevote::app::votes::CHECKPOINT_EVERY;
+    let dir = TempDir::new("checkpoint");
+    let epoch = "0123456789abcdef";
+    let mut data = journal_header(epoch, 0);
+    let n = CHECKPOINT_EVERY;
+    for v in 1..=n {
+        // Ten votes for candidate 3 (not configured below), the rest for 1; the last five
+        // with vote ids.
+        let uid = if v <= 10 { "3" } else { "1" };
+        let id = (v > n - 5).then(|| format!("old-{}", n - v));
+        record(v, uid, id.as_deref(), &mut data);
+    }
+    fs::write(dir.journal(), &data).unwrap();
+    drop(data);
+
+    // Candidates 1 and 2 only: 3's votes are reported, not shown.
+    let server = Livevote::start(&dir.journal());
+    let report = server.stderr_text();
+    assert!(
+        report.contains("10 vote(s) for '3', not a candidate now: kept on disk"),
+        "{report}"
+    );
+    let addr = server.addr;
+    assert_eq!(tally(addr).0, n);
+    // One more vote takes the journal past the checkpoint threshold.
+    let answer = cast(addr, &[Ballot::new("new-0", "2")]);
+    assert_eq!(answer[0]["version"].u64(), n + 1);
+    let deadline = Instant::now() + START_LIMIT;
+    while !dir.snapshot().exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after {} records",
+            n + 1
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The journal was replaced: it now starts after the snapshot.
+    let deadline = Instant::now() + START_LIMIT;
+    while fs::metadata(dir.journal()).unwrap().len() > 100 {
+        assert!(Instant::now() < deadline, "the journal was not replaced");
+        thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+
+    // Back with candidate 3: every vote is there, and the vote ids still replay.
+    let server = Livevote::start_with(
+        &dir.journal(),
+        &[
+            "--candidate",
+            "1=a",
+            "--candidate",
+            "2=b",
+            "--candidate",
+            "3=c",
+        ],
+    );
+    let addr = server.addr;
+    let (version, counts) = tally(addr);
+    assert_eq!(version, n + 1);
+    assert_eq!(counts.get("1"), Some(&(n - 10)));
+    assert_eq!(counts.get("2"), Some(&1));
+    assert_eq!(cast(addr, &[Ballot::new("new-0", "2")]), answer);
+    let old = cast(addr, &[Ballot::new("old-2", "1")]);
+    assert_eq!(old[0]["version"].u64(), n - 2);
+    assert_eq!(
+        counts.get("3"),
+        Some(&10),
+        "the votes for candidate 3, kept on disk before the checkpoint, are gone after it"
+    );
+}
+
+#[test]
+fn candidates_renamed_added_or_reordered_between_runs_keep_their_votes() {
+    let dir = TempDir::new("rename");
+    let server = Livevote::start_with(&dir.journal(), &["--candidate", "a=Alpha"]);
+    let votes = [Ballot::new("r0", "a"), Ballot::new("r1", "a")];
+    let answers = cast(server.addr, &votes);
+    server.kill9();
+    // Renamed, and another added before it: a's votes follow its uid, not its name or place.
+    let server = Livevote::start_with(
+        &dir.journal(),
+        &["--candidate", "b=Beta", "--candidate", "a=Renamed"],
+    );
+    let addr = server.addr;
+    let (version, counts) = tally(addr);
+    assert_eq!(version, 2);
+    assert_eq!(counts, [("a".into(), 2), ("b".into(), 0)].into());
+    assert_eq!(
+        cast(addr, &votes),
+        answers,
+        "vote ids replay after the rename"
+    );
+    assert_eq!(cast(addr, &[Ballot::new("r2", "b")])[0]["version"].u64(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------

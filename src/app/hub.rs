@@ -229,14 +229,23 @@ impl Hub {
                 Ok(false) => true,
                 Ok(true) => match tx.catch_up(&latest) {
                     Offer::Closed => false,
+                    // Behind for a whole write timeout without catching up once: a peer that
+                    // does not read must not hold its thread and socket forever.
+                    Offer::Stale if since_progress.elapsed() >= tx.write_timeout() => {
+                        tx.shutdown();
+                        false
+                    }
                     Offer::Stale => true,
                     Offer::Sent | Offer::Queued => tx.has_pending(),
                 },
             });
+            // Merge back. The broadcaster may have listed the same peer again meanwhile: keep
+            // the older time, or a peer that never reads would never reach its write timeout.
             let mut lag = lock(&self.laggards);
-            for entry in work {
-                if !lag.iter().any(|(t, _)| Arc::ptr_eq(t, &entry.0)) {
-                    lag.push(entry);
+            for (tx, since) in work {
+                match lag.iter_mut().find(|(t, _)| Arc::ptr_eq(t, &tx)) {
+                    Some(entry) => entry.1 = entry.1.min(since),
+                    None => lag.push((tx, since)),
                 }
             }
         }

@@ -12,6 +12,10 @@ use super::error::Error;
 use super::request::{parse_request, BodyFraming, Parse, Request, Version};
 use super::response::Response;
 use crate::config::Limits;
+use crate::net::Reader;
+
+/// Most bytes one read takes from the socket.
+const READ_CHUNK: usize = 8192;
 
 /// What the application answers to a request.
 pub enum Reply {
@@ -69,8 +73,9 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut reader = Reader::new();
     loop {
-        let (req, body, started) = match read_request(&mut stream, &mut buf, limits) {
+        let (req, body, started) = match read_request(&mut stream, &mut reader, &mut buf, limits) {
             Ok(r) => r,
             Err(ReadEnd::Quiet) => return,
             Err(ReadEnd::Fail(e)) => {
@@ -117,6 +122,7 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
 /// request, then `head_timeout` for the whole head, then `body_timeout` for the body.
 fn read_request(
     stream: &mut TcpStream,
+    reader: &mut Reader,
     buf: &mut Vec<u8>,
     limits: &Limits,
 ) -> Result<(Request, Vec<u8>, Instant), ReadEnd> {
@@ -131,7 +137,12 @@ fn read_request(
             Ok(Parse::Incomplete) => {}
             Err(e) => return Err(ReadEnd::Fail(e)),
         }
-        match read_more(stream, buf, head_deadline.unwrap_or(idle_deadline)) {
+        match reader.read(
+            stream,
+            buf,
+            READ_CHUNK,
+            head_deadline.unwrap_or(idle_deadline),
+        ) {
             Ok(0) => return Err(ReadEnd::Quiet),
             Ok(_) => {}
             // A half-sent head past its deadline is a slow client (or slowloris): say so.
@@ -165,7 +176,7 @@ fn read_request(
             // The parser has checked n ≤ max_body, so this fits in usize and memory.
             let n = n as usize;
             while buf.len() < n {
-                read_body_more(stream, buf, body_deadline)?;
+                read_body_more(stream, reader, buf, body_deadline)?;
             }
             buf.drain(..n).collect()
         }
@@ -177,7 +188,7 @@ fn read_request(
                 if dec.is_done() {
                     break dec.body;
                 }
-                read_body_more(stream, buf, body_deadline)?;
+                read_body_more(stream, reader, buf, body_deadline)?;
             }
         }
     };
@@ -186,10 +197,11 @@ fn read_request(
 
 fn read_body_more(
     stream: &mut TcpStream,
+    reader: &mut Reader,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(), ReadEnd> {
-    match read_more(stream, buf, deadline) {
+    match reader.read(stream, buf, READ_CHUNK, deadline) {
         Ok(0) => Err(ReadEnd::Quiet),
         Ok(_) => Ok(()),
         Err(e) if is_timeout(&e) => Err(ReadEnd::Fail(Error::Timeout)),
@@ -197,35 +209,7 @@ fn read_body_more(
     }
 }
 
-/// Reads whatever is available into `buf`, waiting at most until `deadline`.
-pub fn read_more(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-) -> io::Result<usize> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-    let old = buf.len();
-    buf.resize(old + 8192, 0);
-    let r = loop {
-        match stream.read(&mut buf[old..]) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => break r,
-        }
-    };
-    buf.truncate(old + *r.as_ref().unwrap_or(&0));
-    r
-}
-
-pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
+pub use crate::net::is_timeout;
 
 fn send(
     stream: &mut TcpStream,

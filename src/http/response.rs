@@ -84,7 +84,7 @@ impl Response {
         out.push(b' ');
         out.extend_from_slice(reason(self.status).as_bytes());
         out.extend_from_slice(b"\r\nDate: ");
-        out.extend_from_slice(http_date(SystemTime::now()).as_bytes());
+        with_date(|d| out.extend_from_slice(d.as_bytes()));
         out.extend_from_slice(b"\r\nServer: livevote\r\n");
         for (name, value) in &self.headers {
             out.extend_from_slice(name.as_bytes());
@@ -178,6 +178,24 @@ pub fn html_escape(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// Calls `f` with the current `Date` value, formatted at most once a second per thread.
+fn with_date(f: impl FnOnce(&str)) {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, http_date(now));
+        }
+        f(&c.1);
+    });
 }
 
 /// IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.

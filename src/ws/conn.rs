@@ -7,7 +7,7 @@
 //! peer: [`Sender::offer`] writes only what the socket takes at once and otherwise marks the
 //! connection stale, so whoever catches it up later sends the latest state, not a backlog.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
@@ -16,10 +16,15 @@ use std::time::{Duration, Instant};
 use super::error::Error;
 use super::frame::{self, encode_close, OpCode, MAX_HEADER_LEN};
 use super::message::{Assembler, Event, Message};
+use crate::net::Reader;
 
 /// Write timeout of a socket that a broadcaster writes to: short, so a full send buffer costs
 /// the broadcaster at most this long once (the kernel rounds it up to one tick).
 pub const SHORT_WRITE: Duration = Duration::from_millis(1);
+
+/// Frames up to this payload size are copied behind their header and written at once; larger
+/// ones are written in two calls, without the copy.
+const COPY_BELOW: usize = 16 * 1024;
 
 /// After we send a close frame, how long we wait for the peer's (RFC 6455 §7.1.1: the server
 /// closes the TCP connection once both close frames have been exchanged).
@@ -146,6 +151,8 @@ struct SendState {
     stream: Arc<TcpStream>,
     /// Bytes accepted for sending that the socket has not taken yet.
     pending: Vec<u8>,
+    /// Reused to encode small frames, so sending one allocates nothing.
+    scratch: Vec<u8>,
     /// Highest sequence number written (see [`Sequenced`]).
     seen: u64,
     /// A close frame has been sent: RFC 6455 §5.5.1, no data frames after it.
@@ -183,6 +190,7 @@ impl Sender {
             state: Mutex::new(SendState {
                 stream,
                 pending: Vec::new(),
+                scratch: Vec::new(),
                 seen: 0,
                 closing: false,
                 ready: false,
@@ -206,6 +214,16 @@ impl Sender {
         if st.closing || st.dead {
             return Err(io::ErrorKind::NotConnected.into());
         }
+        if payload.len() <= COPY_BELOW {
+            // One write, one system call (and one TCP segment) for a small frame.
+            let mut out = std::mem::take(&mut st.scratch);
+            out.clear();
+            frame::encode(true, opcode, payload, &mut out);
+            let r = self.write_now(&mut st, &out);
+            st.scratch = out;
+            return r;
+        }
+        // A large payload is written from where it lies rather than copied behind the header.
         let mut head = Vec::with_capacity(MAX_HEADER_LEN);
         frame::encode_header(true, opcode, payload.len(), &mut head);
         self.write_now(&mut st, &head)?;
@@ -464,6 +482,10 @@ impl Sender {
         }
     }
 
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.lock().pending.is_empty()
     }
@@ -476,12 +498,7 @@ impl Sender {
     }
 }
 
-pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
+pub use crate::net::is_timeout;
 
 /// How a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -521,6 +538,7 @@ pub fn run(
     ep: &mut dyn Endpoint,
 ) -> Ended {
     let mut asm = Assembler::new(s.max_message);
+    let mut reader = Reader::new();
     let mut share = Share { budget, held: 0 };
     // When we sent our close frame, and its code (we wait for the peer's, §7.1.1).
     let mut closing: Option<(Instant, u16)> = None;
@@ -612,7 +630,7 @@ pub fn run(
             (None, None) => last_heard + s.ping_interval,
         };
         let chunk = need.saturating_sub(buf.len()).clamp(4096, 1 << 20);
-        match read_into(stream, &mut buf, chunk, deadline) {
+        match reader.read(stream, &mut buf, chunk, deadline) {
             Ok(0) => return Ended::Vanished,
             Ok(_) => {
                 last_heard = Instant::now();
@@ -648,48 +666,14 @@ fn fail(stream: &TcpStream, tx: &Sender, e: &Error) -> Ended {
     // a reset that destroys the close frame before the peer reads it.
     let deadline = Instant::now() + CLOSE_TIMEOUT;
     let mut sink = Vec::new();
-    while let Ok(n) = read_into(stream, &mut sink, 16 * 1024, deadline) {
+    let mut reader = Reader::new();
+    while let Ok(n) = reader.read(stream, &mut sink, 16 * 1024, deadline) {
         if n == 0 {
             break;
         }
         sink.clear();
     }
     Ended::WeClosed(code)
-}
-
-/// Reads up to `chunk` bytes onto the end of `buf`, waiting at most until `deadline`.
-fn read_into(
-    stream: &TcpStream,
-    buf: &mut Vec<u8>,
-    chunk: usize,
-    deadline: Instant,
-) -> io::Result<usize> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-    if chunk <= 4096 {
-        // Small reads go through the stack, so an idle connection's buffer stays empty.
-        let mut tmp = [0u8; 4096];
-        let n = read_retry(stream, &mut tmp)?;
-        buf.extend_from_slice(&tmp[..n]);
-        return Ok(n);
-    }
-    let old = buf.len();
-    buf.resize(old + chunk, 0);
-    let r = read_retry(stream, &mut buf[old..]);
-    buf.truncate(old + *r.as_ref().unwrap_or(&0));
-    r
-}
-
-fn read_retry(mut stream: &TcpStream, into: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match stream.read(into) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
-    }
 }
 
 impl Sender {

@@ -1,0 +1,115 @@
+//! Socket helpers shared by the HTTP and WebSocket connection loops: reads under a deadline
+//! that do not pay a `setsockopt` per read, and the one test for "that was a timeout".
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Reads from one socket under deadlines, remembering the read timeout last set on it.
+///
+/// A blocking read with a deadline needs `SO_RCVTIMEO` = time left; setting it before every
+/// read costs a system call per request or message. While the time left stays within 1/16 of
+/// the timeout already set (the common case: the deadline moves with each read), the timeout
+/// is left alone; a read may then wake that much early (the caller sees a timeout and checks
+/// its deadline) or late (by at most 1/16 of a long timeout).
+#[derive(Debug, Default)]
+pub struct Reader {
+    timeout: Option<Duration>,
+}
+
+impl Reader {
+    pub fn new() -> Self {
+        Reader::default()
+    }
+
+    /// Reads what is available onto the end of `buf` (at most `chunk` bytes), waiting at most
+    /// until `deadline`. `Ok(0)`: the peer closed.
+    pub fn read(
+        &mut self,
+        stream: &TcpStream,
+        buf: &mut Vec<u8>,
+        chunk: usize,
+        deadline: Instant,
+    ) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let left = left.max(Duration::from_millis(1));
+        let close_enough = self.timeout.is_some_and(|t| t.abs_diff(left) <= left / 16);
+        if !close_enough {
+            stream.set_read_timeout(Some(left))?;
+            self.timeout = Some(left);
+        }
+        if chunk <= 4096 {
+            // Small reads go through the stack, so an idle connection's buffer stays empty.
+            let mut tmp = [0u8; 4096];
+            let n = read_retry(stream, &mut tmp[..chunk.max(1)])?;
+            buf.extend_from_slice(&tmp[..n]);
+            return Ok(n);
+        }
+        let old = buf.len();
+        buf.resize(old + chunk, 0);
+        let r = read_retry(stream, &mut buf[old..]);
+        buf.truncate(old + *r.as_ref().unwrap_or(&0));
+        r
+    }
+}
+
+fn read_retry(mut stream: &TcpStream, into: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(into) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// A read or write that ran out of time (`SO_RCVTIMEO`/`SO_SNDTIMEO` report `WouldBlock`).
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn reads_and_times_out() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let mut r = Reader::new();
+        let mut buf = Vec::new();
+        let t0 = Instant::now();
+        let e = r
+            .read(&s, &mut buf, 4096, t0 + Duration::from_millis(50))
+            .unwrap_err();
+        assert!(is_timeout(&e));
+        assert!(t0.elapsed() >= Duration::from_millis(40));
+        c.write_all(b"hello").unwrap();
+        let n = r
+            .read(&s, &mut buf, 4096, Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        c.write_all(&[7; 10_000]).unwrap();
+        let mut got = 0;
+        while got < 10_000 {
+            got += r
+                .read(&s, &mut buf, 65536, Instant::now() + Duration::from_secs(5))
+                .unwrap();
+        }
+        assert_eq!(buf.len(), 5 + 10_000);
+        drop(c);
+        assert_eq!(
+            r.read(&s, &mut buf, 4096, Instant::now() + Duration::from_secs(5))
+                .unwrap(),
+            0
+        );
+    }
+}
