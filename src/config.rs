@@ -28,11 +28,13 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Deadline for a request body once the head is read. Default 30 s. `--body-timeout`.
     pub body_timeout: Duration,
-    /// A write that makes no progress for this long ends the connection, so a peer that stops
+    /// A write that makes no progress for this long ends the connection, and so does a
+    /// WebSocket subscriber that stays behind the broadcast this long, so a peer that stops
     /// reading cannot hold a thread. Default 10 s. `--write-timeout`.
     pub write_timeout: Duration,
     /// Most open connections (HTTP and WebSocket together); beyond it the server answers `503`
-    /// with `Retry-After` and closes. Default 16,384. `--max-connections`.
+    /// with `Retry-After` and closes. Default 16,384, lowered at start to what the machine's
+    /// limits allow (see `server::Server::bind`). `--max-connections`.
     pub max_connections: usize,
     /// Most open connections from one client address; beyond it `503` with `Retry-After`, so
     /// one host cannot take every slot. 0 turns the per-address cap off (the benchmarks, which

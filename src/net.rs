@@ -5,6 +5,10 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// Reads of at most this many bytes go through a buffer on the stack. Small, because every
+/// stack page a connection thread touches stays resident for the connection's life.
+pub const STACK_READ: usize = 1024;
+
 /// Reads from one socket under deadlines, remembering the read timeout last set on it.
 ///
 /// A blocking read with a deadline needs `SO_RCVTIMEO` = time left; setting it before every
@@ -41,9 +45,9 @@ impl Reader {
             stream.set_read_timeout(Some(left))?;
             self.timeout = Some(left);
         }
-        if chunk <= 4096 {
+        if chunk <= STACK_READ {
             // Small reads go through the stack, so an idle connection's buffer stays empty.
-            let mut tmp = [0u8; 4096];
+            let mut tmp = [0u8; STACK_READ];
             let n = read_retry(stream, &mut tmp[..chunk.max(1)])?;
             buf.extend_from_slice(&tmp[..n]);
             return Ok(n);

@@ -3,17 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::net::TcpListener;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::binary::{Livevote, BIN};
+use common::tempdir::TempDir;
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_livevote");
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -21,60 +17,6 @@ fn run(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run livevote")
-}
-
-/// A running server process; killed (by its handle) and reaped when dropped, also when a test
-/// fails half-way.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    banner: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary and waits for its "listening on http://ADDR/" line on stderr.
-fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn livevote");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    // Keep draining stderr for the life of the process, so it can never block on a full pipe.
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let mut running = Running {
-        child,
-        addr: "0.0.0.0:0".parse().unwrap(),
-        banner: String::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("no 'listening on' line from livevote ({e})"));
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split('/').next().unwrap();
-            running.addr = addr.parse().expect("printed address");
-            running.banner = line;
-            return running;
-        }
-    }
 }
 
 fn stderr(o: &Output) -> String {
@@ -163,7 +105,7 @@ fn candidates_from_the_command_line_are_served_escaped() {
     let www = www();
     let www = www.to_str().unwrap();
     // `--memory`: a fresh tally on every run, and no journal left in the repository.
-    let server = spawn(&[
+    let server = Livevote::start([
         "--addr",
         "127.0.0.1:0",
         "--memory",
@@ -240,12 +182,9 @@ fn addr_flag_picks_the_port_and_defaults_apply() {
     let addr = format!("127.0.0.1:{port}");
     // Everything default but the journal, which goes to a scratch directory rather than the
     // repository's `data/` (and so starts empty on every run).
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("cli-defaults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let journal = dir.join("votes.journal");
-    let server = spawn(&["--addr", &addr, "--data", journal.to_str().unwrap()]);
+    let dir = TempDir::new("cli-defaults");
+    let journal = dir.journal();
+    let server = Livevote::start(["--addr", &addr, "--data", journal.to_str().unwrap()]);
     assert_eq!(server.addr.to_string(), addr, "{}", server.banner);
     // Default www (relative to the working directory) and the tutorial's candidates.
     let r = get(server.addr, "/votes");
@@ -257,5 +196,5 @@ fn addr_flag_picks_the_port_and_defaults_apply() {
     // Without --quiet, each request is logged on stderr (drained by the reader thread).
     assert_eq!(get(server.addr, "/index").status, 200);
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }

@@ -1,318 +1,72 @@
 //! Crash safety of the vote journal, with the real binary (issue 5): `kill -9` in the middle of a
 //! vote storm loses no acknowledged vote and counts none twice; a torn tail is reported and cut
 //! off; a flipped byte in the middle costs exactly that vote; a corrupt snapshot or an unreadable
-//! journal header stops start-up with exit code 1 and says why, without touching the files.
+//! journal header stops start-up with exit code 1 and says why, without touching the files; a
+//! second server on the same journal is refused; candidates renamed, added or configured out
+//! between runs keep their votes, also across a checkpoint.
 //!
 //! The journal's bytes are read and written here from the format in `src/app/journal.rs`'s
-//! module docs (with a CRC-32 of our own), not through the server's code. Every helper lives in
-//! this file; every server process is killed by its handle when its guard drops, so a failing
-//! assertion leaves nothing running.
+//! module docs (with a CRC-32 of our own), not through the server's code. The shared helpers are
+//! in `tests/common`; every server process is killed by its handle when its guard drops, so a
+//! failing assertion leaves nothing running.
+
+mod common;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::thread;
+use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_livevote");
-/// Hang guard on every client socket.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Hang guard for a server to print its address, or to exit when it must refuse to start.
-const START_LIMIT: Duration = Duration::from_secs(20);
+use common::binary::{Livevote, START_LIMIT};
+use common::metrics::metric;
+use common::tempdir::TempDir;
+use common::*;
+
 /// How long the storm's voters keep going (they stop earlier when the server is gone).
 const STORM: Duration = Duration::from_millis(1500);
 /// When the storm's server is killed.
 const KILL_AT: Duration = Duration::from_millis(700);
 const VOTERS: usize = 8;
 
-// ---------------------------------------------------------------------------------------------
-// A temporary directory, removed when dropped.
-
-struct TempDir(PathBuf);
-
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "crash-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-
-    fn journal(&self) -> PathBuf {
-        self.0.join("votes.journal")
-    }
-
+    /// The journal's snapshot, beside it.
     fn snapshot(&self) -> PathBuf {
-        self.0.join("votes.journal.snapshot")
+        self.path().join("votes.journal.snapshot")
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// `--data journal`, then `extra`.
+fn journal_args(journal: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut args = vec!["--data".into(), journal.into()];
+    args.extend(extra.iter().map(OsString::from));
+    args
 }
 
-// ---------------------------------------------------------------------------------------------
-// The server process.
-
-/// A running `livevote`; killed (SIGKILL, by its handle) and reaped when dropped.
-struct Livevote {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-    drain: Option<JoinHandle<()>>,
+/// Starts the server on `journal` (on 127.0.0.1:0, quiet, with the repo's `www/`) and waits
+/// for its address.
+fn start_on(journal: &Path) -> Livevote {
+    start_on_with(journal, &[])
 }
 
-/// Spawns the binary on `127.0.0.1:0` with the repo's `www/`, `--quiet` and `--data journal`,
-/// and a thread that keeps draining its stderr into a shared list (and a channel, for the
-/// start-up line), so the child can never block on a full pipe.
-fn spawn(journal: &Path, extra: &[&str]) -> (Livevote, mpsc::Receiver<String>) {
-    let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
-    let mut child = Command::new(BIN)
-        .arg("--addr")
-        .arg("127.0.0.1:0")
-        .arg("--www")
-        .arg(&www)
-        .arg("--quiet")
-        .arg("--data")
-        .arg(journal)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn livevote");
-    let pipe = child.stderr.take().expect("stderr is piped");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let sink = Arc::clone(&lines);
-    let drain = thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    let server = Livevote {
-        child,
-        addr: "0.0.0.0:0".parse().unwrap(),
-        stderr: lines,
-        drain: Some(drain),
-    };
-    (server, rx)
-}
-
-impl Livevote {
-    /// Starts the server on `journal` and waits for its `listening on http://ADDR/` line.
-    fn start(journal: &Path) -> Livevote {
-        Livevote::start_with(journal, &[])
-    }
-
-    /// [`Livevote::start`] with more arguments.
-    fn start_with(journal: &Path, extra: &[&str]) -> Livevote {
-        let (mut server, rx) = spawn(journal, extra);
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split('/').next().unwrap_or_default();
-                        server.addr = addr.parse().expect("the printed address");
-                        return server;
-                    }
-                }
-                Err(_) => {
-                    let status = server.child.try_wait();
-                    panic!(
-                        "livevote did not start ({status:?}); stderr:\n{}",
-                        server.stderr_text()
-                    )
-                }
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// `kill -9`, reap, and return everything it wrote on stderr.
-    fn kill9(mut self) -> String {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-        if let Some(d) = self.drain.take() {
-            let _ = d.join();
-        }
-        self.stderr_text()
-    }
-}
-
-impl Drop for Livevote {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// [`start_on`] with more arguments.
+fn start_on_with(journal: &Path, extra: &[&str]) -> Livevote {
+    Livevote::start_local(journal_args(journal, extra))
 }
 
 /// Runs the server on `journal` when it is expected to refuse to start: its exit code and
-/// stderr. Panics (after killing it) if it is still running after [`START_LIMIT`].
+/// stderr.
 fn refused_start(journal: &Path) -> (Option<i32>, String) {
-    let (mut server, _rx) = spawn(journal, &[]);
-    let deadline = Instant::now() + START_LIMIT;
-    let status = loop {
-        if let Some(status) = server.child.try_wait().expect("poll the server") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "livevote started although it should have refused; stderr:\n{}",
-            server.stderr_text()
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    if let Some(d) = server.drain.take() {
-        let _ = d.join();
-    }
-    (status.code(), server.stderr_text())
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP over raw TCP.
-
-struct Resp {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Json {
-        Json::parse(&self.text())
-            .unwrap_or_else(|| panic!("not JSON ({}): {}", self.status, self.text()))
-    }
-}
-
-/// A keep-alive connection; every read and write is bounded by [`IO_TIMEOUT`].
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn connect(addr: SocketAddr) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: Vec::new(),
-        })
-    }
-
-    fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    /// Sends one request and reads its response (which must have a `Content-Length`).
-    fn call(&mut self, request: &str) -> io::Result<Resp> {
-        self.stream.write_all(request.as_bytes())?;
-        let end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            self.fill()?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        self.buf.drain(..end + 4);
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, head.clone());
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad)?;
-        let len: usize = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .ok_or_else(bad)?;
-        while self.buf.len() < len {
-            self.fill()?;
-        }
-        let body = self.buf.drain(..len).collect();
-        Ok(Resp { status, body })
-    }
-}
-
-fn post_req(path: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn get_req(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
-}
-
-fn get(addr: SocketAddr, path: &str) -> Resp {
-    let mut c = Conn::connect(addr).expect("connect to the server");
-    c.call(&get_req(path)).expect("GET")
-}
-
-/// The tally: (version, uid → count).
-fn tally(addr: SocketAddr) -> (u64, BTreeMap<String, u64>) {
-    let r = get(addr, "/votes");
-    assert_eq!(r.status, 200, "{}", r.text());
-    let j = r.json();
-    let counts = j["candidates"]
-        .items()
-        .iter()
-        .map(|c| (c["uid"].str().to_string(), c["count"].u64()))
-        .collect();
-    (j["version"].u64(), counts)
+    let mut args = binary::local_args();
+    args.extend(journal_args(journal, &[]));
+    Livevote::spawn(args).exit_status()
 }
 
 fn total(counts: &BTreeMap<String, u64>) -> u64 {
     counts.values().sum()
-}
-
-/// A counter or gauge without labels from `/metrics`.
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let text = get(addr, "/metrics").text();
-    let line = text
-        .lines()
-        .find(|l| l.split(' ').next() == Some(name))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
-    line[name.len()..]
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{line}"))
 }
 
 /// One vote with a vote id.
@@ -340,11 +94,11 @@ impl Ballot {
 
 /// Casts each ballot on one connection; asserts 200 and returns the JSON answers.
 fn cast(addr: SocketAddr, ballots: &[Ballot]) -> Vec<Json> {
-    let mut c = Conn::connect(addr).expect("connect to the server");
+    let mut c = Client::connect(addr);
     ballots
         .iter()
         .map(|b| {
-            let r = c.call(&b.request()).expect("vote");
+            let r = c.call(b.request());
             assert_eq!(r.status, 200, "{b:?}: {}", r.text());
             r.json()
         })
@@ -369,15 +123,20 @@ struct StormLog {
     odd: Vec<String>,
 }
 
+/// A body as text, whatever its bytes (a storm voter records what it got, it does not panic).
+fn body_text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
 /// Votes as fast as one keep-alive connection allows until the storm ends or the server is
 /// gone; reconnects after a failure.
 fn storm_voter(addr: SocketAddr, t: usize, started: Instant) -> StormLog {
     let mut log = StormLog::default();
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Client> = None;
     let mut n = 0;
     while started.elapsed() < STORM {
         if conn.is_none() {
-            match Conn::connect(addr) {
+            match Client::try_connect(addr) {
                 Ok(c) => conn = Some(c),
                 Err(_) => break, // the server is gone
             }
@@ -385,17 +144,18 @@ fn storm_voter(addr: SocketAddr, t: usize, started: Instant) -> StormLog {
         let c = conn.as_mut().expect("connected above");
         n += 1;
         let b = Ballot::new(format!("s{t}-{n}"), ["1", "2"][(n + t) % 2]);
-        match c.call(&b.request()) {
-            Ok(r) if r.status == 200 => match Json::parse(&r.text()) {
-                Some(j) => log.acked.push((b, j)),
-                None => {
+        match c.try_call(b.request()) {
+            Ok(r) if r.status == 200 => match Json::parse(&body_text(&r)) {
+                Ok(j) => log.acked.push((b, j)),
+                Err(_) => {
                     log.odd
-                        .push(format!("{b:?}: 200 without JSON: {}", r.text()));
+                        .push(format!("{b:?}: 200 without JSON: {}", body_text(&r)));
                     log.unanswered.push(b);
                 }
             },
             Ok(r) => {
-                log.odd.push(format!("{b:?}: {} {}", r.status, r.text()));
+                log.odd
+                    .push(format!("{b:?}: {} {}", r.status, body_text(&r)));
                 log.unanswered.push(b);
             }
             Err(_) => {
@@ -411,7 +171,7 @@ fn storm_voter(addr: SocketAddr, t: usize, started: Instant) -> StormLog {
 fn kill_9_mid_storm_keeps_every_acknowledged_vote_and_counts_none_twice() {
     let dir = TempDir::new("storm");
     let journal = dir.journal();
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let addr = server.addr;
     let started = Instant::now();
     let voters: Vec<_> = (0..VOTERS)
@@ -439,14 +199,14 @@ fn kill_9_mid_storm_keeps_every_acknowledged_vote_and_counts_none_twice() {
     );
 
     // Restart on the same journal.
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let addr = server.addr;
     assert!(
         server.stderr_text().contains("journal: recovered"),
         "{}",
         server.stderr_text()
     );
-    let (version, counts) = tally(addr);
+    let (version, counts) = version_counts(addr);
     let recovered = total(&counts);
     assert!(
         recovered >= acked,
@@ -466,21 +226,25 @@ fn kill_9_mid_storm_keeps_every_acknowledged_vote_and_counts_none_twice() {
     );
 
     // Every acknowledged vote is there: its retry is a replay with the very same answer.
-    let mut c = Conn::connect(addr).unwrap();
+    let mut c = Client::connect(addr);
     for (b, first) in &log.acked {
-        let r = c.call(&b.request()).unwrap();
+        let r = c.call(b.request());
         assert_eq!(r.status, 200, "{b:?}: {}", r.text());
         assert_eq!(&r.json(), first, "the retry of acknowledged {b:?}");
     }
-    assert_eq!(tally(addr), (version, counts.clone()), "retries counted");
+    assert_eq!(
+        version_counts(addr),
+        (version, counts.clone()),
+        "retries counted"
+    );
     assert_eq!(metric(addr, "livevote_vote_replays_total"), acked);
 
     // Each unanswered vote counts at most once: those on disk replay, the others count now.
     for b in &log.unanswered {
-        let r = c.call(&b.request()).unwrap();
+        let r = c.call(b.request());
         assert_eq!(r.status, 200, "{b:?}: {}", r.text());
     }
-    let (version, counts) = tally(addr);
+    let (version, counts) = version_counts(addr);
     assert_eq!(
         total(&counts),
         attempted,
@@ -495,14 +259,14 @@ fn kill_9_mid_storm_keeps_every_acknowledged_vote_and_counts_none_twice() {
 
     // A second restart: the same tally and version, and every id still replays.
     server.kill9();
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let addr = server.addr;
-    assert_eq!(tally(addr), (version, counts.clone()));
-    let mut c = Conn::connect(addr).unwrap();
+    assert_eq!(version_counts(addr), (version, counts.clone()));
+    let mut c = Client::connect(addr);
     for b in log.acked.iter().map(|(b, _)| b).chain(&log.unanswered) {
-        assert_eq!(c.call(&b.request()).unwrap().status, 200, "{b:?}");
+        assert_eq!(c.call(b.request()).status, 200, "{b:?}");
     }
-    assert_eq!(tally(addr), (version, counts));
+    assert_eq!(version_counts(addr), (version, counts));
     assert_eq!(metric(addr, "livevote_vote_replays_total"), attempted);
 }
 
@@ -514,44 +278,44 @@ fn kill_9_mid_storm_keeps_every_acknowledged_vote_and_counts_none_twice() {
 fn torn_tail(damage: impl FnOnce(&Path), complete: usize) {
     let dir = TempDir::new("torn");
     let journal = dir.journal();
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let first = ballots("t", 10);
     let answers = cast(server.addr, &first);
     server.kill9();
     damage(&journal);
 
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let report = server.stderr_text();
     assert!(
         report.contains("torn record") && report.contains("cut off"),
         "no report of the cut:\n{report}"
     );
     let addr = server.addr;
-    let (version, counts) = tally(addr);
+    let (version, counts) = version_counts(addr);
     assert_eq!(total(&counts), complete as u64, "{report}");
     assert_eq!(version, complete as u64);
     // The complete votes replay with their answers; nothing counts again.
     let replays = cast(addr, &first[..complete]);
     assert_eq!(replays, answers[..complete].to_vec());
-    assert_eq!(tally(addr).0, complete as u64);
+    assert_eq!(version_counts(addr).0, complete as u64);
     // A cut vote was never counted: sent again, it counts once.
     let cut = cast(addr, &first[complete..]);
-    assert_eq!(tally(addr).0, 10);
+    assert_eq!(version_counts(addr).0, 10);
     // New votes continue the sequence.
     let more = ballots("u", 5);
     let more_answers = cast(addr, &more);
-    assert_eq!(more_answers[4]["version"].u64(), 15);
-    let before = tally(addr);
+    assert_eq!(more_answers[4]["version"].as_u64(), 15);
+    let before = version_counts(addr);
     server.kill9();
 
     // The repaired journal restarts cleanly with everything.
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let report = server.stderr_text();
     assert!(!report.contains("torn"), "{report}");
-    assert_eq!(tally(server.addr), before);
+    assert_eq!(version_counts(server.addr), before);
     assert_eq!(cast(server.addr, &first[complete..]), cut);
     assert_eq!(cast(server.addr, &more), more_answers);
-    assert_eq!(tally(server.addr), before);
+    assert_eq!(version_counts(server.addr), before);
 }
 
 #[test]
@@ -607,7 +371,7 @@ fn records(data: &[u8]) -> Vec<(usize, usize)> {
 fn a_flipped_byte_in_the_middle_costs_that_vote_only_and_is_reported() {
     let dir = TempDir::new("flip");
     let journal = dir.journal();
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let first = ballots("f", 9);
     let answers = cast(server.addr, &first);
     server.kill9();
@@ -620,14 +384,14 @@ fn a_flipped_byte_in_the_middle_costs_that_vote_only_and_is_reported() {
     data[at + 8 + (len - 8) / 2] ^= 0x5A; // inside the payload: the checksum fails
     fs::write(&journal, &data).unwrap();
 
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     let report = server.stderr_text();
     assert!(
         report.contains("corrupt record") && report.contains("1 vote lost"),
         "no report of the damage:\n{report}"
     );
     let addr = server.addr;
-    let (version, counts) = tally(addr);
+    let (version, counts) = version_counts(addr);
     assert_eq!(total(&counts), 8, "{report}");
     assert_eq!(version, 9, "versions are never reused");
 
@@ -639,23 +403,23 @@ fn a_flipped_byte_in_the_middle_costs_that_vote_only_and_is_reported() {
         }
         let mut expected = first_answer.clone();
         if i > lost && b.uid == first[lost].uid {
-            expected.set("count", first_answer["count"].u64() - 1);
+            expected.set("count", first_answer["count"].as_u64() - 1);
         }
         assert_eq!(cast(addr, std::slice::from_ref(b))[0], expected, "{b:?}");
     }
-    assert_eq!(tally(addr), (version, counts));
+    assert_eq!(version_counts(addr), (version, counts));
     // The lost vote's id is unknown now: sent again it counts once, then replays.
     let again = cast(addr, &first[lost..=lost]);
-    assert_eq!(again[0]["version"].u64(), 10);
+    assert_eq!(again[0]["version"].as_u64(), 10);
     assert_eq!(cast(addr, &first[lost..=lost]), again);
-    let (version, counts) = tally(addr);
+    let (version, counts) = version_counts(addr);
     assert_eq!((version, total(&counts)), (10, 9));
     server.kill9();
 
     // A restart finds the same damage (it is in the middle, not cut off) and the same tally.
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     assert!(server.stderr_text().contains("1 vote lost"));
-    assert_eq!(tally(server.addr), (version, counts));
+    assert_eq!(version_counts(server.addr), (version, counts));
     assert_eq!(cast(server.addr, &first[lost..=lost]), again);
 }
 
@@ -739,7 +503,7 @@ fn assert_refuses(dir: &TempDir, says: &[&str]) {
 fn an_unreadable_journal_header_stops_start_up_with_exit_1() {
     let dir = TempDir::new("header");
     let journal = dir.journal();
-    let server = Livevote::start(&journal);
+    let server = start_on(&journal);
     cast(server.addr, &ballots("h", 3));
     server.kill9();
     let good = fs::read(&journal).unwrap();
@@ -765,8 +529,8 @@ fn an_unreadable_journal_header_stops_start_up_with_exit_1() {
 
     // Put back, it starts with every vote.
     fs::write(&journal, &good).unwrap();
-    let server = Livevote::start(&journal);
-    assert_eq!(tally(server.addr).0, 3);
+    let server = start_on(&journal);
+    assert_eq!(version_counts(server.addr).0, 3);
 }
 
 #[test]
@@ -777,19 +541,19 @@ fn a_corrupt_snapshot_stops_start_up_unless_the_journal_has_every_vote() {
     let snapshot = snapshot_file(epoch, 5, &[("1", 3), ("2", 2)], &[("snap-a", "1", 3, 5)]);
     fs::write(dir.snapshot(), &snapshot).unwrap();
     fs::write(dir.journal(), journal_header(epoch, 5)).unwrap();
-    let server = Livevote::start(&dir.journal());
+    let server = start_on(&dir.journal());
     let addr = server.addr;
     assert_eq!(
-        tally(addr),
+        version_counts(addr),
         (5, [("1".into(), 3), ("2".into(), 2)].into_iter().collect())
     );
     // The snapshot's vote ids are remembered.
     let replay = cast(addr, &[Ballot::new("snap-a", "1")]);
-    assert_eq!(replay[0]["version"].u64(), 5);
-    assert_eq!(replay[0]["count"].u64(), 3);
-    assert_eq!(replay[0]["epoch"].str(), epoch);
+    assert_eq!(replay[0]["version"].as_u64(), 5);
+    assert_eq!(replay[0]["count"].as_u64(), 3);
+    assert_eq!(replay[0]["epoch"].as_str(), epoch);
     assert_eq!(
-        cast(addr, &[Ballot::new("new-1", "2")])[0]["version"].u64(),
+        cast(addr, &[Ballot::new("new-1", "2")])[0]["version"].as_u64(),
         6
     );
     server.kill9();
@@ -820,38 +584,38 @@ fn a_corrupt_snapshot_stops_start_up_unless_the_journal_has_every_vote() {
 
     // Restored, everything is back.
     fs::write(dir.snapshot(), &snapshot).unwrap();
-    let server = Livevote::start(&dir.journal());
-    assert_eq!(tally(server.addr).0, 6);
+    let server = start_on(&dir.journal());
+    assert_eq!(version_counts(server.addr).0, 6);
 }
 
 #[test]
 fn a_corrupt_snapshot_beside_a_journal_from_version_0_is_ignored_with_a_report() {
     let dir = TempDir::new("snapshot0");
-    let server = Livevote::start(&dir.journal());
+    let server = start_on(&dir.journal());
     cast(server.addr, &ballots("z", 4));
     server.kill9();
     fs::write(dir.snapshot(), b"LVS1 but not really a snapshot").unwrap();
-    let server = Livevote::start(&dir.journal());
+    let server = start_on(&dir.journal());
     let report = server.stderr_text();
     assert!(
         report.contains("corrupt") && report.contains("ignored"),
         "{report}"
     );
-    assert_eq!(tally(server.addr).0, 4);
+    assert_eq!(version_counts(server.addr).0, 4);
 }
 
 #[test]
 fn a_second_server_on_the_same_journal_is_refused() {
     let dir = TempDir::new("lock");
-    let server = Livevote::start(&dir.journal());
+    let server = start_on(&dir.journal());
     cast(server.addr, &ballots("l", 2));
     let (code, stderr) = refused_start(&dir.journal());
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("in use by another process"), "{stderr}");
     // The first one is unharmed.
-    assert_eq!(tally(server.addr).0, 2);
+    assert_eq!(version_counts(server.addr).0, 2);
     cast(server.addr, &ballots("m", 1));
-    assert_eq!(tally(server.addr).0, 3);
+    assert_eq!(version_counts(server.addr).0, 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -896,36 +660,30 @@ fn votes_for_a_candidate_configured_out_survive_a_checkpoint() {
     drop(data);
 
     // Candidates 1 and 2 only: 3's votes are reported, not shown.
-    let server = Livevote::start(&dir.journal());
+    let server = start_on(&dir.journal());
     let report = server.stderr_text();
     assert!(
         report.contains("10 vote(s) for '3', not a candidate now: kept on disk"),
         "{report}"
     );
     let addr = server.addr;
-    assert_eq!(tally(addr).0, n);
+    assert_eq!(version_counts(addr).0, n);
     // One more vote takes the journal past the checkpoint threshold.
     let answer = cast(addr, &[Ballot::new("new-0", "2")]);
-    assert_eq!(answer[0]["version"].u64(), n + 1);
-    let deadline = Instant::now() + START_LIMIT;
-    while !dir.snapshot().exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint after {} records",
-            n + 1
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(answer[0]["version"].as_u64(), n + 1);
+    wait_for(
+        START_LIMIT,
+        &format!("a checkpoint after {} records", n + 1),
+        || dir.snapshot().exists().then_some(()),
+    );
     // The journal was replaced: it now starts after the snapshot.
-    let deadline = Instant::now() + START_LIMIT;
-    while fs::metadata(dir.journal()).unwrap().len() > 100 {
-        assert!(Instant::now() < deadline, "the journal was not replaced");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(START_LIMIT, "the journal to be replaced", || {
+        (fs::metadata(dir.journal()).unwrap().len() <= 100).then_some(())
+    });
     server.kill9();
 
     // Back with candidate 3: every vote is there, and the vote ids still replay.
-    let server = Livevote::start_with(
+    let server = start_on_with(
         &dir.journal(),
         &[
             "--candidate",
@@ -937,13 +695,13 @@ fn votes_for_a_candidate_configured_out_survive_a_checkpoint() {
         ],
     );
     let addr = server.addr;
-    let (version, counts) = tally(addr);
+    let (version, counts) = version_counts(addr);
     assert_eq!(version, n + 1);
     assert_eq!(counts.get("1"), Some(&(n - 10)));
     assert_eq!(counts.get("2"), Some(&1));
     assert_eq!(cast(addr, &[Ballot::new("new-0", "2")]), answer);
     let old = cast(addr, &[Ballot::new("old-2", "1")]);
-    assert_eq!(old[0]["version"].u64(), n - 2);
+    assert_eq!(old[0]["version"].as_u64(), n - 2);
     assert_eq!(
         counts.get("3"),
         Some(&10),
@@ -954,17 +712,17 @@ fn votes_for_a_candidate_configured_out_survive_a_checkpoint() {
 #[test]
 fn candidates_renamed_added_or_reordered_between_runs_keep_their_votes() {
     let dir = TempDir::new("rename");
-    let server = Livevote::start_with(&dir.journal(), &["--candidate", "a=Alpha"]);
+    let server = start_on_with(&dir.journal(), &["--candidate", "a=Alpha"]);
     let votes = [Ballot::new("r0", "a"), Ballot::new("r1", "a")];
     let answers = cast(server.addr, &votes);
     server.kill9();
     // Renamed, and another added before it: a's votes follow its uid, not its name or place.
-    let server = Livevote::start_with(
+    let server = start_on_with(
         &dir.journal(),
         &["--candidate", "b=Beta", "--candidate", "a=Renamed"],
     );
     let addr = server.addr;
-    let (version, counts) = tally(addr);
+    let (version, counts) = version_counts(addr);
     assert_eq!(version, 2);
     assert_eq!(counts, [("a".into(), 2), ("b".into(), 0)].into());
     assert_eq!(
@@ -972,194 +730,18 @@ fn candidates_renamed_added_or_reordered_between_runs_keep_their_votes() {
         answers,
         "vote ids replay after the rename"
     );
-    assert_eq!(cast(addr, &[Ballot::new("r2", "b")])[0]["version"].u64(), 3);
-}
-
-// ---------------------------------------------------------------------------------------------
-// A small JSON reader (RFC 8259), independent of the server's writer.
-
-#[derive(Clone, Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-static NULL: Json = Json::Null;
-
-impl std::ops::Index<&str> for Json {
-    type Output = Json;
-    fn index(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(f) => f.iter().find(|(k, _)| k == key).map_or(&NULL, |(_, v)| v),
-            _ => &NULL,
-        }
-    }
+    assert_eq!(
+        cast(addr, &[Ballot::new("r2", "b")])[0]["version"].as_u64(),
+        3
+    );
 }
 
 impl Json {
-    fn parse(s: &str) -> Option<Json> {
-        let b = s.as_bytes();
-        let mut i = 0;
-        let v = json_value(b, &mut i)?;
-        skip_ws(b, &mut i);
-        (i == b.len()).then_some(v)
-    }
-
-    fn u64(&self) -> u64 {
-        match self {
-            Json::Num(n) if *n >= 0.0 && n.fract() == 0.0 => *n as u64,
-            other => panic!("not a whole number: {other:?}"),
-        }
-    }
-
-    fn str(&self) -> &str {
-        match self {
-            Json::Str(s) => s,
-            other => panic!("not a string: {other:?}"),
-        }
-    }
-
-    fn items(&self) -> &[Json] {
-        match self {
-            Json::Arr(a) => a,
-            other => panic!("not an array: {other:?}"),
-        }
-    }
-
     /// Sets a number field of an object.
     fn set(&mut self, key: &str, n: u64) {
         if let Json::Obj(f) = self {
             if let Some((_, v)) = f.iter_mut().find(|(k, _)| k == key) {
                 *v = Json::Num(n as f64);
-            }
-        }
-    }
-}
-
-fn skip_ws(b: &[u8], i: &mut usize) {
-    while *i < b.len() && b" \t\r\n".contains(&b[*i]) {
-        *i += 1;
-    }
-}
-
-fn json_value(b: &[u8], i: &mut usize) -> Option<Json> {
-    skip_ws(b, i);
-    let lit = |i: &mut usize, word: &[u8], v: Json| {
-        b[*i..].starts_with(word).then(|| {
-            *i += word.len();
-            v
-        })
-    };
-    match *b.get(*i)? {
-        b'n' => lit(i, b"null", Json::Null),
-        b't' => lit(i, b"true", Json::Bool(true)),
-        b'f' => lit(i, b"false", Json::Bool(false)),
-        b'"' => json_string(b, i).map(Json::Str),
-        b'[' => {
-            *i += 1;
-            let mut items = Vec::new();
-            skip_ws(b, i);
-            if b.get(*i) == Some(&b']') {
-                *i += 1;
-                return Some(Json::Arr(items));
-            }
-            loop {
-                items.push(json_value(b, i)?);
-                skip_ws(b, i);
-                match b.get(*i)? {
-                    b',' => *i += 1,
-                    b']' => {
-                        *i += 1;
-                        return Some(Json::Arr(items));
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        b'{' => {
-            *i += 1;
-            let mut fields = Vec::new();
-            skip_ws(b, i);
-            if b.get(*i) == Some(&b'}') {
-                *i += 1;
-                return Some(Json::Obj(fields));
-            }
-            loop {
-                skip_ws(b, i);
-                let k = json_string(b, i)?;
-                skip_ws(b, i);
-                (b.get(*i)? == &b':').then_some(())?;
-                *i += 1;
-                let v = json_value(b, i)?;
-                if fields.iter().any(|(f, _)| f == &k) {
-                    return None; // a duplicate key
-                }
-                fields.push((k, v));
-                skip_ws(b, i);
-                match b.get(*i)? {
-                    b',' => *i += 1,
-                    b'}' => {
-                        *i += 1;
-                        return Some(Json::Obj(fields));
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        _ => {
-            let start = *i;
-            while *i < b.len() && b"+-.eE0123456789".contains(&b[*i]) {
-                *i += 1;
-            }
-            std::str::from_utf8(&b[start..*i])
-                .ok()?
-                .parse()
-                .ok()
-                .map(Json::Num)
-        }
-    }
-}
-
-fn json_string(b: &[u8], i: &mut usize) -> Option<String> {
-    (b.get(*i)? == &b'"').then_some(())?;
-    *i += 1;
-    let mut out = Vec::new();
-    loop {
-        match *b.get(*i)? {
-            b'"' => {
-                *i += 1;
-                return String::from_utf8(out).ok();
-            }
-            b'\\' => {
-                let c = *b.get(*i + 1)?;
-                *i += 2;
-                let ch = match c {
-                    b'"' => '"',
-                    b'\\' => '\\',
-                    b'/' => '/',
-                    b'b' => '\u{8}',
-                    b'f' => '\u{c}',
-                    b'n' => '\n',
-                    b'r' => '\r',
-                    b't' => '\t',
-                    b'u' => {
-                        let hex = std::str::from_utf8(b.get(*i..*i + 4)?).ok()?;
-                        *i += 4;
-                        char::from_u32(u32::from_str_radix(hex, 16).ok()?).unwrap_or('\u{fffd}')
-                    }
-                    _ => return None,
-                };
-                let mut tmp = [0u8; 4];
-                out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
-            }
-            c if c < 0x20 => return None,
-            c => {
-                out.push(c);
-                *i += 1;
             }
         }
     }

@@ -15,22 +15,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// Three candidates, so a delta can leave one out.
 fn three() -> SocketAddr {
-    start(|c| {
-        c.candidates = ["a", "b", "c"]
-            .iter()
-            .map(|id| (id.to_string(), format!("Candidate {id}")))
-            .collect();
-    })
-}
-
-/// Votes `a, b, a, c` (version 4: a=2, b=1, c=1) and returns the epoch.
-fn four_votes(addr: SocketAddr) -> String {
-    for uid in ["a", "b", "a", "c"] {
-        vote(addr, uid);
-    }
-    let (version, epoch, _) = tally(addr);
-    assert_eq!(version, 4);
-    epoch
+    start(|c| c.candidates = candidates(&["a", "b", "c"]))
 }
 
 /// The stream's first event, which must be the resume, with `id: EPOCH-TO`.

@@ -191,14 +191,7 @@ fn a_client_that_stops_reading_is_disconnected_after_write_timeout() {
     wait_for(
         Duration::from_secs(8),
         "the stalled connection to be dropped",
-        || {
-            let mut c = Client::connect(addr);
-            let _ = c.try_send(get_req("/votes"));
-            match c.try_read_response_to("GET") {
-                Ok(Some(r)) if r.status == 200 => Some(()),
-                _ => None,
-            }
-        },
+        || served_client(addr),
     );
     stalled.shutdown_write();
     drop(stalled);
@@ -663,12 +656,7 @@ fn over_max_connections_gets_503_with_retry_after() {
     // Once one closes its slot is free again.
     drop(held.pop());
     wait_for(Duration::from_secs(5), "a free connection slot", || {
-        let mut c = Client::connect(addr);
-        let _ = c.try_send(get_req("/votes"));
-        match c.try_read_response_to("GET") {
-            Ok(Some(r)) if r.status == 200 => Some(()),
-            _ => None,
-        }
+        served_client(addr)
     });
 }
 
@@ -833,11 +821,7 @@ fn hostile_input_never_hurts_the_server() {
             thread::spawn(move || {
                 for raw in chunk {
                     let mut c = Client::connect(addr);
-                    let method = String::from_utf8_lossy(&raw)
-                        .split(' ')
-                        .next()
-                        .unwrap_or("")
-                        .to_string();
+                    let method = method_of(&raw);
                     let _ = c.try_send(&raw);
                     c.shutdown_write();
                     // Whatever the server says, it must end the exchange (answer and/or close)

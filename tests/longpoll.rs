@@ -17,43 +17,9 @@ fn short_timeout() -> SocketAddr {
     start(|c| c.longpoll_timeout = Duration::from_millis(300))
 }
 
-fn assert_json_200(r: &Response) -> Json {
-    assert_eq!(r.status, 200, "{r:?}");
-    r.assert_standard_headers(false);
-    assert!(r
-        .header("content-type")
-        .unwrap()
-        .starts_with("application/json"));
-    r.json()
-}
-
 /// `changes` as uid → count.
 fn changes(j: &Json) -> BTreeMap<String, u64> {
-    let list = j["changes"].as_array();
-    let map: BTreeMap<String, u64> = list
-        .iter()
-        .map(|c| (c["uid"].as_str().to_string(), c["count"].as_u64()))
-        .collect();
-    assert_eq!(map.len(), list.len(), "a candidate listed twice: {j:?}");
-    map
-}
-
-/// Casts `n` votes on one connection, pipelined, and checks each was counted.
-fn cast_pipelined(addr: SocketAddr, uid: &str, n: usize) {
-    let mut c = Client::connect(addr);
-    let one = post_req("/vote", &format!("uid={uid}"));
-    let mut batch = String::new();
-    for _ in 0..n {
-        batch.push_str(&one);
-    }
-    // Written from another thread so a server that answers while we are still writing cannot
-    // fill both socket buffers and deadlock the test.
-    let mut w = c.stream.try_clone().unwrap();
-    let writer = thread::spawn(move || std::io::Write::write_all(&mut w, batch.as_bytes()));
-    for _ in 0..n {
-        assert_eq!(c.read_response_to("POST").status, 200);
-    }
-    writer.join().unwrap().unwrap();
+    uid_counts(&j["changes"])
 }
 
 #[test]
@@ -78,7 +44,7 @@ fn a_waiting_long_poll_is_woken_by_a_vote() {
     done.store(true, Ordering::SeqCst);
     voter.join().unwrap();
 
-    let j = assert_json_200(&r);
+    let j = assert_json(&r, 200);
     assert!(j["status"].as_bool(), "{j:?}");
     assert_eq!(j["kind"].as_str(), "live");
     assert_eq!(j["data"]["uid"].as_str(), "1");
@@ -108,7 +74,7 @@ fn every_waiter_is_woken_by_one_vote() {
     thread::sleep(Duration::from_millis(150));
     let cast = vote(addr, "2");
     for w in waiters {
-        let j = assert_json_200(&w.join().unwrap());
+        let j = assert_json(&w.join().unwrap(), 200);
         assert!(j["status"].as_bool(), "{j:?}");
         // `live` if it was waiting, `delta` if it arrived after the vote: the same news.
         let kind = j["kind"].as_str();
@@ -132,7 +98,7 @@ fn a_long_poll_without_news_times_out_with_status_false() {
         format!("/get_new_vote?since={v}&epoch={epoch}"),
         "/get_new_vote?since=".to_string(),
     ] {
-        let j = assert_json_200(&get(addr, &path));
+        let j = assert_json(&get(addr, &path), 200);
         assert_eq!(j["status"], Json::Bool(false), "{path}: {j:?}");
         assert!(j.has("data") && j["data"].is_null(), "{path}: {j:?}");
         assert_eq!(j["version"].as_u64(), v, "{path}");
@@ -162,7 +128,7 @@ fn a_client_that_was_away_gets_every_changed_count_at_once() {
         format!("/get_new_vote?since={v}&epoch={epoch}"),
         format!("/get_new_vote?since={v}"),
     ] {
-        let j = assert_json_200(&get(addr, &path));
+        let j = assert_json(&get(addr, &path), 200);
         assert!(j["status"].as_bool(), "{j:?}");
         assert_eq!(j["kind"].as_str(), "delta", "{j:?}");
         assert_eq!(j["from"].as_u64(), v);
@@ -226,7 +192,7 @@ fn far_behind_foreign_epoch_or_future_version_gets_a_snapshot() {
         format!("/get_new_vote?since={}&epoch={epoch}", now + 1),
         format!("/get_new_vote?since={}", u64::MAX),
     ] {
-        let j = assert_json_200(&get(addr, &path));
+        let j = assert_json(&get(addr, &path), 200);
         assert!(j["status"].as_bool(), "{path}: {j:?}");
         assert_eq!(j["kind"].as_str(), "snapshot", "{path}: {j:?}");
         assert_eq!(j["version"].as_u64(), now, "{path}");

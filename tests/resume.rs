@@ -22,22 +22,9 @@ const WAIT: Duration = Duration::from_secs(5);
 /// Three candidates (so a delta can leave one out) and a short long-poll timeout.
 fn three() -> SocketAddr {
     start(|c| {
-        c.candidates = ["a", "b", "c"]
-            .iter()
-            .map(|id| (id.to_string(), format!("Candidate {id}")))
-            .collect();
+        c.candidates = candidates(&["a", "b", "c"]);
         c.longpoll_timeout = Duration::from_millis(300);
     })
-}
-
-/// Votes `a, b, a, c` (version 4: a=2, b=1, c=1) and returns the epoch.
-fn four_votes(addr: SocketAddr) -> String {
-    for uid in ["a", "b", "a", "c"] {
-        vote(addr, uid);
-    }
-    let (version, epoch, _) = tally(addr);
-    assert_eq!(version, 4);
-    epoch
 }
 
 /// `?since=V&epoch=E`, either part left out when None.
@@ -284,9 +271,7 @@ fn a_malformed_since_is_refused_on_every_transport() {
     let addr = start_default();
     // WebSocket: refused before the upgrade.
     let req = format!("ws://{addr}/get_new_vote?since=x");
-    let stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    match tungstenite::client(req, stream) {
+    match tungstenite::client(req, tcp(addr)) {
         Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
             assert_eq!(resp.status(), 400)
         }
@@ -572,7 +557,7 @@ fn clients_that_reconnect_while_votes_flow_see_every_vote_once_on_every_transpor
 fn conditional(addr: SocketAddr, target: &str, etag: &str) -> Response {
     request(
         addr,
-        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: {etag}\r\n\r\n"),
+        get_req_with(target, &format!("If-None-Match: {etag}\r\n")),
     )
 }
 

@@ -5,6 +5,7 @@ mod common;
 
 use std::fs;
 
+use common::tempdir::TempDir;
 use common::*;
 
 #[test]
@@ -130,13 +131,12 @@ fn a_directory_is_not_a_file() {
 
 #[test]
 fn www_can_be_elsewhere_and_its_absence_is_a_startup_error() {
-    let dir = std::env::temp_dir().join(format!("livevote-www-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("livevote-www");
+    let dir = tmp.path();
     fs::copy(www().join("index.template"), dir.join("index.template")).unwrap();
     fs::write(dir.join("hello.txt"), "hi").unwrap();
     fs::write(dir.join("data.json"), "{}").unwrap();
-    let d = dir.clone();
+    let d = dir.to_path_buf();
     let addr = start(move |c| c.www = d);
     let r = get(addr, "/hello.txt");
     assert_eq!(r.status, 200);
@@ -148,7 +148,7 @@ fn www_can_be_elsewhere_and_its_absence_is_a_startup_error() {
     );
     assert_eq!(get(addr, "/vote.js").status, 404, "the old www is not used");
     assert_eq!(get(addr, "/index").status, 200);
-    fs::remove_dir_all(&dir).unwrap();
+    drop(tmp);
 
     let mut cfg = test_config();
     cfg.www = std::env::temp_dir().join("livevote-no-such-dir-xyz");

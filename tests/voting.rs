@@ -40,15 +40,7 @@ fn back(li: &Li) -> &str {
 }
 
 fn assert_json_error(r: &Response, status: u16) {
-    assert_eq!(r.status, status, "{r:?}");
-    r.assert_standard_headers(false);
-    assert!(
-        r.header("content-type")
-            .unwrap()
-            .starts_with("application/json"),
-        "{r:?}"
-    );
-    let j = r.json();
+    let j = assert_json(r, status);
     assert!(
         !j["error"].as_str().is_empty(),
         "error message expected: {j:?}"
@@ -225,14 +217,7 @@ fn a_weak_etag_in_if_none_match_also_matches() {
 #[test]
 fn vote_and_ticket_count_and_answer_with_count_and_version() {
     let addr = start_default();
-    let r = post(addr, "/vote", "uid=1");
-    assert_eq!(r.status, 200, "{r:?}");
-    r.assert_standard_headers(false);
-    assert!(r
-        .header("content-type")
-        .unwrap()
-        .starts_with("application/json"));
-    let j = r.json();
+    let j = assert_json(&post(addr, "/vote", "uid=1"), 200);
     assert_eq!(j["uid"].as_str(), "1");
     assert_eq!(j["count"].as_u64(), 1);
     assert_eq!(j["version"].as_u64(), 1);
@@ -528,12 +513,7 @@ const VOTES_PER_THREAD: usize = 40;
 #[test]
 fn thirty_two_threads_voting_through_both_routes_are_each_counted_once() {
     let cands = ["a", "b", "c"];
-    let addr: SocketAddr = start(|c| {
-        c.candidates = cands
-            .iter()
-            .map(|id| (id.to_string(), format!("Candidate {id}")))
-            .collect();
-    });
+    let addr: SocketAddr = start(|c| c.candidates = candidates(&cands));
     let barrier = Arc::new(std::sync::Barrier::new(THREADS));
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {

@@ -7,266 +7,28 @@
 //! kind `snapshot`: these clients give no cursor), and `presence` messages may come at any
 //! time; the readers below skip them. Resuming from a cursor is tested in `tests/resume.rs`.
 //!
-//! The helpers live in this file on purpose: it depends on nothing but the library and
-//! tungstenite.
+//! The vote socket's message shapes and the raw frame codec live in this file; the server, raw
+//! HTTP, the JSON reader and the tungstenite client are the shared ones in `tests/common`.
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use livevote::config::Config;
-use livevote::server::Server;
+use common::*;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
-/// How long any single read may block before the test fails.
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The key and accept value of RFC 6455 §1.3.
-const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The accept value for [`RFC_KEY`] in RFC 6455 §1.3.
 const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 /// The masking key of the RFC 6455 §5.7 examples.
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-// ---------------------------------------------------------------------------------------------
-// Server
-// ---------------------------------------------------------------------------------------------
-
-fn config() -> Config {
-    Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        www: concat!(env!("CARGO_MANIFEST_DIR"), "/www").into(),
-        access_log: false,
-        ..Default::default()
-    }
-}
-
-/// Starts a server with the test configuration, changed by `f`, and returns its address.
-fn start_with(f: impl FnOnce(&mut Config)) -> SocketAddr {
-    let mut cfg = config();
-    f(&mut cfg);
-    Server::bind(cfg)
-        .expect("bind")
-        .spawn()
-        .expect("spawn server")
-}
-
-fn start() -> SocketAddr {
-    start_with(|_| {})
-}
-
-// ---------------------------------------------------------------------------------------------
-// A tiny JSON reader (test-only; panics on anything malformed, which fails the test)
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(String),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn parse(text: &str) -> Json {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value();
-        p.ws();
-        assert_eq!(p.i, p.s.len(), "trailing bytes after JSON: {text}");
-        v
-    }
-
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        match self {
-            Json::Obj(fields) => fields.iter().map(|(k, _)| k.as_str()).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn field(&self, key: &str) -> &Json {
-        self.get(key)
-            .unwrap_or_else(|| panic!("no field {key:?} in {self:?}"))
-    }
-
-    fn str(&self, key: &str) -> &str {
-        match self.field(key) {
-            Json::Str(s) => s,
-            other => panic!("{key:?} is not a string: {other:?}"),
-        }
-    }
-
-    fn u64(&self, key: &str) -> u64 {
-        match self.field(key) {
-            Json::Num(n) => n
-                .parse()
-                .unwrap_or_else(|_| panic!("{key:?} is not a whole number: {n}")),
-            other => panic!("{key:?} is not a number: {other:?}"),
-        }
-    }
-
-    fn arr(&self, key: &str) -> &[Json] {
-        match self.field(key) {
-            Json::Arr(a) => a,
-            other => panic!("{key:?} is not an array: {other:?}"),
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && b" \t\r\n".contains(&self.s[self.i]) {
-            self.i += 1;
-        }
-    }
-
-    fn peek(&self) -> u8 {
-        *self.s.get(self.i).expect("JSON ends early")
-    }
-
-    fn eat(&mut self, b: u8) {
-        assert_eq!(self.peek() as char, b as char, "JSON at byte {}", self.i);
-        self.i += 1;
-    }
-
-    fn lit(&mut self, word: &str, v: Json) -> Json {
-        assert!(
-            self.s[self.i..].starts_with(word.as_bytes()),
-            "bad JSON literal"
-        );
-        self.i += word.len();
-        v
-    }
-
-    fn value(&mut self) -> Json {
-        self.ws();
-        match self.peek() {
-            b'{' => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                self.ws();
-                if self.peek() == b'}' {
-                    self.i += 1;
-                    return Json::Obj(fields);
-                }
-                loop {
-                    self.ws();
-                    let k = self.string();
-                    self.ws();
-                    self.eat(b':');
-                    let v = self.value();
-                    fields.push((k, v));
-                    self.ws();
-                    if self.peek() == b',' {
-                        self.i += 1;
-                    } else {
-                        self.eat(b'}');
-                        return Json::Obj(fields);
-                    }
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek() == b']' {
-                    self.i += 1;
-                    return Json::Arr(items);
-                }
-                loop {
-                    items.push(self.value());
-                    self.ws();
-                    if self.peek() == b',' {
-                        self.i += 1;
-                    } else {
-                        self.eat(b']');
-                        return Json::Arr(items);
-                    }
-                }
-            }
-            b'"' => Json::Str(self.string()),
-            b't' => self.lit("true", Json::Bool(true)),
-            b'f' => self.lit("false", Json::Bool(false)),
-            b'n' => self.lit("null", Json::Null),
-            _ => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                assert!(self.i > start, "bad JSON value at byte {start}");
-                Json::Num(String::from_utf8(self.s[start..self.i].to_vec()).unwrap())
-            }
-        }
-    }
-
-    fn hex4(&mut self) -> u32 {
-        let h = std::str::from_utf8(&self.s[self.i..self.i + 4]).unwrap();
-        self.i += 4;
-        u32::from_str_radix(h, 16).expect("bad \\u escape")
-    }
-
-    fn string(&mut self) -> String {
-        self.eat(b'"');
-        let mut out = Vec::new();
-        loop {
-            let b = self.peek();
-            self.i += 1;
-            match b {
-                b'"' => return String::from_utf8(out).expect("JSON string is UTF-8"),
-                b'\\' => {
-                    let e = self.peek();
-                    self.i += 1;
-                    let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let mut u = self.hex4();
-                            if (0xd800..0xdc00).contains(&u) {
-                                self.eat(b'\\');
-                                self.eat(b'u');
-                                let lo = self.hex4();
-                                u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-                            }
-                            char::from_u32(u).expect("bad \\u escape")
-                        }
-                        _ => panic!("bad JSON escape"),
-                    };
-                    let mut tmp = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-                }
-                b if b < 0x20 => panic!("control character in JSON string"),
-                b => out.push(b),
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The vote socket's messages
@@ -325,32 +87,38 @@ impl Live {
     }
 }
 
-/// `[{"uid":…,"count":…},…]` (with `name` too when `named`) as (uid, count) in order.
-fn uid_counts(list: &[Json], named: bool, text: &str) -> Vec<(String, u64)> {
-    list.iter()
+/// `[{"uid":…,"count":…},…]` (with `name` too when `named`) as (uid, count) in order, each
+/// checked for its exact fields.
+fn candidate_counts(list: &Json, named: bool, text: &str) -> Vec<(String, u64)> {
+    list.as_array()
+        .iter()
         .map(|c| {
             if named {
                 assert_eq!(c.keys(), ["uid", "name", "count"], "candidate: {text}");
-                assert!(!c.str("name").is_empty());
+                assert!(!c["name"].as_str().is_empty());
             } else {
                 assert_eq!(c.keys(), ["uid", "count"], "change: {text}");
             }
-            (c.str("uid").to_string(), c.u64("count"))
+            (c["uid"].as_str().to_string(), c["count"].as_u64())
         })
         .collect()
 }
 
 /// Parses a vote-socket message and checks its exact shape.
 fn live(text: &str) -> Live {
-    let j = Json::parse(text);
-    match j.get("type") {
-        Some(Json::Str(t)) if t == "resume" => {
-            let kind = j.str("kind").to_string();
+    let j = Json::parse(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    match &j["type"] {
+        Json::Str(t) if t == "resume" => {
+            let kind = j["kind"].as_str().to_string();
             let mut keys = j.keys();
             // A snapshot resume may also carry `version` (equal to `to`).
             if kind == "snapshot" {
                 if let Some(i) = keys.iter().position(|k| *k == "version") {
-                    assert_eq!(j.u64("version"), j.u64("to"), "version and to: {text}");
+                    assert_eq!(
+                        j["version"].as_u64(),
+                        j["to"].as_u64(),
+                        "version and to: {text}"
+                    );
                     keys.remove(i);
                 }
             }
@@ -361,7 +129,7 @@ fn live(text: &str) -> Live {
                         ["type", "kind", "from", "to", "epoch", "candidates"],
                         "snapshot resume shape: {text}"
                     );
-                    uid_counts(j.arr("candidates"), true, text)
+                    candidate_counts(&j["candidates"], true, text)
                 }
                 "delta" => {
                     assert_eq!(
@@ -369,7 +137,7 @@ fn live(text: &str) -> Live {
                         ["type", "kind", "from", "to", "epoch", "changes"],
                         "delta resume shape: {text}"
                     );
-                    uid_counts(j.arr("changes"), false, text)
+                    candidate_counts(&j["changes"], false, text)
                 }
                 "live" => {
                     assert_eq!(
@@ -383,13 +151,13 @@ fn live(text: &str) -> Live {
             };
             Live::Resume {
                 kind,
-                from: j.u64("from"),
-                to: j.u64("to"),
-                epoch: j.str("epoch").to_string(),
+                from: j["from"].as_u64(),
+                to: j["to"].as_u64(),
+                epoch: j["epoch"].as_str().to_string(),
                 counts,
             }
         }
-        Some(Json::Str(t)) if t == "presence" => {
+        Json::Str(t) if t == "presence" => {
             let mut keys = j.keys();
             keys.retain(|k| *k != "presence_version");
             assert_eq!(
@@ -397,39 +165,39 @@ fn live(text: &str) -> Live {
                 ["type", "total", "ws", "sse", "longpoll", "poll"],
                 "presence shape: {text}"
             );
-            let counts = ["ws", "sse", "longpoll", "poll"].map(|k| j.u64(k));
-            assert_eq!(j.u64("total"), counts.iter().sum::<u64>(), "{text}");
+            let counts = ["ws", "sse", "longpoll", "poll"].map(|k| j[k].as_u64());
+            assert_eq!(j["total"].as_u64(), counts.iter().sum::<u64>(), "{text}");
             Live::Presence { counts }
         }
-        Some(Json::Str(t)) if t == "snapshot" => {
+        Json::Str(t) if t == "snapshot" => {
             assert_eq!(
                 j.keys(),
                 ["type", "version", "epoch", "candidates"],
                 "snapshot shape: {text}"
             );
-            let counts = uid_counts(j.arr("candidates"), true, text);
+            let counts = candidate_counts(&j["candidates"], true, text);
             Live::Snapshot {
-                version: j.u64("version"),
-                epoch: j.str("epoch").to_string(),
+                version: j["version"].as_u64(),
+                epoch: j["epoch"].as_str().to_string(),
                 counts,
             }
         }
-        Some(Json::Str(t)) if t == "error" => {
+        Json::Str(t) if t == "error" => {
             assert_eq!(j.keys(), ["type", "error", "uid"], "error shape: {text}");
             Live::Error {
-                error: j.str("error").to_string(),
-                uid: j.str("uid").to_string(),
+                error: j["error"].as_str().to_string(),
+                uid: j["uid"].as_str().to_string(),
             }
         }
-        None => {
+        Json::Null if !j.has("type") => {
             assert_eq!(j.keys(), ["uid", "count", "version"], "vote shape: {text}");
             Live::Vote {
-                uid: j.str("uid").to_string(),
-                count: j.u64("count"),
-                version: j.u64("version"),
+                uid: j["uid"].as_str().to_string(),
+                count: j["count"].as_u64(),
+                version: j["version"].as_u64(),
             }
         }
-        Some(other) => panic!("unknown message type {other:?}: {text}"),
+        other => panic!("unknown message type {other:?}: {text}"),
     }
 }
 
@@ -507,38 +275,9 @@ impl Tally {
     }
 }
 
-fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(u, c)| (u.to_string(), *c)).collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // tungstenite clients
 // ---------------------------------------------------------------------------------------------
-
-type Ws = WebSocket<TcpStream>;
-
-fn tcp(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// A tungstenite client on `path`; tungstenite itself checks `Sec-WebSocket-Accept`.
-fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
-    ws_connect_with(addr, path, &[])
-}
-
-fn ws_connect_with(addr: SocketAddr, path: &str, headers: &[(&'static str, &str)]) -> Ws {
-    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
-    for (name, value) in headers {
-        req.headers_mut().insert(*name, value.parse().unwrap());
-    }
-    let (ws, resp) = tungstenite::client(req, tcp(addr)).expect("WebSocket handshake");
-    assert_eq!(resp.status(), 101);
-    ws
-}
 
 /// The next data message, skipping pings and pongs (tungstenite answers pings itself).
 fn next_data(ws: &mut Ws) -> Message {
@@ -621,132 +360,13 @@ fn expect_ws_close(ws: &mut Ws) -> CloseFrame<'static> {
     frame
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP
 // ---------------------------------------------------------------------------------------------
 
-struct HttpResponse {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn json(&self) -> Json {
-        Json::parse(std::str::from_utf8(&self.body).expect("UTF-8 body"))
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads one response head from `s` (plus whatever followed it in the same reads).
-fn read_head(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).expect("read response head");
-        assert!(
-            n > 0,
-            "connection closed before a response head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).expect("ASCII head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head}"));
-    (status, head, buf[end..].to_vec())
-}
-
-/// Sends `request` on a fresh connection and reads one response (body by Content-Length, or
-/// to the end of the connection).
-fn http(addr: SocketAddr, request: &str) -> HttpResponse {
-    let mut s = tcp(addr);
-    s.write_all(request.as_bytes()).unwrap();
-    http_response(&mut s)
-}
-
-fn http_response(s: &mut TcpStream) -> HttpResponse {
-    let (status, head, mut body) = read_head(s);
-    let mut resp = HttpResponse {
-        status,
-        head,
-        body: Vec::new(),
-    };
-    match resp
-        .header("content-length")
-        .map(|v| v.parse::<usize>().unwrap())
-    {
-        Some(len) => {
-            while body.len() < len {
-                let mut chunk = [0u8; 4096];
-                let n = s.read(&mut chunk).expect("read body");
-                assert!(n > 0, "connection closed inside the body");
-                body.extend_from_slice(&chunk[..n]);
-            }
-            body.truncate(len);
-        }
-        None => {
-            s.read_to_end(&mut body).expect("read body to the end");
-        }
-    }
-    resp.body = body;
-    resp
-}
-
-fn get(addr: SocketAddr, target: &str) -> HttpResponse {
-    http(
-        addr,
-        &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-    )
-}
-
-/// `GET /votes` as (version, uid → count).
-fn tally_over_http(addr: SocketAddr) -> (u64, BTreeMap<String, u64>) {
-    let r = get(addr, "/votes");
-    assert_eq!(r.status, 200);
-    let j = r.json();
-    let counts = j
-        .arr("candidates")
-        .iter()
-        .map(|c| (c.str("uid").to_string(), c.u64("count")))
-        .collect();
-    (j.u64("version"), counts)
-}
-
 /// An upgrade request for `path` with the given header lines (each ending in CRLF).
 fn upgrade_request(method: &str, path: &str, addr: SocketAddr, headers: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n")
-}
-
-/// The usual upgrade headers, with the RFC's key.
-fn std_headers() -> String {
-    format!(
-        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n\
-         Sec-WebSocket-Version: 13\r\n"
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -807,70 +427,63 @@ impl RawFrame {
 
 /// A hand-driven client connection after a `101`.
 struct RawWs {
-    s: TcpStream,
-    buf: Vec<u8>,
+    c: Client,
+    /// The `101` response's head.
+    head: Response,
 }
 
 impl RawWs {
     /// Upgrades with `request` (which may carry frames after the head) and expects a `101`.
     fn open(addr: SocketAddr, request: &[u8]) -> RawWs {
-        let mut s = tcp(addr);
-        s.write_all(request).unwrap();
-        let (status, head, rest) = read_head(&mut s);
-        assert_eq!(status, 101, "{head}");
-        RawWs { s, buf: rest }
+        let mut c = Client::connect(addr);
+        c.send(request);
+        let head = c
+            .try_read_head()
+            .expect("read the response head")
+            .expect("connection closed before a response head");
+        assert_eq!(head.status, 101, "{head:?}");
+        RawWs { c, head }
     }
 
     fn connect(addr: SocketAddr, path: &str) -> RawWs {
         Self::open(
             addr,
-            upgrade_request("GET", path, addr, &std_headers()).as_bytes(),
+            upgrade_request("GET", path, addr, &upgrade_headers()).as_bytes(),
         )
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).expect("write frame");
-    }
-
-    /// Fills the buffer to at least `n` bytes; false at end of stream.
-    fn fill(&mut self, n: usize) -> io::Result<bool> {
-        let mut chunk = [0u8; 16 * 1024];
-        while self.buf.len() < n {
-            let got = self.s.read(&mut chunk)?;
-            if got == 0 {
-                return Ok(false);
-            }
-            self.buf.extend_from_slice(&chunk[..got]);
-        }
-        Ok(true)
+        self.c.send(bytes);
     }
 
     /// The next frame from the server, which must not be masked (RFC 6455 §5.1).
     fn frame(&mut self) -> io::Result<Option<RawFrame>> {
-        if !self.fill(2)? {
-            assert!(self.buf.is_empty(), "stream ended inside a frame header");
+        if !self.c.fill_to(2)? {
+            assert!(
+                self.c.buffered().is_empty(),
+                "stream ended inside a frame header"
+            );
             return Ok(None);
         }
-        let b0 = self.buf[0];
-        let b1 = self.buf[1];
+        let (b0, b1) = (self.c.buffered()[0], self.c.buffered()[1]);
         assert_eq!(b1 & 0x80, 0, "server frames must not be masked");
         assert_eq!(b0 & 0x70, 0, "server set RSV bits");
         let (len, hl) = match b1 & 0x7f {
             126 => {
-                assert!(self.fill(4)?, "stream ended inside a frame header");
-                (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                assert!(self.c.fill_to(4)?, "stream ended inside a frame header");
+                let buf = self.c.buffered();
+                (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4)
             }
             127 => {
-                assert!(self.fill(10)?, "stream ended inside a frame header");
+                assert!(self.c.fill_to(10)?, "stream ended inside a frame header");
                 let mut l = [0u8; 8];
-                l.copy_from_slice(&self.buf[2..10]);
+                l.copy_from_slice(&self.c.buffered()[2..10]);
                 (u64::from_be_bytes(l) as usize, 10)
             }
             n => (n as usize, 2),
         };
-        assert!(self.fill(hl + len)?, "stream ended inside a frame");
-        let payload = self.buf[hl..hl + len].to_vec();
-        self.buf.drain(..hl + len);
+        assert!(self.c.fill_to(hl + len)?, "stream ended inside a frame");
+        let payload = self.c.take(hl + len).split_off(hl);
         Ok(Some(RawFrame {
             fin: b0 & 0x80 != 0,
             opcode: b0 & 0x0f,
@@ -923,7 +536,7 @@ impl RawWs {
     /// The server has closed the TCP connection: end of stream (or a reset), no more frames.
     fn expect_eof(&mut self) {
         let mut chunk = [0u8; 1024];
-        match self.s.read(&mut chunk) {
+        match self.c.stream.read(&mut chunk) {
             Ok(0) => {}
             Ok(n) => panic!("{n} bytes after the close frame"),
             Err(e) if is_timeout(&e) => panic!("server kept the TCP connection open"),
@@ -986,7 +599,7 @@ impl XorShift {
 
 #[test]
 fn handshake_101_with_accept_key_checked_by_tungstenite() {
-    let addr = start();
+    let addr = start_default();
     // tungstenite refuses a 101 whose Sec-WebSocket-Accept does not match its random key.
     for path in ["/get_new_vote", "/chatsocket"] {
         let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
@@ -999,16 +612,7 @@ fn handshake_101_with_accept_key_checked_by_tungstenite() {
         ws.close(None).unwrap();
     }
     // And against the RFC 6455 §1.3 example, compared by tungstenite's own derivation.
-    let mut s = tcp(addr);
-    s.write_all(upgrade_request("GET", "/chatsocket", addr, &std_headers()).as_bytes())
-        .unwrap();
-    let (status, head, _) = read_head(&mut s);
-    assert_eq!(status, 101, "{head}");
-    let resp = HttpResponse {
-        status,
-        head,
-        body: Vec::new(),
-    };
+    let resp = RawWs::connect(addr, "/chatsocket").head;
     assert_eq!(
         tungstenite::handshake::derive_accept_key(RFC_KEY.as_bytes()),
         RFC_ACCEPT
@@ -1020,7 +624,7 @@ fn handshake_101_with_accept_key_checked_by_tungstenite() {
 
 #[test]
 fn handshake_accepts_token_lists_as_browsers_send_them() {
-    let addr = start();
+    let addr = start_default();
     let headers = format!(
         "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
          Sec-WebSocket-Key: {RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n"
@@ -1035,21 +639,21 @@ fn handshake_accepts_token_lists_as_browsers_send_them() {
 
 #[test]
 fn handshake_version_8_is_426_naming_13() {
-    let addr = start();
+    let addr = start_default();
     for path in ["/get_new_vote", "/chatsocket"] {
         let headers = format!(
             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n\
              Sec-WebSocket-Version: 8\r\n"
         );
-        let r = http(addr, &upgrade_request("GET", path, addr, &headers));
-        assert_eq!(r.status, 426, "{}", r.head);
+        let r = request(addr, upgrade_request("GET", path, addr, &headers));
+        assert_eq!(r.status, 426, "{r:?}");
         assert_eq!(r.header("sec-websocket-version"), Some("13"));
     }
 }
 
 #[test]
 fn handshake_bad_or_missing_key_is_400() {
-    let addr = start();
+    let addr = start_default();
     let keys = [
         Some("MTIzNDU2Nzg5MDEyMzQ1"),     // 15 bytes
         Some("MTIzNDU2Nzg5MDEyMzQ1Njc="), // 17 bytes
@@ -1062,77 +666,80 @@ fn handshake_bad_or_missing_key_is_400() {
         let headers = format!(
             "Upgrade: websocket\r\nConnection: Upgrade\r\n{key_line}Sec-WebSocket-Version: 13\r\n"
         );
-        let r = http(
+        let r = request(
             addr,
-            &upgrade_request("GET", "/get_new_vote", addr, &headers),
+            upgrade_request("GET", "/get_new_vote", addr, &headers),
         );
-        assert_eq!(r.status, 400, "key {key:?}: {}", r.head);
+        assert_eq!(r.status, 400, "key {key:?}: {r:?}");
     }
 }
 
 #[test]
 fn handshake_other_refusals() {
-    let addr = start();
+    let addr = start_default();
     // HTTP/1.0 cannot upgrade (RFC 6455 §4.1 item 2).
-    let r = http(
+    let r = request(
         addr,
-        &format!(
+        format!(
             "GET /chatsocket HTTP/1.0\r\nHost: {addr}\r\n{}\r\n",
-            std_headers()
+            upgrade_headers()
         ),
     );
-    assert_eq!(r.status, 400, "{}", r.head);
+    assert_eq!(r.status, 400, "{r:?}");
     // `Connection` without the upgrade token ("upgraded" is not "upgrade").
     for conn in ["keep-alive", "upgraded"] {
         let headers = format!(
             "Upgrade: websocket\r\nConnection: {conn}\r\nSec-WebSocket-Key: {RFC_KEY}\r\n\
              Sec-WebSocket-Version: 13\r\n"
         );
-        let r = http(
+        let r = request(
             addr,
-            &upgrade_request("GET", "/get_new_vote", addr, &headers),
+            upgrade_request("GET", "/get_new_vote", addr, &headers),
         );
-        assert_eq!(r.status, 400, "Connection: {conn}: {}", r.head);
+        assert_eq!(r.status, 400, "Connection: {conn}: {r:?}");
     }
     // Two keys.
-    let headers = format!("{}Sec-WebSocket-Key: {RFC_KEY}\r\n", std_headers());
-    let r = http(addr, &upgrade_request("GET", "/chatsocket", addr, &headers));
-    assert_eq!(r.status, 400, "{}", r.head);
+    let headers = format!("{}Sec-WebSocket-Key: {RFC_KEY}\r\n", upgrade_headers());
+    let r = request(addr, upgrade_request("GET", "/chatsocket", addr, &headers));
+    assert_eq!(r.status, 400, "{r:?}");
     // /chatsocket without an upgrade says how to talk to it.
     let r = get(addr, "/chatsocket");
-    assert_eq!(r.status, 426, "{}", r.head);
+    assert_eq!(r.status, 426, "{r:?}");
     assert_eq!(r.header("sec-websocket-version"), Some("13"));
     // A plain GET /get_new_vote is still the long-poll (answers at once when behind).
     let r = get(addr, "/get_new_vote?since=5&epoch=other");
     assert_eq!(r.status, 200);
-    assert_eq!(r.json().field("status"), &Json::Bool(true));
+    assert_eq!(r.json()["status"], Json::Bool(true));
 }
 
 #[test]
 fn handshake_post_upgrade_is_400() {
-    let addr = start();
+    let addr = start_default();
     for path in ["/get_new_vote", "/chatsocket"] {
-        let r = http(addr, &upgrade_request("POST", path, addr, &std_headers()));
+        let r = request(
+            addr,
+            upgrade_request("POST", path, addr, &upgrade_headers()),
+        );
         // The server sends any request naming `Upgrade: websocket` to the handshake check,
         // which refuses a method other than GET with 400 (RFC 6455 §4.1 item 2).
-        assert_eq!(r.status, 400, "{path}: {}", r.head);
+        assert_eq!(r.status, 400, "{path}: {r:?}");
     }
 }
 
 #[test]
 fn origin_not_matching_host_is_403() {
-    let addr = start();
+    let addr = start_default();
     for origin in [
         "http://evil.example".to_string(),
         format!("http://{addr}.evil.example"),
         format!("http://127.0.0.2:{}", addr.port()),
     ] {
-        let headers = format!("{}Origin: {origin}\r\n", std_headers());
-        let r = http(
+        let headers = format!("{}Origin: {origin}\r\n", upgrade_headers());
+        let r = request(
             addr,
-            &upgrade_request("GET", "/get_new_vote", addr, &headers),
+            upgrade_request("GET", "/get_new_vote", addr, &headers),
         );
-        assert_eq!(r.status, 403, "Origin {origin}: {}", r.head);
+        assert_eq!(r.status, 403, "Origin {origin}: {r:?}");
     }
     // tungstenite sees the refusal as a failed handshake.
     let mut req = format!("ws://{addr}/chatsocket")
@@ -1148,12 +755,12 @@ fn origin_not_matching_host_is_403() {
         Ok(_) => panic!("cross-origin upgrade accepted"),
     }
     // Nothing was voted by the refused sockets.
-    assert_eq!(tally_over_http(addr).0, 0);
+    assert_eq!(version_counts(addr).0, 0);
 }
 
 #[test]
 fn origin_matching_host_is_101() {
-    let addr = start();
+    let addr = start_default();
     let origin = format!("http://{addr}");
     let (mut ws, _) = {
         let mut ws = ws_connect_with(addr, "/get_new_vote", &[("Origin", &origin)]);
@@ -1164,7 +771,7 @@ fn origin_matching_host_is_101() {
     assert!(matches!(next_live(&mut ws), Live::Vote { version: 1, .. }));
     // Trailing slash and other case are the same origin.
     let upper = format!("HTTP://{addr}/");
-    let headers = format!("{}Origin: {upper}\r\n", std_headers());
+    let headers = format!("{}Origin: {upper}\r\n", upgrade_headers());
     let mut raw = RawWs::open(
         addr,
         upgrade_request("GET", "/chatsocket", addr, &headers).as_bytes(),
@@ -1175,19 +782,19 @@ fn origin_matching_host_is_101() {
 
 #[test]
 fn allow_origin_lets_a_listed_origin_in() {
-    let addr = start_with(|c| c.allow_origins = vec!["http://allowed.example".into()]);
+    let addr = start(|c| c.allow_origins = vec!["http://allowed.example".into()]);
     let mut ws = ws_connect_with(addr, "/chatsocket", &[("Origin", "http://allowed.example")]);
     ws.send(Message::Text("hi".into())).unwrap();
     assert_eq!(next_text(&mut ws), "hi");
     // Others are still refused.
-    let headers = format!("{}Origin: http://other.example\r\n", std_headers());
-    let r = http(addr, &upgrade_request("GET", "/chatsocket", addr, &headers));
+    let headers = format!("{}Origin: http://other.example\r\n", upgrade_headers());
+    let r = request(addr, upgrade_request("GET", "/chatsocket", addr, &headers));
     assert_eq!(r.status, 403);
 }
 
 #[test]
 fn no_origin_is_allowed() {
-    let addr = start();
+    let addr = start_default();
     // tungstenite sends no Origin unless asked to.
     let mut ws = ws_connect(addr, "/chatsocket");
     ws.send(Message::Text("no origin".into())).unwrap();
@@ -1196,8 +803,8 @@ fn no_origin_is_allowed() {
 
 #[test]
 fn frames_in_the_same_write_as_the_handshake_are_processed() {
-    let addr = start();
-    let mut bytes = upgrade_request("GET", "/get_new_vote", addr, &std_headers()).into_bytes();
+    let addr = start_default();
+    let mut bytes = upgrade_request("GET", "/get_new_vote", addr, &upgrade_headers()).into_bytes();
     bytes.extend_from_slice(&masked(0x1, b"1"));
     let mut ws = RawWs::open(addr, &bytes);
     let mut tally = Tally::default();
@@ -1216,10 +823,10 @@ fn frames_in_the_same_write_as_the_handshake_are_processed() {
             version: 1
         }
     );
-    assert_eq!(tally_over_http(addr), (1, counts(&[("1", 1), ("2", 0)])));
+    assert_eq!(version_counts(addr), (1, counts(&[("1", 1), ("2", 0)])));
 
     // The same on /chatsocket: the echo of a frame that came with the request.
-    let mut bytes = upgrade_request("GET", "/chatsocket", addr, &std_headers()).into_bytes();
+    let mut bytes = upgrade_request("GET", "/chatsocket", addr, &upgrade_headers()).into_bytes();
     bytes.extend_from_slice(&masked(0x1, b"early"));
     bytes.extend_from_slice(&masked(0x2, &[0, 1, 2]));
     let mut ws = RawWs::open(addr, &bytes);
@@ -1234,7 +841,7 @@ fn frames_in_the_same_write_as_the_handshake_are_processed() {
 
 #[test]
 fn first_message_is_a_snapshot_resume_then_presence() {
-    let addr = start_with(|c| {
+    let addr = start(|c| {
         c.candidates = vec![
             ("a".into(), "Alpha \"A\" <b>".into()),
             ("b".into(), "野味".into()),
@@ -1263,10 +870,14 @@ fn first_message_is_a_snapshot_resume_then_presence() {
     // Names are carried (and escaped) exactly; the epoch matches the HTTP tally's.
     let mut ws = ws_connect(addr, "/get_new_vote");
     let text = next_text(&mut ws);
-    let j = Json::parse(&text);
-    let names: Vec<&str> = j.arr("candidates").iter().map(|c| c.str("name")).collect();
+    let j = Json::parse(&text).unwrap();
+    let names: Vec<&str> = j["candidates"]
+        .as_array()
+        .iter()
+        .map(|c| c["name"].as_str())
+        .collect();
     assert_eq!(names, ["Alpha \"A\" <b>", "野味"]);
-    assert_eq!(get(addr, "/votes").json().str("epoch"), epoch);
+    assert_eq!(get(addr, "/votes").json()["epoch"].as_str(), epoch);
 
     // After votes, a new client's resume carries the current tally and version.
     ws.send(Message::Text("b".into())).unwrap();
@@ -1291,7 +902,7 @@ fn a_vote_is_broadcast_to_every_client_in_order() {
     const CLIENTS: usize = 20;
     const VOTES_EACH: usize = 2;
     const TOTAL: u64 = (CLIENTS * VOTES_EACH) as u64;
-    let addr = start();
+    let addr = start_default();
     let clients: Vec<(Ws, Live)> = (0..CLIENTS).map(|_| vote_client(addr)).collect();
     // Every client votes (odd clients for "2"), all at once, and reads until the last vote.
     let handles: Vec<_> = clients
@@ -1342,13 +953,13 @@ fn a_vote_is_broadcast_to_every_client_in_order() {
             .collect();
         assert_eq!(c, (1..=TOTAL / 2).collect::<Vec<_>>(), "candidate {uid}");
     }
-    assert_eq!(tally_over_http(addr), (TOTAL, want));
+    assert_eq!(version_counts(addr), (TOTAL, want));
 }
 
 #[test]
 fn the_resume_comes_first_even_while_votes_flow() {
     const CLIENTS: usize = 300;
-    let addr = start();
+    let addr = start_default();
     let (mut voter, _) = vote_client(addr);
     // One client votes without pause while others connect one after another: each must get
     // the resume (a snapshot: no cursor) first, then only newer versions (a vote delivered
@@ -1404,11 +1015,12 @@ fn votes_cast_right_after_start_are_broadcast() {
         .collect();
     let _stop_spinners = StopOnDrop(stop, spinners);
     for round in 0..200 {
-        let addr = start();
-        let mut bytes = upgrade_request("GET", "/get_new_vote", addr, &std_headers()).into_bytes();
+        let addr = start_default();
+        let mut bytes =
+            upgrade_request("GET", "/get_new_vote", addr, &upgrade_headers()).into_bytes();
         bytes.extend_from_slice(&masked(0x1, b"2"));
         let mut ws = RawWs::open(addr, &bytes);
-        ws.s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        ws.c.read_timeout(Duration::from_secs(3));
         let first = live(&ws.text());
         assert!(
             matches!(&first, Live::Resume { kind, to: 0, .. } if kind == "snapshot"),
@@ -1432,7 +1044,7 @@ fn votes_cast_right_after_start_are_broadcast() {
                 }
                 other => panic!(
                     "round {round}: vote 1 was counted ({:?}) but never broadcast: {other:?}",
-                    tally_over_http(addr)
+                    version_counts(addr)
                 ),
             }
         }
@@ -1441,7 +1053,7 @@ fn votes_cast_right_after_start_are_broadcast() {
 
 #[test]
 fn an_unknown_candidate_gets_an_error_and_changes_nothing() {
-    let addr = start();
+    let addr = start_default();
     let (mut ws, _) = vote_client(addr);
     let (mut other, _) = vote_client(addr);
     ws.send(Message::Text("9".into())).unwrap();
@@ -1458,7 +1070,7 @@ fn an_unknown_candidate_gets_an_error_and_changes_nothing() {
         Live::Error { uid, .. } => assert_eq!(uid, "no such id!"),
         m => panic!("{m:?}"),
     }
-    assert_eq!(tally_over_http(addr), (0, counts(&[("1", 0), ("2", 0)])));
+    assert_eq!(version_counts(addr), (0, counts(&[("1", 0), ("2", 0)])));
     // The socket stays usable, and the other client saw only the real vote.
     ws.send(Message::Text("2".into())).unwrap();
     let vote = Live::Vote {
@@ -1468,33 +1080,33 @@ fn an_unknown_candidate_gets_an_error_and_changes_nothing() {
     };
     assert_eq!(next_live(&mut ws), vote);
     assert_eq!(next_live(&mut other), vote);
-    assert_eq!(tally_over_http(addr), (1, counts(&[("1", 0), ("2", 1)])));
+    assert_eq!(version_counts(addr), (1, counts(&[("1", 0), ("2", 1)])));
 }
 
 #[test]
 fn a_binary_vote_is_refused_with_1003() {
-    let addr = start();
+    let addr = start_default();
     let (mut ws, _) = vote_client(addr);
     ws.send(Message::Binary(b"1".to_vec())).unwrap();
     assert_eq!(expect_ws_close(&mut ws).code, CloseCode::Unsupported);
-    assert_eq!(tally_over_http(addr).0, 0);
+    assert_eq!(version_counts(addr).0, 0);
 }
 
 #[test]
 fn a_vote_by_post_reaches_websocket_clients() {
-    let addr = start();
+    let addr = start_default();
     let (mut a, _) = vote_client(addr);
     let (mut b, _) = vote_client(addr);
     let body = "uid=2";
-    let r = http(
+    let r = request(
         addr,
-        &format!(
+        format!(
             "POST /vote HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ),
     );
-    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.status, 200, "{r:?}");
     let vote = Live::Vote {
         uid: "2".into(),
         count: 1,
@@ -1506,39 +1118,35 @@ fn a_vote_by_post_reaches_websocket_clients() {
 
 #[test]
 fn a_websocket_vote_wakes_a_long_poller() {
-    let addr = start_with(|c| c.longpoll_timeout = Duration::from_secs(8));
+    let addr = start(|c| c.longpoll_timeout = Duration::from_secs(8));
     let (mut ws, first) = vote_client(addr);
     let Live::Resume { epoch, .. } = first else {
         unreachable!("vote_client checked the resume")
     };
-    let mut poll = tcp(addr);
-    poll.write_all(
-        format!("GET /get_new_vote?since=0&epoch={epoch} HTTP/1.1\r\nHost: {addr}\r\n\r\n")
-            .as_bytes(),
-    )
-    .unwrap();
-    // The long-poller waits: no answer before the vote.
-    poll.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    match poll.read(&mut byte) {
+    let mut poll = Client::connect(addr);
+    poll.send(format!(
+        "GET /get_new_vote?since=0&epoch={epoch} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    ));
+    // The long-poller waits: not a byte before the vote.
+    poll.read_timeout(Duration::from_millis(300));
+    match poll.fill_to(1) {
         Err(e) if is_timeout(&e) => {}
         other => panic!("long-poll answered before any vote: {other:?}"),
     }
-    poll.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let poller = thread::spawn(move || http_response(&mut poll));
+    poll.read_timeout(IO_TIMEOUT);
+    let poller = thread::spawn(move || poll.read_response());
     ws.send(Message::Text("1".into())).unwrap();
     let r = poller.join().unwrap();
     assert_eq!(r.status, 200);
     let j = r.json();
-    assert_eq!(j.field("status"), &Json::Bool(true));
-    assert_eq!(j.u64("version"), 1);
-    assert_eq!(j.field("data").str("uid"), "1");
-    assert_eq!(j.field("data").u64("count"), 1);
+    assert_eq!(j["status"], Json::Bool(true));
+    assert_eq!(j["version"].as_u64(), 1);
+    assert_eq!(j["data"]["uid"].as_str(), "1");
+    assert_eq!(j["data"]["count"].as_u64(), 1);
     assert!(
-        ["live", "delta"].contains(&j.str("kind")),
+        ["live", "delta"].contains(&j["kind"].as_str()),
         "{}",
-        j.str("kind")
+        j["kind"].as_str()
     );
 }
 
@@ -1548,7 +1156,7 @@ fn a_websocket_vote_wakes_a_long_poller() {
 
 #[test]
 fn chat_echoes_text_as_text_and_binary_as_binary() {
-    let addr = start();
+    let addr = start_default();
     let mut ws = ws_connect(addr, "/chatsocket");
     ws.send(Message::Text("héllo, 世界 🎉".into())).unwrap();
     assert_eq!(next_data(&mut ws), Message::Text("héllo, 世界 🎉".into()));
@@ -1563,7 +1171,7 @@ fn chat_echoes_text_as_text_and_binary_as_binary() {
 
 #[test]
 fn chat_echoes_a_mebibyte_intact() {
-    let addr = start();
+    let addr = start_default();
     let mut ws = ws_connect(addr, "/chatsocket");
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let bin = rng.bytes(1 << 20);
@@ -1584,7 +1192,7 @@ fn chat_echoes_a_mebibyte_intact() {
 
 #[test]
 fn chat_reassembles_a_fragmented_message() {
-    let addr = start();
+    let addr = start_default();
     let mut ws = ws_connect(addr, "/chatsocket");
     // Text in three fragments, a ping between them, the second splitting a UTF-8 character.
     let text = "Hello, wörld".as_bytes();
@@ -1634,7 +1242,7 @@ fn chat_reassembles_a_fragmented_message() {
 
 #[test]
 fn ping_gets_a_pong_with_the_same_payload() {
-    let addr = start();
+    let addr = start_default();
     for path in ["/chatsocket", "/get_new_vote"] {
         let mut ws = ws_connect(addr, path);
         if path == "/get_new_vote" {
@@ -1654,7 +1262,7 @@ fn ping_gets_a_pong_with_the_same_payload() {
 
 #[test]
 fn a_client_close_is_echoed_and_the_connection_closed() {
-    let addr = start();
+    let addr = start_default();
     // Raw: code and reason; the server echoes the code and closes TCP.
     for path in ["/chatsocket", "/get_new_vote"] {
         let mut ws = RawWs::connect(addr, path);
@@ -1690,7 +1298,7 @@ fn a_client_close_is_echoed_and_the_connection_closed() {
 
 #[test]
 fn invalid_close_codes_get_1002() {
-    let addr = start();
+    let addr = start_default();
     for code in [999u16, 1004, 1005, 1006, 1015, 2999, 5000] {
         let mut ws = RawWs::connect(addr, "/chatsocket");
         ws.send(&masked(0x8, &close_payload(code, "")));
@@ -1704,18 +1312,18 @@ fn invalid_close_codes_get_1002() {
 
 #[test]
 fn an_unmasked_client_frame_gets_1002() {
-    let addr = start();
+    let addr = start_default();
     for path in ["/chatsocket", "/get_new_vote"] {
         let mut ws = RawWs::connect(addr, path);
         ws.send(&frame_bytes(0x81, b"1", None));
         assert_eq!(ws.expect_close(), Some(1002), "{path}");
     }
-    assert_eq!(tally_over_http(addr).0, 0, "an unmasked vote was counted");
+    assert_eq!(version_counts(addr).0, 0, "an unmasked vote was counted");
 }
 
 #[test]
 fn reserved_bits_and_opcodes_get_1002() {
-    let addr = start();
+    let addr = start_default();
     for b0 in [
         0x80 | 0x40 | 0x1,
         0x80 | 0x20 | 0x1,
@@ -1731,7 +1339,7 @@ fn reserved_bits_and_opcodes_get_1002() {
 
 #[test]
 fn control_frame_rules_get_1002() {
-    let addr = start();
+    let addr = start_default();
     let cases: [(&str, Vec<u8>); 3] = [
         ("ping of 126 bytes", masked(0x9, &[0; 126])),
         ("fragmented ping", frame_bytes(0x09, b"x", Some(MASK))),
@@ -1746,7 +1354,7 @@ fn control_frame_rules_get_1002() {
 
 #[test]
 fn invalid_utf8_text_gets_1007() {
-    let addr = start();
+    let addr = start_default();
     let cases: [(&str, Vec<u8>); 3] = [
         ("single frame", masked(0x1, b"ok \xc0\xaf")),
         ("surrogate", masked(0x1, b"\xed\xa0\x80")),
@@ -1770,7 +1378,7 @@ fn invalid_utf8_text_gets_1007() {
 
 #[test]
 fn a_vote_message_over_the_limit_gets_1009() {
-    let addr = start_with(|c| c.limits.ws_max_vote_message = 64);
+    let addr = start(|c| c.limits.ws_max_vote_message = 64);
     // Exactly at the limit is a vote: "1" padded with spaces, which the server trims.
     let (mut ws, _) = vote_client(addr);
     let at_limit = format!("1{}", " ".repeat(63));
@@ -1792,12 +1400,12 @@ fn a_vote_message_over_the_limit_gets_1009() {
     raw.send(&frame_bytes(0x01, &[b' '; 40], Some(MASK)));
     raw.send(&frame_bytes(0x80, &[b' '; 40], Some(MASK)));
     assert_eq!(raw.expect_close(), Some(1009));
-    assert_eq!(tally_over_http(addr).0, 1);
+    assert_eq!(version_counts(addr).0, 1);
 }
 
 #[test]
 fn a_chat_message_over_the_limit_gets_1009() {
-    let addr = start_with(|c| c.limits.ws_max_chat_message = 1000);
+    let addr = start(|c| c.limits.ws_max_chat_message = 1000);
     let mut ws = ws_connect(addr, "/chatsocket");
     ws.send(Message::Binary(vec![7; 1000])).unwrap();
     assert_eq!(next_data(&mut ws), Message::Binary(vec![7; 1000]));
@@ -1821,7 +1429,7 @@ fn a_chat_message_over_the_limit_gets_1009() {
 fn large_messages_together_cannot_pass_the_shared_buffer_cap() {
     // Each connection may hold 64 KiB uncharged; beyond that, partly received messages of all
     // connections share `ws_max_buffered`.
-    let addr = start_with(|c| c.limits.ws_max_buffered = 300_000);
+    let addr = start(|c| c.limits.ws_max_buffered = 300_000);
     let payload = vec![b'x'; 250_000];
     let frame = frame_bytes(0x82, &payload, Some(MASK));
     // A holds most of the cap with a message still arriving...
@@ -1849,7 +1457,7 @@ fn large_messages_together_cannot_pass_the_shared_buffer_cap() {
 
 #[test]
 fn a_silent_client_is_pinged_and_kept_while_it_answers() {
-    let addr = start_with(|c| {
+    let addr = start(|c| {
         c.limits.ws_ping_interval = Duration::from_millis(200);
         c.limits.ws_pong_timeout = Duration::from_millis(300);
     });
@@ -1878,7 +1486,7 @@ fn a_silent_client_is_pinged_and_kept_while_it_answers() {
 
 #[test]
 fn a_client_that_never_answers_is_closed() {
-    let addr = start_with(|c| {
+    let addr = start(|c| {
         c.limits.ws_ping_interval = Duration::from_millis(200);
         c.limits.ws_pong_timeout = Duration::from_millis(300);
     });
@@ -1931,7 +1539,7 @@ fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
         .map(|id| (id.clone(), format!("{id} {}", "x".repeat(150))))
         .collect();
     // A stalled peer is dropped after `write_timeout` without progress; keep that far away.
-    let addr = start_with(|c| {
+    let addr = start(|c| {
         c.candidates = candidates;
         c.limits.write_timeout = Duration::from_secs(60);
     });
@@ -1985,11 +1593,11 @@ fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
             "reader {i}"
         );
     }
-    assert_eq!(tally_over_http(addr), (VOTES, want.clone()));
+    assert_eq!(version_counts(addr), (VOTES, want.clone()));
 
     // How much the stalled client has waiting in its receive buffer, for the record.
     let mut peek = vec![0u8; 4 << 20];
-    let queued = slow.s.peek(&mut peek).unwrap_or(0);
+    let queued = slow.c.stream.peek(&mut peek).unwrap_or(0);
     drop(peek);
 
     // Now the slow client reads: whatever it gets (the votes, or what was already on its way
@@ -2062,7 +1670,7 @@ fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
 
 #[test]
 fn garbage_after_the_handshake_never_crashes_the_server() {
-    let addr = start_with(|c| {
+    let addr = start(|c| {
         c.limits.ws_max_vote_message = 256;
         c.limits.ws_max_chat_message = 4096;
     });
@@ -2106,10 +1714,10 @@ fn garbage_after_the_handshake_never_crashes_the_server() {
             }
         }
         // The server may close at any point; a failed write is fine.
-        let _ = ws.s.write_all(&bytes);
-        let _ = ws.s.shutdown(Shutdown::Write);
+        let _ = ws.c.try_send(&bytes);
+        ws.c.shutdown_write();
         // Whatever comes back must be well-formed frames, ending the connection.
-        ws.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        ws.c.read_timeout(Duration::from_secs(5));
         loop {
             match ws.frame() {
                 Ok(Some(f)) if f.opcode == 0x8 => {

@@ -178,14 +178,16 @@ impl App {
                 }
             },
         };
-        let snap = self.votes.snapshot();
-        let (counts, pv) = self.votes.presence();
         // Where the no-JavaScript forms come back to: this page, as a local path (an
         // absolute-form request target names the host too).
         let back = match &req.query {
             Some(q) => format!("{}?{q}", req.path),
             None => req.path.clone(),
         };
+        // Rendered on every request: caching the page per version was measured (get_index,
+        // 2×3 runs side by side) and gave no gain beyond the noise.
+        let snap = self.votes.snapshot();
+        let (counts, pv) = self.votes.presence();
         let page = Page {
             transport,
             title: "Live vote",

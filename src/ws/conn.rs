@@ -394,8 +394,8 @@ impl Sender {
     }
 
     /// Catch-up path: one attempt to write what is pending. `Ok(true)` when nothing is left.
-    /// Gives up on a peer that has taken nothing for the write timeout.
-    pub fn try_flush(&self, since_progress: &mut Instant) -> io::Result<bool> {
+    /// Gives up on (and shuts down) a peer still behind a write timeout after `behind_since`.
+    pub fn try_flush(&self, behind_since: &Instant) -> io::Result<bool> {
         let mut st = match self.state.try_lock() {
             Ok(st) => st,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -409,12 +409,12 @@ impl Sender {
         }
         let pending = std::mem::take(&mut st.pending);
         match (&*st.stream).write(&pending) {
+            // A trickle is not progress: a peer that has not drained its queue (and caught up)
+            // within the write timeout of falling behind is dropped, however many bytes its
+            // kernel still takes now and then.
             Ok(n) => {
                 st.pending = pending;
                 st.pending.drain(..n);
-                if n > 0 {
-                    *since_progress = Instant::now();
-                }
             }
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
                 st.pending = pending
@@ -427,7 +427,7 @@ impl Sender {
         if st.pending.is_empty() {
             return Ok(true);
         }
-        if since_progress.elapsed() >= self.write_timeout {
+        if behind_since.elapsed() >= self.write_timeout {
             st.dead = true;
             let _ = st.stream.shutdown(Shutdown::Both);
             return Err(io::ErrorKind::TimedOut.into());
@@ -629,7 +629,9 @@ pub fn run(
             (None, Some(t)) => t + s.pong_timeout,
             (None, None) => last_heard + s.ping_interval,
         };
-        let chunk = need.saturating_sub(buf.len()).clamp(4096, 1 << 20);
+        let chunk = need
+            .saturating_sub(buf.len())
+            .clamp(crate::net::STACK_READ, 1 << 20);
         match reader.read(stream, &mut buf, chunk, deadline) {
             Ok(0) => return Ended::Vanished,
             Ok(_) => {

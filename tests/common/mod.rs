@@ -5,7 +5,14 @@
 //!
 //! Every client socket has read and write timeouts ([`IO_TIMEOUT`]), so a server that hangs
 //! fails one test instead of stalling the whole run.
+//!
+//! Submodules: [`binary`] (the real `livevote` process), [`metrics`] (scraping `/metrics`) and
+//! [`tempdir`] (scratch directories removed when dropped).
 #![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod binary;
+pub mod metrics;
+pub mod tempdir;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -16,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use livevote::config::Config;
 use livevote::server::Server;
+use tungstenite::client::IntoClientRequest;
 
 /// Hang guard for every client read and write. Generous: it is never the thing a test measures.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +56,28 @@ pub fn start(config_tweak: impl FnOnce(&mut Config)) -> SocketAddr {
 /// A server with the default configuration (the tutorial's two candidates).
 pub fn start_default() -> SocketAddr {
     start(|_| {})
+}
+
+/// Candidates `ids`, each named `Candidate ID`.
+pub fn candidates(ids: &[&str]) -> Vec<(String, String)> {
+    ids.iter()
+        .map(|id| (id.to_string(), format!("Candidate {id}")))
+        .collect()
+}
+
+/// A TCP connection to `addr` with the hang guards on ([`IO_TIMEOUT`] on reads and writes) and
+/// no Nagle delay; Err if it cannot be made (the server is gone).
+pub fn try_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// [`try_tcp`], panicking if the connection cannot be made.
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    try_tcp(addr).expect("connect to the test server")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,14 +209,18 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to the test server");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
         Client {
-            stream,
+            stream: tcp(addr),
             buf: Vec::new(),
         }
+    }
+
+    /// Like [`connect`](Self::connect) but reports a failure (the server may be gone).
+    pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
+        Ok(Client {
+            stream: try_tcp(addr)?,
+            buf: Vec::new(),
+        })
     }
 
     /// Sets a different read timeout (still a hang guard).
@@ -309,6 +343,25 @@ impl Client {
         }))
     }
 
+    /// Sends one request and reads its response (to the request's method); panics on failure.
+    pub fn call(&mut self, req: impl AsRef<[u8]>) -> Response {
+        let method = method_of(req.as_ref());
+        self.send(req);
+        self.read_response_to(&method)
+    }
+
+    /// Like [`call`](Self::call) but reports every failure, a close before the response too.
+    pub fn try_call(&mut self, req: impl AsRef<[u8]>) -> io::Result<Response> {
+        let method = method_of(req.as_ref());
+        self.try_send(req)?;
+        self.try_read_response_to(&method)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            )
+        })
+    }
+
     /// Reads one response to a `GET`-like request; panics if there is none.
     pub fn read_response(&mut self) -> Response {
         self.read_response_to("GET")
@@ -363,6 +416,26 @@ impl Client {
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
+
+    /// Reads until at least `n` bytes are buffered; Ok(false) if the stream ends first.
+    pub fn fill_to(&mut self, n: usize) -> io::Result<bool> {
+        while self.buf.len() < n {
+            if self.fill()? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The bytes read but not yet taken (what followed a response head, say).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Takes the first `n` buffered bytes.
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        self.buf.drain(..n).collect()
+    }
 }
 
 fn bad(msg: String) -> io::Error {
@@ -373,22 +446,38 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Opens a connection, sends `bytes`, and reads one response.
-pub fn request(addr: SocketAddr, bytes: impl AsRef<[u8]>) -> Response {
-    let method = String::from_utf8_lossy(bytes.as_ref())
+/// The method of a raw request: everything before its first space.
+pub fn method_of(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
         .split(' ')
         .next()
         .unwrap_or("")
-        .to_string();
+        .to_string()
+}
+
+/// Opens a connection, sends `bytes`, and reads one response.
+pub fn request(addr: SocketAddr, bytes: impl AsRef<[u8]>) -> Response {
+    Client::connect(addr).call(bytes)
+}
+
+/// A new connection whose `GET /votes` was answered `200`, or None if it was refused, reset or
+/// closed instead (for waiting until the server has a free slot again).
+pub fn served_client(addr: SocketAddr) -> Option<Client> {
     let mut c = Client::connect(addr);
-    c.send(bytes);
-    c.read_response_to(&method)
+    let r = c.try_call(get_req("/votes")).ok()?;
+    (r.status == 200).then_some(c)
 }
 
 /// `GET path` as curl sends it.
 pub fn get_req(path: &str) -> String {
+    get_req_with(path, "")
+}
+
+/// `GET path` as curl sends it, with `extra` header lines (each ending in CRLF).
+pub fn get_req_with(path: &str, extra: &str) -> String {
     format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\
+         {extra}\r\n"
     )
 }
 
@@ -414,22 +503,48 @@ pub fn tally(addr: SocketAddr) -> (u64, String, BTreeMap<String, u64>) {
     let r = get(addr, "/votes");
     assert_eq!(r.status, 200, "{r:?}");
     let j = r.json();
-    let counts = j["candidates"]
-        .as_array()
-        .iter()
-        .map(|c| (c["uid"].as_str().to_string(), c["count"].as_u64()))
-        .collect();
     (
         j["version"].as_u64(),
         j["epoch"].as_str().to_string(),
-        counts,
+        uid_counts(&j["candidates"]),
     )
+}
+
+/// The tally from `GET /votes` without its epoch: (version, uid → count).
+pub fn version_counts(addr: SocketAddr) -> (u64, BTreeMap<String, u64>) {
+    let (version, _, counts) = tally(addr);
+    (version, counts)
 }
 
 /// Casts one vote with `POST /vote uid=…` and returns the JSON answer (asserting 200).
 pub fn vote(addr: SocketAddr, uid: &str) -> Json {
     let r = post(addr, "/vote", &format!("uid={uid}"));
     assert_eq!(r.status, 200, "vote for {uid}: {r:?}");
+    r.json()
+}
+
+/// Votes `a, b, a, c` on a fresh server whose candidates are a, b and c (version 4: a=2, b=1,
+/// c=1) and returns the epoch.
+pub fn four_votes(addr: SocketAddr) -> String {
+    for uid in ["a", "b", "a", "c"] {
+        vote(addr, uid);
+    }
+    let (version, epoch, _) = tally(addr);
+    assert_eq!(version, 4);
+    epoch
+}
+
+/// Asserts `status`, the headers every response carries and a JSON `Content-Type`; returns the
+/// body as JSON.
+pub fn assert_json(r: &Response, status: u16) -> Json {
+    assert_eq!(r.status, status, "{r:?}");
+    r.assert_standard_headers(false);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/json"),
+        "{r:?}"
+    );
     r.json()
 }
 
@@ -518,7 +633,7 @@ impl SseEvent {
     }
 
     pub fn is_presence(&self) -> bool {
-        matches!(&self.json()["type"], Json::Str(t) if t == "presence")
+        is_presence(&self.json())
     }
 }
 
@@ -532,6 +647,18 @@ pub struct EventStream {
     pub comments: Vec<String>,
     /// Every event dispatched so far, in order.
     pub seen: Vec<SseEvent>,
+    /// The fields of the block being read, kept when a read times out inside it.
+    partial: PartialEvent,
+}
+
+/// The fields of a block read so far.
+#[derive(Default)]
+struct PartialEvent {
+    id: Option<String>,
+    event: Option<String>,
+    data: Option<String>,
+    /// Whether the block has had a line yet (blank lines before one are skipped).
+    any: bool,
 }
 
 /// Sends `GET target` with `extra` header lines (each ending in CRLF) and reads the head.
@@ -545,6 +672,7 @@ pub fn open_events(addr: SocketAddr, target: &str, extra: &str) -> EventStream {
         retries: Vec::new(),
         comments: Vec::new(),
         seen: Vec::new(),
+        partial: PartialEvent::default(),
     }
 }
 
@@ -594,11 +722,9 @@ impl EventStream {
 
     /// Reads up to and including the next blank line: `Ok(Some(event))` if the block
     /// dispatched one, `Ok(None)` if not (comments, `retry:` alone), Err at the end of the
-    /// stream or on a read error (a timeout).
+    /// stream or on a read error (a timeout). After a timeout, the next call carries on with
+    /// the block where it stopped.
     pub fn block(&mut self) -> io::Result<Option<SseEvent>> {
-        let (mut id, mut event, mut data): (Option<String>, Option<String>, Option<String>) =
-            (None, None, None);
-        let mut any = false;
         loop {
             let Some(line) = self.line()? else {
                 return Err(io::Error::new(
@@ -607,12 +733,12 @@ impl EventStream {
                 ));
             };
             if line.is_empty() {
-                if !any {
+                if !self.partial.any {
                     continue;
                 }
                 break;
             }
-            any = true;
+            self.partial.any = true;
             if let Some(comment) = line.strip_prefix(':') {
                 self.comments.push(comment.to_string());
                 continue;
@@ -622,10 +748,10 @@ impl EventStream {
                 None => (line.as_str(), ""),
             };
             match field {
-                "id" => id = Some(value.to_string()),
-                "event" => event = Some(value.to_string()),
+                "id" => self.partial.id = Some(value.to_string()),
+                "event" => self.partial.event = Some(value.to_string()),
                 "data" => {
-                    let d = data.get_or_insert_with(String::new);
+                    let d = self.partial.data.get_or_insert_with(String::new);
                     if !d.is_empty() {
                         d.push('\n');
                     }
@@ -640,6 +766,9 @@ impl EventStream {
                 other => panic!("unknown event stream field {other:?}: {line:?}"),
             }
         }
+        let PartialEvent {
+            id, event, data, ..
+        } = std::mem::take(&mut self.partial);
         Ok(data.map(|data| {
             let e = SseEvent { id, event, data };
             self.seen.push(e.clone());
@@ -732,27 +861,76 @@ pub type Ws = tungstenite::WebSocket<TcpStream>;
 
 /// A tungstenite client on `path` (query included); tungstenite checks the accept key.
 pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
-    let stream = TcpStream::connect(addr).expect("connect to the test server");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (ws, resp) =
-        tungstenite::client(format!("ws://{addr}{path}"), stream).expect("WebSocket handshake");
+    ws_connect_with(addr, path, &[])
+}
+
+/// [`ws_connect`] with more header fields in the handshake request (an `Origin`, say).
+pub fn ws_connect_with(addr: SocketAddr, path: &str, headers: &[(&'static str, &str)]) -> Ws {
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (name, value) in headers {
+        req.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    let (ws, resp) = tungstenite::client(req, tcp(addr)).expect("WebSocket handshake");
     assert_eq!(resp.status(), 101);
     ws
 }
 
-/// The next text message as JSON, skipping pings and pongs (tungstenite answers pings).
-pub fn ws_next_json(ws: &mut Ws) -> Json {
+/// The next text message as JSON, skipping pings and pongs (tungstenite answers pings); None
+/// when the read timed out first (the socket stays usable).
+pub fn ws_try_next_json(ws: &mut Ws) -> Option<Json> {
     loop {
-        match ws.read().expect("read a WebSocket message") {
-            tungstenite::Message::Text(t) => {
-                return Json::parse(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                return Some(Json::parse(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}")))
             }
-            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
-            other => panic!("expected a text message, got {other:?}"),
+            Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => {}
+            Ok(other) => panic!("expected a text message, got {other:?}"),
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => return None,
+            Err(e) => panic!("read a WebSocket message: {e}"),
         }
     }
+}
+
+/// The next text message as JSON, skipping pings and pongs; panics on a timeout.
+pub fn ws_next_json(ws: &mut Ws) -> Json {
+    ws_try_next_json(ws).unwrap_or_else(|| panic!("no WebSocket message within the read timeout"))
+}
+
+/// The next message of type `kind` (`ack`, `error`), skipping broadcasts and presence; an
+/// `ack` or `error` of the other type fails.
+pub fn ws_next_of_type(ws: &mut Ws, kind: &str) -> Json {
+    loop {
+        let j = ws_next_json(ws);
+        match &j["type"] {
+            Json::Str(t) if t == kind => return j,
+            Json::Str(t) if t == "ack" || t == "error" => panic!("expected {kind}: {j:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// A vote message with a vote id, `{"uid":…,"vote_id":…}`.
+pub fn vote_message(uid: &str, vote_id: &str) -> String {
+    format!("{{\"uid\":\"{uid}\",\"vote_id\":\"{vote_id}\"}}")
+}
+
+/// The key of the example handshake in RFC 6455 §1.3.
+pub const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The header lines of a WebSocket upgrade with [`RFC_KEY`], each ending in CRLF.
+pub fn upgrade_headers() -> String {
+    format!(
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n\
+         Sec-WebSocket-Version: 13\r\n"
+    )
+}
+
+/// A raw WebSocket upgrade request for `path`.
+pub fn upgrade_req(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
+        upgrade_headers()
+    )
 }
 
 /// The next message that is not presence.
