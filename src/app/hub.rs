@@ -113,10 +113,13 @@ impl Hub {
         let (msg, version) = json::resume(&catchup, cursor.since, self.votes.epoch());
         self.metrics.request(Kind::Ws);
         self.metrics.resume(Kind::Ws, json::resume_kind(&catchup));
-        tx.send_sequenced(version, OpCode::Text, msg.as_bytes())?;
         let (counts, pv) = self.votes.presence();
         let presence = json::presence(&counts, pv);
-        tx.send(OpCode::Text, presence.as_bytes())?;
+        tx.send_sequenced(
+            version,
+            OpCode::Text,
+            &[msg.as_bytes(), presence.as_bytes()],
+        )?;
         self.metrics
             .sent(Kind::Ws, 2, (msg.len() + presence.len()) as u64, 1);
         Ok(())

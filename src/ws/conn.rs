@@ -230,15 +230,20 @@ impl Sender {
         self.write_now(&mut st, payload)
     }
 
-    /// Sends one frame whose sequence number is `seq`, and records it as seen (a snapshot on
-    /// connect or after a stall).
-    pub fn send_sequenced(&self, seq: u64, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+    /// Sends the first frames of a subscriber — the first carrying sequence number `seq` —
+    /// in one write, records `seq` as seen, and opens the connection to broadcasts. One write
+    /// under one lock, so a broadcast never finds the lock taken by them (which would cost the
+    /// subscriber a catch-up snapshot).
+    pub fn send_sequenced(&self, seq: u64, opcode: OpCode, payloads: &[&[u8]]) -> io::Result<()> {
         let mut st = self.lock();
         if st.closing || st.dead {
             return Err(io::ErrorKind::NotConnected.into());
         }
-        let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
-        frame::encode(true, opcode, payload, &mut out);
+        let size = payloads.iter().map(|p| p.len() + MAX_HEADER_LEN).sum();
+        let mut out = Vec::with_capacity(size);
+        for p in payloads {
+            frame::encode(true, opcode, p, &mut out);
+        }
         self.write_now(&mut st, &out)?;
         st.seen = st.seen.max(seq);
         st.ready = true;
