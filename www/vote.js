@@ -470,6 +470,11 @@
       case 'error':
         ctx.notice(msg.uid != null ? `${msg.error || 'error'}: ${msg.uid}` : String(msg.error || 'error'));
         return;
+      case 'ack':
+        // Our own vote, counted (once, even if the message was sent twice). The broadcast of
+        // the vote, not this, moves the tally: it comes in order with everyone else's.
+        ctx.notice(`Vote counted for ${nameOf(msg.uid)}`);
+        return;
       default:
         // A vote. It carries no epoch: it belongs to the run this connection resumed in.
         if (msg.uid != null && msg.version != null && conn.epoch != null) {
@@ -506,7 +511,8 @@
       };
       conn.vote = (uid) => {
         if (!conn.closed && sock.readyState === WebSocket.OPEN) {
-          sock.send(String(uid));
+          // With a vote id, as over HTTP: a vote that is sent again counts once.
+          sock.send(JSON.stringify({ uid: String(uid), vote_id: newVoteId() }));
           ctx.notice(`Vote sent for ${nameOf(uid)}`);
           return Promise.resolve();
         }
