@@ -29,6 +29,16 @@ const WAIT = {
   disconnect: 15000, // a page notices the server went away
 };
 
+// [label, page query, the transport #status must show]: each forced transport, and the default
+// page (`auto`), which needs no fallback here, so it must land on the ladder's first rung, ws.
+const CASES = [
+  ['ws', '?transport=ws', 'ws'],
+  ['sse', '?transport=sse', 'sse'],
+  ['longpoll', '?transport=longpoll', 'longpoll'],
+  ['poll', '?transport=poll', 'poll'],
+  ['auto', '', 'ws'],
+];
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ------------------------------------------------------------------------------- the server
@@ -446,9 +456,29 @@ async function candidates(server) {
   return v.candidates.map((c) => String(c.uid));
 }
 
+// The set-up every test file shares: one server and one browser for the whole file, the
+// candidates' uids, and the viewers the file opened (closed, with a screenshot each, after it).
+// Registers node:test's before/after hooks; returns { server, browser, uids, viewers }, with
+// browser and uids filled in once the before hook has run.
+function suite(label) {
+  const { before, after } = require('node:test');
+  const s = { server: new Server(), browser: null, uids: null, viewers: [] };
+  before(async () => {
+    await s.server.start();
+    s.browser = await launchBrowser();
+    s.uids = await candidates(s.server);
+  });
+  after(async () => {
+    await closeViewers(s.viewers.splice(0), label);
+    if (s.browser) await s.browser.close().catch(() => {});
+    await s.server.stop();
+  });
+  return s;
+}
+
 module.exports = {
-  ROOT, BIN, CHROMIUM, SCREENSHOTS, WAIT, LAUNCH_ARGS,
+  ROOT, BIN, CHROMIUM, SCREENSHOTS, WAIT, LAUNCH_ARGS, CASES,
   sleep, Server, launchBrowser, openViewer, readState, waitForPage, waitForTally,
   waitConnected, waitDisconnected, dblclickVote, voteByDblclick, settle,
-  checkViewers, screenshot, closeViewers, candidates, isLocal, NET_ERROR, sameCounts,
+  checkViewers, screenshot, closeViewers, candidates, suite, isLocal, NET_ERROR, sameCounts,
 };

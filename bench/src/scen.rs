@@ -213,6 +213,56 @@ impl Window {
     }
 }
 
+/// The counters a fan-out's subscriber tasks share with it (each task takes a clone): how many
+/// are ready (subscribed), failed, done (saw version `last`), and the permits that bound the
+/// handshakes in flight.
+#[derive(Clone)]
+struct Fanout {
+    ready: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+    last: Arc<AtomicU64>,
+    sem: Arc<Semaphore>,
+}
+
+impl Fanout {
+    fn new() -> Self {
+        Fanout {
+            ready: Arc::new(AtomicUsize::new(0)),
+            failed: Arc::new(AtomicUsize::new(0)),
+            done: Arc::new(AtomicUsize::new(0)),
+            last: Arc::new(AtomicU64::new(u64::MAX)),
+            sem: Arc::new(Semaphore::new(CONNECT_CONCURRENCY)),
+        }
+    }
+
+    /// After the last vote: waits (10 s at most) for every connected subscriber to have seen
+    /// it, then closes the measuring window; its wall and CPU times are in the result.
+    async fn close(&self, win: Window, connected: usize) -> RunResult {
+        wait_for(&self.done, connected, Duration::from_secs(10)).await;
+        let mut rw = RunResult::default();
+        win.close(&mut rw);
+        rw
+    }
+}
+
+/// Stops the subscribers, gathers what they saw and measures the deliveries of `sends` to `n`
+/// of them, with the window's times `rw`; also returns the subscribers' errors.
+async fn finish_fanout(
+    stop_tx: watch::Sender<bool>,
+    handles: Vec<JoinHandle<Result<Events, String>>>,
+    sends: &[(u64, u64)],
+    n: usize,
+    rw: &RunResult,
+) -> (RunResult, Vec<String>) {
+    let _ = stop_tx.send(true);
+    let (subs, errors) = collect(handles).await;
+    let mut r = delivery_metrics(sends, &subs, n);
+    (r.wall_s, r.client_cpu_s, r.server_cpu_s, r.other_cpu_s) =
+        (rw.wall_s, rw.client_cpu_s, rw.server_cpu_s, rw.other_cpu_s);
+    (r, errors)
+}
+
 // ---------------------------------------------------------------------------------------------
 // WebSocket fan-out
 
@@ -230,21 +280,12 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
     } else {
         0
     };
-    let ready = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let last = Arc::new(AtomicU64::new(u64::MAX));
+    let fan = Fanout::new();
+    let Fanout { ready, failed, last, .. } = fan.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let (ready, failed, done, last, sem) = (
-            ready.clone(),
-            failed.clone(),
-            done.clone(),
-            last.clone(),
-            sem.clone(),
-        );
+        let Fanout { ready, failed, done, last, sem } = fan.clone();
         let mut stop = stop_rx.clone();
         handles.push(tokio::spawn(async move {
             let permit = sem.acquire_owned().await.unwrap();
@@ -349,24 +390,8 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
             .await
             .map_err(|e| format!("voter send: {e}"))?;
     }
-    wait_for(&done, connected, Duration::from_secs(10)).await;
-    let mut r_partial = RunResult::default();
-    win.close(&mut r_partial);
-    let _ = stop_tx.send(true);
-    let mut subs = Vec::with_capacity(n);
-    let mut errors = Vec::new();
-    for h in handles {
-        match h.await {
-            Ok(Ok(ev)) => subs.push(ev),
-            Ok(Err(e)) => errors.push(e),
-            Err(e) => errors.push(format!("task: {e}")),
-        }
-    }
-    let mut r = delivery_metrics(&sends, &subs, n);
-    r.wall_s = r_partial.wall_s;
-    r.client_cpu_s = r_partial.client_cpu_s;
-    r.server_cpu_s = r_partial.server_cpu_s;
-    r.other_cpu_s = r_partial.other_cpu_s;
+    let rw = fan.close(win, connected).await;
+    let (mut r, errors) = finish_fanout(stop_tx, handles, &sends, n, &rw).await;
     r.notes.push(format!(
         "{connected} subscribers connected in {connect_s:.1} s"
     ));
@@ -436,23 +461,14 @@ async fn tally(port: u16) -> Result<(u64, String), String> {
 pub async fn longpoll_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, String> {
     let t0 = Instant::now();
     let (v0, epoch) = tally(info.port).await?;
-    let ready = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let last = Arc::new(AtomicU64::new(u64::MAX));
+    let fan = Fanout::new();
+    let Fanout { ready, failed, last, .. } = fan.clone();
     let requests = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let (ready, failed, done, last, sem, requests) = (
-            ready.clone(),
-            failed.clone(),
-            done.clone(),
-            last.clone(),
-            sem.clone(),
-            requests.clone(),
-        );
+        let Fanout { ready, failed, done, last, sem } = fan.clone();
+        let requests = requests.clone();
         let epoch = epoch.clone();
         let mut stop = stop_rx.clone();
         handles.push(tokio::spawn(async move {
@@ -514,23 +530,18 @@ pub async fn longpoll_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResul
     let req0 = requests.load(Ordering::Relaxed);
     last.store(v0 + k.votes as u64, Ordering::Relaxed);
     let sends = http_voter(info.port, k, t0).await?;
-    wait_for(&done, connected, Duration::from_secs(10)).await;
-    let mut rw = RunResult::default();
-    win.close(&mut rw);
+    let rw = fan.close(win, connected).await;
     let polls = requests.load(Ordering::Relaxed) - req0;
-    let _ = stop_tx.send(true);
-    let (subs, errors) = collect(handles).await;
-    let mut r = delivery_metrics(&sends, &subs, n);
+    let (mut r, errors) = finish_fanout(stop_tx, handles, &sends, n, &rw).await;
     r.metrics.push(count("polls", polls as f64));
-    (r.wall_s, r.client_cpu_s, r.server_cpu_s, r.other_cpu_s) =
-        (rw.wall_s, rw.client_cpu_s, rw.server_cpu_s, rw.other_cpu_s);
     if failed.load(Ordering::Relaxed) > 0 || !errors.is_empty() {
         r.notes.push(format!("errors: {}", group(&errors)));
     }
     Ok(r)
 }
 
-async fn collect(handles: Vec<JoinHandle<Result<Events, String>>>) -> (Vec<Events>, Vec<String>) {
+/// Awaits every task: what the ones that succeeded returned, and the others' errors.
+async fn collect<T>(handles: Vec<JoinHandle<Result<T, String>>>) -> (Vec<T>, Vec<String>) {
     let mut subs = Vec::with_capacity(handles.len());
     let mut errors = Vec::new();
     for h in handles {
@@ -547,21 +558,12 @@ async fn collect(handles: Vec<JoinHandle<Result<Events, String>>>) -> (Vec<Event
 pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, String> {
     let t0 = Instant::now();
     let (v0, _) = tally(info.port).await?;
-    let ready = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let last = Arc::new(AtomicU64::new(u64::MAX));
+    let fan = Fanout::new();
+    let Fanout { ready, last, .. } = fan.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let (ready, failed, done, last, sem) = (
-            ready.clone(),
-            failed.clone(),
-            done.clone(),
-            last.clone(),
-            sem.clone(),
-        );
+        let Fanout { ready, failed, done, last, sem } = fan.clone();
         let mut stop = stop_rx.clone();
         handles.push(tokio::spawn(async move {
             let mut permit = Some(sem.acquire_owned().await.unwrap());
@@ -640,14 +642,8 @@ pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, St
     let win = Window::open(info.pid);
     last.store(v0 + k.votes as u64, Ordering::Relaxed);
     let sends = http_voter(info.port, k, t0).await?;
-    wait_for(&done, connected, Duration::from_secs(10)).await;
-    let mut rw = RunResult::default();
-    win.close(&mut rw);
-    let _ = stop_tx.send(true);
-    let (subs, errors) = collect(handles).await;
-    let mut r = delivery_metrics(&sends, &subs, n);
-    (r.wall_s, r.client_cpu_s, r.server_cpu_s, r.other_cpu_s) =
-        (rw.wall_s, rw.client_cpu_s, rw.server_cpu_s, rw.other_cpu_s);
+    let rw = fan.close(win, connected).await;
+    let (mut r, errors) = finish_fanout(stop_tx, handles, &sends, n, &rw).await;
     if !errors.is_empty() {
         r.notes.push(format!("errors: {}", group(&errors)));
     }
@@ -861,16 +857,7 @@ async fn open_many(port: u16, n: usize) -> (Vec<Ws>, Vec<String>) {
             }
         }));
     }
-    let mut ok = Vec::with_capacity(n);
-    let mut errs = Vec::new();
-    for h in hs {
-        match h.await {
-            Ok(Ok(ws)) => ok.push(ws),
-            Ok(Err(e)) => errs.push(e),
-            Err(e) => errs.push(format!("task: {e}")),
-        }
-    }
-    (ok, errs)
+    collect(hs).await
 }
 
 /// Server RSS per idle WebSocket connection with `n` open; threads.

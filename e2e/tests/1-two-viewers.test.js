@@ -2,49 +2,30 @@
 //    contexts each vote by double-click, and each sees both votes — exactly the server's tally.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const L = require('../lib');
 
-const server = new L.Server();
-let browser;
-let uids;
+const S = L.suite('1-two-viewers');
+const { server } = S;
 
-before(async () => {
-  await server.start();
-  browser = await L.launchBrowser();
-  uids = await L.candidates(server);
-});
-
-after(async () => {
-  if (browser) await browser.close().catch(() => {});
-  await server.stop();
-});
-
-// [page query, the transport #status must show]: the default page needs no fallback here, so
-// the ladder's first rung, WebSocket, is what it must land on.
-const CASES = [
-  ['ws', '?transport=ws', 'ws'],
-  ['sse', '?transport=sse', 'sse'],
-  ['longpoll', '?transport=longpoll', 'longpoll'],
-  ['poll', '?transport=poll', 'poll'],
-  ['auto', '', 'ws'],
-];
+// [label, page query, the transport #status must show], for every transport and the default page.
+const { CASES } = L;
 
 describe('two browser contexts vote and see each other\'s votes', () => {
   for (const [label, query, transport] of CASES) {
     it(`${label}: /index${query}`, { timeout: 60000 }, async () => {
       const viewers = [];
       try {
-        const a = await L.openViewer(browser, server, '/index' + query, { name: `${label}-A` });
+        const a = await L.openViewer(S.browser, server, '/index' + query, { name: `${label}-A` });
         viewers.push(a);
-        const b = await L.openViewer(browser, server, '/index' + query, { name: `${label}-B` });
+        const b = await L.openViewer(S.browser, server, '/index' + query, { name: `${label}-B` });
         viewers.push(b);
         for (const v of viewers) await L.waitConnected(v, transport);
 
         // Each votes once, for a different candidate, and the server counts exactly that.
-        await L.voteByDblclick(a, server, uids[0]);
-        await L.voteByDblclick(b, server, uids[1 % uids.length]);
+        await L.voteByDblclick(a, server, S.uids[0]);
+        await L.voteByDblclick(b, server, S.uids[1 % S.uids.length]);
 
         // Both pages end on the server's tally (counts and version), still connected.
         for (const v of viewers) await L.waitForTally(v, server, { transport });

@@ -3,41 +3,27 @@
 //    Also: every page's #presence shows the server's viewer count.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const L = require('../lib');
 
-const server = new L.Server();
-let browser;
-let uids;
-const viewers = [];
+const S = L.suite('2-converge');
+const { server, viewers } = S;
 const TRANSPORTS = ['ws', 'sse', 'longpoll', 'poll'];
 const PER_PAGE = 3; // double-clicks per page
 const HTTP_VOTES = 12; // POST /vote from node, concurrently with the pages' votes
 
-before(async () => {
-  await server.start();
-  browser = await L.launchBrowser();
-  uids = await L.candidates(server);
-});
-
-after(async () => {
-  await L.closeViewers(viewers.splice(0), '2-converge');
-  if (browser) await browser.close().catch(() => {});
-  await server.stop();
-});
-
 describe('four transports at once', () => {
   it('converge on the same tally after a burst of votes', { timeout: 90000 }, async () => {
-    for (const t of TRANSPORTS) viewers.push(await L.openViewer(browser, server, `/index?transport=${t}`, { name: t }));
+    for (const t of TRANSPORTS) viewers.push(await L.openViewer(S.browser, server, `/index?transport=${t}`, { name: t }));
     for (let i = 0; i < viewers.length; i++) await L.waitConnected(viewers[i], TRANSPORTS[i]);
 
     const before = await server.tally();
     // The burst: HTTP votes in flight while every page double-clicks.
-    const http = Promise.all(Array.from({ length: HTTP_VOTES }, (_, i) => server.vote(uids[i % uids.length])));
+    const http = Promise.all(Array.from({ length: HTTP_VOTES }, (_, i) => server.vote(S.uids[i % S.uids.length])));
     const clicks = viewers.map(async (v, i) => {
       for (let k = 0; k < PER_PAGE; k++) {
-        await L.dblclickVote(v, uids[(i + k) % uids.length]);
+        await L.dblclickVote(v, S.uids[(i + k) % S.uids.length]);
         await L.sleep(100);
       }
     });
@@ -60,7 +46,7 @@ describe('four transports at once', () => {
   it('every page shows the server\'s viewer count in #presence', { timeout: 60000 }, async () => {
     if (viewers.length !== TRANSPORTS.length) {
       for (const t of TRANSPORTS) {
-        if (!viewers.some((v) => v.name === t)) viewers.push(await L.openViewer(browser, server, `/index?transport=${t}`, { name: t }));
+        if (!viewers.some((v) => v.name === t)) viewers.push(await L.openViewer(S.browser, server, `/index?transport=${t}`, { name: t }));
       }
     }
     // The server counts one viewer per open page, one on each transport.

@@ -5,47 +5,27 @@
 //    tally, connected again, on the transport it had.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const L = require('../lib');
 
-const server = new L.Server();
-let browser;
-let uids;
-const viewers = [];
-const CASES = [
-  ['ws', '?transport=ws', 'ws'],
-  ['sse', '?transport=sse', 'sse'],
-  ['longpoll', '?transport=longpoll', 'longpoll'],
-  ['poll', '?transport=poll', 'poll'],
-  ['auto', '', 'ws'],
-];
+const S = L.suite('3-reconnect');
+const { server, viewers } = S;
+const { CASES } = L;
 // More votes before than after: the new epoch's versions and counts are lower than the old
 // ones, which a page that only ever takes "newer" numbers would never show.
 const BEFORE_VOTES = 9;
 const AFTER_VOTES = 6;
 
-before(async () => {
-  await server.start();
-  browser = await L.launchBrowser();
-  uids = await L.candidates(server);
-});
-
-after(async () => {
-  await L.closeViewers(viewers.splice(0), '3-reconnect');
-  if (browser) await browser.close().catch(() => {});
-  await server.stop();
-});
-
 describe('server restart', () => {
   it('every page reconnects and ends on exactly the new epoch\'s tally', { timeout: 120000 }, async () => {
     for (const [label, query] of CASES) {
-      viewers.push(await L.openViewer(browser, server, '/index' + query, { name: label }));
+      viewers.push(await L.openViewer(S.browser, server, '/index' + query, { name: label }));
     }
     for (let i = 0; i < CASES.length; i++) await L.waitConnected(viewers[i], CASES[i][2]);
 
     // A tally that is not zero, seen by every page.
-    for (let i = 0; i < BEFORE_VOTES; i++) await server.vote(uids[i % uids.length]);
+    for (let i = 0; i < BEFORE_VOTES; i++) await server.vote(S.uids[i % S.uids.length]);
     for (let i = 0; i < CASES.length; i++) await L.waitForTally(viewers[i], server, { transport: CASES[i][2] });
     const old = await server.tally();
 
@@ -61,7 +41,7 @@ describe('server restart', () => {
     assert.notEqual(fresh.epoch, old.epoch, 'a memory-only restart is a new epoch');
     assert.equal(fresh.total, 0, 'a memory-only restart starts at zero');
     for (let i = 0; i < AFTER_VOTES; i++) {
-      await server.vote(uids[(i * 3 + 1) % uids.length]);
+      await server.vote(S.uids[(i * 3 + 1) % S.uids.length]);
       await L.sleep(150);
     }
     const now = await server.waitTotal(AFTER_VOTES);

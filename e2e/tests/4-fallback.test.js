@@ -2,26 +2,12 @@
 //    long-polling when WebSocket and SSE are refused, shows it, and voting still works both ways.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const L = require('../lib');
 
-const server = new L.Server();
-let browser;
-let uids;
-const viewers = [];
-
-before(async () => {
-  await server.start();
-  browser = await L.launchBrowser();
-  uids = await L.candidates(server);
-});
-
-after(async () => {
-  await L.closeViewers(viewers.splice(0), '4-fallback');
-  if (browser) await browser.close().catch(() => {});
-  await server.stop();
-});
+const S = L.suite('4-fallback');
+const { server, viewers } = S;
 
 // Refuse the two better rungs: every WebSocket to /get_new_vote is closed at once (before any
 // message), and every request to /events fails.
@@ -32,19 +18,19 @@ async function refuseWsAndSse(page) {
 
 describe('fallback ladder', () => {
   it('lands on long-polling when WebSocket and SSE are refused, and voting still works', { timeout: 90000 }, async () => {
-    const fb = await L.openViewer(browser, server, '/index', { name: 'auto-refused', setup: refuseWsAndSse });
+    const fb = await L.openViewer(S.browser, server, '/index', { name: 'auto-refused', setup: refuseWsAndSse });
     viewers.push(fb);
     await L.waitConnected(fb, 'longpoll', 30000);
 
     // A plain WebSocket viewer next to it.
-    const other = await L.openViewer(browser, server, '/index?transport=ws', { name: 'ws' });
+    const other = await L.openViewer(S.browser, server, '/index?transport=ws', { name: 'ws' });
     viewers.push(other);
     await L.waitConnected(other, 'ws');
 
     // Both ways: the long-polling page votes and the other sees it; HTTP votes reach it.
-    await L.voteByDblclick(fb, server, uids[0]);
-    await L.voteByDblclick(other, server, uids[1 % uids.length]);
-    await server.vote(uids[0]);
+    await L.voteByDblclick(fb, server, S.uids[0]);
+    await L.voteByDblclick(other, server, S.uids[1 % S.uids.length]);
+    await server.vote(S.uids[0]);
     await server.waitTotal(3);
     await L.waitForTally(fb, server, { transport: 'longpoll' });
     await L.waitForTally(other, server, { transport: 'ws' });

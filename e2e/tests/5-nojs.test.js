@@ -3,35 +3,21 @@
 //    also refreshes itself (like the tutorial's polling page) to show others' votes.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const L = require('../lib');
 
-const server = new L.Server();
-let browser;
-let uids;
-const viewers = [];
-
-before(async () => {
-  await server.start();
-  browser = await L.launchBrowser();
-  uids = await L.candidates(server);
-});
-
-after(async () => {
-  await L.closeViewers(viewers.splice(0), '5-nojs');
-  if (browser) await browser.close().catch(() => {});
-  await server.stop();
-});
+const S = L.suite('5-nojs');
+const { server, viewers } = S;
 
 describe('no JavaScript', () => {
   it('the Vote button posts the form, gets 303 back to the page, which shows the new count', { timeout: 60000 }, async () => {
-    await server.vote(uids[0]); // not all zeros
-    const v = await L.openViewer(browser, server, '/index', { name: 'nojs', javaScriptEnabled: false });
+    await server.vote(S.uids[0]); // not all zeros
+    const v = await L.openViewer(S.browser, server, '/index', { name: 'nojs', javaScriptEnabled: false });
     viewers.push(v);
     const page = v.page;
     assert.equal(await page.evaluate(() => 1).catch(() => 'disabled'), 1, 'page.evaluate still works (utility world)');
-    const uid = uids[1 % uids.length];
+    const uid = S.uids[1 % S.uids.length];
     const form = page.locator(`#user_${uid} form`);
     assert.equal(await form.count(), 1, `#user_${uid} has one <form>`);
     assert.equal((await form.getAttribute('method') || '').toLowerCase(), 'post', 'the form posts');
@@ -60,10 +46,10 @@ describe('no JavaScript', () => {
   it('the page refreshes itself and shows a vote cast elsewhere', { timeout: 60000 }, async () => {
     let v = viewers[0];
     if (!v) {
-      v = await L.openViewer(browser, server, '/index', { name: 'nojs', javaScriptEnabled: false });
+      v = await L.openViewer(S.browser, server, '/index', { name: 'nojs', javaScriptEnabled: false });
       viewers.push(v);
     }
-    await server.vote(uids[0]);
+    await server.vote(S.uids[0]);
     const t = await server.tally();
     await L.waitForPage(v, (st) => L.sameCounts(st.counts, t.counts), {
       timeout: 15000, what: `refresh itself and show ${JSON.stringify(t.counts)}`,

@@ -2,41 +2,27 @@
 //    candidate's Vote button, and Enter on a focused candidate. Exactly one vote each.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const L = require('../lib');
 
-const server = new L.Server();
-let browser;
-let uids;
-const viewers = [];
-
-before(async () => {
-  await server.start();
-  browser = await L.launchBrowser();
-  uids = await L.candidates(server);
-});
-
-after(async () => {
-  await L.closeViewers(viewers.splice(0), '6-gestures');
-  if (browser) await browser.close().catch(() => {});
-  await server.stop();
-});
+const S = L.suite('6-gestures');
+const { server, viewers } = S;
 
 describe('voting gestures with JavaScript on', () => {
   for (const transport of ['ws', 'longpoll']) {
     it(`${transport}: the Vote button and the Enter key vote in place, once each`, { timeout: 60000 }, async () => {
-      const v = await L.openViewer(browser, server, `/index?transport=${transport}`, { name: `gestures-${transport}` });
+      const v = await L.openViewer(S.browser, server, `/index?transport=${transport}`, { name: `gestures-${transport}` });
       viewers.push(v);
       await L.waitConnected(v, transport);
       const url = v.page.url();
       const loads = v.loads;
 
       let t = await server.tally();
-      await v.page.locator(`#user_${uids[0]} form button`).click();
+      await v.page.locator(`#user_${S.uids[0]} form button`).click();
       t = await server.waitTotal(t.total + 1, L.WAIT.vote, 'after a click on the Vote button');
 
-      await v.page.locator(`#user_${uids[1 % uids.length]}`).focus();
+      await v.page.locator(`#user_${S.uids[1 % S.uids.length]}`).focus();
       await v.page.keyboard.press('Enter');
       t = await server.waitTotal(t.total + 1, L.WAIT.vote, 'after Enter on a focused candidate');
 
