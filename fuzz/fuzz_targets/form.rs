@@ -2,8 +2,9 @@
 //! (`app::sse::parse_event_id`). Input: a query string or `x-www-form-urlencoded` body.
 //!
 //! Invariants beyond "never panics":
-//! - `parse` succeeds exactly when every `&`-separated piece's name and value decode, and
-//!   yields exactly those decodings, in order; `get` finds the first pair with a name.
+//! - `parse` of the whole is `parse` of each `&`-separated piece, in order, failing exactly
+//!   when a piece does; a piece is one pair named by what precedes its first `=`; `get` finds
+//!   the first pair with a name.
 //! - `percent_decode` never grows its input; without `%` and `+` it is plain UTF-8 checking;
 //!   `+` is a space only when asked, and then exactly like `%20`.
 //! - Encoding any string (every byte `%XX`, or the usual mix of literal, `+` and `%XX`) and
@@ -13,7 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use livevote::app::sse::parse_event_id;
-use livevote::http::form::{self, percent_decode, FormError};
+use livevote::http::form::{self, percent_decode};
 
 fuzz_target!(|data: &[u8]| {
     check_parse(data);
@@ -23,19 +24,31 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_parse(data: &[u8]) {
-    let expected: Result<Vec<(String, String)>, FormError> = data
-        .split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = match p.iter().position(|&b| b == b'=') {
-                Some(i) => (&p[..i], &p[i + 1..]),
-                None => (p, &b""[..]),
-            };
-            Ok((percent_decode(k, true)?, percent_decode(v, true)?))
-        })
-        .collect();
     let got = form::parse(data);
-    assert_eq!(got, expected);
+    // Compositional, without restating the parser: the whole is its `&`-pieces parsed one by
+    // one, in order, and it fails exactly when one of them does.
+    let pieces: Vec<_> = data.split(|&b| b == b'&').map(form::parse).collect();
+    match &got {
+        Ok(pairs) => {
+            let joined: Vec<(String, String)> = pieces
+                .into_iter()
+                .flat_map(|p| p.expect("a piece of a form that parsed"))
+                .collect();
+            assert_eq!(pairs, &joined);
+        }
+        Err(_) => assert!(pieces.iter().any(Result::is_err)),
+    }
+    // A single piece is one pair whose name is what stands before its first `=`, decoded.
+    for piece in data.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        if let Ok(pair) = form::parse(piece) {
+            assert_eq!(pair.len(), 1);
+            let name_end = piece.iter().position(|&b| b == b'=').unwrap_or(piece.len());
+            assert_eq!(
+                Ok(&pair[0].0),
+                percent_decode(&piece[..name_end], true).as_ref()
+            );
+        }
+    }
     if let Ok(pairs) = got {
         for (name, _) in &pairs {
             let first = pairs
