@@ -12,7 +12,7 @@ use crate::admission::{Admission, Refusal};
 use crate::app::App;
 use crate::config::Config;
 use crate::http::conn::{self, Settings};
-use crate::http::Response;
+use crate::http::{Response, Status};
 
 /// A bound server, not yet accepting.
 pub struct Server {
@@ -133,10 +133,13 @@ impl Server {
 fn refuse(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let mut out = Vec::with_capacity(256);
-    Response::error(503, "too many connections, try again shortly")
-        .header("Retry-After", "1")
-        .closing()
-        .write_to(&mut out, false, false);
+    Response::error(
+        Status::ServiceUnavailable,
+        "too many connections, try again shortly",
+    )
+    .header("Retry-After", "1")
+    .closing()
+    .write_to(&mut out, false, false);
     let _ = stream.write_all(&out);
     // Take what the client already sent, without waiting: closing with unread input would
     // send a reset that can destroy the 503 before the client reads it.

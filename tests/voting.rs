@@ -296,7 +296,7 @@ fn missing_or_malformed_field_is_400_and_changes_nothing() {
     ] {
         let r = request(
             addr,
-            format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+            format!("POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"),
         );
         assert_json_error(&r, 400);
     }
@@ -311,7 +311,7 @@ fn fields_may_be_percent_encoded_or_in_the_query_string() {
     let no_body = |target: &str| {
         request(
             addr,
-            format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+            format!("POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"),
         )
     };
     let uid_of = |r: Response| {
@@ -334,14 +334,14 @@ fn fields_may_be_percent_encoded_or_in_the_query_string() {
     assert_eq!(
         uid_of(request(
             addr,
-            "POST /vote?uid=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            "POST /vote?uid=1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
         )),
         "1"
     );
     // A charset parameter and odd case in the media type are fine.
     let r = request(
         addr,
-        "POST /vote HTTP/1.1\r\nHost: h\r\nContent-Type: Application/X-WWW-Form-Urlencoded; charset=UTF-8\r\nContent-Length: 5\r\n\r\nuid=2",
+        "POST /vote HTTP/1.1\r\nHost: localhost\r\nContent-Type: Application/X-WWW-Form-Urlencoded; charset=UTF-8\r\nContent-Length: 5\r\n\r\nuid=2",
     );
     assert_eq!(uid_of(r), "2");
 
@@ -363,13 +363,15 @@ fn wrong_content_type_is_415_and_changes_nothing() {
         let ct = ctype.map_or(String::new(), |c| format!("Content-Type: {c}\r\n"));
         let r = request(
             addr,
-            format!("POST /vote HTTP/1.1\r\nHost: h\r\n{ct}Content-Length: 5\r\n\r\nuid=1"),
+            format!("POST /vote HTTP/1.1\r\nHost: localhost\r\n{ct}Content-Length: 5\r\n\r\nuid=1"),
         );
         assert_json_error(&r, 415);
+        // The registered reason phrase, not a placeholder (it was `415 Unknown`).
+        assert_eq!(r.reason, "Unsupported Media Type");
         // Also when the query string names a valid candidate.
         let r = request(
             addr,
-            format!("POST /ticket?nid=1 HTTP/1.1\r\nHost: h\r\n{ct}Content-Length: 5\r\n\r\nnid=1"),
+            format!("POST /ticket?nid=1 HTTP/1.1\r\nHost: localhost\r\n{ct}Content-Length: 5\r\n\r\nnid=1"),
         );
         assert_eq!(r.status, 415, "{ctype:?}");
     }
@@ -381,7 +383,10 @@ fn vote_routes_allow_only_post() {
     let addr = start_default();
     for path in ["/vote", "/ticket", "/vote?uid=1"] {
         for method in ["GET", "HEAD", "PUT", "DELETE", "PATCH"] {
-            let r = request(addr, format!("{method} {path} HTTP/1.1\r\nHost: h\r\n\r\n"));
+            let r = request(
+                addr,
+                format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            );
             assert_eq!(r.status, 405, "{method} {path}");
             assert_eq!(r.header("allow"), Some("POST"), "{method} {path}");
             r.assert_standard_headers(method == "HEAD");

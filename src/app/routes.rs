@@ -12,7 +12,7 @@ use super::{json, App, MAX_RESUME_DELTA};
 use crate::config::valid_id;
 use crate::http::conn::{Handler, Reply};
 use crate::http::form;
-use crate::http::{Request, Response};
+use crate::http::{Request, Response, Status};
 use crate::ws::handshake;
 
 /// Transports the vote page knows; the first is the default (`auto`: the page's fallback
@@ -32,11 +32,16 @@ impl Handler for App {
         // Route on the decoded path, so `/%69ndex` is `/index`; it is decoded exactly once.
         let path = match form::percent_decode(req.path.as_bytes(), false) {
             Ok(p) => p,
-            Err(_) => return Reply::Response(Response::error(400, "malformed path")),
+            Err(_) => {
+                return Reply::Response(Response::error(Status::BadRequest, "malformed path"))
+            }
         };
         if !KNOWN_METHODS.contains(&req.method.as_str()) {
             // RFC 9110 §9.1: a method the server does not recognise gets 501.
-            return Reply::Response(Response::error(501, "method not implemented"));
+            return Reply::Response(Response::error(
+                Status::NotImplemented,
+                "method not implemented",
+            ));
         }
         let resp = match path.as_str() {
             "/get_new_vote" if handshake::is_upgrade_request(req) => {
@@ -51,7 +56,7 @@ impl Handler for App {
             }
             "/events" if req.method == "GET" => return self.events(req, peer),
             // The stream's head, without a stream.
-            "/events" if req.method == "HEAD" => Response::new(200)
+            "/events" if req.method == "HEAD" => Response::new(Status::Ok)
                 .header("Content-Type", "text/event-stream; charset=utf-8")
                 .header("Cache-Control", "no-store")
                 .header("X-Accel-Buffering", "no")
@@ -66,16 +71,19 @@ impl Handler for App {
             "/metrics" => self.metrics_page(),
             "/get_new_vote" => self.long_poll(req),
             "/chat" => self.file("/chat.html"),
-            "/chatsocket" => Response::error(426, "this endpoint speaks WebSocket only")
-                .header("Upgrade", "websocket")
-                .header("Sec-WebSocket-Version", "13"),
+            "/chatsocket" => Response::error(
+                Status::UpgradeRequired,
+                "this endpoint speaks WebSocket only",
+            )
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13"),
             path => self.file(path),
         };
         Reply::Response(resp)
     }
 
-    fn observe(&self, status: u16, bytes: usize) {
-        self.metrics.response(status, bytes);
+    fn observe(&self, status: Status, bytes: usize) {
+        self.metrics.response(status.code(), bytes);
     }
 }
 
@@ -91,7 +99,7 @@ impl App {
             ws_buffered_bytes: self.ws_budget.used(),
         };
         Response::with_body(
-            200,
+            Status::Ok,
             "text/plain; version=0.0.4; charset=utf-8",
             self.metrics.render(&g),
         )
@@ -100,23 +108,22 @@ impl App {
 }
 
 fn not_allowed(allow: &'static str) -> Response {
-    Response::error(405, "method not allowed").header("Allow", allow)
+    Response::error(Status::MethodNotAllowed, "method not allowed").header("Allow", allow)
 }
 
 /// The decoded query string; a malformed one is a 400.
 fn query(req: &Request) -> Result<Vec<(String, String)>, Response> {
     form::parse(req.query.as_deref().unwrap_or("").as_bytes())
-        .map_err(|e| Response::error(400, &format!("query string: {e}")))
+        .map_err(|e| Response::error(Status::BadRequest, &format!("query string: {e}")))
 }
 
 /// `since` and `epoch` from a query; a malformed `since` is a 400.
 fn cursor_of(q: &[(String, String)]) -> Result<Cursor, Response> {
     let since = match form::get(q, "since") {
         None | Some("") => None,
-        Some(s) => Some(
-            s.parse::<u64>()
-                .map_err(|_| Response::error(400, "'since' must be a version number"))?,
-        ),
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            Response::error(Status::BadRequest, "'since' must be a version number")
+        })?),
     };
     Ok(Cursor {
         since,
@@ -151,10 +158,10 @@ fn local_path(back: &str) -> Option<&str> {
 impl App {
     fn file(&self, path: &str) -> Response {
         match self.files.read(path) {
-            Some((ctype, bytes)) => Response::with_body(200, ctype, bytes)
+            Some((ctype, bytes)) => Response::with_body(Status::Ok, ctype, bytes)
                 .header("Cache-Control", "no-cache")
                 .header("X-Content-Type-Options", "nosniff"),
-            None => Response::error(404, "not found"),
+            None => Response::error(Status::NotFound, "not found"),
         }
     }
 
@@ -169,7 +176,7 @@ impl App {
                 Some(k) => k,
                 None => {
                     return Response::error(
-                        400,
+                        Status::BadRequest,
                         &format!(
                             "unknown transport '{t}' (use one of {})",
                             TRANSPORTS.join(", ")
@@ -195,7 +202,8 @@ impl App {
             presence: &counts,
             presence_version: pv,
         };
-        Response::html(200, self.template.render(&snap, &page)).header("Cache-Control", "no-store")
+        Response::html(Status::Ok, self.template.render(&snap, &page))
+            .header("Cache-Control", "no-store")
     }
 
     /// `POST /vote` (`uid`) and `POST /ticket` (`nid`): the field from a form body, or else
@@ -205,7 +213,7 @@ impl App {
         // browser then names that page's origin. The twin of the WebSocket origin check.
         if !self.origin_allowed(req) {
             return Response::error(
-                403,
+                Status::Forbidden,
                 "cross-origin vote refused (Origin does not match Host)",
             );
         }
@@ -213,13 +221,16 @@ impl App {
             let ctype = req.header("content-type").unwrap_or("");
             let mime = ctype.split(';').next().unwrap_or("").trim();
             if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-                return Response::error(415, "send the vote as application/x-www-form-urlencoded")
-                    .header("Accept-Post", "application/x-www-form-urlencoded");
+                return Response::error(
+                    Status::UnsupportedMediaType,
+                    "send the vote as application/x-www-form-urlencoded",
+                )
+                .header("Accept-Post", "application/x-www-form-urlencoded");
             }
         }
         let from_body = match form::parse(body) {
             Ok(p) => p,
-            Err(e) => return Response::error(400, &format!("form: {e}")),
+            Err(e) => return Response::error(Status::BadRequest, &format!("form: {e}")),
         };
         let from_query = match query(req) {
             Ok(q) => q,
@@ -227,16 +238,16 @@ impl App {
         };
         let Some(id) = form::get(&from_body, field).or_else(|| form::get(&from_query, field))
         else {
-            return Response::error(400, &format!("missing form field '{field}'"));
+            return Response::error(Status::BadRequest, &format!("missing form field '{field}'"));
         };
         if !valid_id(id) {
-            return Response::error(400, &format!("malformed '{field}'"));
+            return Response::error(Status::BadRequest, &format!("malformed '{field}'"));
         }
         // The client's id for this vote: a retry with it counts once (exactly-once effect).
         let vote_id =
             form::get(&from_body, "vote_id").or_else(|| form::get(&from_query, "vote_id"));
         if vote_id.is_some_and(|v| !valid_vote_id(v)) {
-            return Response::error(400, "malformed 'vote_id'");
+            return Response::error(Status::BadRequest, "malformed 'vote_id'");
         }
         // A no-JavaScript form names the page to go back to: answer with a redirect there
         // (303: the browser follows with a GET, so a reload does not vote again).
@@ -248,15 +259,20 @@ impl App {
         match voted {
             Ok(_) if back.is_some() => {
                 let to = back.unwrap_or("/index");
-                Response::text(303, format!("vote counted; see {to}\n")).header("Location", to)
+                Response::text(Status::SeeOther, format!("vote counted; see {to}\n"))
+                    .header("Location", to)
             }
-            Ok(change) => Response::json(200, json::vote_result(&change, self.votes.epoch())),
-            Err(VoteError::UnknownCandidate(uid)) => {
-                Response::json(404, json::error_with_uid("unknown candidate", &uid, false))
+            Ok(change) => {
+                Response::json(Status::Ok, json::vote_result(&change, self.votes.epoch()))
             }
+            Err(VoteError::UnknownCandidate(uid)) => Response::json(
+                Status::NotFound,
+                json::error_with_uid("unknown candidate", &uid, false),
+            ),
             // Not on disk: not counted, and the client may retry (with its vote id, safely).
             Err(e @ VoteError::NotStored(_)) => {
-                Response::error(503, &e.to_string()).header("Retry-After", "1")
+                Response::error(Status::ServiceUnavailable, &e.to_string())
+                    .header("Retry-After", "1")
             }
         }
     }
@@ -285,13 +301,13 @@ impl App {
             .map(|t| t.strip_prefix("W/").unwrap_or(t))
             .any(|t| t == etag || t == "*");
         let resp = if fresh {
-            Response::new(304)
+            Response::new(Status::NotModified)
         } else {
             let body = with_presence(json::snapshot(&snap, ""), &counts, pv);
             if polling {
                 self.metrics.sent(Kind::Poll, 1, body.len() as u64, 1);
             }
-            Response::with_body(200, "application/json; charset=utf-8", body)
+            Response::with_body(Status::Ok, "application/json; charset=utf-8", body)
         };
         resp.header("ETag", etag)
             .header("Cache-Control", "no-cache")
@@ -321,7 +337,7 @@ impl App {
                 Err(r) => return Reply::Response(r),
             },
         };
-        let head = Response::new(200)
+        let head = Response::new(Status::Ok)
             .header("Content-Type", "text/event-stream; charset=utf-8")
             .header("Cache-Control", "no-store")
             // Tells nginx-style proxies not to buffer the stream.
@@ -349,7 +365,9 @@ impl App {
         let pv = match form::get(&q, "pv").map(str::parse::<u64>) {
             None => None,
             Some(Ok(p)) => Some(p),
-            Some(Err(_)) => return Response::error(400, "'pv' must be a presence version"),
+            Some(Err(_)) => {
+                return Response::error(Status::BadRequest, "'pv' must be a presence version")
+            }
         };
         self.seen(&q, Kind::LongPoll);
         self.metrics.request(Kind::LongPoll);
@@ -385,7 +403,7 @@ impl App {
             }
         };
         let (counts, pv) = self.votes.presence();
-        Response::json(200, with_presence(body, &counts, pv))
+        Response::json(Status::Ok, with_presence(body, &counts, pv))
     }
 
     /// Validates a WebSocket handshake and the browser's `Origin`, and hands the connection to
@@ -395,7 +413,7 @@ impl App {
             Ok(a) => a,
             Err(e) => {
                 let mut r = Response::error(e.status(), &e.to_string());
-                if e.status() == 426 {
+                if e.status() == Status::UpgradeRequired {
                     r = r
                         .header("Sec-WebSocket-Version", "13")
                         .header("Upgrade", "websocket");
@@ -406,13 +424,13 @@ impl App {
         if !self.origin_allowed(req) {
             return Reply::Response(
                 Response::error(
-                    403,
+                    Status::Forbidden,
                     "cross-origin WebSocket refused (Origin does not match Host)",
                 )
                 .closing(),
             );
         }
-        let resp = Response::new(101)
+        let resp = Response::new(Status::SwitchingProtocols)
             .header("Upgrade", "websocket")
             .header("Connection", "Upgrade")
             .header("Sec-WebSocket-Accept", accept);

@@ -11,6 +11,7 @@ use super::chunked;
 use super::error::Error;
 use super::request::{parse_request, BodyFraming, Parse, Request, Version};
 use super::response::Response;
+use super::status::Status;
 use crate::config::Limits;
 use crate::net::Reader;
 
@@ -35,7 +36,7 @@ pub trait Handler: Send + Sync {
     fn handle(&self, req: &Request, body: &[u8], peer: SocketAddr) -> Reply;
 
     /// Told of every response written (status, body bytes), errors included: for metrics.
-    fn observe(&self, _status: u16, _bytes: usize) {}
+    fn observe(&self, _status: Status, _bytes: usize) {}
 }
 
 /// Per-connection settings.
@@ -243,7 +244,7 @@ fn log_line(
     s: &Settings,
     peer: SocketAddr,
     req: Option<&Request>,
-    status: u16,
+    status: Status,
     bytes: usize,
     started: Instant,
 ) {
@@ -252,7 +253,8 @@ fn log_line(
     }
     let (method, target) = req.map_or(("-", "-"), |r| (r.method.as_str(), r.target.as_str()));
     eprintln!(
-        "{peer} \"{method} {target}\" {status} {bytes} {:.1}ms",
+        "{peer} \"{method} {target}\" {} {bytes} {:.1}ms",
+        status.code(),
         started.elapsed().as_secs_f64() * 1000.0
     );
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::status::Status;
+
 /// Why a request could not be read. Every variant ends the connection after its status is sent,
 /// because after a framing error the next request's first byte cannot be found reliably.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,16 +30,18 @@ pub enum Error {
 
 impl Error {
     /// The status code this error is answered with.
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> Status {
         match self {
-            Error::BadRequest(_) => 400,
-            Error::UriTooLong { .. } => 414,
-            Error::HeadersTooLarge { .. } | Error::TooManyHeaders { .. } => 431,
-            Error::BodyTooLarge { .. } => 413,
-            Error::VersionNotSupported => 505,
-            Error::NotImplemented(_) => 501,
-            Error::ExpectationFailed => 417,
-            Error::Timeout => 408,
+            Error::BadRequest(_) => Status::BadRequest,
+            Error::UriTooLong { .. } => Status::UriTooLong,
+            Error::HeadersTooLarge { .. } | Error::TooManyHeaders { .. } => {
+                Status::RequestHeaderFieldsTooLarge
+            }
+            Error::BodyTooLarge { .. } => Status::ContentTooLarge,
+            Error::VersionNotSupported => Status::HttpVersionNotSupported,
+            Error::NotImplemented(_) => Status::NotImplemented,
+            Error::ExpectationFailed => Status::ExpectationFailed,
+            Error::Timeout => Status::RequestTimeout,
         }
     }
 }

@@ -6,7 +6,9 @@ pub mod error;
 pub mod form;
 pub mod request;
 pub mod response;
+pub mod status;
 
 pub use error::Error;
 pub use request::{parse_request, Parse, Request, Version};
 pub use response::Response;
+pub use status::Status;

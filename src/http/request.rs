@@ -556,7 +556,7 @@ mod tests {
         ];
         for (raw, status) in cases {
             assert_eq!(
-                err(raw).status(),
+                err(raw).status().code(),
                 *status,
                 "{:?}",
                 String::from_utf8_lossy(raw)

@@ -2,11 +2,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::status::Status;
+
 /// A response: status, extra headers, body. `Date`, `Content-Length` and `Connection` are
 /// added when it is written, so no handler can forget or contradict them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
-    pub status: u16,
+    pub status: Status,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     /// Close the connection after this response, whatever the request asked for.
@@ -17,7 +19,7 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(status: u16) -> Self {
+    pub fn new(status: Status) -> Self {
         Response {
             status,
             headers: Vec::new(),
@@ -27,27 +29,27 @@ impl Response {
         }
     }
 
-    pub fn with_body(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+    pub fn with_body(status: Status, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Response::new(status)
             .header("Content-Type", content_type)
             .body(body)
     }
 
-    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+    pub fn json(status: Status, body: impl Into<Vec<u8>>) -> Self {
         Response::with_body(status, "application/json; charset=utf-8", body)
             .header("Cache-Control", "no-store")
     }
 
-    pub fn html(status: u16, body: impl Into<Vec<u8>>) -> Self {
+    pub fn html(status: Status, body: impl Into<Vec<u8>>) -> Self {
         Response::with_body(status, "text/html; charset=utf-8", body)
     }
 
-    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Self {
+    pub fn text(status: Status, body: impl Into<Vec<u8>>) -> Self {
         Response::with_body(status, "text/plain; charset=utf-8", body)
     }
 
     /// A JSON error `{"error": "..."}` with the given status.
-    pub fn error(status: u16, message: &str) -> Self {
+    pub fn error(status: Status, message: &str) -> Self {
         let mut body = String::from("{\"error\":");
         json_string(&mut body, message);
         body.push('}');
@@ -80,9 +82,9 @@ impl Response {
     /// that has no body). `keep_alive` is the connection's decision for after this response.
     pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.extend_from_slice(self.status.code().to_string().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(self.status.reason().as_bytes());
         out.extend_from_slice(b"\r\nDate: ");
         with_date(|d| out.extend_from_slice(d.as_bytes()));
         out.extend_from_slice(b"\r\nServer: livevote\r\n");
@@ -93,7 +95,7 @@ impl Response {
             out.extend_from_slice(b"\r\n");
         }
         // RFC 9110 §8.6: no Content-Length in 1xx and 204; 304 carries none here either.
-        let bodyless = self.status < 200 || self.status == 204 || self.status == 304;
+        let bodyless = self.status.is_bodyless();
         if !bodyless && !self.stream {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(self.body.len().to_string().as_bytes());
@@ -102,7 +104,7 @@ impl Response {
                 out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
             }
         }
-        if self.status != 101 {
+        if self.status != Status::SwitchingProtocols {
             out.extend_from_slice(if keep_alive {
                 b"Connection: keep-alive\r\n"
             } else {
@@ -113,33 +115,6 @@ impl Response {
         if !head_only && !bodyless {
             out.extend_from_slice(&self.body);
         }
-    }
-}
-
-/// The reason phrase for the statuses this server sends.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        204 => "No Content",
-        303 => "See Other",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
     }
 }
 
@@ -250,7 +225,7 @@ mod tests {
 
     #[test]
     fn serialises_head_and_body() {
-        let r = Response::json(200, "{}").header("X-A", "b");
+        let r = Response::json(Status::Ok, "{}").header("X-A", "b");
         let mut out = Vec::new();
         r.write_to(&mut out, true, false);
         let s = String::from_utf8(out).unwrap();

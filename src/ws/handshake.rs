@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::http::request::{Request, Version};
+use crate::http::Status;
 
 /// The GUID appended to the client's key before hashing (RFC 6455 §1.3, §4.2.2 item 5.4).
 pub const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -60,9 +61,9 @@ pub enum HandshakeError {
 impl HandshakeError {
     /// The HTTP status to answer with. For 426 the caller must add `Sec-WebSocket-Version: 13`
     /// (§4.2.2 item 4) so the client can retry with a version we speak.
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> Status {
         match self {
-            HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::UnsupportedVersion => Status::UpgradeRequired,
             HandshakeError::MethodNotGet
             | HandshakeError::HttpVersion
             | HandshakeError::MissingHost
@@ -70,7 +71,7 @@ impl HandshakeError {
             | HandshakeError::ConnectionNotUpgrade
             | HandshakeError::MissingKey
             | HandshakeError::DuplicateKey
-            | HandshakeError::InvalidKey => 400,
+            | HandshakeError::InvalidKey => Status::BadRequest,
         }
     }
 }
@@ -288,7 +289,7 @@ mod tests {
         ];
         for (req, err, status) in cases {
             assert_eq!(validate(&req), Err(err), "{req:?}");
-            assert_eq!(err.status(), status);
+            assert_eq!(err.status().code(), status);
             assert!(!err.to_string().is_empty());
         }
     }
