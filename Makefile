@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build release test lint unit conformance e2e clean
+.PHONY: run build release test lint unit fuzz-check conformance e2e clean
 
 ## Build and serve http://127.0.0.1:8080 (ADDR=host:port to change).
 run: release
@@ -16,9 +16,9 @@ build:
 release:
 	$(CARGO) build --release
 
-## Every test: format and lint, unit and integration tests, the Autobahn conformance suite,
-## the browser tests.
-test: lint unit conformance e2e
+## Every test: format and lint, unit and integration tests, every fuzz target over its
+## regression corpus plus fixed-seed fresh runs, the Autobahn conformance suite, the browser tests.
+test: lint unit fuzz-check conformance e2e
 
 lint:
 	$(CARGO) fmt --check
@@ -47,6 +47,13 @@ FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO=$(CARGO) bash scripts/fuzz.sh
+
+## Part of `make test`: every fuzz target replays its committed regression corpus
+## (fuzz/seeds/TARGET) and then FUZZ_CHECK_RUNS fresh inputs from a fixed seed: deterministic,
+## about a minute in all. Installs cargo-fuzz when missing.
+FUZZ_CHECK_RUNS ?= 100000
+fuzz-check:
+	FUZZ_RUNS=$(FUZZ_CHECK_RUNS) FUZZ_SEED=1 FUZZ_SECONDS=300 CARGO=$(CARGO) bash scripts/fuzz.sh
 
 ## Benchmarks (bench/: its own crate and workspace, so `cargo test` and `make test` never build
 ## it): the server and the load generator in release mode, every scenario against a fresh server

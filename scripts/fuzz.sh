@@ -6,10 +6,18 @@
 #   FUZZ_SECONDS=600 make fuzz            longer runs
 #   FUZZ_TARGETS="ws_frame form" make fuzz   only some targets
 #   FUZZ_SANITIZER=address make fuzz      also AddressSanitizer (needs RUSTC_BOOTSTRAP, below)
+#
+# Check mode (`make fuzz-check`, part of `make test`): with FUZZ_RUNS=N, each target replays its
+# committed regression corpus (fuzz/seeds/TARGET) and then runs N fresh inputs from the fixed
+# seed FUZZ_SEED (default 1), with FUZZ_SECONDS as a safety cap only. Deterministic: the same
+# tree runs the same inputs, so a parser regression fails every submission alike. New inputs
+# go to a temporary corpus, never into the committed one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
+runs=${FUZZ_RUNS:-}
+seed=${FUZZ_SEED:-1}
 cargo=${CARGO:-cargo}
 sanitizer=${FUZZ_SANITIZER:-none}
 
@@ -46,28 +54,40 @@ stat_of() { sed -nE "s/^stat::$1: *([0-9]+).*/\\1/p" "$2" | tail -n 1; }
 failed=()
 summary=()
 for t in "${targets[@]}"; do
-    corpus=fuzz/corpus/$t
     artifacts=fuzz/artifacts/$t
-    mkdir -p "$corpus" "$artifacts"
-    # The committed seeds start the working corpus; what libFuzzer adds stays out of git.
-    for seed in "fuzz/seeds/$t"/*; do
-        if [ -f "$seed" ] && [ ! -e "$corpus/${seed##*/}" ]; then
-            cp "$seed" "$corpus/"
-        fi
-    done
+    mkdir -p "$artifacts"
     log=$artifacts/last-run.log
-    echo "fuzz $t: running for ${seconds} s (log: $log)"
     rc=0
-    "$cargo" fuzz run "${fuzz[@]}" "$t" "$corpus" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1 || rc=$?
+    if [ -n "$runs" ]; then
+        # Check mode: a throw-away corpus first (libFuzzer adds to the first directory), the
+        # committed regression corpus second.
+        corpus=$(mktemp -d)
+        echo "fuzz $t: regression corpus + $runs runs from seed $seed (log: $log)"
+        "$cargo" fuzz run "${fuzz[@]}" "$t" "$corpus" "fuzz/seeds/$t" -- \
+            -runs="$runs" -seed="$seed" -max_total_time="$seconds" -timeout=10 \
+            -print_final_stats=1 >"$log" 2>&1 || rc=$?
+        rm -rf "$corpus"
+    else
+        corpus=fuzz/corpus/$t
+        mkdir -p "$corpus"
+        # The committed seeds start the working corpus; what libFuzzer adds stays out of git.
+        for s in "fuzz/seeds/$t"/*; do
+            if [ -f "$s" ] && [ ! -e "$corpus/${s##*/}" ]; then
+                cp "$s" "$corpus/"
+            fi
+        done
+        echo "fuzz $t: running for ${seconds} s (log: $log)"
+        "$cargo" fuzz run "${fuzz[@]}" "$t" "$corpus" -- \
+            -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1 || rc=$?
+    fi
 
     read -r cov0 ft0 corp0 < <(cov_of 'INITED' "$log" head || true) || true
     read -r cov1 ft1 corp1 < <(cov_of ' cov: ' "$log" tail || true) || true
-    runs=$(stat_of number_of_executed_units "$log")
+    done_runs=$(stat_of number_of_executed_units "$log")
     rate=$(stat_of average_exec_per_sec "$log")
-    stats="${runs:-?} runs, ${rate:-?} exec/s, cov ${cov0:-?}→${cov1:-?}, ft ${ft0:-?}→${ft1:-?}, corpus ${corp0:-?}→${corp1:-?}"
+    stats="${done_runs:-?} runs, ${rate:-?} exec/s, cov ${cov0:-?}→${cov1:-?}, ft ${ft0:-?}→${ft1:-?}, corpus ${corp0:-?}→${corp1:-?}"
     if [ "$rc" -eq 0 ]; then
-        summary+=("fuzz $t: ok, ${seconds} s: $stats")
+        summary+=("fuzz $t: ok: $stats")
     else
         crash=$(sed -nE 's/.*Test unit written to (.*)$/\1/p' "$log" | tail -n 1)
         why=$(grep -m 1 -E "panicked at|ERROR: libFuzzer|SUMMARY" "$log" || true)

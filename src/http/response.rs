@@ -50,10 +50,12 @@ impl Response {
 
     /// A JSON error `{"error": "..."}` with the given status.
     pub fn error(status: Status, message: &str) -> Self {
-        let mut body = String::from("{\"error\":");
-        json_string(&mut body, message);
-        body.push('}');
-        Response::json(status, body)
+        Response::json(
+            status,
+            crate::json::to_object(|o| {
+                o.str("error", message);
+            }),
+        )
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -118,28 +120,8 @@ impl Response {
     }
 }
 
-/// Appends `s` as a JSON string literal (RFC 8259 §7), escaping what must be escaped and
-/// `<`, `>`, `&` too, so JSON can be embedded in HTML safely.
-pub fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+/// JSON strings come from the crate's one JSON writer.
+pub use crate::json::string as json_string;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn html_escape(out: &mut String, s: &str) {
@@ -243,9 +225,6 @@ mod tests {
 
     #[test]
     fn escapes() {
-        let mut s = String::new();
-        json_string(&mut s, "a\"\\\n<\u{1}");
-        assert_eq!(s, r#""a\"\\\n\u003c\u0001""#);
         let mut h = String::new();
         html_escape(&mut h, "<b>&\"'");
         assert_eq!(h, "&lt;b&gt;&amp;&quot;&#39;");
