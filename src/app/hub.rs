@@ -93,11 +93,7 @@ impl Hub {
     fn snapshot_frame(&self) -> Sequenced {
         let s = self.votes.snapshot();
         let mut batch = Sequenced::default();
-        batch.push(
-            s.version,
-            OpCode::Text,
-            json::snapshot(&s, "\"type\":\"snapshot\",").as_bytes(),
-        );
+        batch.push(s.version, OpCode::Text, json::snapshot(&s, true).as_bytes());
         batch
     }
 

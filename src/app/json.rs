@@ -1,88 +1,77 @@
-//! The JSON this application speaks, written by hand (the only dependencies allowed are
-//! `sha1_smol` and `base64`). Every string goes through `json_string`, so names are escaped.
+//! The JSON this application speaks, built with the crate's JSON writer ([`crate::json`]): every
+//! message is written member by member, never edited after the fact, and every string is
+//! escaped by the writer. (The only dependencies allowed are `sha1_smol` and `base64`.)
 
 use super::presence::{Counts, Kind};
 use super::votes::{Catchup, Change, Snapshot};
-use crate::http::response::json_string;
+use crate::json::{self as w, Array, Object};
 
-/// `{"version":N,"epoch":"E","candidates":[{"uid":"1","name":"野味","count":5},…]}`, with
-/// extra leading fields (`"type":"snapshot",` and the like) if `prefix` is not empty.
-pub fn snapshot(s: &Snapshot, prefix: &str) -> String {
-    let mut o = String::with_capacity(64 + 48 * s.candidates.len());
-    o.push('{');
-    o.push_str(prefix);
-    o.push_str(&format!("\"version\":{},\"epoch\":", s.version));
-    json_string(&mut o, &s.epoch);
-    o.push_str(",\"candidates\":[");
-    for (i, c) in s.candidates.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        o.push_str("{\"uid\":");
-        json_string(&mut o, &c.uid);
-        o.push_str(",\"name\":");
-        json_string(&mut o, &c.name);
-        o.push_str(&format!(",\"count\":{}}}", c.count));
-    }
-    o.push_str("]}");
-    o
+/// The tally's members: `"version":N,"epoch":"E","candidates":[{"uid","name","count"},…]`.
+pub fn snapshot_fields(o: &mut Object, s: &Snapshot) {
+    o.u64("version", s.version)
+        .str("epoch", &s.epoch)
+        .array("candidates", |a| {
+            for c in &s.candidates {
+                a.object(|o| {
+                    o.str("uid", &c.uid)
+                        .str("name", &c.name)
+                        .u64("count", c.count);
+                });
+            }
+        });
 }
 
-/// `{"uid":"1","count":5}`
-pub fn uid_count(o: &mut String, uid: &str, count: u64) {
-    o.push_str("{\"uid\":");
-    json_string(o, uid);
-    o.push_str(&format!(",\"count\":{count}}}"));
+/// `{"version":N,"epoch":"E","candidates":[…]}`, led by `"type":"snapshot"` when `typed` (the
+/// live streams' snapshot message).
+pub fn snapshot(s: &Snapshot, typed: bool) -> String {
+    w::to_object(|o| {
+        if typed {
+            o.str("type", "snapshot");
+        }
+        snapshot_fields(o, s);
+    })
 }
 
 /// The answer to a vote: `{"uid":"1","count":5,"version":N,"epoch":"E"}`.
 pub fn vote_result(c: &Change, epoch: &str) -> String {
-    let mut o = String::with_capacity(80);
-    uid_count(&mut o, &c.uid, c.count);
-    o.pop();
-    o.push_str(&format!(",\"version\":{},\"epoch\":", c.version));
-    json_string(&mut o, epoch);
-    o.push('}');
-    o
+    w::to_object(|o| {
+        o.str("uid", &c.uid)
+            .u64("count", c.count)
+            .u64("version", c.version)
+            .str("epoch", epoch);
+    })
 }
 
 /// A WebSocket voter's acknowledgement:
 /// `{"type":"ack","vote_id":"…","uid":"1","count":5,"version":N,"replayed":false}`.
 pub fn ack(vote_id: &str, c: &Change, replayed: bool) -> String {
-    let mut o = String::from("{\"type\":\"ack\",\"vote_id\":");
-    json_string(&mut o, vote_id);
-    o.push(',');
-    let mut rest = String::new();
-    uid_count(&mut rest, &c.uid, c.count);
-    o.push_str(&rest[1..rest.len() - 1]);
-    o.push_str(&format!(
-        ",\"version\":{},\"replayed\":{replayed}}}",
-        c.version
-    ));
-    o
+    w::to_object(|o| {
+        o.str("type", "ack")
+            .str("vote_id", vote_id)
+            .str("uid", &c.uid)
+            .u64("count", c.count)
+            .u64("version", c.version)
+            .bool("replayed", replayed);
+    })
 }
 
-/// The WebSocket broadcast of one vote: `{"uid":"1","count":5,"version":N}`.
+/// The live broadcast of one vote: `{"uid":"1","count":5,"version":N}`.
 pub fn live_change(c: &Change) -> String {
-    let mut o = String::with_capacity(48);
-    uid_count(&mut o, &c.uid, c.count);
-    o.pop();
-    o.push_str(&format!(",\"version\":{}}}", c.version));
-    o
+    w::to_object(|o| {
+        o.str("uid", &c.uid)
+            .u64("count", c.count)
+            .u64("version", c.version);
+    })
 }
 
 /// `{"error":"…","uid":"…"}`, with `"type":"error",` first when `typed`.
 pub fn error_with_uid(message: &str, uid: &str, typed: bool) -> String {
-    let mut o = String::from("{");
-    if typed {
-        o.push_str("\"type\":\"error\",");
-    }
-    o.push_str("\"error\":");
-    json_string(&mut o, message);
-    o.push_str(",\"uid\":");
-    json_string(&mut o, uid);
-    o.push('}');
-    o
+    w::to_object(|o| {
+        if typed {
+            o.str("type", "error");
+        }
+        o.str("error", message).str("uid", uid);
+    })
 }
 
 /// The current count of each candidate changed by `votes`, in the order of their last vote.
@@ -95,34 +84,29 @@ fn latest_counts(votes: &[Change]) -> Vec<(&str, u64)> {
     latest
 }
 
-fn changes_array(o: &mut String, changes: &[(&str, u64)]) {
-    o.push('[');
-    for (i, (uid, count)) in changes.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        uid_count(o, uid, *count);
+fn changes_array(a: &mut Array, changes: &[(&str, u64)]) {
+    for (uid, count) in changes {
+        a.object(|o| {
+            o.str("uid", uid).u64("count", *count);
+        });
     }
-    o.push(']');
 }
 
-/// `{"total":N,"ws":a,"sse":b,"longpoll":c,"poll":d}`
-pub fn presence_counts(o: &mut String, c: &Counts) {
-    o.push_str(&format!("{{\"total\":{}", c.total()));
+/// The presence members: `"total":N,"ws":a,"sse":b,"longpoll":c,"poll":d`.
+pub fn presence_fields(o: &mut Object, c: &Counts) {
+    o.u64("total", c.total());
     for k in Kind::ALL {
-        o.push_str(&format!(",\"{}\":{}", k.name(), c.get(k)));
+        o.u64(k.name(), c.get(k));
     }
-    o.push('}');
 }
 
 /// The presence message: `{"type":"presence","total":N,…,"presence_version":P}`.
 pub fn presence(c: &Counts, version: u64) -> String {
-    let mut o = String::with_capacity(96);
-    presence_counts(&mut o, c);
-    o.pop();
-    o.insert_str(1, "\"type\":\"presence\",");
-    o.push_str(&format!(",\"presence_version\":{version}}}"));
-    o
+    w::to_object(|o| {
+        o.str("type", "presence");
+        presence_fields(o, c);
+        o.u64("presence_version", version);
+    })
 }
 
 /// What a resume says: `live` (nothing missed), `delta` or `snapshot`.
@@ -137,29 +121,26 @@ pub fn resume_kind(c: &Catchup) -> &'static str {
 /// The first message after every (re)connect (docs/PROTOCOL.md), and the version it brings
 /// the client to.
 pub fn resume(c: &Catchup, since: Option<u64>, epoch: &str) -> (String, u64) {
-    let mut o = String::from("{\"type\":\"resume\",\"kind\":\"");
-    o.push_str(resume_kind(c));
-    match c {
-        Catchup::Delta { from, votes } => {
-            let to = votes.last().map_or(*from, |v| v.version);
-            o.push_str(&format!("\",\"from\":{from},\"to\":{to},\"epoch\":"));
-            json_string(&mut o, epoch);
-            if !votes.is_empty() {
-                o.push_str(",\"changes\":");
-                changes_array(&mut o, &latest_counts(votes));
+    let to = match c {
+        Catchup::Delta { from, votes } => votes.last().map_or(*from, |v| v.version),
+        Catchup::Snapshot(s) => s.version,
+    };
+    let msg = w::to_object(|o| {
+        o.str("type", "resume").str("kind", resume_kind(c));
+        match c {
+            Catchup::Delta { from, votes } => {
+                o.u64("from", *from).u64("to", to).str("epoch", epoch);
+                if !votes.is_empty() {
+                    o.array("changes", |a| changes_array(a, &latest_counts(votes)));
+                }
             }
-            o.push('}');
-            (o, to)
+            Catchup::Snapshot(s) => {
+                o.u64("from", since.unwrap_or(0)).u64("to", to);
+                snapshot_fields(o, s);
+            }
         }
-        Catchup::Snapshot(s) => {
-            let prefix = format!(
-                "\"type\":\"resume\",\"kind\":\"snapshot\",\"from\":{},\"to\":{},",
-                since.unwrap_or(0),
-                s.version
-            );
-            (snapshot(s, &prefix), s.version)
-        }
-    }
+    });
+    (msg, to)
 }
 
 /// The long-poll answer, compatible with the tutorial's client (`status`, `data.uid`,
@@ -168,7 +149,14 @@ pub fn resume(c: &Catchup, since: Option<u64>, epoch: &str) -> (String, u64) {
 /// candidate for a snapshot). `kind` is `live` when the client was current and waited,
 /// `delta` when it was behind, `snapshot` when it gets the whole tally.
 /// `since` is the client's version (a snapshot answers `from` it, as a resume does).
-pub fn longpoll(c: &Catchup, since: u64, waited: bool, epoch: &str) -> String {
+/// `more` adds members at the end (presence).
+pub fn longpoll(
+    c: &Catchup,
+    since: u64,
+    waited: bool,
+    epoch: &str,
+    more: impl FnOnce(&mut Object),
+) -> String {
     let (kind, from, version, changes): (&str, u64, u64, Vec<(&str, u64)>) = match c {
         Catchup::Delta { from, votes } => {
             let to = votes.last().map_or(*from, |v| v.version);
@@ -189,27 +177,47 @@ pub fn longpoll(c: &Catchup, since: u64, waited: bool, epoch: &str) -> String {
                 .collect(),
         ),
     };
-    let mut o = String::from("{\"status\":true,\"data\":");
-    match changes.last() {
-        Some((uid, count)) => uid_count(&mut o, uid, *count),
-        None => o.push_str("null"),
-    }
-    o.push_str(&format!(
-        ",\"version\":{version},\"from\":{from},\"kind\":\"{kind}\",\"epoch\":"
-    ));
-    json_string(&mut o, epoch);
-    o.push_str(",\"changes\":");
-    changes_array(&mut o, &changes);
-    o.push('}');
-    o
+    w::to_object(|o| {
+        o.bool("status", true);
+        match changes.last() {
+            Some((uid, count)) => o.object("data", |o| {
+                o.str("uid", uid).u64("count", *count);
+            }),
+            None => o.null("data"),
+        };
+        o.u64("version", version)
+            .u64("from", from)
+            .str("kind", kind)
+            .str("epoch", epoch)
+            .array("changes", |a| changes_array(a, &changes));
+        more(o);
+    })
 }
 
-/// The long-poll timeout answer: `{"status":false,"data":null,"version":N,"epoch":"E"}`.
-pub fn longpoll_timeout(version: u64, epoch: &str) -> String {
-    let mut o = format!("{{\"status\":false,\"data\":null,\"version\":{version},\"epoch\":");
-    json_string(&mut o, epoch);
-    o.push('}');
-    o
+/// The long-poll timeout answer: `{"status":false,"data":null,"version":N,"epoch":"E"}`, then
+/// the members `more` adds (presence).
+pub fn longpoll_timeout(version: u64, epoch: &str, more: impl FnOnce(&mut Object)) -> String {
+    w::to_object(|o| {
+        o.bool("status", false)
+            .null("data")
+            .u64("version", version)
+            .str("epoch", epoch);
+        more(o);
+    })
+}
+
+/// The presence members a polled answer ends with: `"presence":{…},"presence_version":P`.
+pub fn presence_members(o: &mut Object, counts: &Counts, pv: u64) {
+    o.object("presence", |o| presence_fields(o, counts))
+        .u64("presence_version", pv);
+}
+
+/// `GET /votes`: the tally, then its presence.
+pub fn tally(s: &Snapshot, counts: &Counts, pv: u64) -> String {
+    w::to_object(|o| {
+        snapshot_fields(o, s);
+        presence_members(o, counts, pv);
+    })
 }
 
 /// Reads a flat JSON object whose values are strings (or numbers, kept as written):

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use super::metrics::{Gauges, Route};
 use super::pages::Page;
-use super::presence::{valid_viewer, Counts, Kind};
+use super::presence::{valid_viewer, Kind};
 use super::sse::{self, Cursor};
 use super::votes::{valid_vote_id, VoteError, Wake};
 use super::{json, App, MAX_RESUME_DELTA};
@@ -132,15 +132,6 @@ fn cursor_of(q: &[(String, String)]) -> Result<Cursor, Response> {
             .filter(|v| valid_viewer(v))
             .map(str::to_string),
     })
-}
-
-/// Appends `"presence":{…},"presence_version":P` to a JSON object.
-fn with_presence(mut body: String, counts: &Counts, pv: u64) -> String {
-    body.pop();
-    body.push_str(",\"presence\":");
-    json::presence_counts(&mut body, counts);
-    body.push_str(&format!(",\"presence_version\":{pv}}}"));
-    body
 }
 
 /// A `back` address for a no-JavaScript form: a path on this server, nothing else (an open
@@ -303,7 +294,7 @@ impl App {
         let resp = if fresh {
             Response::new(Status::NotModified)
         } else {
-            let body = with_presence(json::snapshot(&snap, ""), &counts, pv);
+            let body = json::tally(&snap, &counts, pv);
             if polling {
                 self.metrics.sent(Kind::Poll, 1, body.len() as u64, 1);
             }
@@ -384,9 +375,11 @@ impl App {
             self.config.longpoll_timeout,
         );
         self.metrics.long_poll(false);
+        let (counts, pv) = self.votes.presence();
+        let presence = |o: &mut crate::json::Object| json::presence_members(o, &counts, pv);
         let body = match answer {
             Some(Wake::Votes(c)) => {
-                let body = json::longpoll(&c, since, waited, self.votes.epoch());
+                let body = json::longpoll(&c, since, waited, self.votes.epoch(), presence);
                 let kind = if waited {
                     "live"
                 } else {
@@ -399,11 +392,10 @@ impl App {
             // Nothing new in the tally (presence changed, or the wait timed out): the tutorial's
             // "no news" answer, with the current presence.
             Some(Wake::Presence(..)) | None => {
-                json::longpoll_timeout(self.votes.version(), self.votes.epoch())
+                json::longpoll_timeout(self.votes.version(), self.votes.epoch(), presence)
             }
         };
-        let (counts, pv) = self.votes.presence();
-        Response::json(Status::Ok, with_presence(body, &counts, pv))
+        Response::json(Status::Ok, body)
     }
 
     /// Validates a WebSocket handshake and the browser's `Origin`, and hands the connection to

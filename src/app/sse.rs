@@ -105,12 +105,7 @@ pub fn serve(app: &App, cursor: Cursor, mut stream: TcpStream, peer: SocketAddr)
                 at = s.version;
                 (messages, updates) = (1, 1);
                 metrics.coalesce();
-                event(
-                    &mut out,
-                    &epoch,
-                    Some(at),
-                    &json::snapshot(&s, "\"type\":\"snapshot\","),
-                );
+                event(&mut out, &epoch, Some(at), &json::snapshot(&s, true));
             }
             Some(Wake::Presence(c, p)) => {
                 pv = p;
