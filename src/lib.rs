@@ -19,6 +19,7 @@ pub mod admission;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod ids;
 pub mod json;
 pub mod net;
 pub mod server;
