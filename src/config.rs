@@ -104,6 +104,11 @@ pub struct Config {
     /// Origins allowed besides the server's own (`http://host:port` as sent in `Origin`) for
     /// WebSocket upgrades and votes. `--allow-origin URL`, repeatable.
     pub allow_origins: Vec<String>,
+    /// Names (`uri-host[:port]`) this server answers to besides `localhost`, `127.0.0.1`,
+    /// `[::1]` and the bind address; any other `Host` gets `421`. An entry without a port
+    /// matches any port; `*` accepts every well-formed Host (behind a proxy that checks it).
+    /// Default none. `--host NAME`, repeatable.
+    pub hosts: Vec<String>,
     /// Write one access-log line per request on stderr. Default on; `--quiet` turns it off.
     pub access_log: bool,
     /// The vote journal: acknowledged votes are on disk here before they are answered. `None`
@@ -125,6 +130,7 @@ impl Default for Config {
             www: PathBuf::from("www"),
             longpoll_timeout: Duration::from_secs(10),
             allow_origins: Vec::new(),
+            hosts: Vec::new(),
             access_log: true,
             data: None,
             limits: Limits::default(),
@@ -165,6 +171,8 @@ OPTIONS:
   --www DIR                   pages, scripts and styles [default: www]
   --longpoll-timeout SECS     long-poll wait before status:false [default: 10]
   --allow-origin URL          another Origin allowed to vote and open WebSockets (repeatable)
+  --host NAME[:PORT]          another name to answer to (repeatable; '*': any) [default:
+                              localhost, 127.0.0.1, [::1], the --addr]; others get 421
   --data PATH                 vote journal (and PATH.snapshot) [default: data/votes.journal]
   --memory                    keep votes in memory only (lost at exit)
   --quiet                     no access log on stderr
@@ -253,6 +261,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
             "--allow-origin" => cfg
                 .allow_origins
                 .push(value.trim_end_matches('/').to_string()),
+            "--host" => {
+                if value != "*" && crate::http::request::split_host(&value).is_err() {
+                    return Err(UsageError(format!(
+                        "--host: '{value}' is not NAME or NAME:PORT (or '*')"
+                    )));
+                }
+                cfg.hosts.push(value)
+            }
             "--max-request-line" => l.max_request_line = count(&name, &value, 64)?,
             "--max-header-bytes" => l.max_header_bytes = count(&name, &value, 256)?,
             "--max-headers" => l.max_headers = count(&name, &value, 1)?,
@@ -355,6 +371,16 @@ mod tests {
         assert_eq!(c.longpoll_timeout, Duration::from_millis(500));
         assert_eq!(c.limits.max_body, 10);
         assert!(!c.access_log);
+        assert!(run(&[]).unwrap().hosts.is_empty());
+        let c = run(&[
+            "--host",
+            "vote.lan",
+            "--host=192.168.1.5:8080",
+            "--host",
+            "*",
+        ])
+        .unwrap();
+        assert_eq!(c.hosts, ["vote.lan", "192.168.1.5:8080", "*"]);
     }
 
     #[test]
@@ -368,6 +394,10 @@ mod tests {
             &["--candidate", "a=x", "--candidate", "a=y"],
             &["--longpoll-timeout", "-1"],
             &["--max-headers", "0"],
+            &["--host", "a b"],
+            &["--host", "u@h"],
+            &["--host", "h:99999"],
+            &["--host", ""],
             &["stray"],
         ] {
             assert!(run(bad).is_err(), "{bad:?} should fail");
