@@ -40,6 +40,12 @@ pub struct Limits {
     /// one host cannot take every slot. 0 turns the per-address cap off (the benchmarks, which
     /// open thousands of connections from 127.0.0.1). Default 256. `--max-connections-per-ip`.
     pub max_connections_per_ip: usize,
+    /// Most polling and long-polling viewer ids (`viewer=`) counted for one client address
+    /// (IPv6: one /64) at a time; further new ids from it are not counted, so made-up ids
+    /// cannot fill the presence table or push out other addresses' viewers. 0: no per-address
+    /// cap (the global cap of `presence::MAX_VIEWERS` stays). Default 64.
+    /// `--max-viewers-per-ip`.
+    pub max_viewers_per_ip: usize,
     /// Largest WebSocket message on the vote socket (`/get_new_vote`); larger → close 1009.
     /// Default 4 KiB. `--ws-max-vote-message`.
     pub ws_max_vote_message: usize,
@@ -77,6 +83,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             max_connections: 16 * 1024,
             max_connections_per_ip: 256,
+            max_viewers_per_ip: 64,
             ws_max_vote_message: 4 * 1024,
             ws_max_chat_message: 16 * 1024 * 1024,
             ws_max_buffered: 256 * 1024 * 1024,
@@ -186,6 +193,7 @@ OPTIONS:
   --write-timeout SECS        [default: 10]        stalled writer disconnected
   --max-connections N         [default: 16384]     beyond → 503 + Retry-After
   --max-connections-per-ip N  [default: 256]       beyond → 503 (0: no cap)
+  --max-viewers-per-ip N      [default: 64]        polling viewer ids counted per address
   --ws-max-vote-message BYTES [default: 4096]      larger → close 1009
   --ws-max-chat-message BYTES [default: 16777216]  larger → close 1009
   --ws-max-buffered BYTES     [default: 268435456] all connections' partial messages
@@ -279,6 +287,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
             "--write-timeout" => l.write_timeout = secs(&name, &value)?,
             "--max-connections" => l.max_connections = count(&name, &value, 1)?,
             "--max-connections-per-ip" => l.max_connections_per_ip = count(&name, &value, 0)?,
+            "--max-viewers-per-ip" => l.max_viewers_per_ip = count(&name, &value, 0)?,
             "--ws-max-vote-message" => l.ws_max_vote_message = count(&name, &value, 1)?,
             "--ws-max-chat-message" => l.ws_max_chat_message = count(&name, &value, 1)?,
             "--ws-max-buffered" => l.ws_max_buffered = count(&name, &value, 1)?,
@@ -372,6 +381,10 @@ mod tests {
         assert_eq!(c.limits.max_body, 10);
         assert!(!c.access_log);
         assert!(run(&[]).unwrap().hosts.is_empty());
+        assert_eq!(run(&[]).unwrap().limits.max_viewers_per_ip, 64);
+        let c = run(&["--max-viewers-per-ip", "0"]).unwrap();
+        assert_eq!(c.limits.max_viewers_per_ip, 0);
+        assert!(run(&["--max-viewers-per-ip", "-1"]).is_err());
         let c = run(&[
             "--host",
             "vote.lan",

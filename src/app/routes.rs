@@ -74,9 +74,9 @@ impl Handler for App {
             _ if !get => not_allowed(GET_HEAD),
             "/" => self.file("/home.html"),
             "/index" => self.index(req),
-            "/votes" => self.tally(req),
+            "/votes" => self.tally(req, peer),
             "/metrics" => self.metrics_page(),
-            "/get_new_vote" => self.long_poll(req),
+            "/get_new_vote" => self.long_poll(req, peer),
             "/chat" => self.file("/chat.html"),
             "/chatsocket" => Response::error(
                 Status::UpgradeRequired,
@@ -286,14 +286,14 @@ impl App {
 
     /// `GET /votes`: the whole tally. The ETag is the tally's epoch and version, so a poller
     /// asking `If-None-Match` gets a bodiless `304` while nothing changed.
-    fn tally(&self, req: &Request) -> Response {
+    fn tally(&self, req: &Request, peer: SocketAddr) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
         };
         let polling = form::get(&q, "transport") == Some("poll");
         if polling {
-            self.seen(&q, Kind::Poll);
+            self.seen(&q, Kind::Poll, peer);
             self.metrics.request(Kind::Poll);
         }
         let snap = self.votes.snapshot();
@@ -320,10 +320,12 @@ impl App {
             .header("Cache-Control", "no-cache")
     }
 
-    /// Counts a polling or long-polling viewer that named itself.
-    fn seen(&self, q: &[(String, String)], kind: Kind) {
+    /// Counts a polling or long-polling viewer that named itself (up to the per-address cap:
+    /// made-up ids from one client cannot crowd out everyone else).
+    fn seen(&self, q: &[(String, String)], kind: Kind, peer: SocketAddr) {
         if let Some(id) = form::get(q, "viewer").filter(|id| valid_viewer(id)) {
-            self.votes.viewer_seen(id, kind);
+            let cap = self.config.limits.max_viewers_per_ip;
+            self.votes.viewer_seen(id, kind, peer.ip(), cap);
         }
     }
 
@@ -360,7 +362,7 @@ impl App {
     /// `GET /get_new_vote[?since=V&epoch=E]`: answers at once when the client is behind,
     /// else waits for the next vote or the timeout. Without `since`, waits for the next vote
     /// like the tutorial did.
-    fn long_poll(&self, req: &Request) -> Response {
+    fn long_poll(&self, req: &Request, peer: SocketAddr) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
@@ -376,7 +378,7 @@ impl App {
                 return Response::error(Status::BadRequest, "'pv' must be a presence version")
             }
         };
-        self.seen(&q, Kind::LongPoll);
+        self.seen(&q, Kind::LongPoll, peer);
         self.metrics.request(Kind::LongPoll);
         let epoch = cursor.epoch.as_deref();
         let now = self.votes.version();
