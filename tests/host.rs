@@ -3,6 +3,8 @@
 //! Origin checks (votes, WebSocket upgrades) accept only an Origin naming exactly the allowed
 //! Host (scheme, host, port) or one given with `--allow-origin`. Together they close DNS
 //! rebinding: a page from `evil.example` re-resolved to 127.0.0.1 sends `Host: evil.example`.
+//! And the other half of "only our own pages may drive us": every HTML page refuses to be
+//! framed (clickjacking) and runs only our own scripts.
 
 mod common;
 
@@ -314,4 +316,56 @@ fn the_test_helpers_hosts_still_pass() {
     assert!(scrape(addr).contains("livevote_"));
     let raw = format!("GET /index HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     assert_eq!(status_of(addr, &raw), 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Framing (clickjacking) and scripts
+
+/// The directives of a Content-Security-Policy, by name.
+fn csp_directives(csp: &str) -> Vec<(String, Vec<String>)> {
+    csp.split(';')
+        .filter_map(|d| {
+            let mut words = d.split_whitespace();
+            let name = words.next()?.to_ascii_lowercase();
+            Some((name, words.map(str::to_string).collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_html_page_refuses_framing_and_foreign_scripts() {
+    let addr = start_default();
+    for (method, path) in [
+        ("GET", "/index"),
+        ("GET", "/index?transport=ws"),
+        ("HEAD", "/index"),
+        ("GET", "/"),
+        ("GET", "/chat"),
+        ("GET", "/home.html"),
+        ("GET", "/chat.html"),
+    ] {
+        let mut c = Client::connect(addr);
+        c.send(format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        ));
+        let r = c.read_response_to(method);
+        assert_eq!(r.status, 200, "{method} {path}");
+        let ctype = r.header("content-type").unwrap_or_default();
+        assert!(ctype.starts_with("text/html"), "{path}: {ctype}");
+        assert_eq!(r.header_count("x-frame-options"), 1, "{path}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header_count("content-security-policy"), 1, "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        let d = csp_directives(csp);
+        let get = |name: &str| {
+            let found: Vec<_> = d.iter().filter(|(n, _)| n == name).collect();
+            assert_eq!(found.len(), 1, "{path}: one {name} in {csp}");
+            found[0].1.clone()
+        };
+        assert_eq!(get("frame-ancestors"), ["'none'"], "{path}: {csp}");
+        assert_eq!(get("script-src"), ["'self'"], "{path}: {csp}");
+        assert_eq!(get("default-src"), ["'self'"], "{path}: {csp}");
+        assert_eq!(get("base-uri"), ["'none'"], "{path}: {csp}");
+        assert_eq!(get("connect-src"), ["'self'"], "{path}: {csp}");
+    }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::metrics::{Gauges, Route};
-use super::pages::Page;
+use super::pages::{self, Page};
 use super::presence::{valid_viewer, Counts, Kind};
 use super::sse::{self, Cursor};
 use super::votes::{valid_vote_id, VoteError, Wake};
@@ -165,9 +165,16 @@ fn local_path(back: &str) -> Option<&str> {
 impl App {
     fn file(&self, path: &str) -> Response {
         match self.files.read(path) {
-            Some((ctype, bytes)) => Response::with_body(Status::Ok, ctype, bytes)
-                .header("Cache-Control", "no-cache")
-                .header("X-Content-Type-Options", "nosniff"),
+            Some((ctype, bytes)) => {
+                let r = Response::with_body(Status::Ok, ctype, bytes)
+                    .header("Cache-Control", "no-cache")
+                    .header("X-Content-Type-Options", "nosniff");
+                if ctype.starts_with("text/html") {
+                    pages::html_headers(r)
+                } else {
+                    r
+                }
+            }
             None => Response::error(Status::NotFound, "not found"),
         }
     }
@@ -209,8 +216,11 @@ impl App {
             presence: &counts,
             presence_version: pv,
         };
-        Response::html(Status::Ok, self.template.render(&snap, &page))
-            .header("Cache-Control", "no-store")
+        pages::html_headers(Response::html(
+            Status::Ok,
+            self.template.render(&snap, &page),
+        ))
+        .header("Cache-Control", "no-store")
     }
 
     /// `POST /vote` (`uid`) and `POST /ticket` (`nid`): the field from a form body, or else
