@@ -1,7 +1,7 @@
 //! Routing: which path and method does what. Each handler turns a parsed request into a
 //! response; the vote table does the counting.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::metrics::{Gauges, Route};
 use super::pages::{self, Page};
@@ -470,8 +470,14 @@ impl App {
         let Ok((host, port)) = split_host(authority) else {
             return Err(misdirected(authority));
         };
-        let names = host_names(&self.config);
-        if names.iter().any(|n| host_matches(n, host, port)) {
+        // No allocation per request: the names are compared where they are.
+        let c = &self.config;
+        let bind = c.addr;
+        let is_bind = port_matches(Some(bind.port()), port) && ip_of(host) == Some(bind.ip());
+        if is_bind
+            || LOCAL_NAMES.iter().any(|n| host_matches(n, host, port))
+            || c.hosts.iter().any(|n| host_matches(n, host, port))
+        {
             return Ok(());
         }
         Err(misdirected(host))
@@ -532,23 +538,35 @@ fn host_matches(entry: &str, host: &str, port: Option<u16>) -> bool {
     let Ok((name, want)) = split_host(entry) else {
         return false;
     };
-    let port_ok = match (want, port) {
+    port_matches(want, port) && same_host(name, host)
+}
+
+/// An entry's port `want` against a Host's `port` (see [`host_matches`]).
+fn port_matches(want: Option<u16>, port: Option<u16>) -> bool {
+    match (want, port) {
         (None, _) => true,
         (Some(w), Some(p)) => w == p,
         (Some(w), None) => w == 80 || w == 443,
-    };
-    port_ok && normal_host(name) == normal_host(host)
+    }
 }
 
-/// A host name as compared: ASCII lowercase, no trailing dot, IPv6 literals canonical.
-fn normal_host(host: &str) -> String {
-    if let Some(lit) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        if let Ok(ip) = lit.parse::<std::net::Ipv6Addr>() {
-            return format!("[{ip}]");
-        }
+/// The IP address a host names literally (`127.0.0.1`, `[::1]`), if it is one.
+fn ip_of(host: &str) -> Option<IpAddr> {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(lit) => lit.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        None => host.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
     }
-    let host = host.strip_suffix('.').unwrap_or(host);
-    host.to_ascii_lowercase()
+}
+
+/// Two hosts as compared: ASCII case-insensitive, a trailing dot ignored, IP literals by
+/// address (`[0:0::1]` is `[::1]`).
+fn same_host(a: &str, b: &str) -> bool {
+    if let (Some(x), Some(y)) = (ip_of(a), ip_of(b)) {
+        return x == y;
+    }
+    let a = a.strip_suffix('.').unwrap_or(a);
+    let b = b.strip_suffix('.').unwrap_or(b);
+    a.eq_ignore_ascii_case(b)
 }
 
 /// Does `origin` (`scheme://host[:port]`, as a browser serialises it) name `authority`?
@@ -567,7 +585,7 @@ fn same_origin(origin: &str, authority: &str) -> bool {
     let (Ok((oh, op)), Ok((hh, hp))) = (split_host(rest), split_host(authority)) else {
         return false;
     };
-    op.unwrap_or(default) == hp.unwrap_or(default) && normal_host(oh) == normal_host(hh)
+    op.unwrap_or(default) == hp.unwrap_or(default) && same_host(oh, hh)
 }
 
 /// The `421` for a name we do not answer to, saying how to answer to it.
@@ -600,6 +618,8 @@ mod host_tests {
             ("[::1]", "[0:0::1]", Some(5), true),
             ("[::1]:5", "[::1]", Some(6), false),
             ("[::]:5", "[::]", Some(5), true),
+            ("127.0.0.1", "127.000.000.001", None, false),
+            ("v.example", "v.example..", None, false),
             ("127.0.0.1", "127.0.0.2", None, false),
         ] {
             assert_eq!(
