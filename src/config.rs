@@ -40,6 +40,12 @@ pub struct Limits {
     /// one host cannot take every slot. 0 turns the per-address cap off (the benchmarks, which
     /// open thousands of connections from 127.0.0.1). Default 256. `--max-connections-per-ip`.
     pub max_connections_per_ip: usize,
+    /// Most polling and long-polling viewer ids (`viewer=`) counted for one client address
+    /// (IPv6: one /64) at a time; further new ids from it are not counted, so made-up ids
+    /// cannot fill the presence table or push out other addresses' viewers. 0: no per-address
+    /// cap (the global cap of `presence::MAX_VIEWERS` stays). Default 64.
+    /// `--max-viewers-per-ip`.
+    pub max_viewers_per_ip: usize,
     /// Largest WebSocket message on the vote socket (`/get_new_vote`); larger → close 1009.
     /// Default 4 KiB. `--ws-max-vote-message`.
     pub ws_max_vote_message: usize,
@@ -77,6 +83,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             max_connections: 16 * 1024,
             max_connections_per_ip: 256,
+            max_viewers_per_ip: 64,
             ws_max_vote_message: 4 * 1024,
             ws_max_chat_message: 16 * 1024 * 1024,
             ws_max_buffered: 256 * 1024 * 1024,
@@ -104,6 +111,11 @@ pub struct Config {
     /// Origins allowed besides the server's own (`http://host:port` as sent in `Origin`) for
     /// WebSocket upgrades and votes. `--allow-origin URL`, repeatable.
     pub allow_origins: Vec<String>,
+    /// Names (`uri-host[:port]`) this server answers to besides `localhost`, `127.0.0.1`,
+    /// `[::1]` and the bind address; any other `Host` gets `421`. An entry without a port
+    /// matches any port; `*` accepts every well-formed Host (behind a proxy that checks it).
+    /// Default none. `--host NAME`, repeatable.
+    pub hosts: Vec<String>,
     /// Write one access-log line per request on stderr. Default on; `--quiet` turns it off.
     pub access_log: bool,
     /// The vote journal: acknowledged votes are on disk here before they are answered. `None`
@@ -125,6 +137,7 @@ impl Default for Config {
             www: PathBuf::from("www"),
             longpoll_timeout: Duration::from_secs(10),
             allow_origins: Vec::new(),
+            hosts: Vec::new(),
             access_log: true,
             data: None,
             limits: Limits::default(),
@@ -165,6 +178,8 @@ OPTIONS:
   --www DIR                   pages, scripts and styles [default: www]
   --longpoll-timeout SECS     long-poll wait before status:false [default: 10]
   --allow-origin URL          another Origin allowed to vote and open WebSockets (repeatable)
+  --host NAME[:PORT]          another name to answer to (repeatable; '*': any) [default:
+                              localhost, 127.0.0.1, [::1], the --addr]; others get 421
   --data PATH                 vote journal (and PATH.snapshot) [default: data/votes.journal]
   --memory                    keep votes in memory only (lost at exit)
   --quiet                     no access log on stderr
@@ -178,6 +193,7 @@ OPTIONS:
   --write-timeout SECS        [default: 10]        stalled writer disconnected
   --max-connections N         [default: 16384]     beyond → 503 + Retry-After
   --max-connections-per-ip N  [default: 256]       beyond → 503 (0: no cap)
+  --max-viewers-per-ip N      [default: 64]        polling viewer ids counted per address
   --ws-max-vote-message BYTES [default: 4096]      larger → close 1009
   --ws-max-chat-message BYTES [default: 16777216]  larger → close 1009
   --ws-max-buffered BYTES     [default: 268435456] all connections' partial messages
@@ -253,6 +269,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
             "--allow-origin" => cfg
                 .allow_origins
                 .push(value.trim_end_matches('/').to_string()),
+            "--host" => {
+                if value != "*" && crate::http::request::split_host(&value).is_err() {
+                    return Err(UsageError(format!(
+                        "--host: '{value}' is not NAME or NAME:PORT (or '*')"
+                    )));
+                }
+                cfg.hosts.push(value)
+            }
             "--max-request-line" => l.max_request_line = count(&name, &value, 64)?,
             "--max-header-bytes" => l.max_header_bytes = count(&name, &value, 256)?,
             "--max-headers" => l.max_headers = count(&name, &value, 1)?,
@@ -263,6 +287,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
             "--write-timeout" => l.write_timeout = secs(&name, &value)?,
             "--max-connections" => l.max_connections = count(&name, &value, 1)?,
             "--max-connections-per-ip" => l.max_connections_per_ip = count(&name, &value, 0)?,
+            "--max-viewers-per-ip" => l.max_viewers_per_ip = count(&name, &value, 0)?,
             "--ws-max-vote-message" => l.ws_max_vote_message = count(&name, &value, 1)?,
             "--ws-max-chat-message" => l.ws_max_chat_message = count(&name, &value, 1)?,
             "--ws-max-buffered" => l.ws_max_buffered = count(&name, &value, 1)?,
@@ -355,6 +380,20 @@ mod tests {
         assert_eq!(c.longpoll_timeout, Duration::from_millis(500));
         assert_eq!(c.limits.max_body, 10);
         assert!(!c.access_log);
+        assert!(run(&[]).unwrap().hosts.is_empty());
+        assert_eq!(run(&[]).unwrap().limits.max_viewers_per_ip, 64);
+        let c = run(&["--max-viewers-per-ip", "0"]).unwrap();
+        assert_eq!(c.limits.max_viewers_per_ip, 0);
+        assert!(run(&["--max-viewers-per-ip", "-1"]).is_err());
+        let c = run(&[
+            "--host",
+            "vote.lan",
+            "--host=192.168.1.5:8080",
+            "--host",
+            "*",
+        ])
+        .unwrap();
+        assert_eq!(c.hosts, ["vote.lan", "192.168.1.5:8080", "*"]);
     }
 
     #[test]
@@ -368,6 +407,10 @@ mod tests {
             &["--candidate", "a=x", "--candidate", "a=y"],
             &["--longpoll-timeout", "-1"],
             &["--max-headers", "0"],
+            &["--host", "a b"],
+            &["--host", "u@h"],
+            &["--host", "h:99999"],
+            &["--host", ""],
             &["stray"],
         ] {
             assert!(run(bad).is_err(), "{bad:?} should fail");

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use livevote::app::routes::host_names;
 use livevote::config::{parse_args, Command, USAGE};
 use livevote::server::Server;
 
@@ -26,7 +27,17 @@ fn main() -> ExitCode {
     };
     match server.local_addr() {
         Ok(addr) => {
-            eprintln!("livevote listening on http://{addr}/  (vote page: http://{addr}/index)")
+            eprintln!("livevote listening on http://{addr}/  (vote page: http://{addr}/index)");
+            // On every interface, clients use names we cannot guess (a LAN address, a host
+            // name): say which ones are answered, or the first visitor meets a bare 421.
+            if addr.ip().is_unspecified() {
+                let names = host_names(&server.app().config).join(", ");
+                eprintln!(
+                    "livevote: answers to Host {names}; any other name gets 421 Misdirected \
+                     Request. Add the names clients use with --host NAME (e.g. --host \
+                     192.168.1.5 or --host vote.lan), or --host '*' behind a proxy that checks Host"
+                );
+            }
         }
         Err(e) => eprintln!("livevote: {e}"),
     }

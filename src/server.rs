@@ -37,6 +37,8 @@ impl Server {
             }
         }
         let listener = TcpListener::bind(config.addr)?;
+        // The real port (for `--addr …:0`): the Host allowlist names the bind address with it.
+        config.addr = listener.local_addr()?;
         let app = App::new(config)?;
         Ok(Server { listener, app })
     }

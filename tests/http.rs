@@ -230,7 +230,7 @@ fn absolute_form_and_leading_blank_lines_and_bare_lf_are_accepted() {
         "\r\nGET /votes HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "GET /votes HTTP/1.1\nHost: localhost\n\n",
         "GET /votes?x=1#frag HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        "GET /votes HTTP/1.1\r\nhOsT:h\r\nX-Empty:\r\n\r\n",
+        "GET /votes HTTP/1.1\r\nhOsT:localhost\r\nX-Empty:\r\n\r\n",
     ] {
         let r = request(addr, raw);
         assert_eq!(r.status, 200, "{raw:?}");

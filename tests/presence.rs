@@ -195,3 +195,27 @@ fn a_polling_viewer_counts_as_poll() {
         },
     );
 }
+
+#[test]
+fn a_flood_of_made_up_viewer_ids_from_one_address_is_capped() {
+    const CAP: u64 = 8;
+    let addr = start(|c| c.limits.max_viewers_per_ip = CAP as usize);
+    let mut c = Client::connect(addr);
+    for i in 0..2000 {
+        let r = c.call(get_req(&format!(
+            "/votes?viewer=made-up-viewer-{i:06}&transport=poll"
+        )));
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // A WebSocket viewer joins after the flood: the publication that counts it counts the
+    // whole flood too.
+    let _ws = ws_connect(addr, "/get_new_vote");
+    let p = wait_for(WAIT, "the WebSocket viewer to be published", || {
+        let (p, _) = published(addr);
+        (p.ws == 1).then_some(p)
+    });
+    assert_eq!(p.poll, CAP, "{p:?}");
+    let text = common::metrics::scrape(addr);
+    let poll = common::metrics::series(&text, "livevote_viewers{transport=\"poll\"}");
+    assert_eq!(poll, Some(CAP), "{text}");
+}

@@ -1,19 +1,25 @@
-//! Presence: how many viewers are connected, by transport. Pure bookkeeping (the vote table
-//! holds it under its lock, so waiters wake on presence changes the way they wake on votes).
+//! Presence: how many viewers are connected, by transport. Pure bookkeeping, no locks here.
 //!
 //! WebSocket and SSE viewers count while connected. Long-polling and polling viewers have no
 //! connection to count: they name themselves with a random `viewer` id on each request and are
 //! counted until [`VIEWER_TTL`] after their last one. The count clients see is *published* at
 //! most once per [`PUBLISH_EVERY`], so a thousand connects cost a thousand subscribers one
 //! message, not a thousand each.
+//!
+//! Two parts, so the tally's lock stays cheap: [`Viewers`] (the table of ids, in its own lock)
+//! does the bookkeeping, and hands its counts to [`Presence`] (what was published, under the
+//! tally's lock so one condvar wakes waiters for votes and presence alike) only when they
+//! changed. Ids are capped per client address, and expire from a queue ordered by last sight,
+//! so a publication touches only the ids that expired, never the whole table.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A polling or long-polling viewer is forgotten this long after its last request.
 pub const VIEWER_TTL: Duration = Duration::from_secs(30);
-/// Most viewer ids remembered at once; beyond it new ids are not counted (memory stays bounded
-/// whatever ids clients invent).
+/// Most viewer ids remembered at once, from all addresses together; beyond it new ids are not
+/// counted (memory stays bounded whatever ids clients invent, from however many addresses).
 pub const MAX_VIEWERS: usize = 100_000;
 /// Presence changes are published at most this often.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -77,14 +83,28 @@ impl Counts {
     }
 }
 
-/// The live bookkeeping and what was last published.
+/// What was last published: the counts clients see and their version. Lives under the
+/// tally's lock; every change comes from [`Viewers::publish`].
 #[derive(Debug, Default)]
 pub struct Presence {
-    connected: [u64; 2],
-    viewers: HashMap<String, (Kind, Instant)>,
     published: Counts,
     version: u64,
-    last_publish: Option<Instant>,
+}
+
+impl Presence {
+    pub fn published(&self) -> (Counts, u64) {
+        (self.published, self.version)
+    }
+
+    /// Publishes `counts` as a new version if they differ from the last; true when they did.
+    pub fn set(&mut self, counts: Counts) -> bool {
+        if counts == self.published {
+            return false;
+        }
+        self.published = counts;
+        self.version += 1;
+        true
+    }
 }
 
 /// A viewer id is 8–64 of `A-Z a-z 0-9 _ -`.
@@ -95,11 +115,52 @@ pub fn valid_viewer(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-impl Presence {
-    pub fn published(&self) -> (Counts, u64) {
-        (self.published, self.version)
+/// The address a viewer id is charged to: an IPv4 address, or an IPv6 /64 (one host commonly
+/// holds a whole /64, so counting single IPv6 addresses would be no cap at all).
+fn addr_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
     }
+}
 
+/// One polling viewer: its transport, when it was last seen, its place in the expiry queue,
+/// and the address it is charged to.
+#[derive(Debug)]
+struct Seen {
+    kind: Kind,
+    last: Instant,
+    seq: u64,
+    addr: IpAddr,
+}
+
+/// The bookkeeping: connected viewers, and polling viewers by id.
+#[derive(Debug, Default)]
+pub struct Viewers {
+    /// WebSocket and SSE viewers connected now.
+    connected: [u64; 2],
+    /// Polling viewers by id.
+    seen: HashMap<String, Seen>,
+    /// The same ids by `seq`, which grows with every sighting: oldest sighting first, so expiry
+    /// pops from the front and stops at the first id still alive.
+    queue: BTreeMap<u64, String>,
+    next_seq: u64,
+    /// Ids per address, for the per-address cap.
+    per_addr: HashMap<IpAddr, usize>,
+    /// Polling viewers now, by transport (long-poll, poll): kept as ids come and go, so no
+    /// count walks the table.
+    polling: [u64; 2],
+    /// The latest sighting: a sighting stamped earlier (its thread was slow to the lock) is
+    /// stamped with this instead, so queue order is time order.
+    latest: Option<Instant>,
+    published: Counts,
+    last_publish: Option<Instant>,
+}
+
+impl Viewers {
     /// A WebSocket or SSE viewer connected (`+1`) or left (`-1`).
     pub fn connected(&mut self, k: Kind, joined: bool) {
         let i = match k {
@@ -116,46 +177,129 @@ impl Presence {
 
     /// A viewer moved to a connected transport: it no longer counts as polling.
     pub fn forget(&mut self, id: &str) {
-        self.viewers.remove(id);
+        if let Some(s) = self.seen.remove(id) {
+            self.queue.remove(&s.seq);
+            self.untrack(&s);
+        }
     }
 
-    /// A long-polling or polling viewer made a request.
-    pub fn seen(&mut self, id: &str, k: Kind, now: Instant) {
-        if let Some(v) = self.viewers.get_mut(id) {
-            *v = (k, now);
-        } else if self.viewers.len() < MAX_VIEWERS {
-            self.viewers.insert(id.to_string(), (k, now));
+    /// A long-polling or polling viewer made a request from `ip`. A new id is counted only
+    /// while its address has fewer than `max_per_addr` ids (0: no cap) and the table fewer
+    /// than [`MAX_VIEWERS`]; a known id stays charged to the address that brought it. Returns
+    /// whether the id counts.
+    pub fn seen(
+        &mut self,
+        id: &str,
+        k: Kind,
+        ip: IpAddr,
+        max_per_addr: usize,
+        now: Instant,
+    ) -> bool {
+        if !matches!(k, Kind::LongPoll | Kind::Poll) {
+            return false;
         }
+        let now = self.latest.map_or(now, |l| l.max(now));
+        self.latest = Some(now);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(s) = self.seen.get_mut(id) {
+            self.queue.remove(&s.seq);
+            self.queue.insert(seq, id.to_string());
+            let old = s.kind;
+            (s.kind, s.last, s.seq) = (k, now, seq);
+            if old != k {
+                self.polling[poll_index(old)] -= 1;
+                self.polling[poll_index(k)] += 1;
+            }
+            return true;
+        }
+        let addr = addr_key(ip);
+        let held = self.per_addr.get(&addr).copied().unwrap_or(0);
+        if (max_per_addr != 0 && held >= max_per_addr) || self.seen.len() >= MAX_VIEWERS {
+            return false;
+        }
+        *self.per_addr.entry(addr).or_default() += 1;
+        self.polling[poll_index(k)] += 1;
+        self.queue.insert(seq, id.to_string());
+        self.seen.insert(
+            id.to_string(),
+            Seen {
+                kind: k,
+                last: now,
+                seq,
+                addr,
+            },
+        );
+        true
+    }
+
+    /// Takes a forgotten viewer out of the counts.
+    fn untrack(&mut self, s: &Seen) {
+        self.polling[poll_index(s.kind)] -= 1;
+        if let Some(n) = self.per_addr.get_mut(&s.addr) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_addr.remove(&s.addr);
+            }
+        }
+    }
+
+    /// Forgets viewers silent for [`VIEWER_TTL`], oldest first, stopping at the first one still
+    /// alive. Returns how many queue entries it looked at (the expired ones, plus one).
+    fn expire(&mut self, now: Instant) -> usize {
+        let mut visited = 0;
+        while let Some(entry) = self.queue.first_entry() {
+            visited += 1;
+            let alive = self
+                .seen
+                .get(entry.get())
+                .is_some_and(|s| now.saturating_duration_since(s.last) < VIEWER_TTL);
+            if alive {
+                break;
+            }
+            let id = entry.remove();
+            if let Some(s) = self.seen.remove(&id) {
+                self.untrack(&s);
+            }
+        }
+        visited
     }
 
     /// The counts right now, forgetting viewers silent for longer than the TTL.
     fn live(&mut self, now: Instant) -> Counts {
-        self.viewers
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) < VIEWER_TTL);
-        let mut c = Counts([self.connected[0], self.connected[1], 0, 0]);
-        for (k, _) in self.viewers.values() {
-            c.0[k.index()] += 1;
-        }
-        c
+        self.expire(now);
+        Counts([
+            self.connected[0],
+            self.connected[1],
+            self.polling[0],
+            self.polling[1],
+        ])
     }
 
-    /// Publishes the live counts if they changed and the last publication is old enough.
-    /// Returns true when a new version was published.
-    pub fn publish(&mut self, now: Instant) -> bool {
+    /// The live counts, if they changed and the last publication is old enough (at most once
+    /// per [`PUBLISH_EVERY`]); the caller hands them to [`Presence::set`].
+    pub fn publish(&mut self, now: Instant) -> Option<Counts> {
         if self
             .last_publish
             .is_some_and(|t| now.saturating_duration_since(t) < PUBLISH_EVERY)
         {
-            return false;
+            return None;
         }
         let live = self.live(now);
         if live == self.published {
-            return false;
+            return None;
         }
         self.published = live;
-        self.version += 1;
         self.last_publish = Some(now);
-        true
+        Some(live)
+    }
+}
+
+/// Index of a polling kind in [`Viewers::polling`].
+fn poll_index(k: Kind) -> usize {
+    match k {
+        Kind::LongPoll => 0,
+        _ => 1,
     }
 }
 
@@ -163,37 +307,49 @@ impl Presence {
 mod tests {
     use super::*;
 
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    /// Publishes through both halves, as `Votes::publish_presence` does.
+    fn publish(v: &mut Viewers, p: &mut Presence, now: Instant) -> bool {
+        v.publish(now).is_some_and(|c| p.set(c))
+    }
+
     #[test]
     fn counts_connections_and_viewers_and_publishes_at_a_bounded_rate() {
-        let mut p = Presence::default();
+        let (mut v, mut p) = (Viewers::default(), Presence::default());
         let t0 = Instant::now();
-        p.connected(Kind::Ws, true);
-        p.connected(Kind::Ws, true);
-        p.connected(Kind::Sse, true);
-        p.seen("viewer-aaaa", Kind::LongPoll, t0);
-        p.seen("viewer-bbbb", Kind::Poll, t0);
-        p.seen("viewer-bbbb", Kind::Poll, t0); // the same viewer again
-        assert!(p.publish(t0));
-        let (c, v) = p.published();
-        assert_eq!((c.0, v), ([2, 1, 1, 1], 1));
+        v.connected(Kind::Ws, true);
+        v.connected(Kind::Ws, true);
+        v.connected(Kind::Sse, true);
+        v.seen("viewer-aaaa", Kind::LongPoll, HOME, 64, t0);
+        v.seen("viewer-bbbb", Kind::Poll, HOME, 64, t0);
+        v.seen("viewer-bbbb", Kind::Poll, HOME, 64, t0); // the same viewer again
+        assert!(publish(&mut v, &mut p, t0));
+        let (c, ver) = p.published();
+        assert_eq!((c.0, ver), ([2, 1, 1, 1], 1));
         assert_eq!(
             c.text(),
             "5 viewers: 2 WebSocket, 1 SSE, 1 long-polling, 1 polling"
         );
         // A change within PUBLISH_EVERY waits; after it, it is published.
-        p.connected(Kind::Ws, false);
-        assert!(!p.publish(t0 + Duration::from_millis(10)));
-        assert!(p.publish(t0 + PUBLISH_EVERY));
+        v.connected(Kind::Ws, false);
+        assert!(!publish(&mut v, &mut p, t0 + Duration::from_millis(10)));
+        assert!(publish(&mut v, &mut p, t0 + PUBLISH_EVERY));
         assert_eq!(p.published().0.get(Kind::Ws), 1);
         // Nothing changed: no new version.
-        assert!(!p.publish(t0 + PUBLISH_EVERY * 3));
+        assert!(!publish(&mut v, &mut p, t0 + PUBLISH_EVERY * 3));
+        // A viewer that moves to another polling transport counts once, under the new one.
+        v.seen("viewer-aaaa", Kind::Poll, HOME, 64, t0);
+        assert_eq!(v.live(t0).0, [1, 1, 0, 2]);
         // Silent viewers expire.
-        assert!(p.publish(t0 + VIEWER_TTL + PUBLISH_EVERY));
+        assert!(publish(&mut v, &mut p, t0 + VIEWER_TTL + PUBLISH_EVERY));
         assert_eq!(p.published().0 .0, [1, 1, 0, 0]);
+        assert!(v.per_addr.is_empty() && v.queue.is_empty());
         // Disconnects never go below zero.
-        p.connected(Kind::Sse, false);
-        p.connected(Kind::Sse, false);
-        assert_eq!(p.live(t0).get(Kind::Sse), 0);
+        v.connected(Kind::Sse, false);
+        v.connected(Kind::Sse, false);
+        assert_eq!(v.live(t0).get(Kind::Sse), 0);
     }
 
     #[test]
@@ -202,11 +358,87 @@ mod tests {
         assert!(!valid_viewer("short"));
         assert!(!valid_viewer("has space in it"));
         assert!(!valid_viewer(&"x".repeat(65)));
-        let mut p = Presence::default();
+        // Without a per-address cap, the global one still holds.
+        let mut v = Viewers::default();
         let now = Instant::now();
         for i in 0..MAX_VIEWERS + 10 {
-            p.seen(&format!("viewer-{i:08}"), Kind::Poll, now);
+            v.seen(&format!("viewer-{i:08}"), Kind::Poll, HOME, 0, now);
         }
-        assert_eq!(p.viewers.len(), MAX_VIEWERS);
+        assert_eq!(v.seen.len(), MAX_VIEWERS);
+        assert_eq!(v.queue.len(), MAX_VIEWERS);
+    }
+
+    #[test]
+    fn ids_are_capped_per_address() {
+        let mut v = Viewers::default();
+        let now = Instant::now();
+        for i in 0..10 {
+            let counted = v.seen(&format!("viewer-{i:04}"), Kind::Poll, HOME, 4, now);
+            assert_eq!(counted, i < 4, "id {i}");
+        }
+        // A known id still refreshes; a new one from another address still counts.
+        assert!(v.seen("viewer-0000", Kind::Poll, HOME, 4, now));
+        assert!(v.seen("viewer-other", Kind::Poll, OTHER, 4, now));
+        assert_eq!(v.live(now).get(Kind::Poll), 5);
+        // A forgotten id frees its place.
+        v.forget("viewer-0001");
+        assert!(v.seen("viewer-0009", Kind::Poll, HOME, 4, now));
+        // IPv6 addresses count by /64; IPv4-mapped ones as IPv4.
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(v.seen("viewer-v6-a", Kind::Poll, a, 1, now));
+        assert!(!v.seen("viewer-v6-b", Kind::Poll, b, 1, now));
+        assert!(v.seen("viewer-v6-c", Kind::Poll, c, 1, now));
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        assert!(!v.seen("viewer-mapped", Kind::Poll, mapped, 1, now));
+        // Only polling transports are tracked by id.
+        assert!(!v.seen("viewer-ws-1", Kind::Ws, OTHER, 0, now));
+    }
+
+    #[test]
+    fn a_flood_from_one_address_cannot_push_out_another_addresses_viewers() {
+        let mut v = Viewers::default();
+        let t0 = Instant::now();
+        assert!(v.seen("real-viewer", Kind::LongPoll, OTHER, 64, t0));
+        for i in 0..100_000 {
+            v.seen(&format!("fake-{i:08}"), Kind::Poll, HOME, 64, t0);
+        }
+        assert_eq!(v.seen.len(), 65);
+        // The real viewer keeps polling and stays counted, and new real viewers still get in.
+        let t1 = t0 + VIEWER_TTL / 2;
+        assert!(v.seen("real-viewer", Kind::LongPoll, OTHER, 64, t1));
+        assert!(v.seen("another-real", Kind::Poll, OTHER, 64, t1));
+        let later = t0 + VIEWER_TTL + Duration::from_millis(1);
+        assert_eq!(v.live(later).0, [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn expiry_touches_only_what_expired() {
+        let mut v = Viewers::default();
+        let t0 = Instant::now();
+        // 1,000 viewers seen a millisecond apart.
+        for i in 0..1000u64 {
+            let t = t0 + Duration::from_millis(i);
+            v.seen(&format!("viewer-{i:06}"), Kind::Poll, HOME, 0, t);
+        }
+        // Nothing expired: one entry looked at.
+        assert_eq!(v.expire(t0 + VIEWER_TTL - Duration::from_millis(1)), 1);
+        // Ten expired: eleven looked at, ten gone.
+        assert_eq!(v.expire(t0 + VIEWER_TTL + Duration::from_millis(9)), 11);
+        assert_eq!(v.seen.len(), 990);
+        // A refreshed viewer moves to the back of the queue: the old place is not kept.
+        v.seen("viewer-000010", Kind::Poll, HOME, 0, t0 + VIEWER_TTL);
+        assert_eq!(v.queue.len(), 990);
+        assert_eq!(v.expire(t0 + VIEWER_TTL + Duration::from_millis(11)), 2);
+        assert!(v.seen.contains_key("viewer-000010"));
+        // A sighting stamped before the latest one is queued as the latest (queue order is
+        // time order).
+        v.seen("viewer-late", Kind::Poll, HOME, 0, t0);
+        assert_eq!(v.seen["viewer-late"].last, t0 + VIEWER_TTL);
+        // All of them expire in one pass over exactly the table.
+        let n = v.seen.len();
+        assert_eq!(v.expire(t0 + VIEWER_TTL * 3), n);
+        assert!(v.seen.is_empty() && v.per_addr.is_empty());
     }
 }

@@ -1,17 +1,19 @@
 //! Routing: which path and method does what. Each handler turns a parsed request into a
 //! response; the vote table does the counting.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::metrics::{Gauges, Route};
-use super::pages::Page;
+use super::pages::{self, Page};
 use super::presence::{valid_viewer, Kind};
 use super::sse::{self, Cursor};
 use super::votes::{valid_vote_id, VoteError, Wake};
 use super::{json, App, MAX_RESUME_DELTA};
 use crate::config::valid_id;
+use crate::config::Config;
 use crate::http::conn::{Handler, Reply};
 use crate::http::form;
+use crate::http::request::{split_host, target_authority};
 use crate::http::{Request, Response, Status};
 use crate::ws::handshake;
 
@@ -28,6 +30,11 @@ const KNOWN_METHODS: [&str; 9] = [
 
 impl Handler for App {
     fn handle(&self, req: &Request, body: &[u8], peer: SocketAddr) -> Reply {
+        // Before anything else, so no route (votes, WebSockets, /metrics) answers a name we
+        // are not: the DNS-rebinding guard.
+        if let Err(r) = self.host_allowed(req) {
+            return Reply::Response(r);
+        }
         let get = req.method == "GET" || req.method == "HEAD";
         // Route on the decoded path, so `/%69ndex` is `/index`; it is decoded exactly once.
         let path = match form::percent_decode(req.path.as_bytes(), false) {
@@ -67,9 +74,9 @@ impl Handler for App {
             _ if !get => not_allowed(GET_HEAD),
             "/" => self.file("/home.html"),
             "/index" => self.index(req),
-            "/votes" => self.tally(req),
+            "/votes" => self.tally(req, peer),
             "/metrics" => self.metrics_page(),
-            "/get_new_vote" => self.long_poll(req),
+            "/get_new_vote" => self.long_poll(req, peer),
             "/chat" => self.file("/chat.html"),
             "/chatsocket" => Response::error(
                 Status::UpgradeRequired,
@@ -149,9 +156,16 @@ fn local_path(back: &str) -> Option<&str> {
 impl App {
     fn file(&self, path: &str) -> Response {
         match self.files.read(path) {
-            Some((ctype, bytes)) => Response::with_body(Status::Ok, ctype, bytes)
-                .header("Cache-Control", "no-cache")
-                .header("X-Content-Type-Options", "nosniff"),
+            Some((ctype, bytes)) => {
+                let r = Response::with_body(Status::Ok, ctype, bytes)
+                    .header("Cache-Control", "no-cache")
+                    .header("X-Content-Type-Options", "nosniff");
+                if ctype.starts_with("text/html") {
+                    pages::html_headers(r)
+                } else {
+                    r
+                }
+            }
             None => Response::error(Status::NotFound, "not found"),
         }
     }
@@ -193,8 +207,11 @@ impl App {
             presence: &counts,
             presence_version: pv,
         };
-        Response::html(Status::Ok, self.template.render(&snap, &page))
-            .header("Cache-Control", "no-store")
+        pages::html_headers(Response::html(
+            Status::Ok,
+            self.template.render(&snap, &page),
+        ))
+        .header("Cache-Control", "no-store")
     }
 
     /// `POST /vote` (`uid`) and `POST /ticket` (`nid`): the field from a form body, or else
@@ -270,14 +287,14 @@ impl App {
 
     /// `GET /votes`: the whole tally. The ETag is the tally's epoch and version, so a poller
     /// asking `If-None-Match` gets a bodiless `304` while nothing changed.
-    fn tally(&self, req: &Request) -> Response {
+    fn tally(&self, req: &Request, peer: SocketAddr) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
         };
         let polling = form::get(&q, "transport") == Some("poll");
         if polling {
-            self.seen(&q, Kind::Poll);
+            self.seen(&q, Kind::Poll, peer);
             self.metrics.request(Kind::Poll);
         }
         let snap = self.votes.snapshot();
@@ -304,10 +321,12 @@ impl App {
             .header("Cache-Control", "no-cache")
     }
 
-    /// Counts a polling or long-polling viewer that named itself.
-    fn seen(&self, q: &[(String, String)], kind: Kind) {
+    /// Counts a polling or long-polling viewer that named itself (up to the per-address cap:
+    /// made-up ids from one client cannot crowd out everyone else).
+    fn seen(&self, q: &[(String, String)], kind: Kind, peer: SocketAddr) {
         if let Some(id) = form::get(q, "viewer").filter(|id| valid_viewer(id)) {
-            self.votes.viewer_seen(id, kind);
+            let cap = self.config.limits.max_viewers_per_ip;
+            self.votes.viewer_seen(id, kind, peer.ip(), cap);
         }
     }
 
@@ -344,7 +363,7 @@ impl App {
     /// `GET /get_new_vote[?since=V&epoch=E]`: answers at once when the client is behind,
     /// else waits for the next vote or the timeout. Without `since`, waits for the next vote
     /// like the tutorial did.
-    fn long_poll(&self, req: &Request) -> Response {
+    fn long_poll(&self, req: &Request, peer: SocketAddr) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
@@ -360,7 +379,7 @@ impl App {
                 return Response::error(Status::BadRequest, "'pv' must be a presence version")
             }
         };
-        self.seen(&q, Kind::LongPoll);
+        self.seen(&q, Kind::LongPoll, peer);
         self.metrics.request(Kind::LongPoll);
         let epoch = cursor.epoch.as_deref();
         let now = self.votes.version();
@@ -433,31 +452,202 @@ impl App {
         )
     }
 
-    /// A request without `Origin` (curl, scripts) is allowed; a browser's `Origin` must name
-    /// this server's own `Host` (either scheme), or be listed with `--allow-origin`. `null`
-    /// (sandboxed frames, some redirects) names no origin we can trust: refused.
+    /// `421 Misdirected Request` (RFC 9110 §15.5.20) for a Host (or absolute-form authority)
+    /// that is not one of [`host_names`]; already checked for syntax by the parser.
+    fn host_allowed(&self, req: &Request) -> Result<(), Response> {
+        // HTTP/1.0 may come without Host: it names no one else either.
+        let Some(authority) = authority(req) else {
+            return Ok(());
+        };
+        let Ok((host, port)) = split_host(authority) else {
+            return Err(misdirected(authority));
+        };
+        // No allocation per request: the names are compared where they are.
+        let c = &self.config;
+        let bind = c.addr;
+        let is_bind = port_matches(Some(bind.port()), port) && ip_of(host) == Some(bind.ip());
+        if is_bind
+            || LOCAL_NAMES.iter().any(|n| host_matches(n, host, port))
+            || c.hosts.iter().any(|n| host_matches(n, host, port))
+        {
+            return Ok(());
+        }
+        Err(misdirected(host))
+    }
+
+    /// A request without `Origin` (curl, scripts) is allowed. A browser's `Origin` must name
+    /// exactly the request's own authority (already on the allowlist): same host, same port
+    /// (a missing port is the scheme's default), scheme `http` or `https` (TLS may end in a
+    /// proxy in front, which forwards the same Host) — or be listed with `--allow-origin`.
+    /// `null` (sandboxed frames, some redirects) names no origin we can trust: refused.
     pub fn origin_allowed(&self, req: &Request) -> bool {
         let Some(origin) = req.header("origin") else {
             return true;
         };
         let origin = origin.trim().trim_end_matches('/');
-        // `get` rather than indexing: a non-ASCII Origin must not split a character.
-        let own = req.header("host").map(str::trim).is_some_and(|host| {
-            ["http://", "https://"].iter().any(|scheme| {
-                origin
-                    .get(..scheme.len())
-                    .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-                    && origin
-                        .get(scheme.len()..)
-                        .is_some_and(|h| h.eq_ignore_ascii_case(host))
-            })
-        });
-        if own {
-            return true;
-        }
-        self.config
+        if self
+            .config
             .allow_origins
             .iter()
             .any(|a| a.eq_ignore_ascii_case(origin))
+        {
+            return true;
+        }
+        authority(req).is_some_and(|own| same_origin(origin, own))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host allowlist and origins
+
+/// The names every server answers to, whatever `--host` says.
+const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// The authority a request names: an absolute-form target's (RFC 9112 §3.2.2: it replaces
+/// Host), else the Host header; None for HTTP/1.0 without Host.
+fn authority(req: &Request) -> Option<&str> {
+    target_authority(&req.target).or_else(|| req.header("host").map(str::trim))
+}
+
+/// What the server answers to: `localhost`, `127.0.0.1`, `[::1]` (any port), the bind address
+/// with its port, then each `--host` entry (`*`: any name).
+pub fn host_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = LOCAL_NAMES.iter().map(|n| n.to_string()).collect();
+    names.push(config.addr.to_string());
+    names.extend(config.hosts.iter().cloned());
+    names
+}
+
+/// Does allowlist entry `entry` (`*`, `NAME` or `NAME:PORT`) cover host `host` with `port`?
+/// Names compare case-insensitively and without a trailing dot (`Example.COM.` is
+/// `example.com`), IPv6 literals by address. An entry without a port matches any port; one
+/// with a port matches that port, and a Host without one only when it is 80 or 443 (the
+/// defaults of the two schemes a browser may have used in front of us).
+fn host_matches(entry: &str, host: &str, port: Option<u16>) -> bool {
+    if entry == "*" {
+        return true;
+    }
+    let Ok((name, want)) = split_host(entry) else {
+        return false;
+    };
+    port_matches(want, port) && same_host(name, host)
+}
+
+/// An entry's port `want` against a Host's `port` (see [`host_matches`]).
+fn port_matches(want: Option<u16>, port: Option<u16>) -> bool {
+    match (want, port) {
+        (None, _) => true,
+        (Some(w), Some(p)) => w == p,
+        (Some(w), None) => w == 80 || w == 443,
+    }
+}
+
+/// The IP address a host names literally (`127.0.0.1`, `[::1]`), if it is one.
+fn ip_of(host: &str) -> Option<IpAddr> {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(lit) => lit.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        None => host.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+    }
+}
+
+/// Two hosts as compared: ASCII case-insensitive, a trailing dot ignored, IP literals by
+/// address (`[0:0::1]` is `[::1]`).
+fn same_host(a: &str, b: &str) -> bool {
+    if let (Some(x), Some(y)) = (ip_of(a), ip_of(b)) {
+        return x == y;
+    }
+    let a = a.strip_suffix('.').unwrap_or(a);
+    let b = b.strip_suffix('.').unwrap_or(b);
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Does `origin` (`scheme://host[:port]`, as a browser serialises it) name `authority`?
+fn same_origin(origin: &str, authority: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let default = if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        return false;
+    };
+    // `split_host` refuses userinfo and paths, so `http://ours@evil.example` is no match.
+    let (Ok((oh, op)), Ok((hh, hp))) = (split_host(rest), split_host(authority)) else {
+        return false;
+    };
+    op.unwrap_or(default) == hp.unwrap_or(default) && same_host(oh, hh)
+}
+
+/// The `421` for a name we do not answer to, saying how to answer to it.
+fn misdirected(host: &str) -> Response {
+    Response::error(
+        Status::MisdirectedRequest,
+        &format!(
+            "this server does not answer to the name '{host}' (start it with --host {host} to allow it)"
+        ),
+    )
+    .closing()
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn allowlist_entries_match_by_name_and_port() {
+        for (entry, host, port, want) in [
+            ("*", "anything", None, true),
+            ("localhost", "LOCALHOST.", Some(1), true),
+            ("localhost", "localhost.evil", None, false),
+            ("Example.COM.", "example.com", None, true),
+            ("a:8080", "a", Some(8080), true),
+            ("a:8080", "a", Some(8081), false),
+            ("a:8080", "a", None, false),
+            ("a:80", "a", None, true),
+            ("a:443", "a", None, true),
+            ("[::1]", "[0:0::1]", Some(5), true),
+            ("[::1]:5", "[::1]", Some(6), false),
+            ("[::]:5", "[::]", Some(5), true),
+            ("127.0.0.1", "127.000.000.001", None, false),
+            ("v.example", "v.example..", None, false),
+            ("127.0.0.1", "127.0.0.2", None, false),
+        ] {
+            assert_eq!(
+                host_matches(entry, host, port),
+                want,
+                "{entry} vs {host} {port:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn origins_name_scheme_host_and_port() {
+        for (origin, authority, want) in [
+            ("http://a:1", "a:1", true),
+            ("https://a:1", "a:1", true),
+            ("HTTP://A:1", "a:1", true),
+            ("http://a", "a", true),
+            ("http://a", "a:80", true),
+            ("https://a", "a:443", true),
+            ("https://a", "a", true),
+            ("https://a", "a:80", false),
+            ("http://a:2", "a:1", false),
+            ("http://a", "a:8080", false),
+            ("http://b:1", "a:1", false),
+            ("ws://a:1", "a:1", false),
+            ("http://a:1@b", "a:1", false),
+            ("http://u@a:1", "a:1", false),
+            ("http://a:1/x", "a:1", false),
+            ("null", "a", false),
+            ("http://[::1]:3", "[::1]:3", true),
+        ] {
+            assert_eq!(
+                same_origin(origin, authority),
+                want,
+                "{origin} vs {authority}"
+            );
+        }
     }
 }

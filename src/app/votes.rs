@@ -5,11 +5,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::journal::{Journal, RecentVote, Record, Recovery};
-use super::presence::{Counts, Kind, Presence};
+use super::presence::{Counts, Kind, Presence, Viewers};
 
 /// How many recent votes are kept for catch-up. A client further behind gets a snapshot.
 pub const HISTORY: usize = 4096;
@@ -170,6 +171,8 @@ pub struct Votes {
     /// The journal, used by the committer thread only (its own lock: I/O never holds the
     /// tally's).
     journal: Mutex<Option<Journal>>,
+    /// Presence bookkeeping, in its own lock: only changed counts reach the tally's.
+    viewers: Mutex<Viewers>,
 }
 
 /// Checkpoint (snapshot + fresh journal) after this many journal records, so start-up reads a
@@ -204,6 +207,7 @@ impl Votes {
             queued: Condvar::new(),
             epoch: format!("{:x}", nanos as u64),
             journal: Mutex::new(None),
+            viewers: Mutex::new(Viewers::default()),
         }
     }
 
@@ -569,27 +573,33 @@ pub struct Viewer<'a> {
 
 impl Drop for Viewer<'_> {
     fn drop(&mut self) {
-        self.votes.lock().presence.connected(self.kind, false);
+        self.votes.viewers().connected(self.kind, false);
     }
 }
 
-/// Presence, kept under the tally's lock.
+/// Presence: the bookkeeping under its own lock; the tally's lock is taken only to publish
+/// changed counts (O(1)) and wake the waiters.
 impl Votes {
+    fn viewers(&self) -> MutexGuard<'_, Viewers> {
+        self.viewers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A WebSocket or SSE viewer joined; it leaves when the guard is dropped. A page that
     /// names itself (`viewer=ID`, the id it polled with before moving up the ladder) stops
     /// counting as a poller at once, not 30 s later.
     pub fn viewer(&self, kind: Kind, id: Option<&str>) -> Viewer<'_> {
-        let mut t = self.lock();
-        t.presence.connected(kind, true);
+        let mut v = self.viewers();
+        v.connected(kind, true);
         if let Some(id) = id {
-            t.presence.forget(id);
+            v.forget(id);
         }
         Viewer { votes: self, kind }
     }
 
-    /// A long-polling or polling viewer made a request.
-    pub fn viewer_seen(&self, id: &str, k: Kind) {
-        self.lock().presence.seen(id, k, Instant::now());
+    /// A long-polling or polling viewer made a request from `ip`; at most `max_per_ip` ids
+    /// count per address (0: no cap). Returns whether this one counts.
+    pub fn viewer_seen(&self, id: &str, k: Kind, ip: IpAddr, max_per_ip: usize) -> bool {
+        self.viewers().seen(id, k, ip, max_per_ip, Instant::now())
     }
 
     /// The published presence and its version.
@@ -597,9 +607,16 @@ impl Votes {
         self.lock().presence.published()
     }
 
-    /// Publishes presence if it changed (at a bounded rate) and wakes the waiters.
+    /// Publishes presence if it changed (at a bounded rate) and wakes the waiters. The viewers'
+    /// lock is held across the publication, so two publishers cannot publish out of order
+    /// (lock order: viewers, then tally; nothing takes them the other way round).
     pub fn publish_presence(&self) -> bool {
-        let published = self.lock().presence.publish(Instant::now());
+        let mut viewers = self.viewers();
+        let Some(counts) = viewers.publish(Instant::now()) else {
+            return false;
+        };
+        let published = self.lock().presence.set(counts);
+        drop(viewers);
         if published {
             self.changed.notify_all();
         }
