@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ids;
+
 /// Sizes, counts and timeouts. Each field's doc states its default and the flag that sets it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -248,19 +250,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
                 let (id, nm) = value
                     .split_once('=')
                     .ok_or_else(|| UsageError(format!("--candidate: '{value}' is not ID=NAME")))?;
-                if !valid_id(id) {
-                    return Err(UsageError(format!(
-                        "--candidate: id '{id}' must be 1-32 of A-Z a-z 0-9 _ -"
-                    )));
-                }
-                if nm.is_empty() || nm.len() > 200 {
-                    return Err(UsageError(format!(
-                        "--candidate: name for '{id}' must be 1-200 bytes"
-                    )));
-                }
-                if candidates.iter().any(|(i, _)| i == id) {
-                    return Err(UsageError(format!("--candidate: id '{id}' given twice")));
-                }
                 candidates.push((id.to_string(), nm.to_string()));
             }
             "--www" => cfg.www = PathBuf::from(value),
@@ -277,47 +266,138 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
                 }
                 cfg.hosts.push(value)
             }
-            "--max-request-line" => l.max_request_line = count(&name, &value, 64)?,
-            "--max-header-bytes" => l.max_header_bytes = count(&name, &value, 256)?,
-            "--max-headers" => l.max_headers = count(&name, &value, 1)?,
-            "--max-body" => l.max_body = count(&name, &value, 0)?,
+            "--max-request-line" => l.max_request_line = count(&name, &value)?,
+            "--max-header-bytes" => l.max_header_bytes = count(&name, &value)?,
+            "--max-headers" => l.max_headers = count(&name, &value)?,
+            "--max-body" => l.max_body = count(&name, &value)?,
             "--head-timeout" => l.head_timeout = secs(&name, &value)?,
             "--idle-timeout" => l.idle_timeout = secs(&name, &value)?,
             "--body-timeout" => l.body_timeout = secs(&name, &value)?,
             "--write-timeout" => l.write_timeout = secs(&name, &value)?,
-            "--max-connections" => l.max_connections = count(&name, &value, 1)?,
-            "--max-connections-per-ip" => l.max_connections_per_ip = count(&name, &value, 0)?,
-            "--max-viewers-per-ip" => l.max_viewers_per_ip = count(&name, &value, 0)?,
-            "--ws-max-vote-message" => l.ws_max_vote_message = count(&name, &value, 1)?,
-            "--ws-max-chat-message" => l.ws_max_chat_message = count(&name, &value, 1)?,
-            "--ws-max-buffered" => l.ws_max_buffered = count(&name, &value, 1)?,
+            "--max-connections" => l.max_connections = count(&name, &value)?,
+            "--max-connections-per-ip" => l.max_connections_per_ip = count(&name, &value)?,
+            "--max-viewers-per-ip" => l.max_viewers_per_ip = count(&name, &value)?,
+            "--ws-max-vote-message" => l.ws_max_vote_message = count(&name, &value)?,
+            "--ws-max-chat-message" => l.ws_max_chat_message = count(&name, &value)?,
+            "--ws-max-buffered" => l.ws_max_buffered = count(&name, &value)?,
             "--ws-ping-interval" => l.ws_ping_interval = secs(&name, &value)?,
             "--ws-pong-timeout" => l.ws_pong_timeout = secs(&name, &value)?,
             "--sse-heartbeat" => l.sse_heartbeat = secs(&name, &value)?,
-            "--thread-stack" => l.thread_stack = count(&name, &value, 32 * 1024)?,
+            "--thread-stack" => l.thread_stack = count(&name, &value)?,
             _ => return Err(UsageError(format!("unknown option '{name}'"))),
         }
     }
     if !candidates.is_empty() {
         cfg.candidates = candidates;
     }
+    cfg.validate()?;
     Ok(Command::Run(Box::new(cfg)))
 }
 
-/// Candidate ids travel in URLs, form fields, JSON and element ids: keep them plain.
+/// Candidate ids travel in URLs, form fields, JSON and element ids: keep them plain
+/// ([`ids::CANDIDATE`]).
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    ids::CANDIDATE.accepts(id)
 }
 
-fn count(name: &str, value: &str, min: usize) -> Result<usize, UsageError> {
+/// Reads one size or count limit.
+type LimitOf = fn(&Limits) -> usize;
+/// Reads one timeout.
+type TimeoutOf = fn(&Config) -> Duration;
+
+/// The smallest value of each size or count limit, by flag: the one owner of these rules, used
+/// by the command line and by [`Config::validate`] (so `Server::bind` applies them to a
+/// `Config` built in code too).
+const MINIMUMS: [(&str, LimitOf, usize); 11] = [
+    ("--max-request-line", |l| l.max_request_line, 64),
+    ("--max-header-bytes", |l| l.max_header_bytes, 256),
+    ("--max-headers", |l| l.max_headers, 1),
+    ("--max-body", |l| l.max_body, 0),
+    ("--max-connections", |l| l.max_connections, 1),
+    ("--max-connections-per-ip", |l| l.max_connections_per_ip, 0),
+    ("--max-viewers-per-ip", |l| l.max_viewers_per_ip, 0),
+    ("--ws-max-vote-message", |l| l.ws_max_vote_message, 1),
+    ("--ws-max-chat-message", |l| l.ws_max_chat_message, 1),
+    ("--ws-max-buffered", |l| l.ws_max_buffered, 1),
+    ("--thread-stack", |l| l.thread_stack, 32 * 1024),
+];
+
+/// Every timeout, by flag.
+const DURATIONS: [(&str, TimeoutOf); 8] = [
+    ("--longpoll-timeout", |c| c.longpoll_timeout),
+    ("--head-timeout", |c| c.limits.head_timeout),
+    ("--idle-timeout", |c| c.limits.idle_timeout),
+    ("--body-timeout", |c| c.limits.body_timeout),
+    ("--write-timeout", |c| c.limits.write_timeout),
+    ("--ws-ping-interval", |c| c.limits.ws_ping_interval),
+    ("--ws-pong-timeout", |c| c.limits.ws_pong_timeout),
+    ("--sse-heartbeat", |c| c.limits.sse_heartbeat),
+];
+
+/// The shortest and longest timeout: 1 ms (a zero timeout means "none" to a socket) and a day.
+const SHORTEST: Duration = Duration::from_millis(1);
+const LONGEST: Duration = Duration::from_secs(86_400);
+
+fn minimum(flag: &str) -> usize {
+    MINIMUMS
+        .iter()
+        .find(|(f, _, _)| *f == flag)
+        .map_or(0, |&(_, _, min)| min)
+}
+
+impl Config {
+    /// Checks every rule a configuration must follow, whoever built it: each limit at least its
+    /// minimum, each timeout within [1 ms, 1 day], candidates present, well-formed and unique.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        for (flag, get, min) in MINIMUMS {
+            if get(&self.limits) < min {
+                return Err(UsageError(format!(
+                    "{flag}: {} is less than the minimum {min}",
+                    get(&self.limits)
+                )));
+            }
+        }
+        for (flag, get) in DURATIONS {
+            if !(SHORTEST..=LONGEST).contains(&get(self)) {
+                return Err(UsageError(format!(
+                    "{flag}: {:?} is not between 1 ms and a day",
+                    get(self)
+                )));
+            }
+        }
+        if self.candidates.is_empty() {
+            return Err(UsageError("no candidates".into()));
+        }
+        for (i, (id, name)) in self.candidates.iter().enumerate() {
+            if !valid_id(id) {
+                return Err(UsageError(format!(
+                    "--candidate: '{id}': {}",
+                    ids::CANDIDATE.describe()
+                )));
+            }
+            if name.is_empty() || name.len() > MAX_NAME {
+                return Err(UsageError(format!(
+                    "--candidate: name for '{id}' must be 1-{MAX_NAME} bytes"
+                )));
+            }
+            if self.candidates[..i].iter().any(|(other, _)| other == id) {
+                return Err(UsageError(format!("--candidate: id '{id}' given twice")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest candidate name, in bytes.
+pub const MAX_NAME: usize = 200;
+
+/// A whole number for `flag`, at least its minimum.
+fn count(flag: &str, value: &str) -> Result<usize, UsageError> {
+    let min = minimum(flag);
     match value.parse::<usize>() {
         Ok(n) if n >= min => Ok(n),
         _ => Err(UsageError(format!(
-            "{name}: '{value}' is not a whole number ≥ {min}"
+            "{flag}: '{value}' is not a whole number ≥ {min}"
         ))),
     }
 }
@@ -325,7 +405,9 @@ fn count(name: &str, value: &str, min: usize) -> Result<usize, UsageError> {
 /// Seconds, fractions allowed (`0.5`), at least 1 ms and at most a day.
 fn secs(name: &str, value: &str) -> Result<Duration, UsageError> {
     match value.parse::<f64>() {
-        Ok(s) if (0.001..=86_400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Ok(s) if (SHORTEST.as_secs_f64()..=LONGEST.as_secs_f64()).contains(&s) => {
+            Ok(Duration::from_secs_f64(s))
+        }
         _ => Err(UsageError(format!(
             "{name}: '{value}' is not a number of seconds between 0.001 and 86400"
         ))),
@@ -416,5 +498,42 @@ mod tests {
             assert!(run(bad).is_err(), "{bad:?} should fail");
         }
         assert_eq!(parse_args(["--help".to_string()]).unwrap(), Command::Help);
+        // Candidate names: 1 to MAX_NAME bytes.
+        assert!(run(&["--candidate", &format!("a={}", "x".repeat(MAX_NAME))]).is_ok());
+        assert!(run(&["--candidate", &format!("a={}", "x".repeat(MAX_NAME + 1))]).is_err());
+        assert!(run(&["--candidate", "a="]).is_err());
+    }
+
+    #[test]
+    fn a_config_built_in_code_gets_the_command_lines_checks() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let bad: [fn(&mut Config); 7] = [
+            |c| c.limits.thread_stack = 1024,
+            |c| c.limits.max_headers = 0,
+            |c| c.limits.write_timeout = Duration::ZERO,
+            |c| c.longpoll_timeout = Duration::from_secs(2 * 86_400),
+            |c| c.candidates.clear(),
+            |c| c.candidates.push(("1".into(), "again".into())),
+            |c| c.candidates[0].0 = "not an id".into(),
+        ];
+        for (i, tweak) in bad.iter().enumerate() {
+            let mut c = Config::default();
+            tweak(&mut c);
+            assert!(c.validate().is_err(), "case {i}");
+            let e = crate::server::Server::bind(Config {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                ..c
+            })
+            .err()
+            .expect("bind refuses an invalid config");
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "case {i}");
+        }
+        // Every minimum is the one the command line enforces.
+        for (flag, _, min) in MINIMUMS {
+            if min > 0 {
+                assert!(run(&[flag, &(min - 1).to_string()]).is_err(), "{flag}");
+            }
+            assert!(run(&[flag, &min.max(1).to_string()]).is_ok(), "{flag}");
+        }
     }
 }

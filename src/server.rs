@@ -22,6 +22,10 @@ pub struct Server {
 
 impl Server {
     pub fn bind(mut config: Config) -> io::Result<Server> {
+        // The same rules as the command line's, for a `Config` built in code.
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         // Every connection holds a descriptor and a thread, and the machine's limits on those
         // are hard walls: past the open-files limit `accept` fails and nobody gets the clear
         // 503; past `vm.max_map_count` a new thread cannot map its signal stack and the Rust
