@@ -109,10 +109,7 @@ impl Presence {
 
 /// A viewer id is 8–64 of `A-Z a-z 0-9 _ -`.
 pub fn valid_viewer(id: &str) -> bool {
-    (8..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::ids::VIEWER.accepts(id)
 }
 
 /// The address a viewer id is charged to: an IPv4 address, or an IPv6 /64 (one host commonly
