@@ -2,7 +2,7 @@
 //! `503` with `Retry-After`, never an unbounded pile of threads), small stacks, and a guard
 //! that gives each connection's slot back however its thread ends, panics included.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::http::conn::{self, Settings};
 use crate::http::{Response, Status};
+use crate::net::{self, Linger};
 
 /// A bound server, not yet accepting.
 pub struct Server {
@@ -129,9 +130,21 @@ impl Server {
     }
 }
 
+/// The refusal runs on the accept thread, so it never waits for the peer: the `503` (a few
+/// hundred bytes, which a new connection's empty send buffer always takes) has 100 ms in all.
+const REFUSE_WRITE: Duration = Duration::from_millis(100);
+
+/// After a refusal: take only what the client has already sent (so that closing sends no
+/// reset, which could destroy the `503` before the client reads it), at most 64 KiB, without
+/// waiting.
+const REFUSE_LINGER: Linger = Linger {
+    max_bytes: 64 * 1024,
+    quiet: Duration::ZERO,
+    total: Duration::ZERO,
+};
+
 /// Over the connection cap: a short `503` written without waiting, then close.
-fn refuse(mut stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+fn refuse(stream: TcpStream) {
     let mut out = Vec::with_capacity(256);
     Response::error(
         Status::ServiceUnavailable,
@@ -140,19 +153,8 @@ fn refuse(mut stream: TcpStream) {
     .header("Retry-After", "1")
     .closing()
     .write_to(&mut out, false, false);
-    let _ = stream.write_all(&out);
-    // Take what the client already sent, without waiting: closing with unread input would
-    // send a reset that can destroy the 503 before the client reads it.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    if stream.set_nonblocking(true).is_ok() {
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            match std::io::Read::read(&mut stream, &mut sink) {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
-        }
-    }
+    let _ = net::write_all_by(&stream, &out, Instant::now() + REFUSE_WRITE);
+    net::linger_close(&stream, REFUSE_LINGER);
 }
 
 /// Descriptors kept free for everything that is not a connection (listener, files, stdio).

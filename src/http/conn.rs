@@ -2,9 +2,25 @@
 //! request to a [`Handler`], writes the response, and keeps the connection alive, pipelined,
 //! or hands it over after a `101 Switching Protocols`. This is the only place that maps read
 //! failures to statuses (400/408/413/414/417/431/501/505).
+//!
+//! Every state a connection can be in ends by a wall-clock deadline fixed when the state is
+//! entered, so a peer that trickles bytes (or reads a byte now and then) cannot stretch it:
+//!
+//! | state | bounded by |
+//! |---|---|
+//! | waiting for a request (keep-alive idle) | `idle_timeout` from the end of the last response; then a quiet close |
+//! | reading a head | `head_timeout` from its first byte, in total; then `408` |
+//! | reading a body | `body_timeout` from the end of the head, in total; then `408` |
+//! | writing `100 Continue` | `write_timeout` for the whole write |
+//! | handling (long-poll wait) | `--longpoll-timeout` (the handler's own bound) |
+//! | writing a response (or the head of an upgrade) | `write_timeout` for the whole write ([`net::write_all_by`]) |
+//! | draining before close | [`LINGER`]: 200 ms quiet, 2 s and 64 KiB in total |
+//! | upgraded (WebSocket, SSE) | owned by `ws::conn` and `app::sse`, each with its own bounds |
+//!
+//! [`net::write_all_by`]: crate::net::write_all_by
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::chunked;
@@ -13,10 +29,20 @@ use super::request::{parse_request, BodyFraming, Parse, Request, Version};
 use super::response::Response;
 use super::status::Status;
 use crate::config::Limits;
-use crate::net::Reader;
+use crate::net::{self, Linger, Reader};
 
 /// Most bytes one read takes from the socket.
 const READ_CHUNK: usize = 8192;
+
+/// The drain before closing a connection after its last response: until the peer has been
+/// quiet for 200 ms, it has sent 64 KiB, or 2 s have passed since the drain began, whichever
+/// comes first. The total is what bounds it: without it a byte every 190 ms kept a thread and
+/// a connection slot for hours.
+pub const LINGER: Linger = Linger {
+    max_bytes: 64 * 1024,
+    quiet: Duration::from_millis(200),
+    total: Duration::from_secs(2),
+};
 
 /// What the application answers to a request.
 pub enum Reply {
@@ -81,10 +107,10 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
             Err(ReadEnd::Quiet) => return,
             Err(ReadEnd::Fail(e)) => {
                 let resp = Response::error(e.status(), &e.to_string()).closing();
-                let _ = send(&mut stream, &mut out, &resp, false, false);
+                let _ = send(&stream, &mut out, &resp, false, false, limits);
                 handler.observe(e.status(), resp.body.len());
                 log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
-                linger_close(&mut stream);
+                net::linger_close(&stream, LINGER);
                 return;
             }
         };
@@ -92,22 +118,24 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
         match handler.handle(&req, &body, peer) {
             Reply::Response(resp) => {
                 let keep = keep_alive(&req) && !resp.close;
-                let ok = send(&mut stream, &mut out, &resp, keep, head_only).is_ok();
+                let ok = send(&stream, &mut out, &resp, keep, head_only, limits).is_ok();
                 handler.observe(resp.status, resp.body.len());
                 log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
                 if !ok {
                     return;
                 }
                 if !keep {
-                    linger_close(&mut stream);
+                    net::linger_close(&stream, LINGER);
                     return;
                 }
             }
             Reply::Upgrade(resp, then) => {
-                let ok = send(&mut stream, &mut out, &resp, !resp.close, false).is_ok();
+                let ok = send(&stream, &mut out, &resp, !resp.close, false, limits).is_ok();
                 handler.observe(resp.status, 0);
                 log_line(s, peer, Some(&req), resp.status, 0, started);
                 if ok {
+                    // What runs next sets its own timeouts; leave it the plain one.
+                    let _ = stream.set_write_timeout(Some(limits.write_timeout));
                     // The HTTP buffers are done with: free them before a long-lived upgrade.
                     drop(out);
                     buf.shrink_to_fit();
@@ -164,8 +192,8 @@ fn read_request(
         }
         // Tell the client to go on only if it is waiting for us (HTTP/1.1, body not sent yet).
         if req.version == Version::Http11 && needs_body && buf.is_empty() {
-            stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            let deadline = Instant::now() + limits.write_timeout;
+            net::write_all_by(stream, b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
                 .map_err(|_| ReadEnd::Quiet)?;
         }
     }
@@ -212,32 +240,18 @@ fn read_body_more(
 
 pub use crate::net::is_timeout;
 
+/// Writes one response; the whole write must be done within `write_timeout`.
 fn send(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     out: &mut Vec<u8>,
     resp: &Response,
     keep_alive: bool,
     head_only: bool,
+    limits: &Limits,
 ) -> io::Result<()> {
     out.clear();
     resp.write_to(out, keep_alive, head_only);
-    stream.write_all(out)
-}
-
-/// Closes so that the response is not lost: shutting down our side first and draining briefly
-/// avoids the TCP reset a close with unread input would send, which can destroy the response
-/// before the client reads it (RFC 9112 §9.6).
-fn linger_close(stream: &mut TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut sink = [0u8; 4096];
-    let mut total = 0;
-    while total < 64 * 1024 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
-    }
+    net::write_all_by(stream, out, Instant::now() + limits.write_timeout)
 }
 
 fn log_line(

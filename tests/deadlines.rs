@@ -1,0 +1,107 @@
+//! Every state of an HTTP connection has a wall-clock bound the peer cannot stretch by
+//! trickling (issue 9, defect 2): the drain before close, and a response being written to a
+//! client that reads a little now and then. The bounds are the server's promises
+//! (`http::conn::LINGER` and `--write-timeout`); the tests allow generous slack on them and
+//! fail long before the old code would have let go.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::metrics::metric;
+use common::tempdir::TempDir;
+use common::*;
+
+/// What a trickling drain may take at most: the server's total linger (2 s) plus slack. The
+/// old code drained for up to 64 KiB at a byte per 150 ms, about 2.7 hours.
+const DRAIN_BOUND: Duration = Duration::from_secs(6);
+
+#[test]
+fn a_peer_trickling_after_a_closing_response_is_cut_off_by_the_linger_deadline() {
+    let addr = start_default();
+    let mut c = Client::connect(addr);
+    let r = c.call(get_req_with("/votes", "Connection: close\r\n"));
+    assert_eq!(r.status, 200);
+    assert!(r.closes());
+    // The server has shut down its side and drains what we send before it closes. A byte
+    // every 150 ms keeps each of its 200 ms reads busy; once it has closed, our bytes are
+    // answered with a reset and a write fails.
+    let t0 = Instant::now();
+    let closed = loop {
+        thread::sleep(Duration::from_millis(150));
+        if c.try_send(b"x").is_err() {
+            break t0.elapsed();
+        }
+        if t0.elapsed() > DRAIN_BOUND {
+            panic!("the server still drains after {DRAIN_BOUND:?} of trickling");
+        }
+    };
+    eprintln!("drain cut off after {closed:?}");
+}
+
+/// Body of the large static file: far more than the socket buffers on both sides can hold, so
+/// writing it takes as long as the client makes it.
+const BIG: usize = 16 * 1024 * 1024;
+
+#[test]
+fn a_client_reading_a_large_response_slowly_is_dropped_at_the_write_deadline() {
+    // A copy of www/ with one large file.
+    let dir = TempDir::new("slow-reader");
+    for entry in fs::read_dir(www()).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    fs::write(dir.path().join("big.txt"), vec![b'x'; BIG]).unwrap();
+    let write_timeout = Duration::from_secs(1);
+    let www = dir.path().to_path_buf();
+    let addr = start(move |c| {
+        c.www = www;
+        c.limits.write_timeout = write_timeout;
+    });
+    // Only the scraping connection is open.
+    wait_for(IO_TIMEOUT, "a quiet server", || {
+        (metric(addr, "livevote_http_connections") == 1).then_some(())
+    });
+
+    let mut c = Client::connect(addr);
+    c.send(get_req("/big.txt"));
+    // 64 KiB every 250 ms: every write the server makes progresses well within its write
+    // timeout, so a per-call timeout never fires (16 MiB would take a minute); only a deadline
+    // on the whole response ends it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let got = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (stop, got) = (Arc::clone(&stop), Arc::clone(&got));
+        let mut stream = c.stream.try_clone().unwrap();
+        thread::spawn(move || {
+            let mut chunk = vec![0u8; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.fetch_add(n, Ordering::Relaxed),
+                };
+                thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    // The response has started (so its connection is open and counted).
+    wait_for(IO_TIMEOUT, "the response to start", || {
+        (got.load(Ordering::Relaxed) > 0).then_some(())
+    });
+    let t0 = Instant::now();
+    wait_for(
+        write_timeout + Duration::from_secs(5),
+        "the slow reader's connection to be dropped",
+        || (metric(addr, "livevote_http_connections") == 1).then_some(()),
+    );
+    eprintln!("slow reader dropped after {:?}", t0.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let got = got.load(Ordering::Relaxed);
+    assert!(got < BIG, "the whole response was read ({got} bytes)");
+}
