@@ -181,7 +181,7 @@ fn without_final_cr(buf: &[u8]) -> &[u8] {
 }
 
 /// RFC 9110 §5.6.2: `tchar`.
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
@@ -216,7 +216,8 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), Error> {
     Ok((method, target, version))
 }
 
-fn parse_header(line: &[u8]) -> Result<Header, Error> {
+/// One field line (RFC 9112 §5), for the head and for chunked trailers.
+pub(super) fn parse_header(line: &[u8]) -> Result<Header, Error> {
     // RFC 9112 §5.2: obs-fold is rejected with 400 (we are not a proxy).
     if line[0] == b' ' || line[0] == b'\t' {
         return Err(Error::BadRequest("obsolete header line folding"));
