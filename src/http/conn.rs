@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::chunked;
 use super::error::Error;
-use super::request::{parse_request, BodyFraming, Parse, Request, Version};
+use super::request::{BodyFraming, HeadScan, Parse, Request, Version};
 use super::response::Response;
 use super::status::Status;
 use crate::config::Limits;
@@ -157,11 +157,13 @@ fn read_request(
 ) -> Result<(Request, Vec<u8>, Instant), ReadEnd> {
     let idle_deadline = Instant::now() + limits.idle_timeout;
     let mut head_deadline = None;
+    // Each byte of the head is looked at once, however it is cut into reads.
+    let mut scan = HeadScan::new();
     let (req, used) = loop {
         if !buf.is_empty() && head_deadline.is_none() {
             head_deadline = Some(Instant::now() + limits.head_timeout);
         }
-        match parse_request(buf, limits) {
+        match scan.feed(buf, limits) {
             Ok(Parse::Complete(req, used)) => break (req, used),
             Ok(Parse::Incomplete) => {}
             Err(e) => return Err(ReadEnd::Fail(e)),
