@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::admission::{Admission, Refusal};
 use crate::app::App;
 use crate::config::Config;
+use crate::http::access_log::{AccessLog, ACCESS_LOG_QUEUE};
 use crate::http::conn::{self, Settings};
 use crate::http::{Response, Status};
 use crate::net::{self, Linger};
@@ -19,6 +20,8 @@ use crate::net::{self, Linger};
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    /// The access log's queue, when it is on.
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Server {
@@ -39,7 +42,19 @@ impl Server {
         }
         let listener = TcpListener::bind(config.addr)?;
         let app = App::new(config)?;
-        Ok(Server { listener, app })
+        let access_log = match app.config.access_log {
+            true => Some(Arc::new(AccessLog::start(
+                io::stderr(),
+                ACCESS_LOG_QUEUE,
+                Arc::clone(&app.metrics.access_log_dropped),
+            )?)),
+            false => None,
+        };
+        Ok(Server {
+            listener,
+            app,
+            access_log,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -86,6 +101,7 @@ impl Server {
                 }
             };
             let app = Arc::clone(&self.app);
+            let log = self.access_log.clone();
             // The stream waits in a cell the new thread takes it from, so that if the thread
             // cannot be created (memory maps, pids) it is still here to be told `503`.
             let cell = Arc::new(Mutex::new(Some(stream)));
@@ -102,7 +118,7 @@ impl Server {
                     drop(theirs);
                     let settings = Settings {
                         limits: &app.config.limits,
-                        access_log: app.config.access_log,
+                        access_log: log.as_deref(),
                     };
                     conn::serve(stream, peer, &*app, &settings);
                 });

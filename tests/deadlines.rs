@@ -3,16 +3,22 @@
 //! client that reads a little now and then. The bounds are the server's promises
 //! (`http::conn::LINGER` and `--write-timeout`); the tests allow generous slack on them and
 //! fail long before the old code would have let go.
+//!
+//! And nothing a request does waits on stderr (defect 12): with the access log on and a
+//! stderr pipe nobody reads, requests are still answered, and the lines that could not be
+//! written are counted.
 
 mod common;
 
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::binary::{Livevote, BIN};
 use common::metrics::metric;
 use common::tempdir::TempDir;
 use common::*;
@@ -104,4 +110,94 @@ fn a_client_reading_a_large_response_slowly_is_dropped_at_the_write_deadline() {
     reader.join().unwrap();
     let got = got.load(Ordering::Relaxed);
     assert!(got < BIG, "the whole response was read ({got} bytes)");
+}
+
+/// The real binary with the access log on, its stderr a pipe that is read only up to its
+/// `listening on` line and then never again (held open, so writes block once it is full).
+/// Killed by its handle and reaped when dropped.
+struct Unread {
+    child: Child,
+    addr: std::net::SocketAddr,
+    _stderr: BufReader<ChildStderr>,
+}
+
+impl Unread {
+    fn start() -> Unread {
+        let mut child = Command::new(BIN)
+            .args(["--addr", "127.0.0.1:0", "--memory", "--www"])
+            .arg(www())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn livevote");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            // The binary prints its address first thing; the pipe's read has the hang guard
+            // of the test harness (the process is killed when `child` drops on a panic).
+            if stderr.read_line(&mut line).expect("read stderr") == 0 {
+                let _ = child.kill();
+                panic!("livevote exited before listening");
+            }
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split('/').next().unwrap().parse().expect("address");
+            }
+        };
+        Unread {
+            child,
+            addr,
+            _stderr: stderr,
+        }
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests sent: their access-log lines (about 60 bytes each) fill a 64 KiB pipe about 20
+/// times over.
+const LOGGED_REQUESTS: usize = 20_000;
+/// Requests pipelined per round trip.
+const BATCH: usize = 100;
+
+#[test]
+fn a_stderr_nobody_reads_does_not_stall_requests_and_dropped_lines_are_counted() {
+    let server = Unread::start();
+    let mut c = Client::connect(server.addr);
+    let batch = get_req("/votes").repeat(BATCH);
+    for _ in 0..LOGGED_REQUESTS / BATCH {
+        c.send(&batch);
+        // Every read has the IO_TIMEOUT hang guard: a server thread stuck writing its log
+        // line to the full pipe fails the test here.
+        for r in c.read_responses(BATCH) {
+            assert_eq!(r.status, 200);
+        }
+    }
+    let dropped = metric(server.addr, "livevote_access_log_dropped_lines_total");
+    assert!(dropped > 0, "no access-log line was dropped");
+}
+
+#[test]
+fn with_a_reader_on_stderr_every_request_is_logged() {
+    let server = Livevote::start(
+        ["--addr", "127.0.0.1:0", "--memory", "--www"]
+            .map(Into::into)
+            .into_iter()
+            .chain([www().into_os_string()]),
+    );
+    let mut c = Client::connect(server.addr);
+    for path in ["/votes", "/nowhere"] {
+        c.call(get_req(path));
+    }
+    wait_for(IO_TIMEOUT, "both access-log lines", || {
+        let log = server.stderr_text();
+        (log.contains("\"GET /votes\" 200 ") && log.contains("\"GET /nowhere\" 404 ")).then_some(())
+    });
 }

@@ -23,6 +23,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::access_log::AccessLog;
 use super::chunked;
 use super::error::Error;
 use super::request::{BodyFraming, HeadScan, Parse, Request, Version};
@@ -68,8 +69,8 @@ pub trait Handler: Send + Sync {
 /// Per-connection settings.
 pub struct Settings<'a> {
     pub limits: &'a Limits,
-    /// One line per request on stderr.
-    pub access_log: bool,
+    /// Where each request's line goes; None: no access log.
+    pub access_log: Option<&'a AccessLog>,
 }
 
 /// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with
@@ -264,13 +265,14 @@ fn log_line(
     bytes: usize,
     started: Instant,
 ) {
-    if !s.access_log {
+    let Some(log) = s.access_log else {
         return;
-    }
+    };
     let (method, target) = req.map_or(("-", "-"), |r| (r.method.as_str(), r.target.as_str()));
-    eprintln!(
+    // Offered to the log's own thread, never written here: a slow stderr must not stall us.
+    log.log(format!(
         "{peer} \"{method} {target}\" {} {bytes} {:.1}ms",
         status.code(),
         started.elapsed().as_secs_f64() * 1000.0
-    );
+    ));
 }
