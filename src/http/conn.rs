@@ -34,6 +34,9 @@ use crate::net::{self, Linger, Reader};
 
 /// Most bytes one read takes from the socket.
 const READ_CHUNK: usize = 8192;
+/// Starting capacity of a connection's read and write buffers: a typical request head and
+/// response fit without growing.
+const BUF_START: usize = 4096;
 
 /// The drain before closing a connection after its last response: until the peer has been
 /// quiet for 200 ms, it has sent 64 KiB, or 2 s have passed since the drain began, whichever
@@ -99,8 +102,8 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
     let limits = s.limits;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf: Vec<u8> = Vec::with_capacity(BUF_START);
+    let mut out: Vec<u8> = Vec::with_capacity(BUF_START);
     let mut reader = Reader::new();
     loop {
         let (req, body, started) = match read_request(&mut stream, &mut reader, &mut buf, limits) {

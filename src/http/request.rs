@@ -397,6 +397,10 @@ fn validate_host(req: &Request) -> Result<(), Error> {
     Ok(())
 }
 
+/// Most digits in a `Content-Length`: 19 always fit in a u64 (its largest value has 20).
+/// Longer values are refused as malformed; `max_body` refuses anything large long before.
+const MAX_LENGTH_DIGITS: usize = 19;
+
 /// Decides how the body is framed (RFC 9112 §6.3), refusing every ambiguous combination.
 fn body_framing(req: &Request, limits: &Limits) -> Result<BodyFraming, Error> {
     let has_te = req.header("transfer-encoding").is_some();
@@ -448,7 +452,8 @@ fn body_framing(req: &Request, limits: &Limits) -> Result<BodyFraming, Error> {
             .flat_map(|v| v.split(','))
         {
             let v = v.trim();
-            if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            if v.is_empty() || v.len() > MAX_LENGTH_DIGITS || !v.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(Error::BadRequest("malformed Content-Length"));
             }
             let n: u64 = v
