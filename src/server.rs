@@ -20,8 +20,9 @@ use crate::net::{self, Linger};
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
-    /// The access log's queue, when it is on.
-    access_log: Option<Arc<AccessLog>>,
+    /// The queue to stderr: the access log (when it is on) and the accept loop's complaints,
+    /// so that a stderr nobody reads stalls neither connections nor the accept loop.
+    log: Arc<AccessLog>,
 }
 
 impl Server {
@@ -42,19 +43,12 @@ impl Server {
         }
         let listener = TcpListener::bind(config.addr)?;
         let app = App::new(config)?;
-        let access_log = match app.config.access_log {
-            true => Some(Arc::new(AccessLog::start(
-                io::stderr(),
-                ACCESS_LOG_QUEUE,
-                Arc::clone(&app.metrics.access_log_dropped),
-            )?)),
-            false => None,
-        };
-        Ok(Server {
-            listener,
-            app,
-            access_log,
-        })
+        let log = Arc::new(AccessLog::start(
+            io::stderr(),
+            ACCESS_LOG_QUEUE,
+            Arc::clone(&app.metrics.access_log_dropped),
+        )?);
+        Ok(Server { listener, app, log })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -85,7 +79,7 @@ impl Server {
                     // second at most.
                     if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1))
                     {
-                        eprintln!("livevote: accept: {e}");
+                        self.log.log(format!("livevote: accept: {e}"));
                         last_complaint = Some(Instant::now());
                     }
                     thread::sleep(Duration::from_millis(10));
@@ -101,7 +95,7 @@ impl Server {
                 }
             };
             let app = Arc::clone(&self.app);
-            let log = self.access_log.clone();
+            let log = app.config.access_log.then(|| Arc::clone(&self.log));
             // The stream waits in a cell the new thread takes it from, so that if the thread
             // cannot be created (memory maps, pids) it is still here to be told `503`.
             let cell = Arc::new(Mutex::new(Some(stream)));
@@ -129,7 +123,8 @@ impl Server {
                     refuse(stream);
                 }
                 if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
-                    eprintln!("livevote: cannot start a connection thread: {e}");
+                    let why = format!("livevote: cannot start a connection thread: {e}");
+                    self.log.log(why);
                     last_complaint = Some(Instant::now());
                 }
             }

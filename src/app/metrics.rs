@@ -93,7 +93,7 @@ pub struct Metrics {
     pub fsync_latency: Histogram,
     fsyncs: AtomicU64,
     refused: [AtomicU64; 3],
-    /// Access-log lines dropped because the log's queue was full (shared with the log).
+    /// Lines for stderr dropped because the log's queue was full (shared with the log).
     pub access_log_dropped: Arc<AtomicU64>,
 }
 
@@ -339,7 +339,7 @@ impl Metrics {
         counter(
             w,
             "livevote_access_log_dropped_lines_total",
-            "Access-log lines dropped because stderr did not keep up.",
+            "Lines for stderr (access log, accept errors) dropped because stderr did not keep up.",
             &self.access_log_dropped,
         );
         let _ = writeln!(w, "# HELP livevote_ws_closes_total WebSocket connections closed, by close code (0: without one).\n# TYPE livevote_ws_closes_total counter");

@@ -2,6 +2,8 @@
 //! them from a bounded queue. A request only ever *offers* its line: when the sink is slow (a
 //! stderr pipe nobody reads fills after 64 KiB, and then every write blocks) the queue fills,
 //! further lines are dropped and counted, and no connection thread ever waits on the log.
+//! The accept loop's complaints (out of descriptors, no thread) go the same way: a blocked
+//! `eprintln!` there would stop the server taking connections at all.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
