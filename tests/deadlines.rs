@@ -24,7 +24,7 @@ use common::tempdir::TempDir;
 use common::*;
 
 /// What a trickling drain may take at most: the server's total linger (2 s) plus slack. The
-/// old code drained for up to 64 KiB at a byte per 150 ms, about 2.7 hours.
+/// old code drained for up to 64 KiB at a byte per 100 ms, about 1.8 hours.
 const DRAIN_BOUND: Duration = Duration::from_secs(6);
 
 #[test]
@@ -35,11 +35,11 @@ fn a_peer_trickling_after_a_closing_response_is_cut_off_by_the_linger_deadline()
     assert_eq!(r.status, 200);
     assert!(r.closes());
     // The server has shut down its side and drains what we send before it closes. A byte
-    // every 150 ms keeps each of its 200 ms reads busy; once it has closed, our bytes are
+    // every 100 ms keeps each of its 200 ms reads busy; once it has closed, our bytes are
     // answered with a reset and a write fails.
     let t0 = Instant::now();
     let closed = loop {
-        thread::sleep(Duration::from_millis(150));
+        thread::sleep(Duration::from_millis(100));
         if c.try_send(b"x").is_err() {
             break t0.elapsed();
         }
@@ -48,6 +48,41 @@ fn a_peer_trickling_after_a_closing_response_is_cut_off_by_the_linger_deadline()
         }
     };
     eprintln!("drain cut off after {closed:?}");
+}
+
+/// The body deadline is total too: a body trickled a byte at a time gets `408` when
+/// `body_timeout` has passed since the head, not when the bytes stop coming.
+#[test]
+fn a_trickled_body_gets_408_at_the_body_deadline() {
+    let body_timeout = Duration::from_millis(500);
+    let addr = start(move |c| c.limits.body_timeout = body_timeout);
+    let mut c = Client::connect(addr);
+    c.send(
+        "POST /vote HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+    );
+    let t0 = Instant::now();
+    let trickle = c.stream.try_clone().unwrap();
+    let t = thread::spawn(move || {
+        // 1000 bytes at one per 50 ms would take 50 s.
+        let mut s = trickle;
+        for _ in 0..1000 {
+            if std::io::Write::write_all(&mut s, b"a").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let r = c.read_response_to("POST");
+    assert_eq!(r.status, 408, "{r:?}");
+    let took = t0.elapsed();
+    assert!(
+        took < body_timeout + Duration::from_secs(3),
+        "408 after {took:?}"
+    );
+    c.shutdown_write();
+    drop(c);
+    t.join().unwrap();
 }
 
 /// Body of the large static file: far more than the socket buffers on both sides can hold, so
@@ -60,6 +95,9 @@ fn a_client_reading_a_large_response_slowly_is_dropped_at_the_write_deadline() {
     let dir = TempDir::new("slow-reader");
     for entry in fs::read_dir(www()).unwrap() {
         let entry = entry.unwrap();
+        if !entry.file_type().unwrap().is_file() {
+            continue;
+        }
         fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
     fs::write(dir.path().join("big.txt"), vec![b'x'; BIG]).unwrap();
