@@ -77,27 +77,56 @@ pub fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Writes all of `bytes` by `deadline`, or fails with `TimedOut` when it passes.
+/// Writes to one socket under deadlines, remembering the send timeout last set on it.
 ///
 /// `SO_SNDTIMEO` bounds one `write` call only: a peer that reads a little now and then lets
 /// every call make some progress, and `write_all` would go on for as long as it likes. So the
-/// send timeout is set to the time left before each call, and the whole write ends at the
-/// deadline. The socket's send timeout is left at whatever was set last.
-pub fn write_all_by(mut stream: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
-        match io::Write::write(&mut stream, bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// send timeout is the time left before each call, and the whole write ends at the deadline.
+/// As with [`Reader`], a timeout within 1/16 of the time left is left alone (the common case
+/// on a keep-alive connection: every response gets the same allowance), so a write may end
+/// that much after its deadline.
+#[derive(Debug, Default)]
+pub struct Writer {
+    timeout: Option<Duration>,
+}
+
+impl Writer {
+    pub fn new() -> Self {
+        Writer::default()
     }
-    Ok(())
+
+    /// Writes all of `bytes` by `deadline`, or fails with `TimedOut` once it has passed.
+    pub fn write_all(
+        &mut self,
+        mut stream: &TcpStream,
+        mut bytes: &[u8],
+        deadline: Instant,
+    ) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let left = left.max(Duration::from_millis(1));
+            let close_enough = self.timeout.is_some_and(|t| t.abs_diff(left) <= left / 16);
+            if !close_enough {
+                stream.set_write_timeout(Some(left))?;
+                self.timeout = Some(left);
+            }
+            match io::Write::write(&mut stream, bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes all of `bytes` by `deadline` (see [`Writer`]), for a socket written to now and then.
+pub fn write_all_by(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    Writer::new().write_all(stream, bytes, deadline)
 }
 
 /// How much a drain before close may read, and for how long.

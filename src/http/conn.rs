@@ -13,11 +13,11 @@
 //! | reading a body | `body_timeout` from the end of the head, in total; then `408` |
 //! | writing `100 Continue` | `write_timeout` for the whole write |
 //! | handling (long-poll wait) | `--longpoll-timeout` (the handler's own bound) |
-//! | writing a response (or the head of an upgrade) | `write_timeout` for the whole write ([`net::write_all_by`]) |
+//! | writing a response (or the head of an upgrade) | `write_timeout` for the whole write ([`net::Writer`]) |
 //! | draining before close | [`LINGER`]: 200 ms quiet, 2 s and 64 KiB in total |
 //! | upgraded (WebSocket, SSE) | owned by `ws::conn` and `app::sse`, each with its own bounds |
 //!
-//! [`net::write_all_by`]: crate::net::write_all_by
+//! [`net::Writer`]: crate::net::Writer
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -30,7 +30,7 @@ use super::request::{BodyFraming, HeadScan, Parse, Request, Version};
 use super::response::Response;
 use super::status::Status;
 use crate::config::Limits;
-use crate::net::{self, Linger, Reader};
+use crate::net::{self, Linger, Reader, Writer};
 
 /// Most bytes one read takes from the socket.
 const READ_CHUNK: usize = 8192;
@@ -101,17 +101,18 @@ enum ReadEnd {
 pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Settings) {
     let limits = s.limits;
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    // Every write goes through `writer`, which sets the send timeout it needs.
     let mut buf: Vec<u8> = Vec::with_capacity(BUF_START);
     let mut out: Vec<u8> = Vec::with_capacity(BUF_START);
     let mut reader = Reader::new();
+    let mut writer = Writer::new();
     loop {
         let (req, body, started) = match read_request(&mut stream, &mut reader, &mut buf, limits) {
             Ok(r) => r,
             Err(ReadEnd::Quiet) => return,
             Err(ReadEnd::Fail(e)) => {
                 let resp = Response::error(e.status(), &e.to_string()).closing();
-                let _ = send(&stream, &mut out, &resp, false, false, limits);
+                let _ = send(&stream, &mut writer, &mut out, &resp, false, false, limits);
                 handler.observe(e.status(), resp.body.len());
                 log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
                 net::linger_close(&stream, LINGER);
@@ -122,7 +123,16 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
         match handler.handle(&req, &body, peer) {
             Reply::Response(resp) => {
                 let keep = keep_alive(&req) && !resp.close;
-                let ok = send(&stream, &mut out, &resp, keep, head_only, limits).is_ok();
+                let ok = send(
+                    &stream,
+                    &mut writer,
+                    &mut out,
+                    &resp,
+                    keep,
+                    head_only,
+                    limits,
+                )
+                .is_ok();
                 handler.observe(resp.status, resp.body.len());
                 log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
                 if !ok {
@@ -134,7 +144,16 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
                 }
             }
             Reply::Upgrade(resp, then) => {
-                let ok = send(&stream, &mut out, &resp, !resp.close, false, limits).is_ok();
+                let ok = send(
+                    &stream,
+                    &mut writer,
+                    &mut out,
+                    &resp,
+                    !resp.close,
+                    false,
+                    limits,
+                )
+                .is_ok();
                 handler.observe(resp.status, 0);
                 log_line(s, peer, Some(&req), resp.status, 0, started);
                 if ok {
@@ -249,6 +268,7 @@ pub use crate::net::is_timeout;
 /// Writes one response; the whole write must be done within `write_timeout`.
 fn send(
     stream: &TcpStream,
+    writer: &mut Writer,
     out: &mut Vec<u8>,
     resp: &Response,
     keep_alive: bool,
@@ -257,7 +277,7 @@ fn send(
 ) -> io::Result<()> {
     out.clear();
     resp.write_to(out, keep_alive, head_only);
-    net::write_all_by(stream, out, Instant::now() + limits.write_timeout)
+    writer.write_all(stream, out, Instant::now() + limits.write_timeout)
 }
 
 fn log_line(
