@@ -30,9 +30,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Deadline for a request body once the head is read. Default 30 s. `--body-timeout`.
     pub body_timeout: Duration,
-    /// A write that makes no progress for this long ends the connection, and so does a
-    /// WebSocket subscriber that stays behind the broadcast this long, so a peer that stops
-    /// reading cannot hold a thread. Default 10 s. `--write-timeout`.
+    /// An HTTP response (or a batch of Server-Sent Events) not written in full within this
+    /// long ends the connection, and so does a WebSocket write that makes no progress or a
+    /// subscriber that stays behind the broadcast this long, so a peer that stops reading (or
+    /// reads a byte now and then) cannot hold a thread. Default 10 s. `--write-timeout`.
     pub write_timeout: Duration,
     /// Most open connections (HTTP and WebSocket together); beyond it the server answers `503`
     /// with `Retry-After` and closes. Default 16,384, lowered at start to what the machine's

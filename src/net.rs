@@ -77,6 +77,106 @@ pub fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Writes to one socket under deadlines, remembering the send timeout last set on it.
+///
+/// `SO_SNDTIMEO` bounds one `write` call only: a peer that reads a little now and then lets
+/// every call make some progress, and `write_all` would go on for as long as it likes. So the
+/// send timeout is the time left before each call, and the whole write ends at the deadline.
+/// As with [`Reader`], a timeout within 1/16 of the time left is left alone (the common case
+/// on a keep-alive connection: every response gets the same allowance), so a write may end
+/// that much after its deadline.
+#[derive(Debug, Default)]
+pub struct Writer {
+    timeout: Option<Duration>,
+}
+
+impl Writer {
+    pub fn new() -> Self {
+        Writer::default()
+    }
+
+    /// Writes all of `bytes` by `deadline`, or fails with `TimedOut` once it has passed.
+    pub fn write_all(
+        &mut self,
+        mut stream: &TcpStream,
+        mut bytes: &[u8],
+        deadline: Instant,
+    ) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let left = left.max(Duration::from_millis(1));
+            let close_enough = self.timeout.is_some_and(|t| t.abs_diff(left) <= left / 16);
+            if !close_enough {
+                stream.set_write_timeout(Some(left))?;
+                self.timeout = Some(left);
+            }
+            match io::Write::write(&mut stream, bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes all of `bytes` by `deadline` (see [`Writer`]), for a socket written to now and then.
+pub fn write_all_by(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    Writer::new().write_all(stream, bytes, deadline)
+}
+
+/// How much a drain before close may read, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct Linger {
+    /// Most bytes read before closing anyway.
+    pub max_bytes: usize,
+    /// The drain ends when the peer sends nothing for this long; zero: take only what has
+    /// already arrived, without waiting.
+    pub quiet: Duration,
+    /// The drain ends this long after it started, however the peer paces its bytes.
+    pub total: Duration,
+}
+
+/// Shuts down our side, then reads and drops what the peer still sends, within `linger`'s
+/// bounds, before the stream is closed (by the caller dropping it).
+///
+/// Closing a socket with unread input makes the kernel send a reset, which can destroy a
+/// response the peer has not read yet (RFC 9112 §9.6). The peer controls how fast its bytes
+/// come, so the drain has a total deadline besides the quiet time: a byte every 190 ms must
+/// not hold a thread and a connection slot for hours.
+pub fn linger_close(mut stream: &TcpStream, linger: Linger) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + linger.total;
+    let wait = !linger.quiet.is_zero();
+    if !wait && stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut sink = [0u8; STACK_READ];
+    let mut total = 0;
+    while total < linger.max_bytes {
+        if wait {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let t = left.min(linger.quiet).max(Duration::from_millis(1));
+            if stream.set_read_timeout(Some(t)).is_err() {
+                break;
+            }
+        }
+        match stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! `503` with `Retry-After`, never an unbounded pile of threads), small stacks, and a guard
 //! that gives each connection's slot back however its thread ends, panics included.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -11,13 +11,18 @@ use std::time::{Duration, Instant};
 use crate::admission::{Admission, Refusal};
 use crate::app::App;
 use crate::config::Config;
+use crate::http::access_log::{AccessLog, ACCESS_LOG_QUEUE};
 use crate::http::conn::{self, Settings};
 use crate::http::{Response, Status};
+use crate::net::{self, Linger};
 
 /// A bound server, not yet accepting.
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    /// The queue to stderr: the access log (when it is on) and the accept loop's complaints,
+    /// so that a stderr nobody reads stalls neither connections nor the accept loop.
+    log: Arc<AccessLog>,
 }
 
 impl Server {
@@ -44,7 +49,12 @@ impl Server {
         // The real port (for `--addr …:0`): the Host allowlist names the bind address with it.
         config.addr = listener.local_addr()?;
         let app = App::new(config)?;
-        Ok(Server { listener, app })
+        let log = Arc::new(AccessLog::start(
+            io::stderr(),
+            ACCESS_LOG_QUEUE,
+            Arc::clone(&app.metrics.access_log_dropped),
+        )?);
+        Ok(Server { listener, app, log })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -75,7 +85,7 @@ impl Server {
                     // second at most.
                     if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1))
                     {
-                        eprintln!("livevote: accept: {e}");
+                        self.log.log(format!("livevote: accept: {e}"));
                         last_complaint = Some(Instant::now());
                     }
                     thread::sleep(Duration::from_millis(10));
@@ -91,6 +101,7 @@ impl Server {
                 }
             };
             let app = Arc::clone(&self.app);
+            let log = app.config.access_log.then(|| Arc::clone(&self.log));
             // The stream waits in a cell the new thread takes it from, so that if the thread
             // cannot be created (memory maps, pids) it is still here to be told `503`.
             let cell = Arc::new(Mutex::new(Some(stream)));
@@ -107,7 +118,7 @@ impl Server {
                     drop(theirs);
                     let settings = Settings {
                         limits: &app.config.limits,
-                        access_log: app.config.access_log,
+                        access_log: log.as_deref(),
                     };
                     conn::serve(stream, peer, &*app, &settings);
                 });
@@ -118,7 +129,8 @@ impl Server {
                     refuse(stream);
                 }
                 if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
-                    eprintln!("livevote: cannot start a connection thread: {e}");
+                    let why = format!("livevote: cannot start a connection thread: {e}");
+                    self.log.log(why);
                     last_complaint = Some(Instant::now());
                 }
             }
@@ -135,9 +147,21 @@ impl Server {
     }
 }
 
+/// The refusal runs on the accept thread, so it never waits for the peer: the `503` (a few
+/// hundred bytes, which a new connection's empty send buffer always takes) has 100 ms in all.
+const REFUSE_WRITE: Duration = Duration::from_millis(100);
+
+/// After a refusal: take only what the client has already sent (so that closing sends no
+/// reset, which could destroy the `503` before the client reads it), at most 64 KiB, without
+/// waiting.
+const REFUSE_LINGER: Linger = Linger {
+    max_bytes: 64 * 1024,
+    quiet: Duration::ZERO,
+    total: Duration::ZERO,
+};
+
 /// Over the connection cap: a short `503` written without waiting, then close.
-fn refuse(mut stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+fn refuse(stream: TcpStream) {
     let mut out = Vec::with_capacity(256);
     Response::error(
         Status::ServiceUnavailable,
@@ -146,19 +170,8 @@ fn refuse(mut stream: TcpStream) {
     .header("Retry-After", "1")
     .closing()
     .write_to(&mut out, false, false);
-    let _ = stream.write_all(&out);
-    // Take what the client already sent, without waiting: closing with unread input would
-    // send a reset that can destroy the 503 before the client reads it.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    if stream.set_nonblocking(true).is_ok() {
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            match std::io::Read::read(&mut stream, &mut sink) {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
-        }
-    }
+    let _ = net::write_all_by(&stream, &out, Instant::now() + REFUSE_WRITE);
+    net::linger_close(&stream, REFUSE_LINGER);
 }
 
 /// Descriptors kept free for everything that is not a connection (listener, files, stdio).

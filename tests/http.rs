@@ -393,6 +393,33 @@ fn malformed_requests_get_400_and_the_connection_is_closed() {
     assert_eq!(tally(addr).0, 0, "no malformed request may count a vote");
 }
 
+/// RFC 9112 §7.1: chunk lines end in CRLF and extensions follow their grammar. A lenient
+/// decoder reads such bytes differently from a strict front proxy (request smuggling), so
+/// every one of these is 400 and the connection closes, and no vote in them is counted.
+#[test]
+fn lenient_chunked_framing_is_400_and_the_connection_is_closed() {
+    let addr = start_default();
+    let head = "POST /vote HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\n\r\n";
+    let bodies: &[&str] = &[
+        "5\nuid=1\r\n0\r\n\r\n",               // bare LF after the size
+        "5\r\nuid=1\n0\r\n\r\n",               // bare LF after the data
+        "5\r\nuid=1\r\n0\n\r\n",               // bare LF after the last chunk
+        "5\r\nuid=1\r\n0\r\n\n",               // bare LF ending the trailers
+        "5\r\nuid=1\r\n0\r\nX: y\n\r\n",       // bare LF after a trailer
+        "5;\r\nuid=1\r\n0\r\n\r\n",            // extension without a name
+        "5;a b\r\nuid=1\r\n0\r\n\r\n",         // space inside an extension
+        "5;a=\"x\r\nuid=1\r\n0\r\n\r\n",       // unterminated quoted string
+        "5;a@b\r\nuid=1\r\n0\r\n\r\n",         // not a token
+        "5 \r\nuid=1\r\n0\r\n\r\n",            // whitespace without an extension
+        "5\r\nuid=1\r\n0\r\nNo colon\r\n\r\n", // a trailer that is not a field
+    ];
+    for body in bodies {
+        expect_error_and_close(addr, format!("{head}{body}").as_bytes(), 400);
+    }
+    assert_eq!(tally(addr).0, 0, "no malformed request may count a vote");
+}
+
 #[test]
 fn content_length_with_transfer_encoding_is_400_and_nothing_behind_it_is_served() {
     let addr = start_default();

@@ -8,6 +8,8 @@
 //!   the same body, the same bytes consumed, or the same error.
 //! - The body never exceeds the limit; what is consumed never exceeds what was given.
 //! - A decoded body, chunked again by us, decodes to itself.
+//! - Strict framing (RFC 9112 §7.1): a finished body ends in CRLF CRLF (the last chunk's or
+//!   last trailer's line, then the empty line), never in a bare LF.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -79,6 +81,10 @@ fuzz_target!(|data: &[u8]| {
     } = &whole
     {
         assert!(*consumed <= body.len());
+        assert!(
+            body[..*consumed].ends_with(b"\r\n\r\n"),
+            "a finished body that does not end in CRLF CRLF"
+        );
         // Chunk it again, in chunks of a size the knob picks, and decode that.
         let size = 1 + usize::from(k & 0x1f);
         let mut wire = Vec::new();

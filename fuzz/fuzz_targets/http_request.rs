@@ -13,6 +13,8 @@
 //!   `Host` for HTTP/1.1, and a body framing that agrees with the headers and `max_body`.
 //! - What the app does next with a request never panics: handshake validation (and its
 //!   accept key), keep-alive, the decoded path and query, `Last-Event-ID`.
+//! - `HeadScan` (what `http::conn` uses) fed a byte at a time stops where `parse_request`
+//!   first stops being `Incomplete`, with the same answer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +23,7 @@ use livevote::config::Limits;
 use livevote::http::chunked::Decoder;
 use livevote::http::conn::keep_alive;
 use livevote::http::form;
-use livevote::http::request::{parse_request, BodyFraming, Parse, Request, Version};
+use livevote::http::request::{parse_request, BodyFraming, HeadScan, Parse, Request, Version};
 use livevote::ws::handshake;
 
 /// Requests taken from one input; more only repeats what the first ones reached.
@@ -49,6 +51,7 @@ fn walk(data: &[u8], limits: &Limits) {
     let head_bound = MAX_LEADING_EMPTY + limits.max_request_line.max(limits.max_header_bytes) + 1;
     let mut rest = data;
     for _ in 0..MAX_PIPELINED {
+        check_scan(rest, limits);
         let (req, n) = match parse_request(rest, limits) {
             Ok(Parse::Complete(req, n)) => (req, n),
             Ok(Parse::Incomplete) => {
@@ -130,6 +133,19 @@ fn check_prefixes(head: &[u8], limits: &Limits) {
             if len < head.len() {
                 check(len);
             }
+        }
+    }
+}
+
+/// `HeadScan` fed `bytes` one byte at a time: its first answer other than `Incomplete` (or
+/// its last) is `parse_request`'s on the same bytes, which the scan looked at once each.
+fn check_scan(bytes: &[u8], limits: &Limits) {
+    let mut scan = HeadScan::new();
+    for len in 0..=bytes.len() {
+        let got = scan.feed(&bytes[..len], limits);
+        if got != Ok(Parse::Incomplete) || len == bytes.len() {
+            assert_eq!(got, parse_request(&bytes[..len], limits), "after {len} bytes");
+            return;
         }
     }
 }

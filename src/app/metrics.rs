@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::presence::Kind;
@@ -92,6 +93,8 @@ pub struct Metrics {
     pub fsync_latency: Histogram,
     fsyncs: AtomicU64,
     refused: [AtomicU64; 3],
+    /// Lines for stderr dropped because the log's queue was full (shared with the log).
+    pub access_log_dropped: Arc<AtomicU64>,
 }
 
 /// Live gauges read from elsewhere when scraped.
@@ -333,6 +336,12 @@ impl Metrics {
                 self.refused[r as usize].load(Relaxed)
             );
         }
+        counter(
+            w,
+            "livevote_access_log_dropped_lines_total",
+            "Lines for stderr (access log, accept errors) dropped because stderr did not keep up.",
+            &self.access_log_dropped,
+        );
         let _ = writeln!(w, "# HELP livevote_ws_closes_total WebSocket connections closed, by close code (0: without one).\n# TYPE livevote_ws_closes_total counter");
         for (c, n) in CLOSE_CODES.iter().zip(&self.ws_closes) {
             let _ = writeln!(

@@ -3,7 +3,6 @@
 //! slow reader only delays itself, and when it catches up it gets what it missed (the votes,
 //! or one snapshot when far behind) — coalesced by construction, with no queue anywhere.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,7 +57,7 @@ fn event(out: &mut String, epoch: &str, version: Option<u64>, data: &str) {
 }
 
 /// Runs one event stream until the client goes away.
-pub fn serve(app: &App, cursor: Cursor, mut stream: TcpStream, peer: SocketAddr) {
+pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
     let votes = &app.votes;
     let _viewer = votes.viewer(Kind::Sse, cursor.viewer.as_deref());
     let _ = stream.set_write_timeout(Some(app.config.limits.write_timeout));
@@ -78,7 +77,13 @@ pub fn serve(app: &App, cursor: Cursor, mut stream: TcpStream, peer: SocketAddr)
     event(&mut out, &epoch, None, &json::presence(&counts, pv));
     let (mut messages, mut updates) = (2, 1);
     loop {
-        if stream.write_all(out.as_bytes()).is_err() {
+        if crate::net::write_all_by(
+            &stream,
+            out.as_bytes(),
+            std::time::Instant::now() + app.config.limits.write_timeout,
+        )
+        .is_err()
+        {
             return;
         }
         metrics.sent(Kind::Sse, messages, out.len() as u64, updates);

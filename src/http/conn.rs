@@ -2,21 +2,51 @@
 //! request to a [`Handler`], writes the response, and keeps the connection alive, pipelined,
 //! or hands it over after a `101 Switching Protocols`. This is the only place that maps read
 //! failures to statuses (400/408/413/414/417/431/501/505).
+//!
+//! Every state a connection can be in ends by a wall-clock deadline fixed when the state is
+//! entered, so a peer that trickles bytes (or reads a byte now and then) cannot stretch it:
+//!
+//! | state | bounded by |
+//! |---|---|
+//! | waiting for a request (keep-alive idle) | `idle_timeout` from the end of the last response; then a quiet close |
+//! | reading a head | `head_timeout` from its first byte, in total; then `408` |
+//! | reading a body | `body_timeout` from the end of the head, in total; then `408` |
+//! | writing `100 Continue` | `write_timeout` for the whole write |
+//! | handling (long-poll wait) | `--longpoll-timeout` (the handler's own bound) |
+//! | writing a response (or the head of an upgrade) | `write_timeout` for the whole write ([`net::Writer`]) |
+//! | draining before close | [`LINGER`]: 200 ms quiet, 2 s and 64 KiB in total |
+//! | upgraded (WebSocket, SSE) | owned by `ws::conn` and `app::sse`, each with its own bounds |
+//!
+//! [`net::Writer`]: crate::net::Writer
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::access_log::AccessLog;
 use super::chunked;
 use super::error::Error;
-use super::request::{parse_request, BodyFraming, Parse, Request, Version};
+use super::request::{BodyFraming, HeadScan, Parse, Request, Version};
 use super::response::Response;
 use super::status::Status;
 use crate::config::Limits;
-use crate::net::Reader;
+use crate::net::{self, Linger, Reader, Writer};
 
 /// Most bytes one read takes from the socket.
 const READ_CHUNK: usize = 8192;
+/// Starting capacity of a connection's read and write buffers: a typical request head and
+/// response fit without growing.
+const BUF_START: usize = 4096;
+
+/// The drain before closing a connection after its last response: until the peer has been
+/// quiet for 200 ms, it has sent 64 KiB, or 2 s have passed since the drain began, whichever
+/// comes first. The total is what bounds it: without it a byte every 190 ms kept a thread and
+/// a connection slot for hours.
+pub const LINGER: Linger = Linger {
+    max_bytes: 64 * 1024,
+    quiet: Duration::from_millis(200),
+    total: Duration::from_secs(2),
+};
 
 /// What the application answers to a request.
 pub enum Reply {
@@ -42,8 +72,8 @@ pub trait Handler: Send + Sync {
 /// Per-connection settings.
 pub struct Settings<'a> {
     pub limits: &'a Limits,
-    /// One line per request on stderr.
-    pub access_log: bool,
+    /// Where each request's line goes; None: no access log.
+    pub access_log: Option<&'a AccessLog>,
 }
 
 /// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with
@@ -71,20 +101,21 @@ enum ReadEnd {
 pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Settings) {
     let limits = s.limits;
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(limits.write_timeout));
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // Every write goes through `writer`, which sets the send timeout it needs.
+    let mut buf: Vec<u8> = Vec::with_capacity(BUF_START);
+    let mut out: Vec<u8> = Vec::with_capacity(BUF_START);
     let mut reader = Reader::new();
+    let mut writer = Writer::new();
     loop {
         let (req, body, started) = match read_request(&mut stream, &mut reader, &mut buf, limits) {
             Ok(r) => r,
             Err(ReadEnd::Quiet) => return,
             Err(ReadEnd::Fail(e)) => {
                 let resp = Response::error(e.status(), &e.to_string()).closing();
-                let _ = send(&mut stream, &mut out, &resp, false, false);
+                let _ = send(&stream, &mut writer, &mut out, &resp, false, false, limits);
                 handler.observe(e.status(), resp.body.len());
                 log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
-                linger_close(&mut stream);
+                net::linger_close(&stream, LINGER);
                 return;
             }
         };
@@ -92,22 +123,42 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
         match handler.handle(&req, &body, peer) {
             Reply::Response(resp) => {
                 let keep = keep_alive(&req) && !resp.close;
-                let ok = send(&mut stream, &mut out, &resp, keep, head_only).is_ok();
+                let ok = send(
+                    &stream,
+                    &mut writer,
+                    &mut out,
+                    &resp,
+                    keep,
+                    head_only,
+                    limits,
+                )
+                .is_ok();
                 handler.observe(resp.status, resp.body.len());
                 log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
                 if !ok {
                     return;
                 }
                 if !keep {
-                    linger_close(&mut stream);
+                    net::linger_close(&stream, LINGER);
                     return;
                 }
             }
             Reply::Upgrade(resp, then) => {
-                let ok = send(&mut stream, &mut out, &resp, !resp.close, false).is_ok();
+                let ok = send(
+                    &stream,
+                    &mut writer,
+                    &mut out,
+                    &resp,
+                    !resp.close,
+                    false,
+                    limits,
+                )
+                .is_ok();
                 handler.observe(resp.status, 0);
                 log_line(s, peer, Some(&req), resp.status, 0, started);
                 if ok {
+                    // What runs next sets its own timeouts; leave it the plain one.
+                    let _ = stream.set_write_timeout(Some(limits.write_timeout));
                     // The HTTP buffers are done with: free them before a long-lived upgrade.
                     drop(out);
                     buf.shrink_to_fit();
@@ -129,11 +180,13 @@ fn read_request(
 ) -> Result<(Request, Vec<u8>, Instant), ReadEnd> {
     let idle_deadline = Instant::now() + limits.idle_timeout;
     let mut head_deadline = None;
+    // Each byte of the head is looked at once, however it is cut into reads.
+    let mut scan = HeadScan::new();
     let (req, used) = loop {
         if !buf.is_empty() && head_deadline.is_none() {
             head_deadline = Some(Instant::now() + limits.head_timeout);
         }
-        match parse_request(buf, limits) {
+        match scan.feed(buf, limits) {
             Ok(Parse::Complete(req, used)) => break (req, used),
             Ok(Parse::Incomplete) => {}
             Err(e) => return Err(ReadEnd::Fail(e)),
@@ -164,8 +217,8 @@ fn read_request(
         }
         // Tell the client to go on only if it is waiting for us (HTTP/1.1, body not sent yet).
         if req.version == Version::Http11 && needs_body && buf.is_empty() {
-            stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            let deadline = Instant::now() + limits.write_timeout;
+            net::write_all_by(stream, b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
                 .map_err(|_| ReadEnd::Quiet)?;
         }
     }
@@ -212,32 +265,19 @@ fn read_body_more(
 
 pub use crate::net::is_timeout;
 
+/// Writes one response; the whole write must be done within `write_timeout`.
 fn send(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
+    writer: &mut Writer,
     out: &mut Vec<u8>,
     resp: &Response,
     keep_alive: bool,
     head_only: bool,
+    limits: &Limits,
 ) -> io::Result<()> {
     out.clear();
     resp.write_to(out, keep_alive, head_only);
-    stream.write_all(out)
-}
-
-/// Closes so that the response is not lost: shutting down our side first and draining briefly
-/// avoids the TCP reset a close with unread input would send, which can destroy the response
-/// before the client reads it (RFC 9112 §9.6).
-fn linger_close(stream: &mut TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut sink = [0u8; 4096];
-    let mut total = 0;
-    while total < 64 * 1024 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
-    }
+    writer.write_all(stream, out, Instant::now() + limits.write_timeout)
 }
 
 fn log_line(
@@ -248,13 +288,14 @@ fn log_line(
     bytes: usize,
     started: Instant,
 ) {
-    if !s.access_log {
+    let Some(log) = s.access_log else {
         return;
-    }
+    };
     let (method, target) = req.map_or(("-", "-"), |r| (r.method.as_str(), r.target.as_str()));
-    eprintln!(
+    // Offered to the log's own thread, never written here: a slow stderr must not stall us.
+    log.log(format!(
         "{peer} \"{method} {target}\" {} {bytes} {:.1}ms",
         status.code(),
         started.elapsed().as_secs_f64() * 1000.0
-    );
+    ));
 }

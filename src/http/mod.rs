@@ -1,5 +1,6 @@
 //! HTTP/1.1 layer (RFC 9110 / 9112): pure parsing in `request` and `chunked`, serialisation in
-//! `response`, and the connection I/O loop in `conn`. Nothing here knows about votes.
+//! `response`, the connection I/O loop in `conn`, and its access log in `access_log`. Nothing here knows about votes.
+pub mod access_log;
 pub mod chunked;
 pub mod conn;
 pub mod error;

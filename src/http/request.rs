@@ -87,6 +87,104 @@ pub enum Parse {
     Incomplete,
 }
 
+/// Most CR/LF bytes skipped before a request line (RFC 9112 §2.2 asks for at least one empty
+/// line); more is garbage, refused as a malformed request line.
+pub const MAX_LEADING_EMPTY: usize = 8;
+
+/// Reads a request head as its bytes arrive, examining each byte once.
+///
+/// Calling [`parse_request`] after every read costs quadratic work when a head arrives a byte
+/// at a time (16 KiB: 128 M byte visits). `HeadScan` remembers how far it has scanned and
+/// calls the parser only when its answer can have changed: once the request line has ended
+/// (so a malformed one is refused at once), when a line is malformed or one too many, when a
+/// size limit is passed, and when the blank line ending the head has arrived. Its answer after
+/// each read is the one `parse_request` would give on the buffer so far.
+///
+/// The caller passes the same buffer each time, with new bytes appended; one `HeadScan` per
+/// request (the buffer's start is the request's start).
+#[derive(Debug, Default)]
+pub struct HeadScan {
+    /// Bytes of the buffer examined so far.
+    scanned: usize,
+    /// CR/LF bytes skipped before the request line.
+    start: usize,
+    /// Past the leading CR/LF bytes.
+    in_line: bool,
+    /// The request line has ended (its LF has arrived).
+    request_line_done: bool,
+    /// Where the line being scanned starts.
+    line_start: usize,
+    /// Header lines complete so far.
+    fields: usize,
+    /// Bytes examined: by the scan, by each line's check and by each parse it asked for.
+    work: usize,
+}
+
+impl HeadScan {
+    pub fn new() -> Self {
+        HeadScan::default()
+    }
+
+    /// Bytes examined so far, counting every parse it asked for (the work a head costs).
+    pub fn work(&self) -> usize {
+        self.work
+    }
+
+    /// The head in `buf`, if it has arrived; see [`parse_request`].
+    pub fn feed(&mut self, buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
+        let mut parse_now = false;
+        while self.scanned < buf.len() {
+            let b = buf[self.scanned];
+            self.scanned += 1;
+            self.work += 1;
+            if !self.in_line {
+                if self.start < MAX_LEADING_EMPTY && (b == b'\r' || b == b'\n') {
+                    self.start += 1;
+                    self.line_start = self.start;
+                    continue;
+                }
+                self.in_line = true;
+            }
+            if b != b'\n' {
+                continue;
+            }
+            let line = &buf[self.line_start..self.scanned - 1];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            self.line_start = self.scanned;
+            if !self.request_line_done {
+                // Whether the request line is well formed is known now.
+                self.request_line_done = true;
+                parse_now = true;
+            } else if line.is_empty() {
+                return self.parse(buf, limits);
+            } else {
+                self.fields += 1;
+                self.work += line.len();
+                if self.fields > limits.max_headers || parse_header(line).is_err() {
+                    parse_now = true;
+                }
+            }
+        }
+        // The limits as the parser checks them on a partial head: everything after the
+        // skipped empty lines, less a final CR that may be half of a CRLF.
+        let held = without_final_cr(&buf[self.start.min(buf.len())..]).len();
+        let max = if self.request_line_done {
+            limits.max_header_bytes
+        } else {
+            limits.max_request_line
+        };
+        if parse_now || held > max {
+            return self.parse(buf, limits);
+        }
+        Ok(Parse::Incomplete)
+    }
+
+    fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
+        self.work += buf.len();
+        parse_request(buf, limits)
+    }
+}
+
 /// Parses one request head from the start of `buf`.
 ///
 /// Limits are checked on the bytes seen so far, so an endless request line or header block is
@@ -95,7 +193,10 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received before the
     // request-line (old clients send CRLF after a POST body).
     let mut start = 0;
-    while start < buf.len() && start < 8 && (buf[start] == b'\r' || buf[start] == b'\n') {
+    while start < buf.len()
+        && start < MAX_LEADING_EMPTY
+        && (buf[start] == b'\r' || buf[start] == b'\n')
+    {
         start += 1;
     }
     let buf = &buf[start..];
@@ -181,7 +282,7 @@ fn without_final_cr(buf: &[u8]) -> &[u8] {
 }
 
 /// RFC 9110 §5.6.2: `tchar`.
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
@@ -216,7 +317,8 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), Error> {
     Ok((method, target, version))
 }
 
-fn parse_header(line: &[u8]) -> Result<Header, Error> {
+/// One field line (RFC 9112 §5), for the head and for chunked trailers.
+pub(super) fn parse_header(line: &[u8]) -> Result<Header, Error> {
     // RFC 9112 §5.2: obs-fold is rejected with 400 (we are not a proxy).
     if line[0] == b' ' || line[0] == b'\t' {
         return Err(Error::BadRequest("obsolete header line folding"));
@@ -492,6 +594,10 @@ mod host_tests {
     }
 }
 
+/// Most digits in a `Content-Length`: 19 always fit in a u64 (its largest value has 20).
+/// Longer values are refused as malformed; `max_body` refuses anything large long before.
+const MAX_LENGTH_DIGITS: usize = 19;
+
 /// Decides how the body is framed (RFC 9112 §6.3), refusing every ambiguous combination.
 fn body_framing(req: &Request, limits: &Limits) -> Result<BodyFraming, Error> {
     let has_te = req.header("transfer-encoding").is_some();
@@ -543,7 +649,8 @@ fn body_framing(req: &Request, limits: &Limits) -> Result<BodyFraming, Error> {
             .flat_map(|v| v.split(','))
         {
             let v = v.trim();
-            if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            if v.is_empty() || v.len() > MAX_LENGTH_DIGITS || !v.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(Error::BadRequest("malformed Content-Length"));
             }
             let n: u64 = v
@@ -833,6 +940,120 @@ mod tests {
                     "{len}"
                 );
             }
+        }
+    }
+
+    /// Inputs that reach every outcome: valid heads, malformed ones, limits.
+    fn scan_inputs() -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = vec![
+            CURL_POST.to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET /lf HTTP/1.1\nHost: a\n\nGET /b HTTP/1.1\n\n".to_vec(),
+            b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"\n\n\n\n\n\n\n\n\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\nX: y\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                .to_vec(),
+            b"GET http://l/votjesx*?=%41#frag HTTP/1.1\r\nHosT:\n\n".to_vec(),
+        ];
+        let mut long = b"GET /".to_vec();
+        long.resize(60, b'a');
+        long.extend(b" HTTP/1.1\r\n\r\n");
+        v.push(long);
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..8 {
+            many.extend(format!("X-{i}: 1\r\n").bytes());
+        }
+        many.extend(b"\r\n");
+        v.push(many);
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        big.resize(170, b'v');
+        big.extend(b"\r\n\r\n");
+        v.push(big);
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let alphabet = b"GET / HTTP/1.1\r\n\r\n:Host: Content-Length: 1 \t\r\n";
+        for _ in 0..1500 {
+            let len = (x % 120) as usize;
+            let mut g = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                g.push(alphabet[(x >> 16) as usize % alphabet.len()]);
+            }
+            v.push(g);
+        }
+        v
+    }
+
+    /// After every read, `HeadScan` answers what `parse_request` answers on the bytes so far:
+    /// the same request, the same error at the same byte, `Incomplete` for every proper prefix.
+    #[test]
+    fn head_scan_agrees_with_the_parser_after_every_byte() {
+        let tiny = Limits {
+            max_request_line: 40,
+            max_header_bytes: 160,
+            max_headers: 4,
+            max_body: 16,
+            ..Limits::default()
+        };
+        for raw in scan_inputs() {
+            for limits in [&lim(), &tiny] {
+                let mut scan = HeadScan::new();
+                for i in 0..=raw.len() {
+                    let got = scan.feed(&raw[..i], limits);
+                    let want = parse_request(&raw[..i], limits);
+                    assert_eq!(got, want, "{i} of {:?}", String::from_utf8_lossy(&raw));
+                    if got != Ok(Parse::Incomplete) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds `head` a byte at a time; returns the bytes examined.
+    fn work_byte_at_a_time(head: &[u8]) -> usize {
+        let mut scan = HeadScan::new();
+        for i in 1..head.len() {
+            assert_eq!(scan.feed(&head[..i], &lim()), Ok(Parse::Incomplete), "{i}");
+        }
+        assert!(matches!(
+            scan.feed(head, &lim()),
+            Ok(Parse::Complete(_, n)) if n == head.len()
+        ));
+        scan.work()
+    }
+
+    /// A 16 KiB head sent a byte at a time costs linear work (re-parsing the buffer after
+    /// every byte cost 16 K² / 2 = 128 M byte visits).
+    #[test]
+    fn a_head_arriving_a_byte_at_a_time_costs_linear_work() {
+        let max = lim().max_header_bytes;
+        // Many fields…
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..lim().max_headers - 1 {
+            many.extend(format!("X-{i:02}: {}\r\n", "v".repeat(150)).bytes());
+        }
+        many.extend(b"\r\n");
+        // …and one field as large as the limit allows.
+        let mut one = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        one.resize(max - 2, b'v');
+        one.extend(b"\r\n\r\n");
+        for head in [many, one] {
+            assert!(head.len() > max * 9 / 10, "{}", head.len());
+            let work = work_byte_at_a_time(&head);
+            assert!(
+                work <= 4 * head.len(),
+                "{work} bytes examined for a {}-byte head",
+                head.len()
+            );
         }
     }
 
