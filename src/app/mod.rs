@@ -12,6 +12,7 @@ pub mod presence;
 pub mod routes;
 pub mod sse;
 pub mod static_files;
+pub mod store;
 pub mod votes;
 
 use std::io;
@@ -54,18 +55,23 @@ impl App {
         })?;
         let template = pages::Template::load(files.root())?;
         let metrics = Arc::new(metrics::Metrics::default());
-        let votes = match &config.data {
-            None => Arc::new(Votes::new(&config.candidates)),
-            Some(path) => {
-                let (journal, recovery) = journal::open(path)?;
-                let (votes, report) = Votes::durable(&config.candidates, journal, recovery);
+        let settings = votes::Settings {
+            vote_id_window: config.limits.vote_id_window,
+            vote_id_memory: config.limits.vote_id_memory,
+            vote_timeout: config.limits.vote_timeout,
+        };
+        let votes = match store::open(&config)? {
+            None => Arc::new(Votes::with_settings(&config.candidates, &settings)),
+            Some((store, recovery)) => {
+                let (votes, report) =
+                    Votes::durable(&config.candidates, store, recovery, &settings);
                 for line in report {
                     eprintln!("livevote: {line}");
                 }
                 let votes = Arc::new(votes);
                 let (v, m) = (Arc::clone(&votes), Arc::clone(&metrics));
                 std::thread::Builder::new()
-                    .name("journal".into())
+                    .name("commit".into())
                     .spawn(move || v.commit_loop(&|d| m.fsync(d)))?;
                 votes
             }

@@ -16,7 +16,8 @@ pub(super) enum SnapshotFile {
     Corrupt(String),
 }
 
-pub(super) fn read_snapshot(path: &Path) -> io::Result<SnapshotFile> {
+/// Reads the snapshot at `path`; remembered votes without a time (format 1) get `legacy_ms`.
+pub(super) fn read_snapshot(path: &Path, legacy_ms: u64) -> io::Result<SnapshotFile> {
     let size = match fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SnapshotFile::Missing),
@@ -30,7 +31,7 @@ pub(super) fn read_snapshot(path: &Path) -> io::Result<SnapshotFile> {
         )));
     }
     let bytes = fs::read(path).map_err(|e| annotate(e, path))?;
-    Ok(match decode_snapshot(&bytes) {
+    Ok(match decode_snapshot(&bytes, legacy_ms) {
         Ok(s) => SnapshotFile::Valid(s),
         Err(e) => SnapshotFile::Corrupt(e.to_string()),
     })

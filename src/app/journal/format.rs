@@ -39,12 +39,46 @@ pub(super) fn check_record(r: &Record) -> io::Result<()> {
     Ok(())
 }
 
+/// A format of the journal's files: the current one, or an older one still read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Format {
+    /// `LVJ1`/`LVS1`: no format field, no record type, no time. Read only.
+    V1,
+    /// `LVJF`/`LVSF` with format 2: typed records, each vote with its time.
+    V2,
+}
+
+impl Format {
+    /// Smallest payload: (type,) version, (time,) a 1-byte uid with its length, no vote id.
+    pub(super) fn min_payload(self) -> usize {
+        match self {
+            Format::V1 => 8 + 1 + 1 + 1,
+            Format::V2 => 1 + 8 + 8 + 1 + 1 + 1,
+        }
+    }
+
+    /// Largest payload: the longest uid and vote id.
+    pub(super) fn max_payload(self) -> usize {
+        match self {
+            Format::V1 => 8 + 1 + MAX_UID + 1 + MAX_VOTE_ID,
+            Format::V2 => MAX_PAYLOAD,
+        }
+    }
+
+    /// Smallest record on disk; bounds how many votes a damaged stretch of bytes can have held.
+    pub(super) fn min_record(self) -> usize {
+        FRAME + self.min_payload()
+    }
+}
+
 /// A record as it lies in the journal's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct RecordRef<'a> {
     pub(super) version: u64,
     pub(super) uid: &'a str,
     pub(super) vote_id: Option<&'a str>,
+    /// When it was counted (ms since the Unix epoch); `None` in format 1.
+    pub(super) at_ms: Option<u64>,
 }
 
 /// Why bytes are not a record.
@@ -54,29 +88,34 @@ pub(super) enum Defect {
     Length,
     Checksum,
     Payload,
+    /// A checksum-valid record of a type this version does not know (a newer writer's).
+    Type(u8),
 }
 
 impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Defect::Magic => "bad magic",
-            Defect::Length => "bad length",
-            Defect::Checksum => "checksum",
-            Defect::Payload => "bad content",
-        })
+        match self {
+            Defect::Magic => f.write_str("bad magic"),
+            Defect::Length => f.write_str("bad length"),
+            Defect::Checksum => f.write_str("checksum"),
+            Defect::Payload => f.write_str("bad content"),
+            Defect::Type(t) => write!(f, "record type {t}, unknown to this version"),
+        }
     }
 }
 
-/// Appends `r`, which must be valid ([`check_record`]).
+/// Appends `r` as a format-2 vote record; `r` must be valid ([`check_record`]).
 pub(super) fn encode_record(r: &Record, out: &mut Vec<u8>) {
     let vote_id = r.vote_id.as_deref().unwrap_or("");
-    let len = 8 + 1 + r.uid.len() + 1 + vote_id.len();
-    debug_assert!((MIN_PAYLOAD..=MAX_PAYLOAD).contains(&len));
+    let len = 1 + 8 + 8 + 1 + r.uid.len() + 1 + vote_id.len();
+    debug_assert!((Format::V2.min_payload()..=MAX_PAYLOAD).contains(&len));
     let start = out.len();
     out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&(len as u16).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
+    out.push(RECORD_VOTE);
     out.extend_from_slice(&r.version.to_le_bytes());
+    out.extend_from_slice(&r.at_ms.to_le_bytes());
     out.push(r.uid.len() as u8);
     out.extend_from_slice(r.uid.as_bytes());
     out.push(vote_id.len() as u8);
@@ -88,9 +127,12 @@ pub(super) fn encode_record(r: &Record, out: &mut Vec<u8>) {
     out[start + 4..start + FRAME].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The record at the start of `buf`: `Ok(Some((record, bytes used)))`, `Ok(None)` if `buf` is a
-/// proper prefix of a record (more bytes could complete it), or why it is not one.
-pub(super) fn decode_record(buf: &[u8]) -> Result<Option<(RecordRef<'_>, usize)>, Defect> {
+/// The record of `format` at the start of `buf`: `Ok(Some((record, bytes used)))`, `Ok(None)`
+/// if `buf` is a proper prefix of a record (more bytes could complete it), or why it is not one.
+pub(super) fn decode_record(
+    buf: &[u8],
+    format: Format,
+) -> Result<Option<(RecordRef<'_>, usize)>, Defect> {
     let have = buf.len().min(RECORD_MAGIC.len());
     if buf[..have] != RECORD_MAGIC[..have] {
         return Err(Defect::Magic);
@@ -99,7 +141,7 @@ pub(super) fn decode_record(buf: &[u8]) -> Result<Option<(RecordRef<'_>, usize)>
         return Ok(None);
     }
     let len = usize::from(u16::from_le_bytes([buf[2], buf[3]]));
-    if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&len) {
+    if !(format.min_payload()..=format.max_payload()).contains(&len) {
         return Err(Defect::Length);
     }
     let total = FRAME + len;
@@ -111,28 +153,45 @@ pub(super) fn decode_record(buf: &[u8]) -> Result<Option<(RecordRef<'_>, usize)>
     if !crc_update(crc_update(!0, &buf[2..4]), payload) != stored {
         return Err(Defect::Checksum);
     }
-    let record = decode_payload(payload).ok_or(Defect::Payload)?;
+    let record = decode_payload(payload, format)?;
     Ok(Some((record, total)))
 }
 
-pub(super) fn decode_payload(p: &[u8]) -> Option<RecordRef<'_>> {
+fn decode_payload(p: &[u8], format: Format) -> Result<RecordRef<'_>, Defect> {
     let mut r = Reader::new(p);
-    let version = r.u64()?;
-    let uid = r.id(MAX_UID)?;
-    let vote_id = match r.u8()? {
-        0 => None,
-        n => Some(id(r.take(usize::from(n))?, MAX_VOTE_ID)?),
+    let at_ms = match format {
+        Format::V1 => None,
+        Format::V2 => match r.u8() {
+            Some(RECORD_VOTE) => None,
+            Some(t) => return Err(Defect::Type(t)),
+            None => return Err(Defect::Payload),
+        },
     };
-    r.is_empty().then_some(RecordRef {
-        version,
-        uid,
-        vote_id,
-    })
+    let fields = (|| {
+        let version = r.u64()?;
+        let at_ms = match format {
+            Format::V1 => at_ms,
+            Format::V2 => Some(r.u64()?),
+        };
+        let uid = r.id(MAX_UID)?;
+        let vote_id = match r.u8()? {
+            0 => None,
+            n => Some(id(r.take(usize::from(n))?, MAX_VOTE_ID)?),
+        };
+        r.is_empty().then_some(RecordRef {
+            version,
+            uid,
+            vote_id,
+            at_ms,
+        })
+    })();
+    fields.ok_or(Defect::Payload)
 }
 
 /// A journal's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Header {
+    pub(super) format: Format,
     pub(super) base: u64,
     pub(super) epoch: String,
     /// Bytes it takes; the first record follows.
@@ -144,6 +203,8 @@ pub(super) struct Header {
 pub(super) enum HeaderError {
     Short,
     Magic,
+    /// A format newer than this version reads.
+    Format(u16),
     Epoch,
     Checksum,
     Version,
@@ -151,20 +212,25 @@ pub(super) enum HeaderError {
 
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HeaderError::Short => "too short",
-            HeaderError::Magic => "not a livevote journal",
-            HeaderError::Epoch => "bad epoch",
-            HeaderError::Checksum => "checksum",
-            HeaderError::Version => "impossible base version",
-        })
+        match self {
+            HeaderError::Short => f.write_str("too short"),
+            HeaderError::Magic => f.write_str("not a livevote journal"),
+            HeaderError::Format(v) => write!(
+                f,
+                "format {v}, newer than this version reads (up to {FORMAT})"
+            ),
+            HeaderError::Epoch => f.write_str("bad epoch"),
+            HeaderError::Checksum => f.write_str("checksum"),
+            HeaderError::Version => f.write_str("impossible base version"),
+        }
     }
 }
 
-/// `epoch` must be valid ([`new_epoch`] or a decoded one).
+/// A format-2 header; `epoch` must be valid ([`new_epoch`] or a decoded one).
 pub(super) fn encode_header(epoch: &str, base: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 8 + 1 + epoch.len() + 4);
+    let mut out = Vec::with_capacity(4 + 2 + 8 + 1 + epoch.len() + 4);
     out.extend_from_slice(JOURNAL_MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(&base.to_le_bytes());
     out.push(epoch.len() as u8);
     out.extend_from_slice(epoch.as_bytes());
@@ -173,13 +239,32 @@ pub(super) fn encode_header(epoch: &str, base: u64) -> Vec<u8> {
     out
 }
 
-pub(super) fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
-    let have = buf.len().min(JOURNAL_MAGIC.len());
-    if buf[..have] != JOURNAL_MAGIC[..have] {
+/// Which format `buf` starts with, given the current and the old magic; the format field
+/// (current magic only) is consumed from `r`.
+fn format_of(
+    buf: &[u8],
+    r: &mut Reader<'_>,
+    magic: &[u8; 4],
+    magic_v1: &[u8; 4],
+) -> Result<Format, HeaderError> {
+    let have = buf.len().min(magic.len());
+    if buf[..have] == magic_v1[..have] && buf[..have] != magic[..have] {
+        r.take(magic_v1.len()).ok_or(HeaderError::Short)?;
+        return Ok(Format::V1);
+    }
+    if buf[..have] != magic[..have] {
         return Err(HeaderError::Magic);
     }
+    r.take(magic.len()).ok_or(HeaderError::Short)?;
+    match r.u16().ok_or(HeaderError::Short)? {
+        FORMAT => Ok(Format::V2),
+        v => Err(HeaderError::Format(v)),
+    }
+}
+
+pub(super) fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
     let mut r = Reader::new(buf);
-    r.take(JOURNAL_MAGIC.len()).ok_or(HeaderError::Short)?;
+    let format = format_of(buf, &mut r, JOURNAL_MAGIC, JOURNAL_MAGIC_V1)?;
     let base = r.u64().ok_or(HeaderError::Short)?;
     let n = usize::from(r.u8().ok_or(HeaderError::Short)?);
     if !(1..=MAX_EPOCH).contains(&n) {
@@ -196,6 +281,7 @@ pub(super) fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
         return Err(HeaderError::Version);
     }
     Ok(Header {
+        format,
         base,
         epoch: epoch.to_string(),
         len: r.pos,
@@ -205,13 +291,14 @@ pub(super) fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
 /// The tally at one version, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Snapshot {
+    pub(super) format: Format,
     pub(super) epoch: String,
     pub(super) version: u64,
     pub(super) counts: Vec<(String, u64)>,
     pub(super) recent: Vec<RecentVote>,
 }
 
-/// Checks what the caller hands to a checkpoint, then encodes it.
+/// Checks what the caller hands to a checkpoint, then encodes it in format 2.
 pub(super) fn encode_snapshot(
     epoch: &str,
     version: u64,
@@ -252,9 +339,11 @@ pub(super) fn encode_snapshot(
         body.extend_from_slice(v.uid.as_bytes());
         body.extend_from_slice(&v.count.to_le_bytes());
         body.extend_from_slice(&v.version.to_le_bytes());
+        body.extend_from_slice(&v.at_ms.to_le_bytes());
     }
-    let mut out = Vec::with_capacity(SNAPSHOT_FRAME + body.len());
+    let mut out = Vec::with_capacity(snapshot_head(Format::V2) + body.len() + 4);
     out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&body);
     let crc = crc32(&out);
@@ -262,10 +351,28 @@ pub(super) fn encode_snapshot(
     Ok(out)
 }
 
+/// Snapshot magic, (format,) and body length u64; the body follows.
+fn snapshot_head(format: Format) -> usize {
+    match format {
+        Format::V1 => 4 + 8,
+        Format::V2 => 4 + 2 + 8,
+    }
+}
+
+/// Smallest remembered-vote entry: 1-byte vote id and uid with their lengths, count, version
+/// (, time).
+fn min_recent_entry(format: Format) -> usize {
+    match format {
+        Format::V1 => 1 + 1 + 1 + 1 + 8 + 8,
+        Format::V2 => 1 + 1 + 1 + 1 + 8 + 8 + 8,
+    }
+}
+
 /// Why a snapshot is unreadable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SnapshotError {
     Magic,
+    Format(u16),
     Length,
     Checksum,
     Content,
@@ -273,25 +380,33 @@ pub(super) enum SnapshotError {
 
 impl fmt::Display for SnapshotError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SnapshotError::Magic => "not a livevote snapshot",
-            SnapshotError::Length => "wrong length",
-            SnapshotError::Checksum => "checksum",
-            SnapshotError::Content => "bad content",
-        })
+        match self {
+            SnapshotError::Magic => f.write_str("not a livevote snapshot"),
+            SnapshotError::Format(v) => write!(
+                f,
+                "format {v}, newer than this version reads (up to {FORMAT})"
+            ),
+            SnapshotError::Length => f.write_str("wrong length"),
+            SnapshotError::Checksum => f.write_str("checksum"),
+            SnapshotError::Content => f.write_str("bad content"),
+        }
     }
 }
 
-pub(super) fn decode_snapshot(buf: &[u8]) -> Result<Snapshot, SnapshotError> {
-    let have = buf.len().min(SNAPSHOT_MAGIC.len());
-    if buf[..have] != SNAPSHOT_MAGIC[..have] {
-        return Err(SnapshotError::Magic);
-    }
+/// Decodes a snapshot of either format; the remembered votes of format 1, which have no time,
+/// get `legacy_ms` (the time of opening: kept for a whole window from the restart).
+pub(super) fn decode_snapshot(buf: &[u8], legacy_ms: u64) -> Result<Snapshot, SnapshotError> {
     let mut r = Reader::new(buf);
-    r.take(SNAPSHOT_MAGIC.len()).ok_or(SnapshotError::Length)?;
+    let format = match format_of(buf, &mut r, SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_V1) {
+        Ok(f) => f,
+        Err(HeaderError::Format(v)) => return Err(SnapshotError::Format(v)),
+        Err(HeaderError::Magic) => return Err(SnapshotError::Magic),
+        Err(_) => return Err(SnapshotError::Length),
+    };
     let body_len = r.u64().ok_or(SnapshotError::Length)?;
-    // Exactly magic, length, body and CRC; compared without overflow whatever `body_len` says.
-    if buf.len() < SNAPSHOT_FRAME || body_len != (buf.len() - SNAPSHOT_FRAME) as u64 {
+    let head = snapshot_head(format);
+    // Exactly head, body and CRC; compared without overflow whatever `body_len` says.
+    if buf.len() < head + 4 || body_len != (buf.len() - head - 4) as u64 {
         return Err(SnapshotError::Length);
     }
     let end = buf.len() - 4;
@@ -299,7 +414,7 @@ pub(super) fn decode_snapshot(buf: &[u8]) -> Result<Snapshot, SnapshotError> {
     if crc32(&buf[..end]) != stored {
         return Err(SnapshotError::Checksum);
     }
-    let mut r = Reader::new(&buf[SNAPSHOT_HEAD..end]);
+    let mut r = Reader::new(&buf[head..end]);
     let bad = SnapshotError::Content;
     let epoch = r.id(MAX_EPOCH).ok_or(bad)?.to_string();
     let version = r.u64().filter(|&v| v <= MAX_VERSION).ok_or(bad)?;
@@ -319,7 +434,7 @@ pub(super) fn decode_snapshot(buf: &[u8]) -> Result<Snapshot, SnapshotError> {
         counts.push((uid.to_string(), count));
     }
     let m = r.u32().ok_or(bad)? as usize;
-    if m > r.remaining() / MIN_RECENT_ENTRY {
+    if m > r.remaining() / min_recent_entry(format) {
         return Err(bad);
     }
     let mut recent = Vec::with_capacity(m);
@@ -328,17 +443,23 @@ pub(super) fn decode_snapshot(buf: &[u8]) -> Result<Snapshot, SnapshotError> {
         let uid = r.id(MAX_UID).ok_or(bad)?.to_string();
         let count = r.u64().ok_or(bad)?;
         let version = r.u64().ok_or(bad)?;
+        let at_ms = match format {
+            Format::V1 => legacy_ms,
+            Format::V2 => r.u64().ok_or(bad)?,
+        };
         recent.push(RecentVote {
             vote_id,
             uid,
             count,
             version,
+            at_ms,
         });
     }
     if !r.is_empty() {
         return Err(bad);
     }
     Ok(Snapshot {
+        format,
         epoch,
         version,
         counts,
@@ -376,6 +497,11 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_le_bytes([b[0], b[1]]))
     }
 
     fn u32(&mut self) -> Option<u32> {

@@ -16,20 +16,39 @@
 //! # On-disk format
 //! Integers are little-endian; CRC-32 is CRC-32/IEEE (reflected polynomial `0xEDB88320`, the one
 //! of zip and Ethernet). Ids are ASCII `A-Z a-z 0-9 _ -`: uids and epochs 1–32 bytes, vote ids
-//! 1–64 bytes.
+//! 1–64 bytes. Times are wall-clock milliseconds since the Unix epoch (u64). Format 2, written
+//! by this version:
 //! ```text
-//! journal header  "LVJ1" | base version u64 | epoch length u8 | epoch | CRC-32 of all before
-//! record          A7 56 | payload length u16 (11..=106) | CRC-32 of (length, payload) | payload
-//! payload         version u64 | uid length u8 | uid | vote-id length u8 (0: none) | vote id
-//! snapshot        "LVS1" | body length u64 | body | CRC-32 of all before
+//! journal header  "LVJF" | format u16 (2) | base version u64 | epoch length u8 | epoch
+//!                 | CRC-32 of all before
+//! record          A7 56 | payload length u16 (20..=116) | CRC-32 of (length, payload) | payload
+//! payload         record type u8 | the type's fields
+//!   type 1, vote  version u64 | time u64 | uid length u8 | uid | vote-id length u8 (0: none)
+//!                 | vote id
+//! snapshot        "LVSF" | format u16 (2) | body length u64 | body | CRC-32 of all before
 //! body            epoch length u8 | epoch | version u64
 //!                 | n u32 | n × (uid length u8 | uid | count u64)
 //!                 | m u32 | m × (vote-id length u8 | vote id | uid length u8 | uid
-//!                            | count after the vote u64 | version u64)
+//!                            | count after the vote u64 | version u64 | time u64)
 //! ```
 //! The records of one journal have consecutive versions `base + 1, base + 2, …`; the record
 //! magic starts with a byte that no id contains, and together with the length bound, the
 //! checksum and that sequence it lets recovery find the next good record after a damaged one.
+//!
+//! **Versions.** The magic names the kind of file, the format field its layout: a later format
+//! raises the field (a reader refuses one newer than it knows, saying so), and a later record
+//! type is a new type byte (a reader refuses a checksum-valid record of a type it does not
+//! know rather than guess what it meant). So new record types are additive.
+//!
+//! **Format 1** (read, never written): `"LVJ1" | base version u64 | epoch length u8 | epoch |
+//! CRC-32` as the header; records `A7 56 | length u16 (11..=106) | CRC-32 | version u64 | uid
+//! length u8 | uid | vote-id length u8 | vote id` (no type, no time); snapshot `"LVS1" | body
+//! length u64 | body | CRC-32` with remembered votes `vote id | uid | count u64 | version u64`
+//! (no time). Its remembered vote ids get the time of opening, so they are kept for a whole
+//! `--vote-id-window` after the restart (a retry then is still answered). Having read format 1,
+//! [`open`] upgrades at once: a checkpoint writes the tally as a format-2 snapshot and a fresh
+//! format-2 journal (a crash in between is harmless, as for any checkpoint), so records of two
+//! formats never share a file.
 //!
 //! # Recovery ([`open`])
 //! - The snapshot, if present, must be valid: a corrupt one is an error (refusing to start beats
@@ -64,7 +83,10 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use super::store::{now_ms, Store};
+pub use super::store::{RecentVote, Record, Recovery};
 
 /// Longest candidate uid a record can hold (the same bound as the configuration's ids).
 pub const MAX_UID: usize = 32;
@@ -73,79 +95,42 @@ pub const MAX_VOTE_ID: usize = 64;
 /// Longest epoch a header can hold; generated epochs are 16 hex digits.
 pub const MAX_EPOCH: usize = 32;
 
-/// Starts every journal file; the `1` is the format's version.
-const JOURNAL_MAGIC: &[u8; 4] = b"LVJ1";
-/// Starts every snapshot file.
-const SNAPSHOT_MAGIC: &[u8; 4] = b"LVS1";
+/// Starts every journal file of the current format; a format version u16 follows. Later formats
+/// keep this magic and raise the version.
+const JOURNAL_MAGIC: &[u8; 4] = b"LVJF";
+/// Starts every snapshot file of the current format; a format version u16 follows.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"LVSF";
+/// The format this version writes (and the newest it reads).
+const FORMAT: u16 = 2;
+/// Starts a journal of format 1 (no format field, records without time): read, then upgraded.
+const JOURNAL_MAGIC_V1: &[u8; 4] = b"LVJ1";
+/// Starts a snapshot of format 1 (remembered votes without time).
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"LVS1";
 /// Starts every record. The first byte is not ASCII, so it never occurs in an id, and runs of
 /// zeroes (what a torn write often leaves) never look like a record.
 const RECORD_MAGIC: [u8; 2] = [0xA7, 0x56];
 /// Record framing: magic, payload length u16, CRC-32.
 const FRAME: usize = 2 + 2 + 4;
-/// Smallest payload: version, a 1-byte uid with its length, no vote id.
-const MIN_PAYLOAD: usize = 8 + 1 + 1 + 1;
-/// Largest payload: version, the longest uid and the longest vote id with their lengths.
-const MAX_PAYLOAD: usize = 8 + 1 + MAX_UID + 1 + MAX_VOTE_ID;
-/// Smallest record on disk; bounds how many votes a damaged stretch of bytes can have held.
-const MIN_RECORD: usize = FRAME + MIN_PAYLOAD;
+/// The record type of a vote (format 2). Types are additive: a reader that meets a type it does
+/// not know refuses to start rather than guess what the record meant.
+const RECORD_VOTE: u8 = 1;
+/// Largest payload of any format: type, version, time, the longest uid and the longest vote id
+/// with their lengths.
+const MAX_PAYLOAD: usize = 1 + 8 + 8 + 1 + MAX_UID + 1 + MAX_VOTE_ID;
 /// Largest record on disk.
 pub const MAX_RECORD: usize = FRAME + MAX_PAYLOAD;
 /// Versions read from disk above this are damage, not votes; keeps `version + 1` from overflowing.
 const MAX_VERSION: u64 = 1 << 62;
-/// A snapshot larger than this is refused before it is read (one with 100,000 recent vote ids
-/// and a thousand candidates is about 12 MiB).
+/// A snapshot larger than this is refused before it is read (one with 1,000,000 remembered
+/// UUID vote ids and a thousand candidates is about 70 MiB).
 const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
 
-/// Snapshot magic and body length u64; the body follows.
-const SNAPSHOT_HEAD: usize = 4 + 8;
-/// Snapshot framing: head and the closing CRC-32.
-const SNAPSHOT_FRAME: usize = SNAPSHOT_HEAD + 4;
 /// Smallest count entry in a snapshot: a 1-byte uid with its length, the count.
 const MIN_COUNT_ENTRY: usize = 1 + 1 + 8;
-/// Smallest recent-vote entry: 1-byte vote id and uid with their lengths, count, version.
-const MIN_RECENT_ENTRY: usize = 1 + 1 + 1 + 1 + 8 + 8;
 
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
 const LOCK_SUFFIX: &str = ".lock";
 const TMP_SUFFIX: &str = ".tmp";
-
-/// One acknowledged vote: the tally's `version` after it, the candidate, and the client's vote id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub version: u64,
-    pub uid: String,
-    pub vote_id: Option<String>,
-}
-
-/// A vote remembered by its vote id, so a retry gets the same answer: candidate `uid` had `count`
-/// votes after it, at `version`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecentVote {
-    pub vote_id: String,
-    pub uid: String,
-    pub count: u64,
-    pub version: u64,
-}
-
-/// What [`open`] rebuilt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recovery {
-    /// Names this history of votes; kept across restarts, new only when there was nothing.
-    pub epoch: String,
-    /// The last version recovered; the next vote is `version + 1`. Versions are never reused,
-    /// so after lost votes `version` is more than the sum of the counts.
-    pub version: u64,
-    /// Votes per uid, in the snapshot's order, then by first appearance in the journal. May name
-    /// uids that are no longer configured.
-    pub counts: Vec<(String, u64)>,
-    /// The snapshot's vote-id window, then every journal record after it that has a vote id, in
-    /// version order. Bounding it is the caller's business.
-    pub recent: Vec<RecentVote>,
-    /// Acknowledged votes that damaged records made unrecoverable (each is also in `report`).
-    pub lost: u64,
-    /// Lines for stderr: what was recovered, in how long, and every damage found and repaired.
-    pub report: Vec<String>,
-}
 
 /// An open journal: appends votes durably and takes checkpoints. Holds the lock file while alive.
 #[derive(Debug)]
@@ -173,8 +158,15 @@ pub struct Journal {
 
 /// Opens (creating if needed) the journal at `path` and its snapshot at `path` + `.snapshot`,
 /// and rebuilds the tally from them; see the module docs for the rules. Creates the parent
-/// directory if it is missing. Fails if another `Journal` holds the files.
+/// directory if it is missing. Fails if another `Journal` holds the files. Files of format 1 are
+/// read and then upgraded (a checkpoint in the current format).
 pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
+    open_at(path, now_ms())
+}
+
+/// [`open`] at the time `opened_ms` (ms since the Unix epoch): the time given to remembered
+/// votes of format 1, which carry none.
+fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
     let started = Instant::now();
     let mut sync = SyncStats::default();
     let dir = parent_dir(path);
@@ -182,7 +174,7 @@ pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
     let lock = lock(path)?;
     let mut report = Vec::new();
     let snapshot_path = suffixed(path, SNAPSHOT_SUFFIX);
-    let snapshot = read_snapshot(&snapshot_path)?;
+    let snapshot = read_snapshot(&snapshot_path, opened_ms)?;
     let data = match fs::read(path) {
         Ok(data) => Some(data),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -222,6 +214,8 @@ pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
         },
     };
     let covered = snapshot.as_ref().map_or(0, |s| s.version);
+    let old_format = header.as_ref().is_some_and(|h| h.format == Format::V1)
+        || snapshot.as_ref().is_some_and(|s| s.format == Format::V1);
 
     let mut tally = Tally::default();
     if let Some(s) = &mut snapshot {
@@ -229,6 +223,9 @@ pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
             tally.set(&uid, n);
         }
         tally.recent = std::mem::take(&mut s.recent);
+        if s.format == Format::V1 {
+            tally.legacy += tally.recent.len() as u64;
+        }
     }
 
     let (epoch, version, file, len, records) = match (data, header) {
@@ -265,8 +262,10 @@ pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
                 }
                 _ => {}
             }
-            let scan = scan(&data, h.len, h.base, covered, |r| tally.apply(r))
-                .map_err(|e| invalid_data(format!("journal {}: {e}", path.display())))?;
+            let scan = scan(&data, h.len, h.base, covered, h.format, |r| {
+                tally.apply(r, opened_ms)
+            })
+            .map_err(|e| invalid_data(format!("journal {}: {e}", path.display())))?;
             report.extend(scan.notes);
             if scan.old > 0 {
                 report.push(format!(
@@ -336,7 +335,7 @@ pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
         thousands(tally.applied),
         started.elapsed().as_millis()
     ));
-    let journal = Journal {
+    let mut journal = Journal {
         path: path.to_path_buf(),
         file,
         _lock: lock,
@@ -350,6 +349,24 @@ pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
         #[cfg(test)]
         fail_write_after: None,
     };
+    if old_format {
+        // Records of the current format must never follow old ones in one file: rewrite the
+        // tally as a checkpoint (snapshot, then a fresh journal) before anything is appended.
+        journal
+            .checkpoint(version, &tally.counts, &tally.recent)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("journal: upgrading format 1 to {FORMAT} failed: {e}"),
+                )
+            })?;
+        report.push(format!(
+            "journal: upgraded from format 1 to {FORMAT} (checkpoint at version {}); the {} \
+             remembered vote ids it held without a time are kept for a whole window from now",
+            thousands(version),
+            thousands(tally.legacy)
+        ));
+    }
     let recovery = Recovery {
         epoch,
         version,
@@ -359,6 +376,29 @@ pub fn open(path: &Path) -> io::Result<(Journal, Recovery)> {
         report,
     };
     Ok((journal, recovery))
+}
+
+/// Checkpoint (snapshot + fresh journal) after this many journal records, so start-up reads a
+/// snapshot and a short journal however many votes there are.
+pub const CHECKPOINT_EVERY: u64 = 100_000;
+
+impl Store for Journal {
+    fn commit(&mut self, records: &[Record]) -> io::Result<()> {
+        Journal::commit(self, records)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.records >= CHECKPOINT_EVERY
+    }
+
+    fn checkpoint(
+        &mut self,
+        version: u64,
+        counts: &[(String, u64)],
+        recent: &[RecentVote],
+    ) -> io::Result<()> {
+        Journal::checkpoint(self, version, counts, recent)
+    }
 }
 
 impl Journal {
@@ -448,34 +488,33 @@ impl Journal {
         Ok(())
     }
 
-    /// Records in the journal file since the last checkpoint (or since it was created); the
-    /// caller checkpoints when this grows large, so start-up stays fast.
-    pub fn records_since_checkpoint(&self) -> u64 {
+    /// Records in the journal file since the last checkpoint (or since it was created).
+    #[cfg(test)]
+    fn records_since_checkpoint(&self) -> u64 {
         self.records
     }
 
     /// The last committed version; the next record must be this + 1.
-    pub fn version(&self) -> u64 {
+    #[cfg(test)]
+    fn version(&self) -> u64 {
         self.version
     }
 
-    pub fn epoch(&self) -> &str {
+    #[cfg(test)]
+    fn epoch(&self) -> &str {
         &self.epoch
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    fn path(&self) -> &Path {
         &self.path
     }
 
     /// Every `fsync`/`fdatasync` this journal has issued (commits, checkpoints, directories,
     /// repairs at open), failed ones included.
-    pub fn fsyncs(&self) -> u64 {
+    #[cfg(test)]
+    fn fsyncs(&self) -> u64 {
         self.sync.count
-    }
-
-    /// The total time spent in those syncs.
-    pub fn fsync_time(&self) -> Duration {
-        self.sync.time
     }
 
     fn usable(&self) -> io::Result<()> {
@@ -511,23 +550,20 @@ impl Journal {
     }
 }
 
-/// Counts fsyncs and the time they take.
+/// Counts fsyncs (the tests check that a batch costs one).
 #[derive(Debug, Default)]
 struct SyncStats {
     count: u64,
-    time: Duration,
 }
 
 impl SyncStats {
     fn sync(&mut self, file: &File, data_only: bool) -> io::Result<()> {
-        let started = Instant::now();
         let result = if data_only {
             file.sync_data()
         } else {
             file.sync_all()
         };
         self.count += 1;
-        self.time += started.elapsed();
         result
     }
 }
@@ -541,6 +577,8 @@ struct Tally {
     /// Journal records counted on top of the snapshot.
     applied: u64,
     lost: u64,
+    /// Remembered votes without a time of their own (format 1).
+    legacy: u64,
 }
 
 impl Tally {
@@ -554,7 +592,8 @@ impl Tally {
         }
     }
 
-    fn apply(&mut self, r: RecordRef<'_>) {
+    /// Counts `r`; a record without a time (format 1) is taken as counted at `legacy_ms`.
+    fn apply(&mut self, r: RecordRef<'_>, legacy_ms: u64) {
         let i = match self.index.get(r.uid) {
             Some(&i) => i,
             None => {
@@ -570,7 +609,11 @@ impl Tally {
                 uid: r.uid.to_string(),
                 count: self.counts[i].1,
                 version: r.version,
+                at_ms: r.at_ms.unwrap_or(legacy_ms),
             });
+            if r.at_ms.is_none() {
+                self.legacy += 1;
+            }
         }
     }
 }

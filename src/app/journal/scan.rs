@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::files::thousands;
-use super::format::{decode_record, Defect, RecordRef};
+use super::format::{decode_record, Defect, Format, RecordRef};
 use super::*;
 
 /// Why the scan stopped at a byte.
@@ -50,12 +50,14 @@ pub(super) struct Scan {
 
 /// Scans the records in `data[start..]`, which continue from version `base`, and hands every
 /// good record above version `covered` (the snapshot's) to `count`, in order. Fails if a
-/// checksum-valid record cannot be placed in the sequence.
+/// checksum-valid record cannot be placed in the sequence, or is of a type this version does not
+/// know. The records are of `format`.
 pub(super) fn scan(
     data: &[u8],
     start: usize,
     base: u64,
     covered: u64,
+    format: Format,
     mut count: impl FnMut(RecordRef<'_>),
 ) -> Result<Scan, String> {
     let mut s = Scan {
@@ -69,7 +71,7 @@ pub(super) fn scan(
     let mut pos = start;
     while pos < data.len() {
         let expected = s.last + 1;
-        let flaw = match decode_record(&data[pos..]) {
+        let flaw = match decode_record(&data[pos..], format) {
             Ok(Some((r, used))) if r.version == expected => {
                 if r.version > covered {
                     count(r);
@@ -86,9 +88,18 @@ pub(super) fn scan(
                 expected,
             },
             Ok(None) => Flaw::Incomplete,
+            Err(Defect::Type(t)) => {
+                // Not damage (the checksum holds): a newer version wrote it. Skipping it could
+                // lose what it means, so refuse.
+                return Err(format!(
+                    "record at byte {} is of type {t}, unknown to this version (written by a \
+                     newer livevote?); refusing to start",
+                    thousands(pos as u64)
+                ));
+            }
             Err(d) => Flaw::Defect(d),
         };
-        match resync(data, pos, expected) {
+        match resync(data, pos, expected, format) {
             Resync::At { at, version } => {
                 // Versions `expected..version` were in the skipped bytes; those the snapshot
                 // has are not lost.
@@ -144,12 +155,12 @@ pub(super) enum Resync {
 /// Looks for the first checksum-valid record after byte `pos`. It continues plausibly if its
 /// version is at least `expected` and no more versions are missing than records could fit in
 /// the skipped bytes.
-pub(super) fn resync(data: &[u8], pos: usize, expected: u64) -> Resync {
+pub(super) fn resync(data: &[u8], pos: usize, expected: u64, format: Format) -> Resync {
     let mut at = pos + 1;
     while let Some(i) = data[at..].iter().position(|&b| b == RECORD_MAGIC[0]) {
         at += i;
-        if let Ok(Some((r, _))) = decode_record(&data[at..]) {
-            let room = ((at - pos) / MIN_RECORD) as u64;
+        if let Ok(Some((r, _))) = decode_record(&data[at..], format) {
+            let room = ((at - pos) / format.min_record()) as u64;
             let fits = r.version >= expected && r.version - expected <= room;
             return if fits {
                 Resync::At {

@@ -40,7 +40,13 @@ fn vote(v: u64) -> Record {
         version: v,
         uid: UIDS[(v % 3) as usize].to_string(),
         vote_id: v.is_multiple_of(2).then(|| format!("id-{v}")),
+        at_ms: at(v),
     }
+}
+
+/// When vote `v` was counted: a plausible wall-clock time, a millisecond per vote.
+fn at(v: u64) -> u64 {
+    1_764_000_000_000 + v
 }
 
 fn votes(from: u64, to: u64) -> Vec<Record> {
@@ -66,6 +72,7 @@ fn replay(records: &[Record]) -> (Vec<(String, u64)>, Vec<RecentVote>) {
                 uid: r.uid.clone(),
                 count: counts[i].1,
                 version: r.version,
+                at_ms: r.at_ms,
             });
         }
     }
@@ -129,17 +136,23 @@ fn records_round_trip_at_every_size() {
             version,
             uid: uid.to_string(),
             vote_id: vote_id.map(str::to_string),
+            at_ms: version.wrapping_mul(7),
         };
         check_record(&r).expect("valid");
         let mut buf = vec![];
         encode_record(&r, &mut buf);
-        assert!((MIN_RECORD..=MAX_RECORD).contains(&buf.len()));
-        let (got, used) = decode_record(&buf).expect("valid").expect("complete");
+        assert!((Format::V2.min_record()..=MAX_RECORD).contains(&buf.len()));
+        let (got, used) = decode_record(&buf, Format::V2)
+            .expect("valid")
+            .expect("complete");
         assert_eq!(used, buf.len());
-        assert_eq!((got.version, got.uid, got.vote_id), (version, uid, vote_id));
+        assert_eq!(
+            (got.version, got.uid, got.vote_id, got.at_ms),
+            (version, uid, vote_id, Some(r.at_ms))
+        );
         // Trailing bytes are the next record's business.
         buf.extend_from_slice(b"junk");
-        assert_eq!(decode_record(&buf).unwrap().unwrap().1, used);
+        assert_eq!(decode_record(&buf, Format::V2).unwrap().unwrap().1, used);
     }
 }
 
@@ -148,7 +161,11 @@ fn every_proper_prefix_of_a_record_is_incomplete() {
     let mut buf = vec![];
     encode_record(&vote(12), &mut buf);
     for n in 0..buf.len() {
-        assert_eq!(decode_record(&buf[..n]), Ok(None), "prefix of {n} bytes");
+        assert_eq!(
+            decode_record(&buf[..n], Format::V2),
+            Ok(None),
+            "prefix of {n} bytes"
+        );
     }
 }
 
@@ -156,7 +173,7 @@ fn every_proper_prefix_of_a_record_is_incomplete() {
 fn damaged_records_are_refused_for_the_right_reason() {
     let mut good = vec![];
     encode_record(&vote(7), &mut good);
-    let len = good[2]; // 13: "bob", no vote id
+    let len = good[2]; // 22: type, version, time, "bob", no vote id
     let table: [(usize, u8, Defect); 6] = [
         (0, 0xFF, Defect::Magic),
         (1, 0x01, Defect::Magic),
@@ -168,14 +185,84 @@ fn damaged_records_are_refused_for_the_right_reason() {
     for (at, mask, defect) in table {
         let mut b = good.clone();
         b[at] ^= mask;
-        assert_eq!(decode_record(&b), Err(defect), "byte {at} ^ {mask:#x}");
+        assert_eq!(
+            decode_record(&b, Format::V2),
+            Err(defect),
+            "byte {at} ^ {mask:#x}"
+        );
     }
     // A checksum over nonsense content: valid framing, invalid uid.
+    let with_crc = |mut b: Vec<u8>| {
+        let crc = !crc_update(crc_update(!0, &b[2..4]), &b[FRAME..]);
+        b[4..8].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
     let mut b = good.clone();
-    b[FRAME + 9] = b' ';
-    let crc = !crc_update(crc_update(!0, &b[2..4]), &b[FRAME..]);
-    b[4..8].copy_from_slice(&crc.to_le_bytes());
-    assert_eq!(decode_record(&b), Err(Defect::Payload));
+    b[FRAME + 18] = b' ';
+    assert_eq!(
+        decode_record(&with_crc(b), Format::V2),
+        Err(Defect::Payload)
+    );
+    // A record type this version does not know: not damage, a newer writer.
+    let mut b = good.clone();
+    b[FRAME] = 9;
+    assert_eq!(
+        decode_record(&with_crc(b), Format::V2),
+        Err(Defect::Type(9))
+    );
+}
+
+/// A format-1 record, from the layout in the module docs: no type, no time.
+fn v1_record(version: u64, uid: &str, vote_id: Option<&str>, out: &mut Vec<u8>) {
+    let vote_id = vote_id.unwrap_or("");
+    let mut payload = version.to_le_bytes().to_vec();
+    payload.push(uid.len() as u8);
+    payload.extend_from_slice(uid.as_bytes());
+    payload.push(vote_id.len() as u8);
+    payload.extend_from_slice(vote_id.as_bytes());
+    let len = (payload.len() as u16).to_le_bytes();
+    let mut checked = len.to_vec();
+    checked.extend_from_slice(&payload);
+    out.extend_from_slice(&[0xA7, 0x56]);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc32(&checked).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// A format-1 journal header.
+fn v1_header(epoch: &str, base: u64) -> Vec<u8> {
+    let mut out = b"LVJ1".to_vec();
+    out.extend_from_slice(&base.to_le_bytes());
+    out.push(epoch.len() as u8);
+    out.extend_from_slice(epoch.as_bytes());
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+#[test]
+fn format_1_records_and_headers_still_decode() {
+    let mut buf = vec![];
+    v1_record(7, "bob", Some("x-1"), &mut buf);
+    let (r, used) = decode_record(&buf, Format::V1).unwrap().unwrap();
+    assert_eq!(used, buf.len());
+    assert_eq!(
+        (r.version, r.uid, r.vote_id, r.at_ms),
+        (7, "bob", Some("x-1"), None)
+    );
+    // Read as the current format it is not a record.
+    assert!(decode_record(&buf, Format::V2).is_err());
+    let h = decode_header(&v1_header("ep0ch", 12)).unwrap();
+    assert_eq!(
+        (h.format, h.base, h.epoch.as_str()),
+        (Format::V1, 12, "ep0ch")
+    );
+    let h = decode_header(&encode_header("ep0ch", 12)).unwrap();
+    assert_eq!(h.format, Format::V2);
+    // A newer format is refused, saying so.
+    let mut newer = encode_header("ep0ch", 12);
+    newer[4] = 3;
+    assert_eq!(decode_header(&newer), Err(HeaderError::Format(3)));
 }
 
 #[test]
@@ -194,6 +281,7 @@ fn invalid_ids_are_refused_before_writing() {
             version: 1,
             uid: uid.to_string(),
             vote_id: vote_id.map(str::to_string),
+            at_ms: 0,
         };
         assert!(check_record(&r).is_err(), "{r:?}");
     }
@@ -232,18 +320,19 @@ fn snapshots_round_trip_and_every_damage_is_refused() {
         uid: "alice".into(),
         count: 5,
         version: 9,
+        at_ms: at(9),
     }];
     let bytes = encode_snapshot("ep0ch", 9, &counts, &recent).expect("valid");
-    let s = decode_snapshot(&bytes).expect("decodes");
+    let s = decode_snapshot(&bytes, 0).expect("decodes");
     assert_eq!((s.epoch.as_str(), s.version), ("ep0ch", 9));
     assert_eq!((s.counts, s.recent), (counts.clone(), recent.clone()));
     for n in 0..bytes.len() {
-        assert!(decode_snapshot(&bytes[..n]).is_err(), "prefix {n}");
+        assert!(decode_snapshot(&bytes[..n], 0).is_err(), "prefix {n}");
     }
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
         b[i] ^= 0x20;
-        assert!(decode_snapshot(&b).is_err(), "byte {i}");
+        assert!(decode_snapshot(&b, 0).is_err(), "byte {i}");
     }
     let twice = vec![("a".to_string(), 1), ("a".to_string(), 2)];
     assert!(encode_snapshot("e", 3, &twice, &[]).is_err());
@@ -277,16 +366,16 @@ fn garbage_never_panics() {
             g[0] = RECORD_MAGIC[0];
             g[1] = RECORD_MAGIC[1];
         }
-        let _ = decode_record(&g);
+        let _ = decode_record(&g, Format::V2);
         let _ = decode_header(&g);
-        let _ = decode_snapshot(&g);
-        let _ = scan(&g, 0, 0, 0, |_| {});
+        let _ = decode_snapshot(&g, 0);
+        let _ = scan(&g, 0, 0, 0, Format::V2, |_| {});
         // Good records with garbage spliced in somewhere.
         let mut mixed = good.clone();
         let at = (seed as usize) % mixed.len();
         mixed.splice(at..at, g);
         if let Ok(h) = decode_header(&mixed) {
-            let _ = scan(&mixed, h.len, h.base, 0, |_| {});
+            let _ = scan(&mixed, h.len, h.base, 0, Format::V2, |_| {});
         }
     }
 }
@@ -298,7 +387,7 @@ fn a_scan_skips_what_the_snapshot_has_and_what_is_out_of_sequence() {
         encode_record(&vote(v), &mut data);
     }
     let mut seen = vec![];
-    let s = scan(&data, 0, 0, 2, |r| seen.push(r.version)).expect("scans");
+    let s = scan(&data, 0, 0, 2, Format::V2, |r| seen.push(r.version)).expect("scans");
     // Versions 1 and 2 are in the snapshot; the duplicate 3 is skipped, not counted twice.
     assert_eq!(seen, [3, 4]);
     assert_eq!(
@@ -319,7 +408,7 @@ fn a_scan_skips_inserted_garbage_without_losing_votes() {
     encode_record(&vote(1), &mut data);
     data.extend_from_slice(&[0; 100]);
     encode_record(&vote(2), &mut data);
-    let s = scan(&data, 0, 0, 0, |_| {}).expect("scans");
+    let s = scan(&data, 0, 0, 0, Format::V2, |_| {}).expect("scans");
     assert_eq!((s.last, s.records, s.lost), (2, 2, 0));
 }
 
@@ -330,7 +419,7 @@ fn a_scan_refuses_a_good_record_it_cannot_place() {
     data.extend_from_slice(&[0; 5]);
     // Version 50 after 5 damaged bytes: 48 votes cannot hide in 5 bytes.
     encode_record(&vote(50), &mut data);
-    let e = scan(&data, 0, 0, 0, |_| {}).unwrap_err();
+    let e = scan(&data, 0, 0, 0, Format::V2, |_| {}).unwrap_err();
     assert!(e.contains("version 50"), "{e}");
 }
 
@@ -407,6 +496,7 @@ fn commits_out_of_sequence_or_with_bad_ids_write_nothing() {
         version: 5,
         uid: "no spaces".into(),
         vote_id: None,
+        at_ms: at(5),
     };
     let refused = [
         votes(5, 6),                    // a gap
@@ -454,6 +544,7 @@ fn a_torn_tail_is_cut_off_at_every_cut_point() {
             version: 5,
             uid: "dave".into(),
             vote_id: Some("retry-5".into()),
+            at_ms: at(5),
         };
         j.commit(std::slice::from_ref(&next)).expect("commit");
         drop(j);
@@ -756,4 +847,155 @@ fn a_million_votes_recover() {
     assert_eq!(r.recent.len() as u64, N / 2);
     let last = r.recent.last().expect("recent");
     assert_eq!((last.vote_id.as_str(), last.version), ("id-1000000", N));
+}
+
+/// A format-1 snapshot, from the layout in the module docs: remembered votes without time.
+fn v1_snapshot(
+    epoch: &str,
+    version: u64,
+    counts: &[(&str, u64)],
+    recent: &[RecentVote],
+) -> Vec<u8> {
+    let mut body = vec![epoch.len() as u8];
+    body.extend_from_slice(epoch.as_bytes());
+    body.extend_from_slice(&version.to_le_bytes());
+    body.extend_from_slice(&(counts.len() as u32).to_le_bytes());
+    for (uid, n) in counts {
+        body.push(uid.len() as u8);
+        body.extend_from_slice(uid.as_bytes());
+        body.extend_from_slice(&n.to_le_bytes());
+    }
+    body.extend_from_slice(&(recent.len() as u32).to_le_bytes());
+    for r in recent {
+        body.push(r.vote_id.len() as u8);
+        body.extend_from_slice(r.vote_id.as_bytes());
+        body.push(r.uid.len() as u8);
+        body.extend_from_slice(r.uid.as_bytes());
+        body.extend_from_slice(&r.count.to_le_bytes());
+        body.extend_from_slice(&r.version.to_le_bytes());
+    }
+    let mut out = b"LVS1".to_vec();
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+#[test]
+fn a_format_1_journal_opens_its_ids_get_the_opening_time_and_it_is_upgraded() {
+    let dir = TempDir::new("format-1");
+    let path = dir.journal();
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let epoch = "00c0ffee00c0ffee";
+    // A snapshot at version 2 (with vote id "s-2"), then records 3..=4 ("id-4" has an id).
+    let in_snapshot = RecentVote {
+        vote_id: "s-2".into(),
+        uid: "alice".into(),
+        count: 2,
+        version: 2,
+        at_ms: 0,
+    };
+    let snap = v1_snapshot(
+        epoch,
+        2,
+        &[("alice", 2)],
+        std::slice::from_ref(&in_snapshot),
+    );
+    fs::write(suffixed(&path, SNAPSHOT_SUFFIX), snap).unwrap();
+    let mut data = v1_header(epoch, 2);
+    v1_record(3, "bob", None, &mut data);
+    v1_record(4, "alice", Some("id-4"), &mut data);
+    fs::write(&path, data).unwrap();
+
+    let opened = at(1_000);
+    let (mut j, r) = open_at(&path, opened).expect("a format-1 journal opens");
+    assert_eq!((r.epoch.as_str(), r.version, r.lost), (epoch, 4, 0));
+    assert_eq!(
+        sorted(r.counts.clone()),
+        vec![("alice".into(), 3), ("bob".into(), 1)]
+    );
+    // Without a time of their own, remembered ids count from the opening.
+    let ids: Vec<(&str, u64)> = r.recent.iter().map(|v| (&*v.vote_id, v.at_ms)).collect();
+    assert_eq!(ids, [("s-2", opened), ("id-4", opened)]);
+    assert!(
+        mentions(&r.report, "upgraded from format 1 to 2"),
+        "{:?}",
+        r.report
+    );
+    // Both files are format 2 now, and the next vote is appended to them.
+    assert_eq!(&fs::read(&path).unwrap()[..4], b"LVJF");
+    assert_eq!(
+        &fs::read(suffixed(&path, SNAPSHOT_SUFFIX)).unwrap()[..4],
+        b"LVSF"
+    );
+    let next = Record {
+        version: 5,
+        uid: "bob".into(),
+        vote_id: Some("id-5".into()),
+        at_ms: opened + 7,
+    };
+    j.commit(std::slice::from_ref(&next)).expect("commit");
+    drop(j);
+    // Reopened later: the times are on disk now, so the window does not restart again.
+    let (_, r) = open_at(&path, opened + 60_000).expect("reopen");
+    let ids: Vec<(&str, u64)> = r.recent.iter().map(|v| (&*v.vote_id, v.at_ms)).collect();
+    assert_eq!(
+        ids,
+        [("s-2", opened), ("id-4", opened), ("id-5", opened + 7)]
+    );
+    assert!(!mentions(&r.report, "upgraded"), "{:?}", r.report);
+    assert_eq!(r.version, 5);
+}
+
+#[test]
+fn a_record_of_an_unknown_type_stops_start_up() {
+    let dir = TempDir::new("unknown-type");
+    let path = dir.journal();
+    write_one_by_one(&path, 2);
+    // A checksum-valid record of type 200 after them: a newer version's.
+    let mut bytes = fs::read(&path).unwrap();
+    let start = bytes.len();
+    encode_record(&vote(3), &mut bytes);
+    bytes[start + FRAME] = 200;
+    let crc = !crc_update(
+        crc_update(!0, &bytes[start + 2..start + 4]),
+        &bytes[start + FRAME..],
+    );
+    bytes[start + 4..start + FRAME].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let e = open(&path).unwrap_err();
+    assert!(
+        e.to_string().contains("type 200, unknown to this version"),
+        "{e}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), bytes, "nothing cut off");
+}
+
+#[test]
+fn a_snapshot_keeps_each_remembered_votes_time() {
+    let recent = vec![
+        RecentVote {
+            vote_id: "a".into(),
+            uid: "alice".into(),
+            count: 1,
+            version: 1,
+            at_ms: at(1),
+        },
+        RecentVote {
+            vote_id: "b".into(),
+            uid: "bob".into(),
+            count: 1,
+            version: 2,
+            at_ms: u64::MAX,
+        },
+    ];
+    let counts = vec![("alice".to_string(), 1), ("bob".to_string(), 1)];
+    let bytes = encode_snapshot("e", 2, &counts, &recent).unwrap();
+    assert_eq!(&bytes[..6], b"LVSF\x02\x00");
+    let s = decode_snapshot(&bytes, 0).unwrap();
+    assert_eq!((s.format, s.recent), (Format::V2, recent));
+    let mut newer = bytes.clone();
+    newer[4] = 3;
+    assert_eq!(decode_snapshot(&newer, 0), Err(SnapshotError::Format(3)));
 }
