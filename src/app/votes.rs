@@ -366,10 +366,6 @@ impl Votes {
         t.history.get(i).map(|&(_, _, at)| at)
     }
 
-    pub fn is_candidate(&self, uid: &str) -> bool {
-        self.lock().index.contains_key(uid)
-    }
-
     pub fn snapshot(&self) -> Snapshot {
         let t = self.lock();
         self.snapshot_of(&t)

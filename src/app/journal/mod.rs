@@ -89,11 +89,11 @@ use super::store::{now_ms, Store};
 pub use super::store::{RecentVote, Record, Recovery};
 
 /// Longest candidate uid a record can hold (the same bound as the configuration's ids).
-pub const MAX_UID: usize = 32;
+const MAX_UID: usize = 32;
 /// Longest vote id a record can hold.
-pub const MAX_VOTE_ID: usize = 64;
+const MAX_VOTE_ID: usize = 64;
 /// Longest epoch a header can hold; generated epochs are 16 hex digits.
-pub const MAX_EPOCH: usize = 32;
+const MAX_EPOCH: usize = 32;
 
 /// Starts every journal file of the current format; a format version u16 follows. Later formats
 /// keep this magic and raise the version.
@@ -117,8 +117,6 @@ const RECORD_VOTE: u8 = 1;
 /// Largest payload of any format: type, version, time, the longest uid and the longest vote id
 /// with their lengths.
 const MAX_PAYLOAD: usize = 1 + 8 + 8 + 1 + MAX_UID + 1 + MAX_VOTE_ID;
-/// Largest record on disk.
-pub const MAX_RECORD: usize = FRAME + MAX_PAYLOAD;
 /// Versions read from disk above this are damage, not votes; keeps `version + 1` from overflowing.
 const MAX_VERSION: u64 = 1 << 62;
 /// A snapshot larger than this is refused before it is read (one with 1,000,000 remembered

@@ -32,6 +32,9 @@ impl Drop for TempDir {
     }
 }
 
+/// Largest record on disk.
+const MAX_RECORD: usize = FRAME + MAX_PAYLOAD;
+
 const UIDS: [&str; 3] = ["alice", "bob", "carol-2"];
 
 /// Vote `v` goes to `UIDS[v % 3]`; even votes carry a vote id.
