@@ -11,6 +11,7 @@
 mod common;
 
 use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,6 +21,9 @@ use common::tempdir::TempDir;
 use common::*;
 use livevote::app::store::{RecentVote, Record, Recovery, Store};
 use livevote::app::votes::{Settings, VoteError, Votes};
+use livevote::app::App;
+use livevote::http::conn;
+use tungstenite::Message;
 
 // ---------------------------------------------------------------------------------------------
 // The window is a time, not a count
@@ -171,22 +175,55 @@ const VOTE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What "within --vote-timeout" allows on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_secs(3);
 
-#[test]
-fn a_hung_store_answers_outcome_unknown_in_time_and_a_retry_learns_the_real_outcome() {
+/// A gated store (closed), what it keeps, and its gate.
+fn gated() -> (GatedStore, Arc<Gate>, Arc<Mutex<Vec<Record>>>) {
     let gate = Arc::new(Gate::default());
     let kept = Arc::new(Mutex::new(Vec::new()));
     let store = GatedStore {
         gate: Arc::clone(&gate),
         kept: Arc::clone(&kept),
     };
-    let recovery = Recovery {
+    (store, gate, kept)
+}
+
+/// An empty store's recovery.
+fn nothing_recovered() -> Recovery {
+    Recovery {
         epoch: "gated".into(),
         version: 0,
         counts: Vec::new(),
         recent: Vec::new(),
         lost: 0,
         report: Vec::new(),
-    };
+    }
+}
+
+/// Serves `app` on 127.0.0.1:0 through the real HTTP and WebSocket stack, one thread per
+/// connection as `Server::run` does (without its connection caps); returns the address.
+fn serve(app: Arc<App>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let app = Arc::clone(&app);
+            thread::spawn(move || {
+                let Ok(peer) = stream.peer_addr() else { return };
+                let settings = conn::Settings {
+                    limits: &app.config.limits,
+                    access_log: false,
+                };
+                conn::serve(stream, peer, &*app, &settings);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_hung_store_answers_outcome_unknown_in_time_and_a_retry_learns_the_real_outcome() {
+    let (store, gate, kept) = gated();
+    let recovery = nothing_recovered();
     let settings = Settings {
         vote_timeout: VOTE_TIMEOUT,
         ..Settings::default()
@@ -241,4 +278,48 @@ fn a_hung_store_answers_outcome_unknown_in_time_and_a_retry_learns_the_real_outc
     assert_eq!(kept[0].vote_id.as_deref(), Some("hung-1"));
     // And the store is usable again.
     assert_eq!(votes.vote("2").expect("vote").version, 2);
+}
+
+#[test]
+fn over_http_and_websocket_a_hung_store_is_503_outcome_unknown_then_the_retry_is_answered() {
+    let (store, gate, kept) = gated();
+    let mut config = test_config();
+    config.limits.vote_timeout = VOTE_TIMEOUT;
+    let app = App::with_store(config, Box::new(store), nothing_recovered()).expect("app");
+    let addr = serve(Arc::clone(&app));
+    let mut c = Client::connect(addr);
+
+    let started = Instant::now();
+    let r = c.call(post_req("/vote", "uid=1&vote_id=hung-h"));
+    assert!(
+        started.elapsed() < VOTE_TIMEOUT + SLACK,
+        "{:?}",
+        started.elapsed()
+    );
+    let j = assert_json(&r, 503);
+    assert_eq!(j["outcome"].as_str(), "unknown", "{j:?}");
+    assert!(j["error"].as_str().contains("vote_id"), "{j:?}");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    gate.wait_arrivals(1);
+
+    // Over WebSocket, a retry of the same id while it is still being stored.
+    let mut ws = ws_connect(addr, "/get_new_vote");
+    ws.send(Message::Text(vote_message("1", "hung-h").into()))
+        .expect("send");
+    let e = ws_next_of_type(&mut ws, "error");
+    assert_eq!(e["outcome"].as_str(), "unknown", "{e:?}");
+    assert_eq!(e["uid"].as_str(), "1");
+
+    // The store finishes: both transports' retries get the real outcome, counted once.
+    gate.open();
+    assert!(app.votes.wait_past(0, None, 10, IO_TIMEOUT).is_some());
+    let j = assert_json(&c.call(post_req("/vote", "uid=1&vote_id=hung-h")), 200);
+    assert_eq!((j["version"].as_u64(), j["count"].as_u64()), (1, 1));
+    ws.send(Message::Text(vote_message("1", "hung-h").into()))
+        .expect("send");
+    let ack = ws_next_of_type(&mut ws, "ack");
+    assert!(ack["replayed"].as_bool(), "{ack:?}");
+    assert_eq!(ack["version"].as_u64(), 1);
+    assert_eq!(version_counts(addr).0, 1);
+    assert_eq!(kept.lock().unwrap().len(), 1);
 }

@@ -22,6 +22,7 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::ws::conn::Budget;
 use static_files::StaticFiles;
+use store::{Recovery, Store};
 use votes::Votes;
 
 /// Most votes a live stream (WebSocket broadcast, SSE) sends one by one after a wake-up; more
@@ -49,7 +50,26 @@ pub struct App {
 }
 
 impl App {
+    /// The app the configuration describes, its votes in the store it names.
     pub fn new(config: Config) -> io::Result<Arc<App>> {
+        App::build(config, store::open)
+    }
+
+    /// An app whose votes go to `store` (rebuilt from `recovery`) instead of the store the
+    /// configuration names: for embedders and tests that bring a store of their own.
+    pub fn with_store(
+        config: Config,
+        store: Box<dyn Store>,
+        recovery: Recovery,
+    ) -> io::Result<Arc<App>> {
+        App::build(config, move |_: &Config| Ok(Some((store, recovery))))
+    }
+
+    /// `open_store` runs once the pages are found, so a bad `--www` touches no store.
+    fn build(
+        config: Config,
+        open_store: impl FnOnce(&Config) -> io::Result<Option<(Box<dyn Store>, Recovery)>>,
+    ) -> io::Result<Arc<App>> {
         let files = StaticFiles::new(&config.www).map_err(|e| {
             io::Error::new(e.kind(), format!("--www {}: {e}", config.www.display()))
         })?;
@@ -60,7 +80,7 @@ impl App {
             vote_id_memory: config.limits.vote_id_memory,
             vote_timeout: config.limits.vote_timeout,
         };
-        let votes = match store::open(&config)? {
+        let votes = match open_store(&config)? {
             None => Arc::new(Votes::with_settings(&config.candidates, &settings)),
             Some((store, recovery)) => {
                 let (votes, report) =
