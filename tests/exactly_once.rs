@@ -304,7 +304,7 @@ fn over_http_and_websocket_a_hung_store_is_503_outcome_unknown_then_the_retry_is
 
     // Over WebSocket, a retry of the same id while it is still being stored.
     let mut ws = ws_connect(addr, "/get_new_vote");
-    ws.send(Message::Text(vote_message("1", "hung-h").into()))
+    ws.send(Message::Text(vote_message("1", "hung-h")))
         .expect("send");
     let e = ws_next_of_type(&mut ws, "error");
     assert_eq!(e["outcome"].as_str(), "unknown", "{e:?}");
@@ -315,7 +315,7 @@ fn over_http_and_websocket_a_hung_store_is_503_outcome_unknown_then_the_retry_is
     assert!(app.votes.wait_past(0, None, 10, IO_TIMEOUT).is_some());
     let j = assert_json(&c.call(post_req("/vote", "uid=1&vote_id=hung-h")), 200);
     assert_eq!((j["version"].as_u64(), j["count"].as_u64()), (1, 1));
-    ws.send(Message::Text(vote_message("1", "hung-h").into()))
+    ws.send(Message::Text(vote_message("1", "hung-h")))
         .expect("send");
     let ack = ws_next_of_type(&mut ws, "ack");
     assert!(ack["replayed"].as_bool(), "{ack:?}");
