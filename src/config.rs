@@ -71,7 +71,23 @@ pub struct Limits {
     /// Stack size of each connection thread. Small on purpose: thousands of threads are normal
     /// here, and nothing on our stacks is large. Default 128 KiB. `--thread-stack`.
     pub thread_stack: usize,
+    /// How long a vote id is remembered: a retry with it within this time gets the first
+    /// answer and counts nothing. Survives a restart. Default 600 s. `--vote-id-window`.
+    pub vote_id_window: Duration,
+    /// Memory the remembered vote ids may hold (counted as held: ids, tables' capacity); when
+    /// one more would pass it while every id is younger than the window, new vote ids get
+    /// `503` with `Retry-After` (votes without an id still count). Default 64 MiB, at most
+    /// [`MAX_VOTE_ID_MEMORY`]. `--vote-id-memory`.
+    pub vote_id_memory: usize,
+    /// How long a vote waits for its store (the journal's fsync); then `503` with
+    /// `"outcome":"unknown"`, and a retry with the vote id learns the real outcome.
+    /// Default 5 s. `--vote-timeout`.
+    pub vote_timeout: Duration,
 }
+
+/// Largest `--vote-id-memory`: the remembered ids go into each snapshot, and a snapshot is read
+/// whole at start (and refused beyond 256 MiB); on disk an id takes at most 2/3 of its memory.
+pub const MAX_VOTE_ID_MEMORY: usize = 256 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -94,6 +110,9 @@ impl Default for Limits {
             ws_pong_timeout: Duration::from_secs(25),
             sse_heartbeat: Duration::from_secs(15),
             thread_stack: 128 * 1024,
+            vote_id_window: Duration::from_secs(600),
+            vote_id_memory: 64 << 20,
+            vote_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -204,6 +223,9 @@ OPTIONS:
   --ws-pong-timeout SECS      [default: 25]        close a peer silent after the ping
   --sse-heartbeat SECS        [default: 15]        comment line on an idle SSE stream
   --thread-stack BYTES        [default: 131072]    stack of each connection thread
+  --vote-id-window SECS       [default: 600]       a retry with a vote id within it counts once
+  --vote-id-memory BYTES      [default: 67108864]  remembered vote ids; full → 503 for new ids
+  --vote-timeout SECS         [default: 5]         wait for the store → 503 outcome unknown
   -h, --help                  this text
 ";
 
@@ -285,6 +307,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
             "--ws-pong-timeout" => l.ws_pong_timeout = secs(&name, &value)?,
             "--sse-heartbeat" => l.sse_heartbeat = secs(&name, &value)?,
             "--thread-stack" => l.thread_stack = count(&name, &value)?,
+            "--vote-id-window" => l.vote_id_window = secs(&name, &value)?,
+            "--vote-id-memory" => l.vote_id_memory = count(&name, &value)?,
+            "--vote-timeout" => l.vote_timeout = secs(&name, &value)?,
             _ => return Err(UsageError(format!("unknown option '{name}'"))),
         }
     }
@@ -309,7 +334,7 @@ type TimeoutOf = fn(&Config) -> Duration;
 /// The smallest value of each size or count limit, by flag: the one owner of these rules, used
 /// by the command line and by [`Config::validate`] (so `Server::bind` applies them to a
 /// `Config` built in code too).
-const MINIMUMS: [(&str, LimitOf, usize); 11] = [
+const MINIMUMS: [(&str, LimitOf, usize); 12] = [
     ("--max-request-line", |l| l.max_request_line, 64),
     ("--max-header-bytes", |l| l.max_header_bytes, 256),
     ("--max-headers", |l| l.max_headers, 1),
@@ -321,10 +346,11 @@ const MINIMUMS: [(&str, LimitOf, usize); 11] = [
     ("--ws-max-chat-message", |l| l.ws_max_chat_message, 1),
     ("--ws-max-buffered", |l| l.ws_max_buffered, 1),
     ("--thread-stack", |l| l.thread_stack, 32 * 1024),
+    ("--vote-id-memory", |l| l.vote_id_memory, 0),
 ];
 
 /// Every timeout, by flag.
-const DURATIONS: [(&str, TimeoutOf); 8] = [
+const DURATIONS: [(&str, TimeoutOf); 10] = [
     ("--longpoll-timeout", |c| c.longpoll_timeout),
     ("--head-timeout", |c| c.limits.head_timeout),
     ("--idle-timeout", |c| c.limits.idle_timeout),
@@ -333,6 +359,8 @@ const DURATIONS: [(&str, TimeoutOf); 8] = [
     ("--ws-ping-interval", |c| c.limits.ws_ping_interval),
     ("--ws-pong-timeout", |c| c.limits.ws_pong_timeout),
     ("--sse-heartbeat", |c| c.limits.sse_heartbeat),
+    ("--vote-id-window", |c| c.limits.vote_id_window),
+    ("--vote-timeout", |c| c.limits.vote_timeout),
 ];
 
 /// The shortest and longest timeout: 1 ms (a zero timeout means "none" to a socket) and a day.
@@ -357,6 +385,11 @@ impl Config {
                     get(&self.limits)
                 )));
             }
+        }
+        if self.limits.vote_id_memory > MAX_VOTE_ID_MEMORY {
+            return Err(UsageError(format!(
+                "--vote-id-memory: at most {MAX_VOTE_ID_MEMORY} (a snapshot must stay readable)"
+            )));
         }
         for (flag, get) in DURATIONS {
             if !(SHORTEST..=LONGEST).contains(&get(self)) {
@@ -536,5 +569,30 @@ mod tests {
             }
             assert!(run(&[flag, &min.max(1).to_string()]).is_ok(), "{flag}");
         }
+    }
+
+    #[test]
+    fn the_vote_id_window_memory_and_timeout_flags() {
+        let l = run(&[]).unwrap().limits;
+        assert_eq!(
+            (l.vote_id_window, l.vote_id_memory, l.vote_timeout),
+            (Duration::from_secs(600), 64 << 20, Duration::from_secs(5))
+        );
+        let l = run(&[
+            "--vote-id-window",
+            "30",
+            "--vote-id-memory=1000",
+            "--vote-timeout",
+            "0.25",
+        ])
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (l.vote_id_window, l.vote_id_memory, l.vote_timeout),
+            (Duration::from_secs(30), 1000, Duration::from_millis(250))
+        );
+        let too_much = (MAX_VOTE_ID_MEMORY + 1).to_string();
+        assert!(run(&["--vote-id-memory", &too_much]).is_err());
+        assert!(run(&["--vote-timeout", "0"]).is_err());
     }
 }

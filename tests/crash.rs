@@ -3,9 +3,10 @@
 //! off; a flipped byte in the middle costs exactly that vote; a corrupt snapshot or an unreadable
 //! journal header stops start-up with exit code 1 and says why, without touching the files; a
 //! second server on the same journal is refused; candidates renamed, added or configured out
-//! between runs keep their votes, also across a checkpoint.
+//! between runs keep their votes, also across a checkpoint; the previous version's files (format
+//! 1) open with every vote and vote id (issue 9).
 //!
-//! The journal's bytes are read and written here from the format in `src/app/journal.rs`'s
+//! The journal's bytes are read and written here from the format in `src/app/journal/mod.rs`'s
 //! module docs (with a CRC-32 of our own), not through the server's code. The shared helpers are
 //! in `tests/common`; every server process is killed by its handle when its guard drops, so a
 //! failing assertion leaves nothing running.
@@ -351,11 +352,11 @@ fn garbage_after_the_last_record_is_reported_and_cut_off() {
 // (c) a flipped byte in the middle
 
 /// (offset, length) of every record of a journal, read by the documented format: a header
-/// `"LVJ1" | base u64 | epoch length u8 | epoch | CRC-32`, then records `A7 56 | payload length
-/// u16 | CRC-32 | payload`.
+/// `"LVJF" | format u16 (2) | base u64 | epoch length u8 | epoch | CRC-32`, then records
+/// `A7 56 | payload length u16 | CRC-32 | payload`.
 fn records(data: &[u8]) -> Vec<(usize, usize)> {
-    assert_eq!(&data[..4], b"LVJ1", "a journal");
-    let mut pos = 4 + 8 + 1 + usize::from(data[12]) + 4;
+    assert_eq!(&data[..6], b"LVJF\x02\x00", "a journal of format 2");
+    let mut pos = 4 + 2 + 8 + 1 + usize::from(data[14]) + 4;
     let mut out = Vec::new();
     while pos < data.len() {
         assert_eq!(&data[pos..pos + 2], &[0xA7, 0x56], "a record at {pos}");
@@ -442,8 +443,20 @@ fn crc32(bytes: &[u8]) -> u32 {
     !c
 }
 
-/// A journal header continuing from version `base`.
+/// A journal header of format 2 continuing from version `base`.
 fn journal_header(epoch: &str, base: u64) -> Vec<u8> {
+    let mut out = b"LVJF".to_vec();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&base.to_le_bytes());
+    out.push(epoch.len() as u8);
+    out.extend_from_slice(epoch.as_bytes());
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A journal header of format 1 (the previous version's), continuing from version `base`.
+fn journal_header_v1(epoch: &str, base: u64) -> Vec<u8> {
     let mut out = b"LVJ1".to_vec();
     out.extend_from_slice(&base.to_le_bytes());
     out.push(epoch.len() as u8);
@@ -453,8 +466,9 @@ fn journal_header(epoch: &str, base: u64) -> Vec<u8> {
     out
 }
 
-/// A snapshot: counts per uid, and remembered votes (vote id, uid, count after, version).
-fn snapshot_file(
+/// A snapshot of format 1 (the previous version's): counts per uid, and remembered votes (vote
+/// id, uid, count after, version) without their time.
+fn snapshot_file_v1(
     epoch: &str,
     version: u64,
     counts: &[(&str, u64)],
@@ -511,7 +525,7 @@ fn an_unreadable_journal_header_stops_start_up_with_exit_1() {
     let mut not_ours = good.clone();
     not_ours[..4].copy_from_slice(b"XXXX");
     let mut bad_crc = good.clone();
-    bad_crc[14] ^= 0x01; // inside the epoch
+    bad_crc[16] ^= 0x01; // inside the epoch
     let short = good[..6].to_vec();
     for (what, bytes) in [
         ("magic", not_ours),
@@ -538,11 +552,16 @@ fn a_corrupt_snapshot_stops_start_up_unless_the_journal_has_every_vote() {
     let dir = TempDir::new("snapshot");
     let epoch = "00c0ffee00c0ffee";
     // A checkpoint at version 5 (3 votes for 1, 2 for 2), and the journal after it.
-    let snapshot = snapshot_file(epoch, 5, &[("1", 3), ("2", 2)], &[("snap-a", "1", 3, 5)]);
+    // The files of the previous version (format 1): they open, and are upgraded at once.
+    let snapshot = snapshot_file_v1(epoch, 5, &[("1", 3), ("2", 2)], &[("snap-a", "1", 3, 5)]);
     fs::write(dir.snapshot(), &snapshot).unwrap();
-    fs::write(dir.journal(), journal_header(epoch, 5)).unwrap();
+    fs::write(dir.journal(), journal_header_v1(epoch, 5)).unwrap();
     let server = start_on(&dir.journal());
     let addr = server.addr;
+    let report = server.stderr_text();
+    assert!(report.contains("upgraded from format 1 to 2"), "{report}");
+    assert_eq!(&fs::read(dir.journal()).unwrap()[..4], b"LVJF");
+    assert_eq!(&fs::read(dir.snapshot()).unwrap()[..4], b"LVSF");
     assert_eq!(
         version_counts(addr),
         (5, [("1".into(), 3), ("2".into(), 2)].into_iter().collect())
@@ -577,7 +596,7 @@ fn a_corrupt_snapshot_stops_start_up_unless_the_journal_has_every_vote() {
     // From another history.
     fs::write(
         dir.snapshot(),
-        snapshot_file("0ther0ther0ther0", 5, &[("1", 3), ("2", 2)], &[]),
+        snapshot_file_v1("0ther0ther0ther0", 5, &[("1", 3), ("2", 2)], &[]),
     )
     .unwrap();
     assert_refuses(&dir, &["different histories", "refusing to start"]);
@@ -621,22 +640,83 @@ fn a_second_server_on_the_same_journal_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints
 
-/// A journal record: `A7 56 | payload length u16 | CRC-32 of (length, payload) | payload`, the
-/// payload `version u64 | uid length u8 | uid | vote-id length u8 | vote id`.
+/// A journal record of format 2: `A7 56 | payload length u16 | CRC-32 of (length, payload) |
+/// payload`, the payload `type u8 (1: vote) | version u64 | time u64 (ms since the Unix epoch) |
+/// uid length u8 | uid | vote-id length u8 | vote id`. Format 1's payload has neither the type
+/// nor the time.
 fn record(version: u64, uid: &str, vote_id: Option<&str>, out: &mut Vec<u8>) {
+    let mut payload = vec![1];
+    payload.extend_from_slice(&version.to_le_bytes());
+    payload.extend_from_slice(&now_ms().to_le_bytes());
+    frame(&mut payload, uid, vote_id, out);
+}
+
+/// A journal record of format 1 (the previous version's).
+fn record_v1(version: u64, uid: &str, vote_id: Option<&str>, out: &mut Vec<u8>) {
+    frame(&mut version.to_le_bytes().to_vec(), uid, vote_id, out);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Completes `payload` with the uid and vote id and appends it, framed, to `out`.
+fn frame(payload: &mut Vec<u8>, uid: &str, vote_id: Option<&str>, out: &mut Vec<u8>) {
     let vote_id = vote_id.unwrap_or("");
-    let mut payload = version.to_le_bytes().to_vec();
     payload.push(uid.len() as u8);
     payload.extend_from_slice(uid.as_bytes());
     payload.push(vote_id.len() as u8);
     payload.extend_from_slice(vote_id.as_bytes());
     let len = (payload.len() as u16).to_le_bytes();
     let mut checked = len.to_vec();
-    checked.extend_from_slice(&payload);
+    checked.extend_from_slice(payload);
     out.extend_from_slice(&[0xA7, 0x56]);
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc32(&checked).to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
+}
+
+#[test]
+fn a_journal_of_the_previous_format_opens_with_its_votes_and_vote_ids() {
+    let dir = TempDir::new("format-1");
+    let epoch = "0ld0ld0ld0ld0ld0";
+    let mut data = journal_header_v1(epoch, 0);
+    record_v1(1, "1", Some("old-a"), &mut data);
+    record_v1(2, "2", None, &mut data);
+    record_v1(3, "1", Some("old-b"), &mut data);
+    fs::write(dir.journal(), &data).unwrap();
+    let server = start_on(&dir.journal());
+    let report = server.stderr_text();
+    assert!(report.contains("upgraded from format 1 to 2"), "{report}");
+    assert!(report.contains("2 vote id(s) remembered"), "{report}");
+    let addr = server.addr;
+    assert_eq!(version_counts(addr), (3, counts(&[("1", 2), ("2", 1)])));
+    // Its vote ids replay (kept for a window from this start: they carried no time).
+    let replay = cast(
+        addr,
+        &[Ballot::new("old-a", "1"), Ballot::new("old-b", "1")],
+    );
+    assert_eq!(
+        (replay[0]["version"].as_u64(), replay[0]["count"].as_u64()),
+        (1, 1)
+    );
+    assert_eq!(
+        (replay[1]["version"].as_u64(), replay[1]["count"].as_u64()),
+        (3, 2)
+    );
+    assert_eq!(replay[0]["epoch"].as_str(), epoch);
+    let next = cast(addr, &[Ballot::new("new-c", "2")]);
+    server.kill9();
+    // Now in format 2, with every vote and vote id, new or old.
+    assert_eq!(&fs::read(dir.journal()).unwrap()[..4], b"LVJF");
+    let server = start_on(&dir.journal());
+    assert!(!server.stderr_text().contains("upgraded"));
+    assert_eq!(version_counts(server.addr).0, 4);
+    assert_eq!(cast(server.addr, &[Ballot::new("new-c", "2")]), next);
+    assert_eq!(cast(server.addr, &[Ballot::new("old-b", "1")]), replay[1..]);
 }
 
 #[test]
@@ -644,7 +724,7 @@ fn votes_for_a_candidate_configured_out_survive_a_checkpoint() {
     // The start-up report promises that votes for a candidate no longer configured are "kept on
     // disk": configure it again and they are back. That must hold after the journal is
     // replaced by a snapshot, which happens once CHECKPOINT_EVERY records are in it.
-    use livevote::app::votes::CHECKPOINT_EVERY;
+    use livevote::app::journal::CHECKPOINT_EVERY;
     let dir = TempDir::new("checkpoint");
     let epoch = "0123456789abcdef";
     let mut data = journal_header(epoch, 0);

@@ -644,10 +644,15 @@ fn crowd_round() {
     /// Votes cast after the whole crowd has its resume.
     const MORE: usize = 300;
     let ids: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    // A resume of ~160 KB (800 candidates with names of the longest allowed length), larger
+    // than a socket takes at once, so connects and broadcasts overlap mid-write.
     let addr = start(|c| {
-        c.candidates = ids
-            .iter()
-            .map(|id| (id.clone(), format!("{id} {}", "x".repeat(16_000))))
+        c.candidates = (0..800)
+            .map(|i| {
+                let id = format!("c{i}");
+                let name = format!("{id} {}", "x".repeat(livevote::config::MAX_NAME - 8));
+                (id, name)
+            })
             .collect();
     });
     let done: Done = Arc::default();

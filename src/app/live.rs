@@ -122,6 +122,16 @@ impl conn::Endpoint for VoteSocket<'_> {
                     &uid,
                     true,
                 )),
+                Err(VoteError::VoteIdsFull { .. }) => Some(json::error_with_uid(
+                    "too many recent vote ids, try again later",
+                    &uid,
+                    true,
+                )),
+                // The uid passed `valid_id` above: nothing in it needs escaping.
+                Err(VoteError::OutcomeUnknown) => Some(format!(
+                    "{{\"type\":\"error\",\"error\":\"the store did not answer in time, retry \
+                     with the same vote_id\",\"outcome\":\"unknown\",\"uid\":\"{uid}\"}}"
+                )),
             }
         };
         if let Some(r) = reply {

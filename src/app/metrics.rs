@@ -104,6 +104,7 @@ pub struct Gauges {
     pub presence: super::presence::Counts,
     pub version: u64,
     pub ws_buffered_bytes: usize,
+    pub vote_ids: super::votes::IdStats,
 }
 
 impl Metrics {
@@ -223,6 +224,21 @@ impl Metrics {
             "Bytes held for partly received WebSocket messages (charged part).",
             g.ws_buffered_bytes as u64,
         );
+        let ids = &g.vote_ids;
+        gauge(
+            w,
+            "livevote_vote_ids_remembered",
+            "Vote ids remembered for exactly-once retries.",
+            ids.remembered as u64,
+        );
+        gauge(
+            w,
+            "livevote_vote_ids_bytes",
+            "Memory the remembered vote ids hold (--vote-id-memory caps it).",
+            ids.bytes as u64,
+        );
+        let _ = writeln!(w, "# HELP livevote_vote_ids_expired_total Vote ids forgotten after --vote-id-window.\n# TYPE livevote_vote_ids_expired_total counter\nlivevote_vote_ids_expired_total {}", ids.expired);
+        let _ = writeln!(w, "# HELP livevote_vote_ids_refused_total New vote ids refused (503) because --vote-id-memory was full of ids inside the window.\n# TYPE livevote_vote_ids_refused_total counter\nlivevote_vote_ids_refused_total {}", ids.refused);
         let _ = writeln!(w, "# HELP livevote_votes_total Votes counted, by route.\n# TYPE livevote_votes_total counter");
         for (r, n) in ROUTES.iter().zip(&self.votes) {
             let _ = writeln!(
@@ -418,6 +434,7 @@ mod tests {
             presence: Default::default(),
             version: 9,
             ws_buffered_bytes: 0,
+            vote_ids: Default::default(),
         };
         let text = m.render(&g);
         for line in [

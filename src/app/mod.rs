@@ -12,6 +12,7 @@ pub mod presence;
 pub mod routes;
 pub mod sse;
 pub mod static_files;
+pub mod store;
 pub mod votes;
 
 use std::io;
@@ -21,6 +22,7 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::ws::conn::Budget;
 use static_files::StaticFiles;
+use store::{Recovery, Store};
 use votes::Votes;
 
 /// Most votes a live stream (WebSocket broadcast, SSE) sends one by one after a wake-up; more
@@ -48,24 +50,48 @@ pub struct App {
 }
 
 impl App {
+    /// The app the configuration describes, its votes in the store it names.
     pub fn new(config: Config) -> io::Result<Arc<App>> {
+        App::build(config, store::open)
+    }
+
+    /// An app whose votes go to `store` (rebuilt from `recovery`) instead of the store the
+    /// configuration names: for embedders and tests that bring a store of their own.
+    pub fn with_store(
+        config: Config,
+        store: Box<dyn Store>,
+        recovery: Recovery,
+    ) -> io::Result<Arc<App>> {
+        App::build(config, move |_: &Config| Ok(Some((store, recovery))))
+    }
+
+    /// `open_store` runs once the pages are found, so a bad `--www` touches no store.
+    fn build(
+        config: Config,
+        open_store: impl FnOnce(&Config) -> io::Result<Option<(Box<dyn Store>, Recovery)>>,
+    ) -> io::Result<Arc<App>> {
         let files = StaticFiles::new(&config.www).map_err(|e| {
             io::Error::new(e.kind(), format!("--www {}: {e}", config.www.display()))
         })?;
         let template = pages::Template::load(files.root())?;
         let metrics = Arc::new(metrics::Metrics::default());
-        let votes = match &config.data {
-            None => Arc::new(Votes::new(&config.candidates)),
-            Some(path) => {
-                let (journal, recovery) = journal::open(path)?;
-                let (votes, report) = Votes::durable(&config.candidates, journal, recovery);
+        let settings = votes::Settings {
+            vote_id_window: config.limits.vote_id_window,
+            vote_id_memory: config.limits.vote_id_memory,
+            vote_timeout: config.limits.vote_timeout,
+        };
+        let votes = match open_store(&config)? {
+            None => Arc::new(Votes::with_settings(&config.candidates, &settings)),
+            Some((store, recovery)) => {
+                let (votes, report) =
+                    Votes::durable(&config.candidates, store, recovery, &settings);
                 for line in report {
                     eprintln!("livevote: {line}");
                 }
                 let votes = Arc::new(votes);
                 let (v, m) = (Arc::clone(&votes), Arc::clone(&metrics));
                 std::thread::Builder::new()
-                    .name("journal".into())
+                    .name("commit".into())
                     .spawn(move || v.commit_loop(&|d| m.fsync(d)))?;
                 votes
             }

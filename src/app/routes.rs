@@ -22,6 +22,9 @@ use crate::ws::handshake;
 pub const TRANSPORTS: [&str; 5] = ["auto", "ws", "sse", "longpoll", "poll"];
 
 const GET_HEAD: &str = "GET, HEAD";
+/// The body of a `503` for a vote whose store did not finish in time (`--vote-timeout`).
+const OUTCOME_UNKNOWN: &str = "{\"error\":\"the store did not answer in time: the vote may or \
+    may not count; retry with the same vote_id to learn which\",\"outcome\":\"unknown\"}";
 
 /// The methods of RFC 9110 §9 and PATCH: known, so answered `405` where not allowed.
 const KNOWN_METHODS: [&str; 9] = [
@@ -104,6 +107,7 @@ impl App {
             presence,
             version: self.votes.version(),
             ws_buffered_bytes: self.ws_budget.used(),
+            vote_ids: self.votes.id_stats(),
         };
         Response::with_body(
             Status::Ok,
@@ -277,10 +281,17 @@ impl App {
                 Status::NotFound,
                 json::error_with_uid("unknown candidate", &uid, false),
             ),
-            // Not on disk: not counted, and the client may retry (with its vote id, safely).
-            Err(e @ VoteError::NotStored(_)) => {
-                Response::error(Status::ServiceUnavailable, &e.to_string())
-                    .header("Retry-After", "1")
+            // Not counted (not stored, or no room for one more vote id), or not known to be:
+            // the client may retry, and with its vote id a retry counts at most once.
+            Err(e) => {
+                let r = match e {
+                    VoteError::OutcomeUnknown => {
+                        Response::json(Status::ServiceUnavailable, OUTCOME_UNKNOWN)
+                    }
+                    _ => Response::error(Status::ServiceUnavailable, &e.to_string()),
+                };
+                let wait = e.retry_after().unwrap_or_default().as_secs_f64().ceil();
+                r.header("Retry-After", wait.max(1.0).to_string())
             }
         }
     }

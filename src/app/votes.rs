@@ -1,7 +1,13 @@
 //! The vote table: candidates, counts, and a version that grows by one per vote, behind one
 //! `Mutex`, with a `Condvar` that wakes every waiter (long-polls, the WebSocket fan-out) when a
 //! vote lands. It keeps a bounded history of recent votes so any client can catch up from the
-//! version it last saw without the server keeping anything per client. No HTTP types here.
+//! version it last saw without the server keeping anything per client, and the answers to
+//! recent votes by vote id (`ids`: exactly once within `--vote-id-window`). Where votes are kept
+//! is a [`Store`] behind the group commit (`commit`); without one (memory) a vote counts at
+//! once. No HTTP types here.
+
+mod commit;
+mod ids;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -9,19 +15,49 @@ use std::net::IpAddr;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::journal::{Journal, RecentVote, Record, Recovery};
 use super::presence::{Counts, Kind, Presence, Viewers};
+use super::store::{now_ms, Store};
+use commit::Durable;
+pub use ids::IdStats;
+use ids::VoteIds;
 
 /// How many recent votes are kept for catch-up. A client further behind gets a snapshot.
 pub const HISTORY: usize = 4096;
 
-/// How many recent vote ids are remembered: a retry with one of them gets the first answer
-/// again and counts nothing. Older ids are forgotten (the window is bounded by count).
-pub const VOTE_ID_WINDOW: usize = 100_000;
+/// Longest vote id (a UUID, 36, fits).
+pub const MAX_VOTE_ID: usize = 64;
+
+/// How long a vote id is remembered by default (`--vote-id-window`): a retry within it gets the
+/// first answer again and counts nothing.
+pub const DEFAULT_VOTE_ID_WINDOW: Duration = Duration::from_secs(600);
+/// Default memory cap of the remembered vote ids (`--vote-id-memory`), counted as the `ids`
+/// module's docs say (about 145–230 bytes per UUID).
+pub const DEFAULT_VOTE_ID_MEMORY: usize = 64 << 20;
+/// How long a vote waits for its store by default (`--vote-timeout`) before it is answered
+/// "outcome unknown".
+pub const DEFAULT_VOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the vote table keeps its promises; each field's default is the constant above.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub vote_id_window: Duration,
+    pub vote_id_memory: usize,
+    pub vote_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            vote_id_window: DEFAULT_VOTE_ID_WINDOW,
+            vote_id_memory: DEFAULT_VOTE_ID_MEMORY,
+            vote_timeout: DEFAULT_VOTE_TIMEOUT,
+        }
+    }
+}
 
 /// A vote id is 1–64 of `A-Z a-z 0-9 _ -` (a UUID fits).
 pub fn valid_vote_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
+    (1..=MAX_VOTE_ID).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -68,12 +104,33 @@ pub enum Catchup {
     Snapshot(Snapshot),
 }
 
-/// Why a vote was refused; nothing changed.
+/// Why a vote got no answer with a count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VoteError {
+    /// Nothing changed.
     UnknownCandidate(String),
-    /// The journal could not make the vote durable (disk full, I/O error): not counted.
+    /// The store could not keep the vote (disk full, I/O error, or it did not take the vote
+    /// within `--vote-timeout`): not counted.
     NotStored(String),
+    /// The store did not finish within `--vote-timeout`: the vote may or may not count. Its
+    /// vote id remembers the real outcome once the store finishes, so a retry with the same id
+    /// is answered with it (and counts at most once).
+    OutcomeUnknown,
+    /// Remembering one more vote id would pass `--vote-id-memory` while every remembered id is
+    /// still inside its window: not counted, and the id is not remembered. Room comes back
+    /// after `retry_after`.
+    VoteIdsFull { retry_after: Duration },
+}
+
+impl VoteError {
+    /// When a client may usefully try again, for the errors that are worth a retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            VoteError::UnknownCandidate(_) => None,
+            VoteError::NotStored(_) | VoteError::OutcomeUnknown => Some(Duration::from_secs(1)),
+            VoteError::VoteIdsFull { retry_after } => Some(*retry_after),
+        }
+    }
 }
 
 impl fmt::Display for VoteError {
@@ -81,26 +138,16 @@ impl fmt::Display for VoteError {
         match self {
             VoteError::UnknownCandidate(id) => write!(f, "unknown candidate '{id}'"),
             VoteError::NotStored(why) => write!(f, "vote not stored: {why}"),
+            VoteError::OutcomeUnknown => f.write_str(
+                "the store did not answer in time: the vote may or may not count; retry with \
+                 the same vote_id to learn which",
+            ),
+            VoteError::VoteIdsFull { .. } => f.write_str(
+                "too many recent vote ids to remember another: not counted; retry later, or \
+                 vote without a vote_id",
+            ),
         }
     }
-}
-
-/// A vote waiting for the journal: counted (and answered) only once it is on disk.
-struct Pending {
-    ticket: u64,
-    candidate: usize,
-    vote_id: Option<String>,
-}
-
-/// The durable side: the journal and the group-commit queue.
-struct Durable {
-    queue: Vec<Pending>,
-    next_ticket: u64,
-    /// Answers for tickets whose batch was committed (or failed), until their voter takes them.
-    results: HashMap<u64, Result<Change, VoteError>>,
-    /// Vote ids queued but not yet answered, with their ticket: a concurrent retry waits for
-    /// the first instead of queueing a second vote.
-    inflight: HashMap<String, u64>,
 }
 
 impl std::error::Error for VoteError {}
@@ -115,10 +162,9 @@ struct Tally {
     history: VecDeque<(usize, u64, Instant)>,
     /// Viewers by transport; under the same lock so that one condvar wakes waiters for both.
     presence: Presence,
-    /// Answers to recent votes by vote id, and their order (oldest first).
-    answered: HashMap<String, Change>,
-    answered_order: VecDeque<String>,
-    /// Present when votes go through a journal.
+    /// Answers to recent votes by vote id.
+    ids: VoteIds,
+    /// Present when votes go through a store.
     durable: Option<Durable>,
     /// Counts recovered for ids that are not candidates now: not shown, but carried into every
     /// checkpoint, so configuring the candidate again brings its votes back.
@@ -126,8 +172,8 @@ struct Tally {
 }
 
 impl Tally {
-    /// Applies one vote for candidate `i`; returns its effect.
-    fn apply(&mut self, i: usize, vote_id: Option<&str>) -> Change {
+    /// Applies one vote for candidate `i`, counted at `at_ms`; returns its effect.
+    fn apply(&mut self, i: usize, vote_id: Option<&str>, at_ms: u64) -> Change {
         self.counts[i] += 1;
         self.version += 1;
         let count = self.counts[i];
@@ -141,13 +187,7 @@ impl Tally {
             version: self.version,
         };
         if let Some(id) = vote_id {
-            if self.answered_order.len() == VOTE_ID_WINDOW {
-                if let Some(old) = self.answered_order.pop_front() {
-                    self.answered.remove(&old);
-                }
-            }
-            self.answered.insert(id.to_string(), change.clone());
-            self.answered_order.push_back(id.to_string());
+            self.ids.insert(id, &change, at_ms);
         }
         change
     }
@@ -168,19 +208,23 @@ pub struct Votes {
     /// Wakes the committer when votes are queued (durable mode).
     queued: Condvar,
     epoch: String,
-    /// The journal, used by the committer thread only (its own lock: I/O never holds the
+    /// The store, used by the committer thread only (its own lock: I/O never holds the
     /// tally's).
-    journal: Mutex<Option<Journal>>,
+    store: Mutex<Option<Box<dyn Store>>>,
+    /// How long a vote waits for the store (`--vote-timeout`).
+    timeout: Duration,
     /// Presence bookkeeping, in its own lock: only changed counts reach the tally's.
     viewers: Mutex<Viewers>,
 }
 
-/// Checkpoint (snapshot + fresh journal) after this many journal records, so start-up reads a
-/// snapshot and a short journal however many votes there are.
-pub const CHECKPOINT_EVERY: u64 = 100_000;
-
 impl Votes {
+    /// A tally in memory with the default [`Settings`].
     pub fn new(candidates: &[(String, String)]) -> Self {
+        Votes::with_settings(candidates, &Settings::default())
+    }
+
+    /// A tally in memory.
+    pub fn with_settings(candidates: &[(String, String)], settings: &Settings) -> Self {
         // The epoch names this run of the tally: a client holding a version from another run
         // (a memory-only restart) must not mistake it for one of ours.
         let nanos = SystemTime::now()
@@ -198,175 +242,17 @@ impl Votes {
                 version: 0,
                 history: VecDeque::with_capacity(HISTORY),
                 presence: Presence::default(),
-                answered: HashMap::new(),
-                answered_order: VecDeque::new(),
+                ids: VoteIds::new(settings.vote_id_window, settings.vote_id_memory),
                 durable: None,
                 retired: Vec::new(),
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
             epoch: format!("{:x}", nanos as u64),
-            journal: Mutex::new(None),
+            store: Mutex::new(None),
+            timeout: settings.vote_timeout,
             viewers: Mutex::new(Viewers::default()),
         }
-    }
-
-    /// A durable tally: rebuilt from the journal's recovery, every vote written to it (and
-    /// fsynced) before it counts. Returns the report lines for the operator. The caller starts
-    /// [`Votes::commit_loop`] on a thread of its own.
-    pub fn durable(
-        candidates: &[(String, String)],
-        journal: Journal,
-        recovery: Recovery,
-    ) -> (Self, Vec<String>) {
-        let mut v = Votes::new(candidates);
-        let mut report = recovery.report;
-        {
-            let t = v.tally.get_mut().unwrap_or_else(PoisonError::into_inner);
-            for (uid, count) in &recovery.counts {
-                match t.index.get(uid) {
-                    Some(&i) => t.counts[i] = *count,
-                    // Kept on disk: configure the candidate again and its votes are back.
-                    None => {
-                        report.push(format!(
-                            "journal: {count} vote(s) for '{uid}', not a candidate now: kept on disk, not shown"
-                        ));
-                        t.retired.push((uid.clone(), *count));
-                    }
-                }
-            }
-            t.version = recovery.version;
-            let skip = recovery.recent.len().saturating_sub(VOTE_ID_WINDOW);
-            for r in recovery.recent.iter().skip(skip) {
-                t.answered.insert(
-                    r.vote_id.clone(),
-                    Change {
-                        uid: r.uid.clone(),
-                        count: r.count,
-                        version: r.version,
-                    },
-                );
-                t.answered_order.push_back(r.vote_id.clone());
-            }
-            t.durable = Some(Durable {
-                queue: Vec::new(),
-                next_ticket: 0,
-                results: HashMap::new(),
-                inflight: HashMap::new(),
-            });
-        }
-        // The journal's epoch: a client's cursor from before a restart stays valid.
-        v.epoch = recovery.epoch;
-        *v.journal.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(journal);
-        (v, report)
-    }
-
-    /// The committer (durable mode): takes every queued vote, writes them with one write and
-    /// one fsync, then counts them and wakes their voters. Votes that arrive meanwhile form the
-    /// next batch (group commit). `observe` is told each commit's duration. Returns when the
-    /// tally is not durable.
-    pub fn commit_loop(&self, observe: &dyn Fn(Duration)) {
-        loop {
-            let (batch, records, base) = {
-                let mut t = self.lock();
-                loop {
-                    match &t.durable {
-                        None => return,
-                        Some(d) if !d.queue.is_empty() => break,
-                        Some(_) => {}
-                    }
-                    t = self.queued.wait(t).unwrap_or_else(PoisonError::into_inner);
-                }
-                let base = t.version;
-                let batch = std::mem::take(&mut t.durable.as_mut().expect("checked above").queue);
-                let records: Vec<Record> = batch
-                    .iter()
-                    .enumerate()
-                    .map(|(k, p)| Record {
-                        version: base + 1 + k as u64,
-                        uid: t.names[p.candidate].0.clone(),
-                        vote_id: p.vote_id.clone(),
-                    })
-                    .collect();
-                (batch, records, base)
-            };
-            let started = Instant::now();
-            let written = {
-                let mut j = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
-                match j.as_mut() {
-                    Some(j) => j.commit(&records),
-                    None => Err(std::io::Error::other("no journal")),
-                }
-            };
-            observe(started.elapsed());
-            let checkpoint = {
-                let mut t = self.lock();
-                debug_assert_eq!(t.version, base, "only the committer counts in durable mode");
-                let mut answers = Vec::with_capacity(batch.len());
-                for p in &batch {
-                    let answer = match &written {
-                        Ok(()) => Ok(t.apply(p.candidate, p.vote_id.as_deref())),
-                        Err(e) => Err(VoteError::NotStored(e.to_string())),
-                    };
-                    answers.push((p, answer));
-                }
-                let d = t.durable.as_mut().expect("durable mode");
-                for (p, answer) in answers {
-                    if let Some(id) = &p.vote_id {
-                        d.inflight.remove(id);
-                    }
-                    d.results.insert(p.ticket, answer);
-                }
-                self.wants_checkpoint(&t)
-            };
-            self.changed.notify_all();
-            if let Some((version, counts, recent)) = checkpoint {
-                let mut j = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(j) = j.as_mut() {
-                    if let Err(e) = j.checkpoint(version, &counts, &recent) {
-                        eprintln!("livevote: journal checkpoint failed: {e}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// What a checkpoint needs, when one is due. Taken under the tally's lock, so it matches
-    /// the journal exactly (only the committer thread counts or commits).
-    #[allow(clippy::type_complexity)]
-    fn wants_checkpoint(&self, t: &Tally) -> Option<(u64, Vec<(String, u64)>, Vec<RecentVote>)> {
-        let due = self
-            .journal
-            .try_lock()
-            .ok()
-            .and_then(|j| {
-                j.as_ref()
-                    .map(|j| j.records_since_checkpoint() >= CHECKPOINT_EVERY)
-            })
-            .unwrap_or(false);
-        if !due {
-            return None;
-        }
-        let counts = t
-            .names
-            .iter()
-            .zip(&t.counts)
-            .map(|((uid, _), &c)| (uid.clone(), c))
-            .chain(t.retired.iter().cloned())
-            .collect();
-        let recent = t
-            .answered_order
-            .iter()
-            .filter_map(|id| {
-                t.answered.get(id).map(|c| RecentVote {
-                    vote_id: id.clone(),
-                    uid: c.uid.clone(),
-                    count: c.count,
-                    version: c.version,
-                })
-            })
-            .collect();
-        Some((t.version, counts, recent))
     }
 
     pub fn epoch(&self) -> &str {
@@ -379,35 +265,63 @@ impl Votes {
         self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Waits for a change until `deadline`; false (at once) once it has passed.
+    fn wait_until<'a>(
+        &self,
+        t: MutexGuard<'a, Tally>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, Tally>, bool) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (t, false);
+        }
+        let t = self
+            .changed
+            .wait_timeout(t, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        (t, true)
+    }
+
     /// Counts one vote for `uid` and wakes every waiter.
     pub fn vote(&self, uid: &str) -> Result<Change, VoteError> {
         self.vote_once(uid, None).map(|v| v.change)
     }
 
-    /// Counts one vote for `uid` unless `vote_id` was already counted (within
-    /// [`VOTE_ID_WINDOW`]), in which case the first answer is given again and nothing changes.
+    /// Counts one vote for `uid` unless `vote_id` was already counted within the window, in
+    /// which case the first answer is given again and nothing changes. With a store, waits at
+    /// most `--vote-timeout` for it (see [`VoteError::OutcomeUnknown`]).
     pub fn vote_once(&self, uid: &str, vote_id: Option<&str>) -> Result<Voted, VoteError> {
+        let deadline = Instant::now() + self.timeout;
         let mut t = self.lock();
-        // A retry of a vote id being written right now waits for that vote's answer.
-        while vote_id.is_some_and(|id| {
-            t.durable
-                .as_ref()
-                .is_some_and(|d| d.inflight.contains_key(id))
-        }) {
-            t = self.changed.wait(t).unwrap_or_else(PoisonError::into_inner);
+        // A retry of a vote id being written right now waits for that vote's outcome, as long
+        // as the first would have.
+        while vote_id.is_some_and(|id| t.durable.as_ref().is_some_and(|d| d.is_inflight(id))) {
+            let (g, in_time) = self.wait_until(t, deadline);
+            t = g;
+            if !in_time {
+                return Err(VoteError::OutcomeUnknown);
+            }
         }
-        if let Some(change) = vote_id.and_then(|id| t.answered.get(id)) {
+        let now = now_ms();
+        if let Some(change) = vote_id.and_then(|id| t.ids.get(id, now)) {
             return Ok(Voted {
-                change: change.clone(),
+                change,
                 replayed: true,
             });
         }
         let Some(&i) = t.index.get(uid) else {
             return Err(VoteError::UnknownCandidate(uid.to_string()));
         };
+        if let Some(id) = vote_id {
+            let pending = t.durable.as_ref().map_or(0, Durable::inflight);
+            t.ids
+                .admit(id.len(), pending, now)
+                .map_err(|retry_after| VoteError::VoteIdsFull { retry_after })?;
+        }
         let Some(d) = t.durable.as_mut() else {
             // In memory: counted at once.
-            let change = t.apply(i, vote_id);
+            let change = t.apply(i, vote_id, now);
             drop(t);
             self.changed.notify_all();
             return Ok(Voted {
@@ -415,27 +329,33 @@ impl Votes {
                 replayed: false,
             });
         };
-        // Durable: queue it for the committer and wait until it is on disk and counted.
-        let ticket = d.next_ticket;
-        d.next_ticket += 1;
-        d.queue.push(Pending {
-            ticket,
-            candidate: i,
-            vote_id: vote_id.map(str::to_string),
-        });
-        if let Some(id) = vote_id {
-            d.inflight.insert(id.to_string(), ticket);
-        }
+        // With a store: queue it for the committer and wait until it is stored and counted.
+        let ticket = d.enqueue(i, vote_id);
         self.queued.notify_one();
         loop {
-            if let Some(answer) = t.durable.as_mut().and_then(|d| d.results.remove(&ticket)) {
+            let d = t.durable.as_mut().expect("durable mode");
+            if let Some(answer) = d.take(ticket) {
                 return answer.map(|change| Voted {
                     change,
                     replayed: false,
                 });
             }
-            t = self.changed.wait(t).unwrap_or_else(PoisonError::into_inner);
+            let (g, in_time) = self.wait_until(t, deadline);
+            t = g;
+            if !in_time {
+                let d = t.durable.as_mut().expect("durable mode");
+                let e = d.give_up(ticket, vote_id);
+                drop(t);
+                // A retry of the same id may be waiting for this one.
+                self.changed.notify_all();
+                return Err(e);
+            }
         }
+    }
+
+    /// The remembered vote ids, for the metrics.
+    pub fn id_stats(&self) -> IdStats {
+        self.lock().ids.stats()
     }
 
     pub fn version(&self) -> u64 {
@@ -448,10 +368,6 @@ impl Votes {
         let back = t.version.checked_sub(version)? as usize;
         let i = t.history.len().checked_sub(back + 1)?;
         t.history.get(i).map(|&(_, _, at)| at)
-    }
-
-    pub fn is_candidate(&self, uid: &str) -> bool {
-        self.lock().index.contains_key(uid)
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -739,19 +655,48 @@ mod tests {
     }
 
     #[test]
-    fn the_vote_id_window_is_bounded() {
-        let v = votes();
-        for i in 0..VOTE_ID_WINDOW + 1 {
-            v.vote_once("1", Some(&format!("id{i}"))).unwrap();
-        }
-        // The oldest id was forgotten; the newest is remembered.
-        assert!(!v.vote_once("1", Some("id0")).unwrap().replayed);
-        assert!(
-            v.vote_once("1", Some(&format!("id{VOTE_ID_WINDOW}")))
-                .unwrap()
-                .replayed
+    fn a_full_vote_id_memory_refuses_new_ids_only() {
+        let settings = Settings {
+            vote_id_memory: 16 * 1024,
+            ..Settings::default()
+        };
+        let v = Votes::with_settings(&[("1".into(), "a".into())], &settings);
+        let mut n = 0;
+        let refused = loop {
+            match v.vote_once("1", Some(&format!("id-{n}"))) {
+                Ok(voted) => assert!(!voted.replayed),
+                Err(e) => break e,
+            }
+            n += 1;
+            assert!(n < 10_000, "never refused");
+        };
+        // Every id is inside the window: the new one is refused, with when to come back.
+        let VoteError::VoteIdsFull { retry_after } = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(retry_after > Duration::ZERO && retry_after <= DEFAULT_VOTE_ID_WINDOW);
+        assert_eq!(v.version(), n, "the refused vote did not count");
+        let stats = v.id_stats();
+        assert!(stats.bytes <= settings.vote_id_memory, "{stats:?}");
+        assert_eq!((stats.remembered, stats.refused), (n as usize, 1));
+        // A retry of a remembered id still gets its answer; a vote without an id still counts.
+        assert!(v.vote_once("1", Some("id-0")).unwrap().replayed);
+        assert_eq!(v.vote("1").unwrap().version, n + 1);
+        assert_eq!(
+            refused.retry_after(),
+            Some(retry_after),
+            "the wire's Retry-After"
         );
-        assert_eq!(v.lock().answered.len(), VOTE_ID_WINDOW);
+    }
+
+    #[test]
+    fn the_default_settings_are_the_command_lines() {
+        let l = crate::config::Limits::default();
+        let s = Settings::default();
+        assert_eq!(
+            (s.vote_id_window, s.vote_id_memory, s.vote_timeout),
+            (l.vote_id_window, l.vote_id_memory, l.vote_timeout)
+        );
     }
 
     #[test]

@@ -1,0 +1,95 @@
+//! The storage boundary of the tally. Layer: below the vote table (`app::votes`), above the
+//! concrete stores. The vote table hands a [`Store`] each batch of acknowledged votes and, now
+//! and then, a checkpoint of the whole tally; at start it is rebuilt from the store's
+//! [`Recovery`]. Routes and transports never see which store runs: memory (no store at all —
+//! votes count at once and are lost at exit) or the journal (`app::journal`, files with a
+//! checksum per record); a networked store (Redis) is one more implementation of the trait.
+
+use std::io;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::journal;
+use crate::config::Config;
+
+/// One acknowledged vote: the tally's `version` after it, the candidate, the client's vote id,
+/// and when it was counted (wall-clock milliseconds since the Unix epoch), so the vote id's
+/// exactly-once window survives a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub version: u64,
+    pub uid: String,
+    pub vote_id: Option<String>,
+    pub at_ms: u64,
+}
+
+/// A vote remembered by its vote id, so a retry gets the same answer: candidate `uid` had `count`
+/// votes after it, at `version`, counted at `at_ms` (ms since the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentVote {
+    pub vote_id: String,
+    pub uid: String,
+    pub count: u64,
+    pub version: u64,
+    pub at_ms: u64,
+}
+
+/// What a store rebuilt at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Names this history of votes; kept across restarts, new only when there was nothing.
+    pub epoch: String,
+    /// The last version recovered; the next vote is `version + 1`. Versions are never reused,
+    /// so after lost votes `version` is more than the sum of the counts.
+    pub version: u64,
+    /// Votes per uid. May name uids that are no longer configured.
+    pub counts: Vec<(String, u64)>,
+    /// Remembered vote ids, oldest first. Which of them are still inside the window is the
+    /// caller's business (it knows the window and the time).
+    pub recent: Vec<RecentVote>,
+    /// Acknowledged votes that damage made unrecoverable (each is also in `report`).
+    pub lost: u64,
+    /// Lines for stderr: what was recovered, in how long, and every damage found and repaired.
+    pub report: Vec<String>,
+}
+
+/// Where acknowledged votes are kept. Only the committer thread calls it, one call at a time;
+/// a call may block (disk, network): the vote table's own deadline (`--vote-timeout`) frees the
+/// voters meanwhile.
+pub trait Store: Send {
+    /// Makes `records` durable, in order: when it returns `Ok`, a restart recovers them. Their
+    /// versions are consecutive, continuing from the last committed one. On `Err` none of them
+    /// may be recovered later (the caller answers that they were not counted).
+    fn commit(&mut self, records: &[Record]) -> io::Result<()>;
+
+    /// Whether a checkpoint would now make recovery faster (e.g. the journal grew long).
+    fn checkpoint_due(&self) -> bool;
+
+    /// Stores the whole tally at `version` (the last committed one) and the remembered vote
+    /// ids, so recovery can start from it. A failed checkpoint loses nothing.
+    fn checkpoint(
+        &mut self,
+        version: u64,
+        counts: &[(String, u64)],
+        recent: &[RecentVote],
+    ) -> io::Result<()>;
+}
+
+/// Opens the store the configuration names and recovers the tally from it: `None` for memory
+/// (`--memory`), the journal for `--data PATH`.
+pub fn open(config: &Config) -> io::Result<Option<(Box<dyn Store>, Recovery)>> {
+    match &config.data {
+        None => Ok(None),
+        Some(path) => {
+            let (journal, recovery) = journal::open(path)?;
+            Ok(Some((Box::new(journal), recovery)))
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 for a clock before 1970): the time stored
+/// with each vote.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+}

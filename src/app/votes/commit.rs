@@ -1,0 +1,254 @@
+//! The group commit between the vote table and its [`Store`]: voters queue their votes under
+//! the tally's lock, one committer thread takes every queued vote, has the store keep them with
+//! one call (one write and one fsync for the journal), then counts them and wakes their voters.
+//! Votes that arrive meanwhile form the next batch. A voter waits at most `--vote-timeout`:
+//! a vote the committer has not taken yet is then withdrawn (not counted, and said so); one
+//! being stored is answered "outcome unknown", and its vote id (kept in flight until the store
+//! finishes) then remembers the real outcome for a retry.
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+use super::{Change, Tally, VoteError, Votes};
+use crate::app::store::{now_ms, RecentVote, Record, Recovery, Store};
+
+/// A vote waiting for the store: counted (and answered) only once it is kept.
+struct Pending {
+    ticket: u64,
+    candidate: usize,
+    vote_id: Option<String>,
+}
+
+/// The queue and the answers between voters and the committer; under the tally's lock.
+pub(super) struct Durable {
+    queue: Vec<Pending>,
+    next_ticket: u64,
+    /// Voters still waiting, by ticket, with their answer once their batch is resolved. A
+    /// voter that gave up is not here, so its answer is dropped (its vote id has it).
+    waiting: HashMap<u64, Option<Result<Change, VoteError>>>,
+    /// Vote ids queued or being stored, with their ticket: a concurrent retry waits for the
+    /// first instead of queueing a second vote.
+    inflight: HashMap<String, u64>,
+}
+
+impl Durable {
+    fn new() -> Self {
+        Durable {
+            queue: Vec::new(),
+            next_ticket: 0,
+            waiting: HashMap::new(),
+            inflight: HashMap::new(),
+        }
+    }
+
+    /// Queues a vote for candidate `candidate`; returns its ticket.
+    pub(super) fn enqueue(&mut self, candidate: usize, vote_id: Option<&str>) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.queue.push(Pending {
+            ticket,
+            candidate,
+            vote_id: vote_id.map(str::to_string),
+        });
+        if let Some(id) = vote_id {
+            self.inflight.insert(id.to_string(), ticket);
+        }
+        self.waiting.insert(ticket, None);
+        ticket
+    }
+
+    /// The answer for `ticket`, once its batch is resolved.
+    pub(super) fn take(&mut self, ticket: u64) -> Option<Result<Change, VoteError>> {
+        match self.waiting.get(&ticket) {
+            Some(Some(_)) => self.waiting.remove(&ticket).flatten(),
+            _ => None,
+        }
+    }
+
+    /// The voter of `ticket` stops waiting: what to answer it.
+    pub(super) fn give_up(&mut self, ticket: u64, vote_id: Option<&str>) -> VoteError {
+        self.waiting.remove(&ticket);
+        match self.queue.iter().position(|p| p.ticket == ticket) {
+            // Not taken by the committer: withdrawn, so certainly not counted.
+            Some(at) => {
+                self.queue.remove(at);
+                if let Some(id) = vote_id {
+                    self.inflight.remove(id);
+                }
+                VoteError::NotStored("the store did not take the vote in time".to_string())
+            }
+            // Being stored: the committer resolves it later, under its vote id.
+            None => VoteError::OutcomeUnknown,
+        }
+    }
+
+    pub(super) fn is_inflight(&self, vote_id: &str) -> bool {
+        self.inflight.contains_key(vote_id)
+    }
+
+    /// Vote ids queued or being stored (not remembered yet, but admitted).
+    pub(super) fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+}
+
+/// What a checkpoint needs: version, counts (retired uids included) and remembered ids.
+struct Checkpoint {
+    version: u64,
+    counts: Vec<(String, u64)>,
+    recent: Vec<RecentVote>,
+}
+
+impl Votes {
+    /// A tally kept in `store`: rebuilt from its `recovery`, every vote kept by it before it
+    /// counts. Returns the report lines for the operator. The caller starts
+    /// [`Votes::commit_loop`] on a thread of its own.
+    pub fn durable(
+        candidates: &[(String, String)],
+        store: Box<dyn Store>,
+        recovery: Recovery,
+        settings: &super::Settings,
+    ) -> (Self, Vec<String>) {
+        let mut v = Votes::with_settings(candidates, settings);
+        let mut report = recovery.report;
+        {
+            let t = v.tally.get_mut().unwrap_or_else(PoisonError::into_inner);
+            for (uid, count) in &recovery.counts {
+                match t.index.get(uid) {
+                    Some(&i) => t.counts[i] = *count,
+                    // Kept on disk: configure the candidate again and its votes are back.
+                    None => {
+                        report.push(format!(
+                            "journal: {count} vote(s) for '{uid}', not a candidate now: kept on disk, not shown"
+                        ));
+                        t.retired.push((uid.clone(), *count));
+                    }
+                }
+            }
+            t.version = recovery.version;
+            // Every remembered id, in order; those whose window has passed go at once.
+            for r in &recovery.recent {
+                let change = Change {
+                    uid: r.uid.clone(),
+                    count: r.count,
+                    version: r.version,
+                };
+                t.ids.insert(&r.vote_id, &change, r.at_ms);
+            }
+            let expired = t.ids.expire(now_ms());
+            let kept = t.ids.stats().remembered;
+            if kept > 0 || expired > 0 {
+                report.push(format!(
+                    "journal: {kept} vote id(s) remembered for retries, {expired} older than \
+                     the window forgotten"
+                ));
+            }
+            t.durable = Some(Durable::new());
+        }
+        // The store's epoch: a client's cursor from before a restart stays valid.
+        v.epoch = recovery.epoch;
+        *v.store.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(store);
+        (v, report)
+    }
+
+    /// The committer: takes every queued vote, has the store keep them with one call, then
+    /// counts them and wakes their voters. Votes that arrive meanwhile form the next batch
+    /// (group commit). `observe` is told each commit's duration. Returns when the tally has no
+    /// store.
+    pub fn commit_loop(&self, observe: &dyn Fn(Duration)) {
+        loop {
+            let (batch, records, base) = {
+                let mut t = self.lock();
+                loop {
+                    match &t.durable {
+                        None => return,
+                        Some(d) if !d.queue.is_empty() => break,
+                        Some(_) => {}
+                    }
+                    t = self.queued.wait(t).unwrap_or_else(PoisonError::into_inner);
+                }
+                let base = t.version;
+                let at_ms = now_ms();
+                let batch = std::mem::take(&mut t.durable.as_mut().expect("checked above").queue);
+                let records: Vec<Record> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| Record {
+                        version: base + 1 + k as u64,
+                        uid: t.names[p.candidate].0.clone(),
+                        vote_id: p.vote_id.clone(),
+                        at_ms,
+                    })
+                    .collect();
+                (batch, records, base)
+            };
+            let started = Instant::now();
+            let written = {
+                let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+                match s.as_mut() {
+                    Some(s) => s.commit(&records),
+                    None => Err(std::io::Error::other("no store")),
+                }
+            };
+            observe(started.elapsed());
+            let checkpoint = {
+                let mut t = self.lock();
+                debug_assert_eq!(t.version, base, "only the committer counts in durable mode");
+                let mut answers = Vec::with_capacity(batch.len());
+                for (p, r) in batch.iter().zip(&records) {
+                    let answer = match &written {
+                        Ok(()) => Ok(t.apply(p.candidate, p.vote_id.as_deref(), r.at_ms)),
+                        Err(e) => Err(VoteError::NotStored(e.to_string())),
+                    };
+                    answers.push((p, answer));
+                }
+                let d = t.durable.as_mut().expect("durable mode");
+                for (p, answer) in answers {
+                    if let Some(id) = &p.vote_id {
+                        d.inflight.remove(id);
+                    }
+                    if let Some(slot) = d.waiting.get_mut(&p.ticket) {
+                        *slot = Some(answer);
+                    }
+                }
+                self.wants_checkpoint(&t)
+            };
+            self.changed.notify_all();
+            if let Some(c) = checkpoint {
+                let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(s) = s.as_mut() {
+                    if let Err(e) = s.checkpoint(c.version, &c.counts, &c.recent) {
+                        eprintln!("livevote: checkpoint failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a checkpoint needs, when one is due. Taken under the tally's lock, so it matches
+    /// the store exactly (only the committer thread counts or commits).
+    fn wants_checkpoint(&self, t: &Tally) -> Option<Checkpoint> {
+        let due = self
+            .store
+            .try_lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.checkpoint_due()))
+            .unwrap_or(false);
+        if !due {
+            return None;
+        }
+        let counts = t
+            .names
+            .iter()
+            .zip(&t.counts)
+            .map(|((uid, _), &c)| (uid.clone(), c))
+            .chain(t.retired.iter().cloned())
+            .collect();
+        Some(Checkpoint {
+            version: t.version,
+            counts,
+            recent: t.ids.recent(),
+        })
+    }
+}
