@@ -74,6 +74,26 @@ pub fn error_with_uid(message: &str, uid: &str, typed: bool) -> String {
     })
 }
 
+/// A vote whose store did not finish in time (`--vote-timeout`): it may or may not count, and
+/// a retry with the same vote id learns which. Over WebSocket (`uid` given) it is a typed error
+/// message naming the candidate; over HTTP, the body of the `503`.
+pub fn outcome_unknown(uid: Option<&str>) -> String {
+    w::to_object(|o| {
+        if uid.is_some() {
+            o.str("type", "error");
+        }
+        o.str(
+            "error",
+            "the store did not answer in time: the vote may or may not count; \
+             retry with the same vote_id to learn which",
+        )
+        .str("outcome", "unknown");
+        if let Some(uid) = uid {
+            o.str("uid", uid);
+        }
+    })
+}
+
 /// The current count of each candidate changed by `votes`, in the order of their last vote.
 fn latest_counts(votes: &[Change]) -> Vec<(&str, u64)> {
     let mut latest: Vec<(&str, u64)> = Vec::new();

@@ -127,11 +127,7 @@ impl conn::Endpoint for VoteSocket<'_> {
                     &uid,
                     true,
                 )),
-                // The uid passed `valid_id` above: nothing in it needs escaping.
-                Err(VoteError::OutcomeUnknown) => Some(format!(
-                    "{{\"type\":\"error\",\"error\":\"the store did not answer in time, retry \
-                     with the same vote_id\",\"outcome\":\"unknown\",\"uid\":\"{uid}\"}}"
-                )),
+                Err(VoteError::OutcomeUnknown) => Some(json::outcome_unknown(Some(&uid))),
             }
         };
         if let Some(r) = reply {

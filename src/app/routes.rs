@@ -22,9 +22,6 @@ use crate::ws::handshake;
 pub const TRANSPORTS: [&str; 5] = ["auto", "ws", "sse", "longpoll", "poll"];
 
 const GET_HEAD: &str = "GET, HEAD";
-/// The body of a `503` for a vote whose store did not finish in time (`--vote-timeout`).
-const OUTCOME_UNKNOWN: &str = "{\"error\":\"the store did not answer in time: the vote may or \
-    may not count; retry with the same vote_id to learn which\",\"outcome\":\"unknown\"}";
 
 /// The methods of RFC 9110 §9 and PATCH: known, so answered `405` where not allowed.
 const KNOWN_METHODS: [&str; 9] = [
@@ -286,7 +283,7 @@ impl App {
             Err(e) => {
                 let r = match e {
                     VoteError::OutcomeUnknown => {
-                        Response::json(Status::ServiceUnavailable, OUTCOME_UNKNOWN)
+                        Response::json(Status::ServiceUnavailable, json::outcome_unknown(None))
                     }
                     _ => Response::error(Status::ServiceUnavailable, &e.to_string()),
                 };

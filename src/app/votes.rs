@@ -24,8 +24,8 @@ use ids::VoteIds;
 /// How many recent votes are kept for catch-up. A client further behind gets a snapshot.
 pub const HISTORY: usize = 4096;
 
-/// Longest vote id (a UUID, 36, fits).
-pub const MAX_VOTE_ID: usize = 64;
+/// Longest vote id (a UUID, 36, fits): `ids::VOTE`.
+pub const MAX_VOTE_ID: usize = crate::ids::VOTE.max;
 
 /// How long a vote id is remembered by default (`--vote-id-window`): a retry within it gets the
 /// first answer again and counts nothing.
@@ -57,10 +57,7 @@ impl Default for Settings {
 
 /// A vote id is 1–64 of `A-Z a-z 0-9 _ -` (a UUID fits).
 pub fn valid_vote_id(id: &str) -> bool {
-    (1..=MAX_VOTE_ID).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::ids::VOTE.accepts(id)
 }
 
 /// The answer to a vote: its effect, and whether it is the replay of an earlier answer.

@@ -11,10 +11,7 @@ use super::*;
 
 /// `s` as an id if it is 1..=`max` bytes of `A-Z a-z 0-9 _ -`.
 pub(super) fn id(bytes: &[u8], max: usize) -> Option<&str> {
-    let ok = (1..=max).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = (1..=max).contains(&bytes.len()) && bytes.iter().all(|&b| crate::ids::is_id_byte(b));
     if ok {
         std::str::from_utf8(bytes).ok()
     } else {

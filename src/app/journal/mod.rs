@@ -88,12 +88,12 @@ use std::time::Instant;
 use super::store::{now_ms, Store};
 pub use super::store::{RecentVote, Record, Recovery};
 
-/// Longest candidate uid a record can hold (the same bound as the configuration's ids).
-const MAX_UID: usize = 32;
-/// Longest vote id a record can hold.
-const MAX_VOTE_ID: usize = 64;
-/// Longest epoch a header can hold; generated epochs are 16 hex digits.
-const MAX_EPOCH: usize = 32;
+/// Longest candidate uid a record can hold (the configuration's rule, `ids::CANDIDATE`).
+const MAX_UID: usize = crate::ids::CANDIDATE.max;
+/// Longest vote id a record can hold (`ids::VOTE`).
+const MAX_VOTE_ID: usize = crate::ids::VOTE.max;
+/// Longest epoch a header can hold (`ids::EPOCH`); generated epochs are 16 hex digits.
+const MAX_EPOCH: usize = crate::ids::EPOCH.max;
 
 /// Starts every journal file of the current format; a format version u16 follows. Later formats
 /// keep this magic and raise the version.
