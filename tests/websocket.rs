@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::metrics::metric;
 use common::*;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -1438,17 +1439,26 @@ fn a_chat_message_over_the_limit_gets_1009() {
     assert_eq!(raw.expect_close(), Some(1009));
 }
 
+/// `livevote_ws_buffered_bytes` once `ok` holds for it (a hang guard of 10 s, not a timing).
+fn wait_buffered(addr: SocketAddr, what: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    wait_for(Duration::from_secs(10), what, || {
+        let v = metric(addr, "livevote_ws_buffered_bytes");
+        ok(v).then_some(v)
+    })
+}
+
 #[test]
 fn large_messages_together_cannot_pass_the_shared_buffer_cap() {
-    // Each connection may hold 64 KiB uncharged; beyond that, partly received messages of all
-    // connections share `ws_max_buffered`.
-    let addr = start(|c| c.limits.ws_max_buffered = 300_000);
+    // Each connection may hold 4 KiB uncharged; beyond that, messages being received by all
+    // connections share `ws_max_buffered`. A 250 kB message needs about 500 kB: its frame as
+    // received and its decoded copy.
+    let addr = start(|c| c.limits.ws_max_buffered = 600_000);
     let payload = vec![b'x'; 250_000];
     let frame = frame_bytes(0x82, &payload, Some(MASK));
     // A holds most of the cap with a message still arriving...
     let mut a = RawWs::connect(addr, "/chatsocket");
     a.send(&frame[..100_000]);
-    thread::sleep(Duration::from_millis(200));
+    wait_buffered(addr, "A's partial message charged", |v| v >= 90_000);
     // ...so B's message of the same size does not fit: 1009, nothing allocated for it.
     let mut b = RawWs::connect(addr, "/chatsocket");
     b.send(&frame);
@@ -1457,11 +1467,68 @@ fn large_messages_together_cannot_pass_the_shared_buffer_cap() {
     a.send(&frame[100_000..]);
     let echoed = a.expect_frame();
     assert_eq!(echoed.payload.len(), payload.len());
-    // A's thread gives its share back once it has sent the echo: give it a moment.
-    thread::sleep(Duration::from_millis(200));
+    // A's thread gives its share back once it has sent the echo.
+    wait_buffered(addr, "A's share returned", |v| v == 0);
     let mut c = RawWs::connect(addr, "/chatsocket");
     c.send(&frame);
     assert_eq!(c.expect_frame().payload.len(), payload.len());
+}
+
+#[test]
+fn a_message_being_handled_is_charged_with_its_received_bytes_and_its_copy() {
+    // While A's 4 MiB message is echoed to a client that does not read, the server holds the
+    // received frame and the decoded message: 8 MiB, all charged. B's 4 MiB message would take
+    // the total past the 10 MiB cap, so B gets 1009 — where charging only the frame (4 MiB)
+    // let B in and held 12 MiB under a 10 MiB cap.
+    const MIB: usize = 1 << 20;
+    let addr = start(|c| {
+        c.limits.ws_max_buffered = 10 * MIB;
+        c.limits.ws_max_chat_message = 8 * MIB;
+        c.limits.write_timeout = Duration::from_secs(30);
+    });
+    let frame = frame_bytes(0x82, &vec![b'x'; 4 * MIB], Some(MASK));
+    let mut a = RawWs::connect(addr, "/chatsocket");
+    a.send(&frame);
+    // The echo cannot complete (A reads nothing), so the message stays held, and charged.
+    let held = wait_buffered(addr, "A's message charged", |v| {
+        v >= (8 * MIB - 64 * 1024) as u64
+    });
+    assert!(held <= (10 * MIB) as u64, "{held}");
+    let mut b = RawWs::connect(addr, "/chatsocket");
+    b.send(&frame);
+    assert_eq!(b.expect_close(), Some(1009));
+    // A reads its echo: everything is given back.
+    assert_eq!(a.expect_frame().payload.len(), 4 * MIB);
+    wait_buffered(addr, "A's share returned", |v| v == 0);
+}
+
+#[test]
+fn after_a_large_message_a_trickled_frame_header_holds_no_large_buffer() {
+    // Issue 9's attack: a large message, then one byte of the next frame's header. The large
+    // buffer must be given back (not kept, uncharged, while the header trickles in), and the
+    // charge with it: a second large message then finds the whole budget free while the first
+    // connection sits on its byte. (A 5 MiB message needs 10 MiB: the frame
+    // and its decoded copy.)
+    const MIB: usize = 1 << 20;
+    let addr = start(|c| {
+        c.limits.ws_max_buffered = 12 * MIB;
+        c.limits.ws_max_chat_message = 8 * MIB;
+    });
+    let frame = frame_bytes(0x82, &vec![b'y'; 5 * MIB], Some(MASK));
+    let mut a = RawWs::connect(addr, "/chatsocket");
+    a.send(&frame);
+    a.send(&[0x82]);
+    assert_eq!(a.expect_frame().payload.len(), 5 * MIB);
+    // Charged is what is held: once the echo is out and only one byte is buffered, nothing.
+    wait_buffered(addr, "A's buffer given back", |v| v == 0);
+    let mut b = RawWs::connect(addr, "/chatsocket");
+    b.send(&frame);
+    assert_eq!(b.expect_frame().payload.len(), 5 * MIB);
+    wait_buffered(addr, "B's buffer given back", |v| v == 0);
+    // A is still a working connection: the rest of its frame arrives and is echoed.
+    let rest = frame_bytes(0x82, b"ok", Some(MASK));
+    a.send(&rest[1..]);
+    assert_eq!(a.expect_frame().payload, b"ok");
 }
 
 // =============================================================================================

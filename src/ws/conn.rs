@@ -9,14 +9,15 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::frame::{self, encode_close, OpCode, MAX_HEADER_LEN};
-use super::message::{Assembler, Event, Message};
-use crate::net::Reader;
+use super::inbox::Inbox;
+use super::message::{Event, Message};
+use crate::net::{Reader, STACK_READ};
 
 /// Write timeout of a socket that a broadcaster writes to: short, so a full send buffer costs
 /// the broadcaster at most this long once (the kernel rounds it up to one tick).
@@ -30,76 +31,7 @@ const COPY_BELOW: usize = 16 * 1024;
 /// closes the TCP connection once both close frames have been exchanged).
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Receive-buffer bytes each connection holds without charging the shared [`Budget`]: small
-/// messages never touch the shared counter.
-const FREE_BUFFER: usize = 64 * 1024;
-
-/// A shared cap on bytes held for messages being received, across all connections.
-pub struct Budget {
-    used: AtomicUsize,
-    max: usize,
-}
-
-impl Budget {
-    pub fn new(max: usize) -> Self {
-        Budget {
-            used: AtomicUsize::new(0),
-            max,
-        }
-    }
-
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    /// Moves one holder's share from `*held` to `want` bytes. Shrinking always succeeds;
-    /// growing fails, changing nothing, if the total would pass the cap.
-    fn set(&self, held: &mut usize, want: usize) -> bool {
-        if want <= *held {
-            self.used.fetch_sub(*held - want, Ordering::Relaxed);
-            *held = want;
-            return true;
-        }
-        let add = want - *held;
-        let mut cur = self.used.load(Ordering::Relaxed);
-        loop {
-            // `add > max - cur`, not `cur + add > max`: cannot overflow.
-            if add > self.max.saturating_sub(cur) {
-                return false;
-            }
-            match self.used.compare_exchange_weak(
-                cur,
-                cur + add,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        *held = want;
-        true
-    }
-}
-
-/// One connection's share of a [`Budget`], returned when dropped.
-struct Share<'a> {
-    budget: &'a Budget,
-    held: usize,
-}
-
-impl Share<'_> {
-    fn want(&mut self, bytes: usize) -> bool {
-        self.budget
-            .set(&mut self.held, bytes.saturating_sub(FREE_BUFFER))
-    }
-}
-
-impl Drop for Share<'_> {
-    fn drop(&mut self) {
-        self.budget.set(&mut self.held, 0);
-    }
-}
+pub use super::inbox::Budget;
 
 /// Frames tagged with increasing sequence numbers (vote versions), concatenated, so that the
 /// part a subscriber still needs is one contiguous suffix, written with one call.
@@ -533,40 +465,45 @@ pub struct Settings {
     pub pong_timeout: Duration,
 }
 
-/// Runs a connection until it ends. `buf` holds bytes that arrived with the handshake.
+/// Runs a connection until it ends. `leftover` holds bytes that arrived with the handshake.
+///
+/// Each state has a wall-clock bound the peer cannot stretch: open and silent, a ping after
+/// `ping_interval` and the end after `pong_timeout` more; closing by us, [`CLOSE_TIMEOUT`] from
+/// our close frame; failing, [`CLOSE_TIMEOUT`] of draining (see [`fail`]); every write, the
+/// write timeout from its start (see [`Sender::send`]).
 pub fn run(
     stream: &TcpStream,
-    mut buf: Vec<u8>,
+    leftover: Vec<u8>,
     tx: &Sender,
     s: &Settings,
     budget: &Budget,
     ep: &mut dyn Endpoint,
 ) -> Ended {
-    let mut asm = Assembler::new(s.max_message);
+    // The inbox (and its share of the budget) is gone before `fail` drains the socket.
+    match receive(stream, leftover, tx, s, budget, ep) {
+        Ok(ended) => ended,
+        Err(e) => fail(stream, tx, &e),
+    }
+}
+
+/// The open and closing-by-us states of [`run`]; an error is to fail the connection with.
+fn receive(
+    stream: &TcpStream,
+    leftover: Vec<u8>,
+    tx: &Sender,
+    s: &Settings,
+    budget: &Budget,
+    ep: &mut dyn Endpoint,
+) -> Result<Ended, Error> {
+    let mut inbox = Inbox::new(budget, s.max_message, leftover)?;
     let mut reader = Reader::new();
-    let mut share = Share { budget, held: 0 };
     // When we sent our close frame, and its code (we wait for the peer's, §7.1.1).
     let mut closing: Option<(Instant, u16)> = None;
     let mut last_heard = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     loop {
-        // Take every complete frame in the buffer.
-        let mut start = 0;
-        loop {
-            let limit = asm.max_next_payload().max(frame::MAX_CONTROL_PAYLOAD);
-            let frame = match frame::decode(&buf[start..], limit) {
-                Ok(Some((frame, used))) => {
-                    start += used;
-                    frame
-                }
-                Ok(None) => break,
-                Err(e) => return fail(stream, tx, &e),
-            };
-            let event = match asm.push(frame) {
-                Ok(Some(ev)) => ev,
-                Ok(None) => continue,
-                Err(e) => return fail(stream, tx, &e),
-            };
+        // Take every event the bytes held make.
+        while let Some(event) = inbox.next_event(closing.is_none())? {
             match event {
                 Event::Message(msg) => {
                     // §5.5.1: after sending a close, incoming data is discarded.
@@ -580,7 +517,7 @@ pub fn run(
                 Event::Ping(payload) => {
                     // §5.5.2: a pong with the same payload (not after our close).
                     if closing.is_none() && tx.send(OpCode::Pong, &payload).is_err() {
-                        return Ended::Vanished;
+                        return Ok(Ended::Vanished);
                     }
                 }
                 Event::Pong(_) => {}
@@ -588,7 +525,7 @@ pub fn run(
                     if let Some((_, ours)) = closing {
                         // Our close is answered: the handshake is complete, and the caller
                         // closes the TCP connection (§7.1.1).
-                        return Ended::WeClosed(ours);
+                        return Ok(Ended::WeClosed(ours));
                     }
                     // §5.5.1: echo the status code (or send an empty close for an empty one).
                     let _ = match code {
@@ -596,37 +533,9 @@ pub fn run(
                         None => tx.send_close_empty(),
                     };
                     tx.shutdown_write();
-                    return Ended::PeerClosed(code.map(|(c, _)| c));
+                    return Ok(Ended::PeerClosed(code.map(|(c, _)| c)));
                 }
             }
-        }
-        if start > 0 {
-            buf.drain(..start);
-        }
-        if buf.is_empty() && buf.capacity() > FREE_BUFFER {
-            buf = Vec::new(); // Give back a large message's buffer once it is handled.
-        }
-
-        // Room for the frame in progress (its header says how big), within the shared budget.
-        let need = match frame::decode_header(&buf) {
-            Ok(Some((h, hl))) => {
-                // §8.1, fail fast: invalid UTF-8 in a text frame still arriving ends the
-                // connection now, not when (or if) the rest of the frame comes.
-                if closing.is_none() {
-                    if let Err(e) = asm.check_arriving(&h, &buf[hl..]) {
-                        return fail(stream, tx, &e);
-                    }
-                }
-                hl.saturating_add(usize::try_from(h.payload_len).unwrap_or(usize::MAX))
-            }
-            _ => buf.len() + 1,
-        };
-        if !share.want(need.saturating_add(asm.buffered())) {
-            let e = Error::TooBig {
-                size: need as u64,
-                max: budget.max.saturating_sub(budget.used()) as u64,
-            };
-            return fail(stream, tx, &e);
         }
 
         let deadline = match (closing, ping_sent) {
@@ -634,11 +543,24 @@ pub fn run(
             (None, Some(t)) => t + s.pong_timeout,
             (None, None) => last_heard + s.ping_interval,
         };
-        let chunk = need
-            .saturating_sub(buf.len())
-            .clamp(crate::net::STACK_READ, 1 << 20);
-        match reader.read(stream, &mut buf, chunk, deadline) {
-            Ok(0) => return Ended::Vanished,
+        // A few bytes wanted and no room allocated: read through the stack, so an idle
+        // connection's buffer stays small. Otherwise straight into the buffer, whose room is
+        // charged to the budget before it is allocated.
+        let read = if inbox.want() <= STACK_READ && inbox.free_tail() < inbox.want() {
+            let mut tmp = [0u8; STACK_READ];
+            let r = reader.read_into(stream, &mut tmp, deadline);
+            if let Ok(n) = r {
+                inbox.extend(&tmp[..n])?;
+            }
+            r
+        } else {
+            let room = inbox.room()?;
+            let r = reader.read_into(stream, room, deadline);
+            inbox.filled(*r.as_ref().unwrap_or(&0));
+            r
+        };
+        match read {
+            Ok(0) => return Ok(Ended::Vanished),
             Ok(_) => {
                 last_heard = Instant::now();
                 ping_sent = None;
@@ -647,19 +569,19 @@ pub fn run(
             Err(e) if is_timeout(&e) => {
                 if let Some((_, ours)) = closing {
                     // The peer never answered our close: give up on it (§7.1.1).
-                    return Ended::WeClosed(ours);
+                    return Ok(Ended::WeClosed(ours));
                 }
                 if ping_sent.is_some() {
                     // Silent through a whole ping interval and the pong timeout: gone.
                     let _ = tx.send_close(frame::CloseCode::GoingAway.as_u16(), "ping timeout");
-                    return Ended::WeClosed(frame::CloseCode::GoingAway.as_u16());
+                    return Ok(Ended::WeClosed(frame::CloseCode::GoingAway.as_u16()));
                 }
                 if tx.send(OpCode::Ping, b"").is_err() {
-                    return Ended::Vanished;
+                    return Ok(Ended::Vanished);
                 }
                 ping_sent = Some(Instant::now());
             }
-            Err(_) => return Ended::Vanished,
+            Err(_) => return Ok(Ended::Vanished),
         }
     }
 }
@@ -671,14 +593,14 @@ fn fail(stream: &TcpStream, tx: &Sender, e: &Error) -> Ended {
     tx.shutdown_write();
     // Read until the peer closes too, briefly, so unread input does not turn our close into
     // a reset that destroys the close frame before the peer reads it.
+    // Bounded by CLOSE_TIMEOUT in all, however the peer trickles.
     let deadline = Instant::now() + CLOSE_TIMEOUT;
-    let mut sink = Vec::new();
+    let mut sink = [0u8; STACK_READ];
     let mut reader = Reader::new();
-    while let Ok(n) = reader.read(stream, &mut sink, 16 * 1024, deadline) {
+    while let Ok(n) = reader.read_into(stream, &mut sink, deadline) {
         if n == 0 {
             break;
         }
-        sink.clear();
     }
     Ended::WeClosed(code)
 }
@@ -709,30 +631,6 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budget_caps_the_total_and_returns_shares() {
-        let b = Budget::new(100);
-        let mut a = 0;
-        let mut c = 0;
-        assert!(b.set(&mut a, 60));
-        assert!(!b.set(&mut c, 41));
-        assert_eq!(c, 0);
-        assert!(b.set(&mut c, 40));
-        assert_eq!(b.used(), 100);
-        assert!(b.set(&mut a, 10));
-        assert_eq!(b.used(), 50);
-        {
-            let mut s = Share {
-                budget: &b,
-                held: 0,
-            };
-            assert!(s.want(FREE_BUFFER + 50));
-            assert_eq!(b.used(), 100);
-            assert!(!s.want(FREE_BUFFER + 51));
-        }
-        assert_eq!(b.used(), 50);
-    }
 
     #[test]
     fn sequenced_suffixes() {
