@@ -1744,6 +1744,88 @@ fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
     );
 }
 
+#[test]
+fn thousands_of_subscribers_that_never_read_do_not_hold_back_one_that_does() {
+    // 1500 subscribers that upgrade and then never read (1500 client and 1500 server sockets
+    // in this process, well within `ulimit -n` here; 2000 was the target, scaled down so the
+    // test stays light on a shared machine), one that reads, and votes: the reader gets every
+    // vote, in order, and well within the write timeout (the bound the server promises to a
+    // subscriber that falls behind; nothing shorter is asserted).
+    const IDLE: usize = 1500;
+    const VOTES: u64 = 3000;
+    const GROUP: u64 = 50;
+    let write_timeout = Duration::from_secs(30);
+    let ids = [
+        "candidate-000000000000000000-one".to_string(),
+        "candidate-000000000000000000-two".to_string(),
+    ];
+    let candidates: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (id.clone(), format!("{id} {}", "x".repeat(150))))
+        .collect();
+    let addr = start(|c| {
+        c.candidates = candidates;
+        c.limits.max_connections_per_ip = 0;
+        c.limits.write_timeout = write_timeout;
+    });
+    let request = upgrade_request("GET", "/get_new_vote", addr, &upgrade_headers());
+    let idle: Vec<std::net::TcpStream> = (0..IDLE)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            io::Write::write_all(&mut s, request.as_bytes()).expect("upgrade");
+            s
+        })
+        .collect();
+    let ws_open = || {
+        common::metrics::series(
+            &common::metrics::scrape(addr),
+            "livevote_open_connections{transport=\"ws\"}",
+        )
+        .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(30), "the idle subscribers", || {
+        (ws_open() >= IDLE as u64).then_some(())
+    });
+
+    let (mut reader, first) = vote_client(addr);
+    let t0 = Instant::now();
+    let reading = thread::spawn(move || {
+        let mut tally = Tally::default();
+        tally.apply(&first);
+        read_until_version(&mut reader, &mut tally, VOTES);
+        (tally, t0.elapsed())
+    });
+    // Votes in groups smaller than the broadcaster's batch, each group after the last one's
+    // broadcast, so every vote is broadcast on its own (not coalesced because the voter ran
+    // ahead of the broadcaster).
+    let (mut voter, voter_first) = vote_client(addr);
+    let mut voter_tally = Tally::default();
+    voter_tally.apply(&voter_first);
+    for g in 0..VOTES / GROUP {
+        for i in 0..GROUP {
+            voter
+                .write(Message::Text(ids[i as usize % 2].clone()))
+                .unwrap();
+        }
+        voter.flush().unwrap();
+        read_until_version(&mut voter, &mut voter_tally, (g + 1) * GROUP);
+    }
+    let (tally, took) = reading.join().expect("reader");
+    let want: BTreeMap<String, u64> = ids.iter().map(|id| (id.clone(), VOTES / 2)).collect();
+    assert_eq!(tally.counts, want);
+    assert_eq!(
+        (tally.resumes, tally.snapshots, tally.votes),
+        (1, 0, VOTES as usize),
+        "every vote, individually and in order"
+    );
+    assert!(
+        took < write_timeout,
+        "the reader got the votes after {took:?}, past the write timeout"
+    );
+    eprintln!("{IDLE} idle subscribers: the reader had all {VOTES} votes after {took:?}");
+    drop(idle);
+}
+
 // =============================================================================================
 // Garbage
 // =============================================================================================

@@ -7,6 +7,7 @@
 //! its pending bytes when it reads again and then sends it the latest tally as one snapshot:
 //! a slow reader costs at most one queued write, never a backlog (coalescing).
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -45,6 +46,14 @@ impl Drop for Subscription {
         if let Some(i) = subs.iter().position(|(id, _)| *id == self.id) {
             subs.swap_remove(i);
         }
+    }
+}
+
+/// A copy of a batch (the memoised snapshot is handed to several peers).
+fn clone_batch(b: &Sequenced) -> Sequenced {
+    Sequenced {
+        bytes: b.bytes.clone(),
+        starts: b.starts.clone(),
     }
 }
 
@@ -199,17 +208,20 @@ impl Hub {
         (sent, stalled)
     }
 
-    /// Hands subscribers that could not take a broadcast to the catch-up thread.
+    /// Hands subscribers that could not take a broadcast to the catch-up thread. O(1) per
+    /// subscriber: a peer already on the list (its flag says so) is not searched for or added.
     fn lagging(&self, stalled: Vec<Arc<Sender>>) {
         if stalled.is_empty() {
             return;
         }
+        let now = Instant::now();
         let mut lag = lock(&self.laggards);
-        for tx in stalled {
-            if !lag.iter().any(|(t, _)| Arc::ptr_eq(t, &tx)) {
-                lag.push((tx, Instant::now()));
-            }
-        }
+        lag.extend(
+            stalled
+                .into_iter()
+                .filter(|tx| tx.list())
+                .map(|tx| (tx, now)),
+        );
     }
 
     fn catch_up_loop(&self) {
@@ -219,13 +231,21 @@ impl Hub {
             if work.is_empty() {
                 continue;
             }
+            // One snapshot per tally version, not one per stale peer: a pass over thousands of
+            // them takes the tally lock (and encodes the tally) only when the tally moved.
+            // (A snapshot at least as new as the current version is as good as a fresh one.)
+            let memo = RefCell::new(Sequenced::default());
             let latest = || {
-                let snap = self.snapshot_frame();
+                let mut memo = memo.borrow_mut();
+                if memo.last() < Some(self.votes.version()) {
+                    *memo = self.snapshot_frame();
+                }
+                let snap = clone_batch(&memo);
                 self.metrics.coalesce();
                 self.metrics.sent(Kind::Ws, 1, snap.bytes.len() as u64, 1);
                 snap
             };
-            work.retain_mut(|(tx, behind_since)| match tx.try_flush(behind_since) {
+            let keep = |tx: &Arc<Sender>, behind_since: &Instant| match tx.try_flush(behind_since) {
                 Err(_) => false,
                 Ok(false) => true,
                 Ok(true) => match tx.catch_up(&latest) {
@@ -239,16 +259,19 @@ impl Hub {
                     Offer::Stale => true,
                     Offer::Sent | Offer::Queued => tx.has_pending(),
                 },
-            });
-            // Merge back. The broadcaster may have listed the same peer again meanwhile: keep
-            // the older time, or a peer that never reads would never reach its write timeout.
-            let mut lag = lock(&self.laggards);
-            for (tx, since) in work {
-                match lag.iter_mut().find(|(t, _)| Arc::ptr_eq(t, &tx)) {
-                    Some(entry) => entry.1 = entry.1.min(since),
-                    None => lag.push((tx, since)),
+            };
+            work.retain(|(tx, since)| {
+                let kept = keep(tx, since);
+                if !kept {
+                    // Off the list: the next stall lists it again, with a new time.
+                    tx.unlist();
                 }
-            }
+                kept
+            });
+            // Merge back: a peer kept is still flagged as listed, so the broadcaster cannot
+            // have listed it again meanwhile (no duplicates, and it keeps its older time, or a
+            // peer that never reads would never reach its write timeout).
+            lock(&self.laggards).append(&mut work);
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,9 @@ pub struct Sender {
     /// not a flag: a catch-up clears only the marks it saw, so a mark made by a broadcaster
     /// while the catch-up held the lock is not lost.
     stale: AtomicU64,
+    /// On the catch-up list: whoever lists it sets this, so a peer is listed once without
+    /// searching the list (a search per stalled peer made each pass quadratic).
+    listed: AtomicBool,
     write_timeout: Duration,
 }
 
@@ -129,6 +132,7 @@ impl Sender {
                 dead: false,
             }),
             stale: AtomicU64::new(0),
+            listed: AtomicBool::new(false),
             write_timeout,
         })
     }
@@ -345,7 +349,7 @@ impl Sender {
             return Ok(true);
         }
         let pending = std::mem::take(&mut st.pending);
-        match (&*st.stream).write(&pending) {
+        match write_nonblocking(&st.stream, &pending) {
             // A trickle is not progress: a peer that has not drained its queue (and caught up)
             // within the write timeout of falling behind is dropped, however many bytes its
             // kernel still takes now and then.
@@ -395,7 +399,7 @@ impl Sender {
         let batch = latest();
         let bytes = batch.after(st.seen);
         if !bytes.is_empty() {
-            match (&*st.stream).write(bytes) {
+            match write_nonblocking(&st.stream, bytes) {
                 Ok(n) => {
                     st.pending.extend_from_slice(&bytes[n..]);
                     st.seen = batch.last().unwrap_or(st.seen);
@@ -423,6 +427,16 @@ impl Sender {
         self.write_timeout
     }
 
+    /// Marks this peer as on the catch-up list: `true` if it was not (the caller lists it).
+    pub fn list(&self) -> bool {
+        !self.listed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes this peer off the catch-up list (the caller has dropped it from the list).
+    pub fn unlist(&self) {
+        self.listed.store(false, Ordering::Release);
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.lock().pending.is_empty()
     }
@@ -436,6 +450,27 @@ impl Sender {
 }
 
 pub use crate::net::is_timeout;
+
+/// One write that never waits: the socket is non-blocking for its duration. The catch-up path
+/// writes to many peers in turn, and a blocking write with a send timeout costs at least one
+/// kernel tick on each full one (`SO_SNDTIMEO` is rounded up to a tick), so a pass over
+/// thousands of stale peers took seconds. Called under the sender's lock, so no other write
+/// sees the flag; the reader thread shares the file description and may see a `WouldBlock`
+/// meanwhile, which `net::Reader` retries. Two `fcntl`s per catch-up write, never on the
+/// broadcaster's path.
+fn write_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    stream.set_nonblocking(true)?;
+    let r = loop {
+        match (&*stream).write(bytes) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    // Blocking again for the connection's own writes; should this fail, the connection is
+    // unusable anyway, and its next write says so.
+    let _ = stream.set_nonblocking(false);
+    r
+}
 
 /// How a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -631,6 +666,55 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catch_up_writes_never_wait_on_the_peer() {
+        use std::net::TcpListener;
+        use std::sync::mpsc;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let stream = Arc::new(l.accept().unwrap().0);
+        let tx = Arc::new(Sender::new(Arc::clone(&stream), Duration::from_secs(60), true).unwrap());
+        tx.send_sequenced(0, OpCode::Text, &[b"hello"]).unwrap();
+        // Broadcast until the peer (which never reads) is full and something is pending.
+        let mut seq = 0;
+        loop {
+            seq += 1;
+            let mut batch = Sequenced::default();
+            batch.push(seq, OpCode::Binary, &[0; 64 * 1024]);
+            match tx.offer(&batch) {
+                Offer::Queued => break,
+                Offer::Sent => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+        // Even with a send timeout far past this test's patience, the catch-up path returns:
+        // it does not wait on the peer.
+        stream
+            .set_write_timeout(Some(Duration::from_secs(600)))
+            .unwrap();
+        let (done, wait) = mpsc::channel();
+        let t = std::thread::spawn({
+            let tx = Arc::clone(&tx);
+            move || {
+                let since = Instant::now();
+                let flushed = tx.try_flush(&since);
+                let caught = tx.catch_up(&Sequenced::default);
+                let _ = done.send((flushed.ok(), caught));
+            }
+        });
+        let got = wait.recv_timeout(Duration::from_secs(20));
+        // Not `tx.shutdown()`: a write stuck under the lock would keep it from returning.
+        let _ = stream.shutdown(Shutdown::Both);
+        drop(client);
+        let _ = t.join();
+        let (flushed, _) = got.expect("the catch-up path waited on a full peer");
+        assert_eq!(
+            flushed,
+            Some(false),
+            "nothing can be flushed to a full peer"
+        );
+    }
 
     #[test]
     fn sequenced_suffixes() {
