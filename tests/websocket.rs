@@ -1531,6 +1531,54 @@ fn after_a_large_message_a_trickled_frame_header_holds_no_large_buffer() {
     assert_eq!(a.expect_frame().payload, b"ok");
 }
 
+#[test]
+fn a_reader_that_trickles_cannot_stretch_a_write_past_the_write_timeout() {
+    // The echo of a 16 MiB message to a client that reads 16 KiB every 50 ms: progress ten
+    // times per write timeout, so a clock restarted by progress never runs out (the echo would
+    // take about 50 s). Each write has the write timeout in all: the server gives up on the
+    // echo and closes the connection long before the message is through.
+    const MIB: usize = 1 << 20;
+    let addr = start(|c| {
+        c.limits.write_timeout = Duration::from_millis(500);
+        c.limits.ws_max_chat_message = 16 * MIB;
+        c.limits.ws_max_buffered = 64 * MIB;
+    });
+    let mut a = RawWs::connect(addr, "/chatsocket");
+    a.send(&frame_bytes(0x82, &vec![b'z'; 16 * MIB], Some(MASK)));
+    let chat_open = || {
+        common::metrics::series(
+            &common::metrics::scrape(addr),
+            "livevote_open_connections{transport=\"chat\"}",
+        )
+    };
+    wait_for(Duration::from_secs(10), "the chat connection", || {
+        (chat_open() == Some(1)).then_some(())
+    });
+    a.c.read_timeout(Duration::from_millis(50));
+    let t0 = Instant::now();
+    let mut got = 0;
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        // The trickle itself (the client's reading pace), not a synchronisation.
+        thread::sleep(Duration::from_millis(50));
+        match a.c.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => break,
+        }
+        if chat_open() == Some(0) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "a 500 ms write still going after {:?} ({got} bytes read)",
+            t0.elapsed()
+        );
+    }
+    assert!(got < 16 * MIB, "the whole echo went through: {got} bytes");
+}
+
 // =============================================================================================
 // Keepalive
 // =============================================================================================

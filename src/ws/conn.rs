@@ -162,8 +162,10 @@ impl Sender {
         // A large payload is written from where it lies rather than copied behind the header.
         let mut head = Vec::with_capacity(MAX_HEADER_LEN);
         frame::encode_header(true, opcode, payload.len(), &mut head);
-        self.write_now(&mut st, &head)?;
-        self.write_now(&mut st, payload)
+        // One deadline for the whole frame.
+        let deadline = Instant::now() + self.write_timeout;
+        self.write_until(&mut st, &head, deadline)?;
+        self.write_until(&mut st, payload, deadline)
     }
 
     /// Sends the first frames of a subscriber — the first carrying sequence number `seq` —
@@ -201,36 +203,41 @@ impl Sender {
 
     /// Writes `bytes` after anything pending, waiting while the peer makes progress.
     fn write_now(&self, st: &mut SendState, bytes: &[u8]) -> io::Result<()> {
+        self.write_until(st, bytes, Instant::now() + self.write_timeout)
+    }
+
+    /// [`write_now`](Sender::write_now) within `deadline`.
+    fn write_until(&self, st: &mut SendState, bytes: &[u8], deadline: Instant) -> io::Result<()> {
         if !st.pending.is_empty() {
             let pending = std::mem::take(&mut st.pending);
-            let r = self.write_all(st, &pending);
+            let r = self.write_all(st, &pending, deadline);
             if r.is_err() {
                 st.dead = true;
                 return r;
             }
         }
-        let r = self.write_all(st, bytes);
+        let r = self.write_all(st, bytes, deadline);
         if r.is_err() {
             st.dead = true;
         }
         r
     }
 
-    fn write_all(&self, st: &mut SendState, mut bytes: &[u8]) -> io::Result<()> {
-        let mut progress = Instant::now();
+    /// Writes all of `bytes` by `deadline` (the write timeout from when the write started): a
+    /// peer that reads a little now and then (each bit of progress used to restart the clock)
+    /// cannot stretch a write for ever. One `write` call blocks at most `SO_SNDTIMEO` (the
+    /// write timeout, or [`SHORT_WRITE`] on a broadcast socket), so a write ends within twice
+    /// the write timeout.
+    fn write_all(&self, st: &mut SendState, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
         while !bytes.is_empty() {
             match (&*st.stream).write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    bytes = &bytes[n..];
-                    progress = Instant::now();
-                }
-                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
-                    if progress.elapsed() >= self.write_timeout {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                }
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+            if !bytes.is_empty() && Instant::now() >= deadline {
+                return Err(io::ErrorKind::TimedOut.into());
             }
         }
         Ok(())
@@ -496,7 +503,12 @@ pub trait Endpoint {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub max_message: usize,
+    /// Silence (no byte from the peer) after which we ping. The open state has no total
+    /// bound — a WebSocket lives as long as its peer does — but a silent peer is found out
+    /// within `ping_interval + pong_timeout`, and what a peer that trickles a frame makes us
+    /// hold is charged to the receive budget (see `ws::inbox`).
     pub ping_interval: Duration,
+    /// After our ping, silence after which the peer is taken for gone.
     pub pong_timeout: Duration,
 }
 
@@ -657,7 +669,8 @@ impl Sender {
         let mut st = self.lock();
         if !st.pending.is_empty() && !st.dead {
             let pending = std::mem::take(&mut st.pending);
-            let _ = self.write_all(&mut st, &pending);
+            let deadline = Instant::now() + self.write_timeout;
+            let _ = self.write_all(&mut st, &pending, deadline);
         }
         let _ = st.stream.shutdown(Shutdown::Write);
     }
