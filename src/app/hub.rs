@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
 use super::presence::Kind;
-use super::sse::Cursor;
+use super::cursor::Cursor;
 use super::votes::Wake;
 use super::votes::{Catchup, Votes};
-use super::{json, MAX_LIVE_DELTA, MAX_RESUME_DELTA};
+use super::{json, MAX_LIVE_DELTA};
 use crate::ws::conn::{Offer, Sender, Sequenced};
 use crate::ws::frame::OpCode;
 
@@ -113,12 +113,7 @@ impl Hub {
     /// Sends the resume message (docs/PROTOCOL.md) from the subscriber's own thread, on
     /// connect: what the client missed since its cursor, or the whole tally; then presence.
     pub fn send_resume(&self, tx: &Sender, cursor: &Cursor) -> io::Result<()> {
-        let catchup = match cursor.since {
-            Some(v) => self
-                .votes
-                .catch_up(v, cursor.epoch.as_deref(), MAX_RESUME_DELTA),
-            None => Catchup::Snapshot(self.votes.snapshot()),
-        };
+        let catchup = cursor.catch_up(&self.votes);
         let (msg, version) = json::resume(&catchup, cursor.since, self.votes.epoch());
         self.metrics.request(Kind::Ws);
         self.metrics.resume(Kind::Ws, json::resume_kind(&catchup));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::metrics::{Metrics, Route};
 use super::presence::Kind;
-use super::sse::Cursor;
+use super::cursor::Cursor;
 use super::votes::{valid_vote_id, VoteError, Votes};
 use super::{chat, json, App};
 use crate::config::valid_id;

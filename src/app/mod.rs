@@ -2,6 +2,7 @@
 //! WebSocket endpoints. Knows HTTP requests and responses, never sockets' bytes.
 
 pub mod chat;
+pub mod cursor;
 pub mod hub;
 pub mod journal;
 pub mod json;

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use super::metrics::{Gauges, Route};
 use super::pages::Page;
 use super::presence::{valid_viewer, Counts, Kind};
-use super::sse::{self, Cursor};
+use super::cursor::{self, Cursor};
+use super::sse;
 use super::votes::{valid_vote_id, VoteError, Wake};
 use super::{json, App, MAX_RESUME_DELTA};
 use crate::config::valid_id;
@@ -330,7 +331,7 @@ impl App {
         let cursor = match req.header("last-event-id") {
             Some(id) => Cursor {
                 viewer: cursor_of(&q).ok().and_then(|c| c.viewer),
-                ..sse::parse_event_id(id)
+                ..cursor::parse_event_id(id)
             },
             None => match cursor_of(&q) {
                 Ok(c) => c,
