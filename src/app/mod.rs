@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod cursor;
+pub mod fanout;
 pub mod hub;
 pub mod journal;
 pub mod json;

@@ -3,10 +3,10 @@
 
 use std::net::SocketAddr;
 
+use super::cursor::{self, Cursor};
 use super::metrics::{Gauges, Route};
 use super::pages::Page;
 use super::presence::{valid_viewer, Counts, Kind};
-use super::cursor::{self, Cursor};
 use super::sse;
 use super::votes::{valid_vote_id, VoteError, Wake};
 use super::{json, App, MAX_RESUME_DELTA};

@@ -7,9 +7,9 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::cursor::Cursor;
 use super::presence::Kind;
 use super::votes::{Catchup, Wake};
-use super::cursor::Cursor;
 use super::{json, App, MAX_LIVE_DELTA};
 
 /// The reconnect delay we suggest, 1–2 s, different per connection so that a restart does not
