@@ -196,16 +196,17 @@ impl InBuf {
     }
 
     /// Gives the allocation back when it is larger than `keep` and at most a quarter used
-    /// (a large message has just left): the filled bytes move into an allocation of their own
-    /// size, or none.
+    /// (a large message has just left): the filled bytes move to the front and the allocation
+    /// shrinks to them (in place, not beside a second allocation), or to none.
     pub fn shrink(&mut self, keep: usize) {
         let cap = self.data.capacity();
-        if cap > keep && self.len() <= cap / 4 {
-            let rest = self.filled().to_vec();
-            *self = InBuf {
-                zeroed: self.zeroed,
-                ..InBuf::from_vec(rest)
-            };
+        let len = self.len();
+        if cap > keep && len <= cap / 4 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.data.truncate(len);
+            self.data.shrink_to_fit();
+            self.start = 0;
+            self.end = len;
         }
     }
 }
