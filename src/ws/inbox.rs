@@ -110,6 +110,9 @@ pub struct Inbox<'a> {
     /// Bytes still to arrive for the frame at the front of `buf` (1 when its header is not
     /// complete yet).
     want: usize,
+    /// The error that failed the connection: every later call answers it again (the codec's
+    /// state after an error is not to be fed on).
+    failed: Option<Error>,
 }
 
 impl<'a> Inbox<'a> {
@@ -122,6 +125,7 @@ impl<'a> Inbox<'a> {
             share: Share { budget, held: 0 },
             lent: 0,
             want: 1,
+            failed: None,
         };
         let held = inbox.held();
         inbox.charge(held)?;
@@ -200,8 +204,19 @@ impl<'a> Inbox<'a> {
     /// also validate a text frame still arriving (§8.1; off once we are closing, when data
     /// is discarded anyway). An error fails the connection; do not feed the inbox after it.
     pub fn next_event(&mut self, fail_fast: bool) -> Result<Option<Event>, Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         // The caller is done with the last event.
         self.lent = 0;
+        let r = self.decode_next(fail_fast);
+        if let Err(e) = &r {
+            self.failed = Some(e.clone());
+        }
+        r
+    }
+
+    fn decode_next(&mut self, fail_fast: bool) -> Result<Option<Event>, Error> {
         loop {
             let limit = self.asm.max_next_payload().max(MAX_CONTROL_PAYLOAD);
             let filled = self.buf.filled();
@@ -459,6 +474,20 @@ mod tests {
             drop(inbox);
             assert_eq!(budget.used(), 0);
         }
+    }
+
+    #[test]
+    fn after_an_error_the_same_error_again() {
+        // A text frame whose arriving payload is invalid UTF-8 after a 3-byte prefix: the
+        // fail-fast check errs; asking again must not touch the codec's spent state.
+        let budget = Budget::new(1 << 20);
+        let mut wire = masked(true, OpCode::Text, &[0xF0, 0x9F, 0x98, 0x41, b'x', b'y']);
+        wire.truncate(wire.len() - 2);
+        let mut inbox = Inbox::new(&budget, 100, wire).unwrap();
+        let err = inbox.next_event(true).unwrap_err();
+        assert_eq!(err, Error::InvalidUtf8);
+        inbox.extend(&[0x41 ^ MASK[0], 0x41 ^ MASK[1]]).unwrap();
+        assert_eq!(inbox.next_event(true).unwrap_err(), err);
     }
 
     #[test]
