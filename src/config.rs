@@ -55,9 +55,11 @@ pub struct Limits {
     /// Largest WebSocket message on `/chatsocket`; larger → close 1009. Default 16 MiB (the
     /// Autobahn suite sends that much). `--ws-max-chat-message`.
     pub ws_max_chat_message: usize,
-    /// Total bytes all WebSocket connections together may hold for messages being received;
-    /// a frame that would exceed it closes its connection with 1009 (try again later), so many
-    /// large messages at once cannot exhaust memory. Default 256 MiB. `--ws-max-buffered`.
+    /// Total bytes all WebSocket connections together may hold for messages being received —
+    /// receive buffers, decoded copies and messages being handled, by allocated size (a
+    /// message of N bytes needs about 2N), beyond 4 KiB per connection (`ws::inbox`); a frame
+    /// that would exceed it closes its connection with 1009 (try again later), so many large
+    /// messages at once cannot exhaust memory. Default 256 MiB. `--ws-max-buffered`.
     pub ws_max_buffered: usize,
     /// The server pings a WebSocket peer that has sent nothing for this long. Default 25 s.
     /// `--ws-ping-interval`.

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::metrics::metric;
 use common::*;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -928,45 +929,39 @@ fn a_vote_is_broadcast_to_every_client_in_order() {
         .collect();
     let results: Vec<(Tally, Vec<Live>)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let want = counts(&[("1", TOTAL / 2), ("2", TOTAL / 2)]);
-    // A client may be sent one coalesced snapshot instead of some votes (the protocol allows it
-    // whenever a broadcast finds it busy); then what it saw must still only move forward. The
-    // others see every vote, individually, the same sequence.
-    let whole: Vec<&Vec<Live>> = results
-        .iter()
-        .filter(|(t, _)| t.snapshots == 0)
-        .map(|(_, seen)| seen)
-        .collect();
-    assert!(
-        whole.len() >= CLIENTS / 2,
-        "only {} of {CLIENTS} clients saw every vote individually",
-        whole.len()
-    );
+    // What the protocol promises every subscriber: it ends on the final version with the final
+    // counts, versions only moving forward. It may be sent a coalesced snapshot instead of some
+    // votes (whenever a broadcast finds it busy); a client that was not saw every vote,
+    // individually, 1, 2, 3, …, and all such clients the same sequence.
+    let (final_version, final_counts) = version_counts(addr);
+    assert_eq!((final_version, &final_counts), (TOTAL, &want));
+    let mut whole: Option<&Vec<Live>> = None;
     for (i, (tally, seen)) in results.iter().enumerate() {
-        assert_eq!(tally.counts, want, "client {i}");
+        assert_eq!(tally.version, final_version, "client {i} ended behind");
+        assert_eq!(tally.counts, final_counts, "client {i}");
         assert_eq!(tally.resumes, 1, "client {i}");
         let versions: Vec<u64> = seen.iter().filter_map(Live::version).collect();
         assert!(
             versions.windows(2).all(|w| w[0] < w[1]),
             "client {i}: {versions:?}"
         );
-        assert_eq!(versions.last(), Some(&TOTAL), "client {i}");
+        assert_eq!(versions.last(), Some(&final_version), "client {i}");
         if tally.snapshots == 0 {
             assert_eq!(versions, (1..=TOTAL).collect::<Vec<_>>(), "client {i}");
-            assert_eq!(seen, whole[0], "client {i} differs");
+            assert_eq!(seen, *whole.get_or_insert(seen), "client {i} differs");
+            // Per candidate, the counts go 1, 2, 3, ….
+            for uid in ["1", "2"] {
+                let c: Vec<u64> = seen
+                    .iter()
+                    .filter_map(|m| match m {
+                        Live::Vote { uid: u, count, .. } if u == uid => Some(*count),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(c, (1..=TOTAL / 2).collect::<Vec<_>>(), "client {i}: {uid}");
+            }
         }
     }
-    // Per candidate, the counts go 1, 2, 3, ….
-    for uid in ["1", "2"] {
-        let c: Vec<u64> = whole[0]
-            .iter()
-            .filter_map(|m| match m {
-                Live::Vote { uid: u, count, .. } if u == uid => Some(*count),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(c, (1..=TOTAL / 2).collect::<Vec<_>>(), "candidate {uid}");
-    }
-    assert_eq!(version_counts(addr), (TOTAL, want));
 }
 
 #[test]
@@ -1438,17 +1433,26 @@ fn a_chat_message_over_the_limit_gets_1009() {
     assert_eq!(raw.expect_close(), Some(1009));
 }
 
+/// `livevote_ws_buffered_bytes` once `ok` holds for it (a hang guard of 10 s, not a timing).
+fn wait_buffered(addr: SocketAddr, what: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    wait_for(Duration::from_secs(10), what, || {
+        let v = metric(addr, "livevote_ws_buffered_bytes");
+        ok(v).then_some(v)
+    })
+}
+
 #[test]
 fn large_messages_together_cannot_pass_the_shared_buffer_cap() {
-    // Each connection may hold 64 KiB uncharged; beyond that, partly received messages of all
-    // connections share `ws_max_buffered`.
-    let addr = start(|c| c.limits.ws_max_buffered = 300_000);
+    // Each connection may hold 4 KiB uncharged; beyond that, messages being received by all
+    // connections share `ws_max_buffered`. A 250 kB message needs about 500 kB: its frame as
+    // received and its decoded copy.
+    let addr = start(|c| c.limits.ws_max_buffered = 600_000);
     let payload = vec![b'x'; 250_000];
     let frame = frame_bytes(0x82, &payload, Some(MASK));
     // A holds most of the cap with a message still arriving...
     let mut a = RawWs::connect(addr, "/chatsocket");
     a.send(&frame[..100_000]);
-    thread::sleep(Duration::from_millis(200));
+    wait_buffered(addr, "A's partial message charged", |v| v >= 90_000);
     // ...so B's message of the same size does not fit: 1009, nothing allocated for it.
     let mut b = RawWs::connect(addr, "/chatsocket");
     b.send(&frame);
@@ -1457,11 +1461,116 @@ fn large_messages_together_cannot_pass_the_shared_buffer_cap() {
     a.send(&frame[100_000..]);
     let echoed = a.expect_frame();
     assert_eq!(echoed.payload.len(), payload.len());
-    // A's thread gives its share back once it has sent the echo: give it a moment.
-    thread::sleep(Duration::from_millis(200));
+    // A's thread gives its share back once it has sent the echo.
+    wait_buffered(addr, "A's share returned", |v| v == 0);
     let mut c = RawWs::connect(addr, "/chatsocket");
     c.send(&frame);
     assert_eq!(c.expect_frame().payload.len(), payload.len());
+}
+
+#[test]
+fn a_message_being_handled_is_charged_with_its_received_bytes_and_its_copy() {
+    // While A's 4 MiB message is echoed to a client that does not read, the server holds the
+    // received frame and the decoded message: 8 MiB, all charged. B's 4 MiB message would take
+    // the total past the 10 MiB cap, so B gets 1009 — where charging only the frame (4 MiB)
+    // let B in and held 12 MiB under a 10 MiB cap.
+    const MIB: usize = 1 << 20;
+    let addr = start(|c| {
+        c.limits.ws_max_buffered = 10 * MIB;
+        c.limits.ws_max_chat_message = 8 * MIB;
+        c.limits.write_timeout = Duration::from_secs(30);
+    });
+    let frame = frame_bytes(0x82, &vec![b'x'; 4 * MIB], Some(MASK));
+    let mut a = RawWs::connect(addr, "/chatsocket");
+    a.send(&frame);
+    // The echo cannot complete (A reads nothing), so the message stays held, and charged.
+    let held = wait_buffered(addr, "A's message charged", |v| {
+        v >= (8 * MIB - 64 * 1024) as u64
+    });
+    assert!(held <= (10 * MIB) as u64, "{held}");
+    let mut b = RawWs::connect(addr, "/chatsocket");
+    b.send(&frame);
+    assert_eq!(b.expect_close(), Some(1009));
+    // A reads its echo: everything is given back.
+    assert_eq!(a.expect_frame().payload.len(), 4 * MIB);
+    wait_buffered(addr, "A's share returned", |v| v == 0);
+}
+
+#[test]
+fn after_a_large_message_a_trickled_frame_header_holds_no_large_buffer() {
+    // Issue 9's attack: a large message, then one byte of the next frame's header. The large
+    // buffer must be given back (not kept, uncharged, while the header trickles in), and the
+    // charge with it: a second large message then finds the whole budget free while the first
+    // connection sits on its byte. (A 5 MiB message needs 10 MiB: the frame
+    // and its decoded copy.)
+    const MIB: usize = 1 << 20;
+    let addr = start(|c| {
+        c.limits.ws_max_buffered = 12 * MIB;
+        c.limits.ws_max_chat_message = 8 * MIB;
+    });
+    let frame = frame_bytes(0x82, &vec![b'y'; 5 * MIB], Some(MASK));
+    let mut a = RawWs::connect(addr, "/chatsocket");
+    a.send(&frame);
+    a.send(&[0x82]);
+    assert_eq!(a.expect_frame().payload.len(), 5 * MIB);
+    // Charged is what is held: once the echo is out and only one byte is buffered, nothing.
+    wait_buffered(addr, "A's buffer given back", |v| v == 0);
+    let mut b = RawWs::connect(addr, "/chatsocket");
+    b.send(&frame);
+    assert_eq!(b.expect_frame().payload.len(), 5 * MIB);
+    wait_buffered(addr, "B's buffer given back", |v| v == 0);
+    // A is still a working connection: the rest of its frame arrives and is echoed.
+    let rest = frame_bytes(0x82, b"ok", Some(MASK));
+    a.send(&rest[1..]);
+    assert_eq!(a.expect_frame().payload, b"ok");
+}
+
+#[test]
+fn a_reader_that_trickles_cannot_stretch_a_write_past_the_write_timeout() {
+    // The echo of a 16 MiB message to a client that reads 16 KiB every 50 ms: progress ten
+    // times per write timeout, so a clock restarted by progress never runs out (the echo would
+    // take about 50 s). Each write has the write timeout in all: the server gives up on the
+    // echo and closes the connection long before the message is through.
+    const MIB: usize = 1 << 20;
+    let addr = start(|c| {
+        c.limits.write_timeout = Duration::from_millis(500);
+        c.limits.ws_max_chat_message = 16 * MIB;
+        c.limits.ws_max_buffered = 64 * MIB;
+    });
+    let mut a = RawWs::connect(addr, "/chatsocket");
+    a.send(&frame_bytes(0x82, &vec![b'z'; 16 * MIB], Some(MASK)));
+    let chat_open = || {
+        common::metrics::series(
+            &common::metrics::scrape(addr),
+            "livevote_open_connections{transport=\"chat\"}",
+        )
+    };
+    wait_for(Duration::from_secs(10), "the chat connection", || {
+        (chat_open() == Some(1)).then_some(())
+    });
+    a.c.read_timeout(Duration::from_millis(50));
+    let t0 = Instant::now();
+    let mut got = 0;
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        // The trickle itself (the client's reading pace), not a synchronisation.
+        thread::sleep(Duration::from_millis(50));
+        match a.c.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => break,
+        }
+        if chat_open() == Some(0) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "a 500 ms write still going after {:?} ({got} bytes read)",
+            t0.elapsed()
+        );
+    }
+    assert!(got < 16 * MIB, "the whole echo went through: {got} bytes");
 }
 
 // =============================================================================================
@@ -1675,6 +1784,88 @@ fn a_reader_that_stalls_neither_slows_the_others_nor_misses_the_end() {
          voting took {voting:?}",
         tally.snapshots, tally.votes
     );
+}
+
+#[test]
+fn thousands_of_subscribers_that_never_read_do_not_hold_back_one_that_does() {
+    // 1500 subscribers that upgrade and then never read (1500 client and 1500 server sockets
+    // in this process, well within `ulimit -n` here; 2000 was the target, scaled down so the
+    // test stays light on a shared machine), one that reads, and votes: the reader gets every
+    // vote, in order, and well within the write timeout (the bound the server promises to a
+    // subscriber that falls behind; nothing shorter is asserted).
+    const IDLE: usize = 1500;
+    const VOTES: u64 = 3000;
+    const GROUP: u64 = 50;
+    let write_timeout = Duration::from_secs(30);
+    let ids = [
+        "candidate-000000000000000000-one".to_string(),
+        "candidate-000000000000000000-two".to_string(),
+    ];
+    let candidates: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (id.clone(), format!("{id} {}", "x".repeat(150))))
+        .collect();
+    let addr = start(|c| {
+        c.candidates = candidates;
+        c.limits.max_connections_per_ip = 0;
+        c.limits.write_timeout = write_timeout;
+    });
+    let request = upgrade_request("GET", "/get_new_vote", addr, &upgrade_headers());
+    let idle: Vec<std::net::TcpStream> = (0..IDLE)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            io::Write::write_all(&mut s, request.as_bytes()).expect("upgrade");
+            s
+        })
+        .collect();
+    let ws_open = || {
+        common::metrics::series(
+            &common::metrics::scrape(addr),
+            "livevote_open_connections{transport=\"ws\"}",
+        )
+        .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(30), "the idle subscribers", || {
+        (ws_open() >= IDLE as u64).then_some(())
+    });
+
+    let (mut reader, first) = vote_client(addr);
+    let t0 = Instant::now();
+    let reading = thread::spawn(move || {
+        let mut tally = Tally::default();
+        tally.apply(&first);
+        read_until_version(&mut reader, &mut tally, VOTES);
+        (tally, t0.elapsed())
+    });
+    // Votes in groups smaller than the broadcaster's batch, each group after the last one's
+    // broadcast, so every vote is broadcast on its own (not coalesced because the voter ran
+    // ahead of the broadcaster).
+    let (mut voter, voter_first) = vote_client(addr);
+    let mut voter_tally = Tally::default();
+    voter_tally.apply(&voter_first);
+    for g in 0..VOTES / GROUP {
+        for i in 0..GROUP {
+            voter
+                .write(Message::Text(ids[i as usize % 2].clone()))
+                .unwrap();
+        }
+        voter.flush().unwrap();
+        read_until_version(&mut voter, &mut voter_tally, (g + 1) * GROUP);
+    }
+    let (tally, took) = reading.join().expect("reader");
+    let want: BTreeMap<String, u64> = ids.iter().map(|id| (id.clone(), VOTES / 2)).collect();
+    assert_eq!(tally.counts, want);
+    assert_eq!(
+        (tally.resumes, tally.snapshots, tally.votes),
+        (1, 0, VOTES as usize),
+        "every vote, individually and in order"
+    );
+    assert!(
+        took < write_timeout,
+        "the reader got the votes after {took:?}, past the write timeout"
+    );
+    eprintln!("{IDLE} idle subscribers: the reader had all {VOTES} votes after {took:?}");
+    drop(idle);
 }
 
 // =============================================================================================

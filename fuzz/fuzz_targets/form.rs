@@ -1,5 +1,5 @@
 //! Form and query decoding (`http::form::{parse, percent_decode}`) and the SSE resume cursor
-//! (`app::sse::parse_event_id`). Input: a query string or `x-www-form-urlencoded` body.
+//! (`app::cursor::parse_event_id`). Input: a query string or `x-www-form-urlencoded` body.
 //!
 //! Invariants beyond "never panics":
 //! - `parse` of the whole is `parse` of each `&`-separated piece, in order, failing exactly
@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livevote::app::sse::parse_event_id;
+use livevote::app::cursor::parse_event_id;
 use livevote::http::form::{self, percent_decode};
 
 fuzz_target!(|data: &[u8]| {

@@ -18,7 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livevote::app::sse::parse_event_id;
+use livevote::app::cursor::parse_event_id;
 use livevote::config::Limits;
 use livevote::http::chunked::Decoder;
 use livevote::http::conn::keep_alive;

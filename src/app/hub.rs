@@ -5,22 +5,24 @@
 //! vote once, and offers the frames to every subscriber without blocking. A subscriber whose
 //! socket does not take them is marked stale and handed to the catch-up thread, which finishes
 //! its pending bytes when it reads again and then sends it the latest tally as one snapshot:
-//! a slow reader costs at most one queued write, never a backlog (coalescing).
+//! a slow reader costs at most one queued write, never a backlog (coalescing). What one
+//! subscriber's offer, flush and catch-up do is in `fanout`; this module runs the threads.
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::cursor::Cursor;
+use super::fanout::{Offer, Sequenced, Subscriber};
 use super::metrics::Metrics;
 use super::presence::Kind;
-use super::sse::Cursor;
 use super::votes::Wake;
 use super::votes::{Catchup, Votes};
-use super::{json, MAX_LIVE_DELTA, MAX_RESUME_DELTA};
-use crate::ws::conn::{Offer, Sender, Sequenced};
-use crate::ws::frame::OpCode;
+use super::{json, MAX_LIVE_DELTA};
+use crate::ws::frame::{self, OpCode};
 
 /// How often the catch-up thread retries stalled subscribers.
 const CATCH_UP_EVERY: Duration = Duration::from_millis(20);
@@ -28,9 +30,9 @@ const CATCH_UP_EVERY: Duration = Duration::from_millis(20);
 pub struct Hub {
     votes: Arc<Votes>,
     metrics: Arc<Metrics>,
-    subs: Mutex<Vec<(u64, Arc<Sender>)>>,
+    subs: Mutex<Vec<(u64, Arc<Subscriber>)>>,
     next_id: AtomicU64,
-    laggards: Mutex<Vec<(Arc<Sender>, Instant)>>,
+    laggards: Mutex<Vec<(Arc<Subscriber>, Instant)>>,
 }
 
 /// A subscriber's registration; dropping it unsubscribes.
@@ -76,7 +78,7 @@ impl Hub {
         Ok(hub)
     }
 
-    pub fn subscribe(self: &Arc<Self>, tx: Arc<Sender>) -> Subscription {
+    pub fn subscribe(self: &Arc<Self>, tx: Arc<Subscriber>) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.subs).push((id, tx));
         Subscription {
@@ -99,19 +101,14 @@ impl Hub {
 
     /// Sends the resume message (docs/PROTOCOL.md) from the subscriber's own thread, on
     /// connect: what the client missed since its cursor, or the whole tally; then presence.
-    pub fn send_resume(&self, tx: &Sender, cursor: &Cursor) -> io::Result<()> {
-        let catchup = match cursor.since {
-            Some(v) => self
-                .votes
-                .catch_up(v, cursor.epoch.as_deref(), MAX_RESUME_DELTA),
-            None => Catchup::Snapshot(self.votes.snapshot()),
-        };
+    pub fn send_resume(&self, tx: &Subscriber, cursor: &Cursor) -> io::Result<()> {
+        let catchup = cursor.catch_up(&self.votes);
         let (msg, version) = json::resume(&catchup, cursor.since, self.votes.epoch());
         self.metrics.request(Kind::Ws);
         self.metrics.resume(Kind::Ws, json::resume_kind(&catchup));
         let (counts, pv) = self.votes.presence();
         let presence = json::presence(&counts, pv);
-        tx.send_sequenced(
+        tx.send_first(
             version,
             OpCode::Text,
             &[msg.as_bytes(), presence.as_bytes()],
@@ -135,9 +132,11 @@ impl Hub {
                 Some(Wake::Presence(counts, p)) => {
                     pv = p;
                     let msg = json::presence(&counts, p);
-                    // Best effort: a subscriber that cannot take it now gets the next one.
-                    let (sent, stalled) =
-                        self.fan_out(|tx| tx.offer_unsequenced(OpCode::Text, msg.as_bytes()));
+                    // Encoded once for everyone. Best effort: a subscriber that cannot take it
+                    // now gets the next one.
+                    let mut out = Vec::with_capacity(msg.len() + frame::MAX_HEADER_LEN);
+                    frame::encode(true, OpCode::Text, msg.as_bytes(), &mut out);
+                    let (sent, stalled) = self.fan_out(|tx| tx.offer_unsequenced(&out));
                     self.metrics
                         .sent(Kind::Ws, sent, sent * msg.len() as u64, 0);
                     self.lagging(stalled);
@@ -178,7 +177,7 @@ impl Hub {
     /// One thread writes them all: splitting the list across both cores was measured
     /// (`ws_fanout_10k`, 2×3 runs side by side) and gave no clear gain on this machine, where
     /// the clients need the other core.
-    fn fan_out(&self, offer: impl Fn(&Sender) -> Offer) -> (u64, Vec<Arc<Sender>>) {
+    fn fan_out(&self, offer: impl Fn(&Subscriber) -> Offer) -> (u64, Vec<Arc<Subscriber>>) {
         let mut sent = 0;
         let mut stalled = Vec::new();
         for (_, tx) in lock(&self.subs).iter() {
@@ -195,17 +194,20 @@ impl Hub {
         (sent, stalled)
     }
 
-    /// Hands subscribers that could not take a broadcast to the catch-up thread.
-    fn lagging(&self, stalled: Vec<Arc<Sender>>) {
+    /// Hands subscribers that could not take a broadcast to the catch-up thread. O(1) per
+    /// subscriber: a peer already on the list (its flag says so) is not searched for or added.
+    fn lagging(&self, stalled: Vec<Arc<Subscriber>>) {
         if stalled.is_empty() {
             return;
         }
+        let now = Instant::now();
         let mut lag = lock(&self.laggards);
-        for tx in stalled {
-            if !lag.iter().any(|(t, _)| Arc::ptr_eq(t, &tx)) {
-                lag.push((tx, Instant::now()));
-            }
-        }
+        lag.extend(
+            stalled
+                .into_iter()
+                .filter(|tx| tx.list())
+                .map(|tx| (tx, now)),
+        );
     }
 
     fn catch_up_loop(&self) {
@@ -215,36 +217,48 @@ impl Hub {
             if work.is_empty() {
                 continue;
             }
+            // One snapshot per tally version, not one per stale peer: a pass over thousands of
+            // them takes the tally lock (and encodes the tally) only when the tally moved.
+            // (A snapshot at least as new as the current version is as good as a fresh one.)
+            let memo = RefCell::new(Sequenced::default());
             let latest = || {
-                let snap = self.snapshot_frame();
+                let mut memo = memo.borrow_mut();
+                if memo.last() < Some(self.votes.version()) {
+                    *memo = self.snapshot_frame();
+                }
+                let snap = memo.clone();
                 self.metrics.coalesce();
                 self.metrics.sent(Kind::Ws, 1, snap.bytes.len() as u64, 1);
                 snap
             };
-            work.retain_mut(|(tx, behind_since)| match tx.try_flush(behind_since) {
-                Err(_) => false,
-                Ok(false) => true,
-                Ok(true) => match tx.catch_up(&latest) {
-                    Offer::Closed => false,
-                    // Behind for a whole write timeout without catching up once: a peer that
-                    // does not read must not hold its thread and socket forever.
-                    Offer::Stale if behind_since.elapsed() >= tx.write_timeout() => {
-                        tx.shutdown();
-                        false
-                    }
-                    Offer::Stale => true,
-                    Offer::Sent | Offer::Queued => tx.has_pending(),
-                },
-            });
-            // Merge back. The broadcaster may have listed the same peer again meanwhile: keep
-            // the older time, or a peer that never reads would never reach its write timeout.
-            let mut lag = lock(&self.laggards);
-            for (tx, since) in work {
-                match lag.iter_mut().find(|(t, _)| Arc::ptr_eq(t, &tx)) {
-                    Some(entry) => entry.1 = entry.1.min(since),
-                    None => lag.push((tx, since)),
+            let keep =
+                |tx: &Arc<Subscriber>, behind_since: &Instant| match tx.try_flush(behind_since) {
+                    Err(_) => false,
+                    Ok(false) => true,
+                    Ok(true) => match tx.catch_up(&latest) {
+                        Offer::Closed => false,
+                        // Behind for a whole write timeout without catching up once: a peer that
+                        // does not read must not hold its thread and socket forever.
+                        Offer::Stale if behind_since.elapsed() >= tx.write_timeout() => {
+                            tx.shutdown();
+                            false
+                        }
+                        Offer::Stale => true,
+                        Offer::Sent | Offer::Queued => tx.has_pending(),
+                    },
+                };
+            work.retain(|(tx, since)| {
+                let kept = keep(tx, since);
+                if !kept {
+                    // Off the list: the next stall lists it again, with a new time.
+                    tx.unlist();
                 }
-            }
+                kept
+            });
+            // Merge back: a peer kept is still flagged as listed, so the broadcaster cannot
+            // have listed it again meanwhile (no duplicates, and it keeps its older time, or a
+            // peer that never reads would never reach its write timeout).
+            lock(&self.laggards).append(&mut work);
         }
     }
 }

@@ -4,9 +4,10 @@
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use super::cursor::Cursor;
+use super::fanout::{Subscriber, Written};
 use super::metrics::{Metrics, Route};
 use super::presence::Kind;
-use super::sse::Cursor;
 use super::votes::{valid_vote_id, VoteError, Votes};
 use super::{chat, json, App};
 use crate::config::valid_id;
@@ -24,12 +25,7 @@ pub enum Endpoint {
 /// Runs an upgraded connection to its end.
 pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) {
     let l = &app.config.limits;
-    let broadcast = matches!(endpoint, Endpoint::Votes(_));
     let stream = Arc::new(stream);
-    let tx = match Sender::new(Arc::clone(&stream), l.write_timeout, broadcast) {
-        Ok(tx) => Arc::new(tx),
-        Err(_) => return,
-    };
     let settings = Settings {
         max_message: match endpoint {
             Endpoint::Votes(_) => l.ws_max_vote_message,
@@ -40,28 +36,43 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
     };
     match endpoint {
         Endpoint::Votes(cursor) => {
+            let Ok(sub) = Subscriber::new(Arc::clone(&stream), l.write_timeout) else {
+                return;
+            };
+            let sub = Arc::new(sub);
             let _viewer = app.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
             // Subscribe before the resume, so no vote falls between the two (broadcasts wait
-            // until the resume is written; see `Sender::offer`).
-            let _sub = app.hub.subscribe(Arc::clone(&tx));
-            if app.hub.send_resume(&tx, &cursor).is_ok() {
+            // until the resume is written; see `Subscriber::offer`).
+            let _subscription = app.hub.subscribe(Arc::clone(&sub));
+            if app.hub.send_resume(&sub, &cursor).is_ok() {
                 let mut ep = VoteSocket {
                     votes: &app.votes,
                     metrics: &app.metrics,
                 };
-                let ended = conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
+                let ended = conn::run(
+                    &stream,
+                    leftover,
+                    &sub.tx,
+                    &settings,
+                    &app.ws_budget,
+                    &mut ep,
+                );
                 app.metrics.ws_closed(close_code(&ended));
             }
+            sub.shutdown();
         }
         Endpoint::Chat => {
+            let Ok(tx) = Sender::new(Arc::clone(&stream), l.write_timeout, false, ()) else {
+                return;
+            };
             let mut ep = chat::Echo;
             app.metrics.chat(true);
             let ended = conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
             app.metrics.chat(false);
             app.metrics.ws_closed(close_code(&ended));
+            tx.shutdown();
         }
     }
-    tx.shutdown();
 }
 
 /// The close code a connection ended with (0: none, the peer vanished).
@@ -79,8 +90,8 @@ struct VoteSocket<'a> {
     metrics: &'a Metrics,
 }
 
-impl conn::Endpoint for VoteSocket<'_> {
-    fn on_message(&mut self, msg: Message, tx: &Sender) -> Result<(), (u16, String)> {
+impl conn::Endpoint<Written> for VoteSocket<'_> {
+    fn on_message(&mut self, msg: Message, tx: &Sender<Written>) -> Result<(), (u16, String)> {
         let Message::Text(text) = msg else {
             return Err((
                 CloseCode::Unsupported.as_u16(),

@@ -2,6 +2,8 @@
 //! WebSocket endpoints. Knows HTTP requests and responses, never sockets' bytes.
 
 pub mod chat;
+pub mod cursor;
+pub mod fanout;
 pub mod hub;
 pub mod journal;
 pub mod json;

@@ -3,10 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::cursor::{self, Cursor};
 use super::metrics::{Gauges, Route};
 use super::pages::{self, Page};
 use super::presence::{valid_viewer, Kind};
-use super::sse::{self, Cursor};
+use super::sse;
 use super::votes::{valid_vote_id, VoteError, Wake};
 use super::{json, App, MAX_RESUME_DELTA};
 use crate::config::valid_id;
@@ -348,7 +349,7 @@ impl App {
         let cursor = match req.header("last-event-id") {
             Some(id) => Cursor {
                 viewer: cursor_of(&q).ok().and_then(|c| c.viewer),
-                ..sse::parse_event_id(id)
+                ..cursor::parse_event_id(id)
             },
             None => match cursor_of(&q) {
                 Ok(c) => c,

@@ -6,36 +6,10 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::cursor::Cursor;
 use super::presence::Kind;
 use super::votes::{Catchup, Wake};
-use super::{json, App, MAX_LIVE_DELTA, MAX_RESUME_DELTA};
-
-/// Where a client resumes from: `Last-Event-ID` or `?since=&epoch=`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cursor {
-    pub since: Option<u64>,
-    pub epoch: Option<String>,
-    /// The page's viewer id (`viewer=`), for presence.
-    pub viewer: Option<String>,
-}
-
-/// Reads an event id as we write them, `EPOCH-VERSION`; a bare `VERSION` is taken as ours.
-/// Anything else is no cursor (the client then gets a snapshot).
-pub fn parse_event_id(id: &str) -> Cursor {
-    let id = id.trim();
-    let (epoch, version) = match id.rsplit_once('-') {
-        Some((e, v)) => (Some(e.to_string()), v),
-        None => (None, id),
-    };
-    match version.parse::<u64>() {
-        Ok(v) => Cursor {
-            since: Some(v),
-            epoch,
-            viewer: None,
-        },
-        Err(_) => Cursor::default(),
-    }
-}
+use super::{json, App, MAX_LIVE_DELTA};
 
 /// The reconnect delay we suggest, 1–2 s, different per connection so that a restart does not
 /// bring every client back in the same instant.
@@ -63,10 +37,7 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_write_timeout(Some(app.config.limits.write_timeout));
     let epoch = votes.epoch().to_string();
 
-    let catchup = match cursor.since {
-        Some(v) => votes.catch_up(v, cursor.epoch.as_deref(), MAX_RESUME_DELTA),
-        None => Catchup::Snapshot(votes.snapshot()),
-    };
+    let catchup = cursor.catch_up(votes);
     let (resume, mut at) = json::resume(&catchup, cursor.since, &epoch);
     let metrics = &app.metrics;
     metrics.request(Kind::Sse);
@@ -124,22 +95,6 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_ids_parse() {
-        assert_eq!(
-            parse_event_id("18eb-12"),
-            Cursor {
-                since: Some(12),
-                epoch: Some("18eb".into()),
-                viewer: None,
-            }
-        );
-        assert_eq!(parse_event_id(" 7 ").since, Some(7));
-        assert_eq!(parse_event_id("7").epoch, None);
-        assert_eq!(parse_event_id("x-y"), Cursor::default());
-        assert_eq!(parse_event_id(""), Cursor::default());
-    }
 
     #[test]
     fn retry_is_jittered_within_bounds() {

@@ -1,25 +1,30 @@
-//! A WebSocket connection over a `TcpStream` (RFC 6455 §5–§7): the read loop that drives the
-//! pure codec (frames → messages, control frames, the close handshake, keepalive pings), and
-//! [`Sender`], the write half that the connection's own thread and a broadcaster share.
+//! A WebSocket connection over a `TcpStream` (RFC 6455 §5–§7): [`run`], the read loop that
+//! drives the pure codec (frames → messages, control frames, the close handshake, keepalive
+//! pings), and [`Sender`], the write half that the connection's own thread and others share.
 //!
 //! One thread per connection reads; nobody else does. Writes come from that thread (echoes,
-//! pongs, replies) and, for subscribers, from a broadcaster that must never wait on a slow
-//! peer: [`Sender::offer`] writes only what the socket takes at once and otherwise marks the
-//! connection stale, so whoever catches it up later sends the latest state, not a backlog.
+//! pongs, replies), which may wait for the peer up to the write timeout, and from whoever else
+//! the application lets write (say, a fan-out thread), which must not wait: under
+//! [`Sender::try_lock`] it gets primitive writes that return at once ([`Locked::try_write`],
+//! [`Locked::try_flush`]) and composes its own policy from them. What `T` a sender carries under its lock is the
+//! application's (its per-connection write state); this layer only stores it.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::frame::{self, encode_close, OpCode, MAX_HEADER_LEN};
-use super::message::{Assembler, Event, Message};
-use crate::net::Reader;
+use super::inbox::Inbox;
+use super::message::{Event, Message};
+use crate::net::{Reader, STACK_READ};
 
-/// Write timeout of a socket that a broadcaster writes to: short, so a full send buffer costs
-/// the broadcaster at most this long once (the kernel rounds it up to one tick).
+pub use super::inbox::Budget;
+pub use crate::net::is_timeout;
+
+/// Write timeout of a socket that another thread writes to as well: short, so a full send
+/// buffer costs such a writer at most this long (the kernel rounds it up to one tick).
 pub const SHORT_WRITE: Duration = Duration::from_millis(1);
 
 /// Frames up to this payload size are copied behind their header and written at once; larger
@@ -30,122 +35,31 @@ const COPY_BELOW: usize = 16 * 1024;
 /// closes the TCP connection once both close frames have been exchanged).
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Receive-buffer bytes each connection holds without charging the shared [`Budget`]: small
-/// messages never touch the shared counter.
-const FREE_BUFFER: usize = 64 * 1024;
-
-/// A shared cap on bytes held for messages being received, across all connections.
-pub struct Budget {
-    used: AtomicUsize,
-    max: usize,
-}
-
-impl Budget {
-    pub fn new(max: usize) -> Self {
-        Budget {
-            used: AtomicUsize::new(0),
-            max,
-        }
-    }
-
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    /// Moves one holder's share from `*held` to `want` bytes. Shrinking always succeeds;
-    /// growing fails, changing nothing, if the total would pass the cap.
-    fn set(&self, held: &mut usize, want: usize) -> bool {
-        if want <= *held {
-            self.used.fetch_sub(*held - want, Ordering::Relaxed);
-            *held = want;
-            return true;
-        }
-        let add = want - *held;
-        let mut cur = self.used.load(Ordering::Relaxed);
-        loop {
-            // `add > max - cur`, not `cur + add > max`: cannot overflow.
-            if add > self.max.saturating_sub(cur) {
-                return false;
-            }
-            match self.used.compare_exchange_weak(
-                cur,
-                cur + add,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        *held = want;
-        true
-    }
-}
-
-/// One connection's share of a [`Budget`], returned when dropped.
-struct Share<'a> {
-    budget: &'a Budget,
-    held: usize,
-}
-
-impl Share<'_> {
-    fn want(&mut self, bytes: usize) -> bool {
-        self.budget
-            .set(&mut self.held, bytes.saturating_sub(FREE_BUFFER))
-    }
-}
-
-impl Drop for Share<'_> {
-    fn drop(&mut self) {
-        self.budget.set(&mut self.held, 0);
-    }
-}
-
-/// Frames tagged with increasing sequence numbers (vote versions), concatenated, so that the
-/// part a subscriber still needs is one contiguous suffix, written with one call.
-#[derive(Default)]
-pub struct Sequenced {
-    pub bytes: Vec<u8>,
-    /// (sequence number, offset of its frame in `bytes`), increasing.
-    pub starts: Vec<(u64, usize)>,
-}
-
-impl Sequenced {
-    pub fn push(&mut self, seq: u64, opcode: OpCode, payload: &[u8]) {
-        self.starts.push((seq, self.bytes.len()));
-        frame::encode(true, opcode, payload, &mut self.bytes);
-    }
-
-    pub fn last(&self) -> Option<u64> {
-        self.starts.last().map(|&(s, _)| s)
-    }
-
-    /// The frames after `seen`, as bytes.
-    fn after(&self, seen: u64) -> &[u8] {
-        let i = self.starts.partition_point(|&(s, _)| s <= seen);
-        match self.starts.get(i) {
-            Some(&(_, off)) => &self.bytes[off..],
-            None => &[],
-        }
-    }
-}
-
-/// What [`Sender::offer`] did.
+/// The write half's phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Offer {
-    /// Written (or nothing new for this peer).
-    Sent,
-    /// Begun: the socket took part of it, the rest is queued. The caller must hand the peer
-    /// to the catch-up path, which finishes it.
-    Queued,
-    /// Not written now: the peer is behind or the sender busy. It is marked stale; whoever
-    /// flushes it next must send the latest state.
-    Stale,
-    /// The connection is closing or gone.
+pub enum WriteState {
+    /// Data frames may be sent.
+    Open,
+    /// Our close frame is out: RFC 6455 §5.5.1, no data frames after it.
+    CloseSent,
+    /// A write failed, or the connection was shut down: nothing more is sent.
+    Dead,
+}
+
+/// What one write that does not wait did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wrote {
+    /// The socket took everything.
+    All,
+    /// The socket took part; the rest is pending and goes out before anything else.
+    Part,
+    /// The socket took nothing (its buffer is full); nothing is pending from this write.
+    Nothing,
+    /// Not written: the connection is not open, or the write failed (it is dead now).
     Closed,
 }
 
-struct SendState {
+struct Half<T> {
     /// Shared with the reader: one descriptor per connection (`Read`/`Write` are implemented
     /// for `&TcpStream`), where `try_clone` would spend a second one.
     stream: Arc<TcpStream>,
@@ -153,357 +67,286 @@ struct SendState {
     pending: Vec<u8>,
     /// Reused to encode small frames, so sending one allocates nothing.
     scratch: Vec<u8>,
-    /// Highest sequence number written (see [`Sequenced`]).
-    seen: u64,
-    /// A close frame has been sent: RFC 6455 §5.5.1, no data frames after it.
-    closing: bool,
-    /// The first sequenced frame (the snapshot on connect) has been written; broadcasts wait
-    /// for it, so a subscriber never sees a vote before the tally it applies to.
-    ready: bool,
-    dead: bool,
+    state: WriteState,
+    /// The application's per-connection write state.
+    ext: T,
 }
 
-/// The write half of a connection, shared by its reader thread and broadcasters.
-pub struct Sender {
-    state: Mutex<SendState>,
-    /// How many times frames were withheld since the last catch-up (0: current). A count,
-    /// not a flag: a catch-up clears only the marks it saw, so a mark made by a broadcaster
-    /// while the catch-up held the lock is not lost.
-    stale: AtomicU64,
+/// The write half of a connection, shared by its reader thread and others.
+pub struct Sender<T = ()> {
+    half: Mutex<Half<T>>,
     write_timeout: Duration,
 }
 
-impl Sender {
-    /// `broadcast`: this socket is written to by a broadcaster too, so its writes must not
-    /// block (see [`SHORT_WRITE`]); otherwise writes block up to `write_timeout`.
+/// The write half, locked: primitive writes for a writer that composes its own policy.
+pub struct Locked<'a, T> {
+    half: MutexGuard<'a, Half<T>>,
+    write_timeout: Duration,
+}
+
+impl<T> Sender<T> {
+    /// `shared`: another thread writes to this socket too and must not wait on it, so single
+    /// writes are bounded by [`SHORT_WRITE`]; otherwise by `write_timeout`. Either way a whole
+    /// [`send`](Sender::send) has `write_timeout` in all.
     pub fn new(
         stream: Arc<TcpStream>,
         write_timeout: Duration,
-        broadcast: bool,
+        shared: bool,
+        ext: T,
     ) -> io::Result<Self> {
-        stream.set_write_timeout(Some(if broadcast {
-            SHORT_WRITE
-        } else {
-            write_timeout
-        }))?;
+        stream.set_write_timeout(Some(if shared { SHORT_WRITE } else { write_timeout }))?;
         Ok(Sender {
-            state: Mutex::new(SendState {
+            half: Mutex::new(Half {
                 stream,
                 pending: Vec::new(),
                 scratch: Vec::new(),
-                seen: 0,
-                closing: false,
-                ready: false,
-                dead: false,
+                state: WriteState::Open,
+                ext,
             }),
-            stale: AtomicU64::new(0),
             write_timeout,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, SendState> {
+    /// Waits for the lock.
+    pub fn lock(&self) -> Locked<'_, T> {
         // A panic while writing leaves at worst a partial frame queued; the connection is then
         // broken for the peer anyway, and the lock must not take others down with it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        Locked {
+            half: self.half.lock().unwrap_or_else(PoisonError::into_inner),
+            write_timeout: self.write_timeout,
+        }
     }
 
-    /// Sends one frame from the connection's own thread, waiting (up to the write timeout
-    /// without progress) until the socket has taken it.
-    pub fn send(&self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
-        let mut st = self.lock();
-        if st.closing || st.dead {
-            return Err(io::ErrorKind::NotConnected.into());
-        }
-        if payload.len() <= COPY_BELOW {
-            // One write, one system call (and one TCP segment) for a small frame.
-            let mut out = std::mem::take(&mut st.scratch);
-            out.clear();
-            frame::encode(true, opcode, payload, &mut out);
-            let r = self.write_now(&mut st, &out);
-            st.scratch = out;
-            return r;
-        }
-        // A large payload is written from where it lies rather than copied behind the header.
-        let mut head = Vec::with_capacity(MAX_HEADER_LEN);
-        frame::encode_header(true, opcode, payload.len(), &mut head);
-        self.write_now(&mut st, &head)?;
-        self.write_now(&mut st, payload)
-    }
-
-    /// Sends the first frames of a subscriber — the first carrying sequence number `seq` —
-    /// in one write, records `seq` as seen, and opens the connection to broadcasts. One write
-    /// under one lock, so a broadcast never finds the lock taken by them (which would cost the
-    /// subscriber a catch-up snapshot).
-    pub fn send_sequenced(&self, seq: u64, opcode: OpCode, payloads: &[&[u8]]) -> io::Result<()> {
-        let mut st = self.lock();
-        if st.closing || st.dead {
-            return Err(io::ErrorKind::NotConnected.into());
-        }
-        let size = payloads.iter().map(|p| p.len() + MAX_HEADER_LEN).sum();
-        let mut out = Vec::with_capacity(size);
-        for p in payloads {
-            frame::encode(true, opcode, p, &mut out);
-        }
-        self.write_now(&mut st, &out)?;
-        st.seen = st.seen.max(seq);
-        st.ready = true;
-        Ok(())
-    }
-
-    /// Sends a close frame; no data frame follows it.
-    pub fn send_close(&self, code: u16, reason: &str) -> io::Result<()> {
-        let mut st = self.lock();
-        if st.closing || st.dead {
-            return Ok(());
-        }
-        st.closing = true;
-        // `encode_close` writes the whole frame (header, code, reason cut to fit §5.5).
-        let mut out = Vec::with_capacity(MAX_HEADER_LEN + 2 + reason.len());
-        encode_close(code, reason, &mut out);
-        self.write_now(&mut st, &out)
-    }
-
-    /// Writes `bytes` after anything pending, waiting while the peer makes progress.
-    fn write_now(&self, st: &mut SendState, bytes: &[u8]) -> io::Result<()> {
-        if !st.pending.is_empty() {
-            let pending = std::mem::take(&mut st.pending);
-            let r = self.write_all(st, &pending);
-            if r.is_err() {
-                st.dead = true;
-                return r;
-            }
-        }
-        let r = self.write_all(st, bytes);
-        if r.is_err() {
-            st.dead = true;
-        }
-        r
-    }
-
-    fn write_all(&self, st: &mut SendState, mut bytes: &[u8]) -> io::Result<()> {
-        let mut progress = Instant::now();
-        while !bytes.is_empty() {
-            match (&*st.stream).write(bytes) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    bytes = &bytes[n..];
-                    progress = Instant::now();
-                }
-                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
-                    if progress.elapsed() >= self.write_timeout {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Broadcaster path: writes the frames of `batch` this peer has not seen, if the socket
-    /// takes them now. Never waits for the lock, nor (beyond [`SHORT_WRITE`]) for the peer.
-    pub fn offer(&self, batch: &Sequenced) -> Offer {
-        // Once behind, only the catch-up path (which clears the mark) writes here: trying again
-        // on every batch would cost the broadcaster a blocked write each time.
-        if self.stale.load(Ordering::Acquire) > 0 {
-            // Withheld: count it, so a catch-up under way does not clear it unseen.
-            self.stale.fetch_add(1, Ordering::AcqRel);
-            return Offer::Stale;
-        }
-        let mut st = match self.state.try_lock() {
-            Ok(st) => st,
+    /// The lock if it is free now.
+    pub fn try_lock(&self) -> Option<Locked<'_, T>> {
+        let half = match self.half.try_lock() {
+            Ok(h) => h,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                self.stale.fetch_add(1, Ordering::AcqRel);
-                return Offer::Stale;
-            }
+            Err(TryLockError::WouldBlock) => return None,
         };
-        if st.closing || st.dead {
-            return Offer::Closed;
-        }
-        // Again under the lock: the mark is cleared only under it, after the catch-up state
-        // went out, so a batch can never slip in between a skipped one and the catch-up.
-        if self.stale.load(Ordering::Acquire) > 0 {
-            // Withheld: count it, so a catch-up under way does not clear it unseen.
-            self.stale.fetch_add(1, Ordering::AcqRel);
-            return Offer::Stale;
-        }
-        if !st.pending.is_empty() || !st.ready {
-            // Behind already (or not yet started): don't queue more, remember to send the
-            // latest state instead.
-            self.stale.fetch_add(1, Ordering::AcqRel);
-            return Offer::Stale;
-        }
-        let bytes = batch.after(st.seen);
-        if bytes.is_empty() {
-            return Offer::Sent;
-        }
-        let last = batch.last().unwrap_or(st.seen);
-        match (&*st.stream).write(bytes) {
-            Ok(n) => {
-                // Whatever the socket did not take is queued: it finishes frames already
-                // begun, so it must go out before anything else.
-                st.pending.extend_from_slice(&bytes[n..]);
-                st.seen = last;
-                if st.pending.is_empty() {
-                    Offer::Sent
-                } else {
-                    Offer::Queued
-                }
-            }
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
-                // Nothing taken: the peer is not reading. Forget these frames; it gets the
-                // latest state when it catches up.
-                self.stale.fetch_add(1, Ordering::AcqRel);
-                Offer::Stale
-            }
-            Err(_) => {
-                st.dead = true;
-                Offer::Closed
-            }
-        }
-    }
-
-    /// Broadcaster path for a frame outside the sequence (presence): written only if the peer
-    /// is current and the socket takes it at once; otherwise dropped (the peer is stale or
-    /// busy, and the next such frame supersedes this one). `Queued` when part of the frame is
-    /// left pending: the caller must hand the peer to the catch-up path.
-    pub fn offer_unsequenced(&self, opcode: OpCode, payload: &[u8]) -> Offer {
-        if self.stale.load(Ordering::Acquire) > 0 {
-            return Offer::Stale;
-        }
-        let Ok(mut st) = self.state.try_lock() else {
-            return Offer::Sent;
-        };
-        if st.closing || st.dead {
-            return Offer::Closed;
-        }
-        if !st.ready || !st.pending.is_empty() {
-            return Offer::Sent;
-        }
-        let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
-        frame::encode(true, opcode, payload, &mut out);
-        match (&*st.stream).write(&out) {
-            Ok(n) if n == out.len() => Offer::Sent,
-            Ok(n) => {
-                // The start of a frame went out: the rest must follow.
-                st.pending.extend_from_slice(&out[n..]);
-                Offer::Queued
-            }
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Offer::Sent,
-            Err(_) => {
-                st.dead = true;
-                Offer::Closed
-            }
-        }
-    }
-
-    /// Catch-up path: one attempt to write what is pending. `Ok(true)` when nothing is left.
-    /// Gives up on (and shuts down) a peer still behind a write timeout after `behind_since`.
-    pub fn try_flush(&self, behind_since: &Instant) -> io::Result<bool> {
-        let mut st = match self.state.try_lock() {
-            Ok(st) => st,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(false),
-        };
-        if st.dead {
-            return Err(io::ErrorKind::NotConnected.into());
-        }
-        if st.pending.is_empty() {
-            return Ok(true);
-        }
-        let pending = std::mem::take(&mut st.pending);
-        match (&*st.stream).write(&pending) {
-            // A trickle is not progress: a peer that has not drained its queue (and caught up)
-            // within the write timeout of falling behind is dropped, however many bytes its
-            // kernel still takes now and then.
-            Ok(n) => {
-                st.pending = pending;
-                st.pending.drain(..n);
-            }
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
-                st.pending = pending
-            }
-            Err(e) => {
-                st.dead = true;
-                return Err(e);
-            }
-        }
-        if st.pending.is_empty() {
-            return Ok(true);
-        }
-        if behind_since.elapsed() >= self.write_timeout {
-            st.dead = true;
-            let _ = st.stream.shutdown(Shutdown::Both);
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        Ok(false)
-    }
-
-    /// Catch-up path, after [`try_flush`](Sender::try_flush) emptied the queue: if this peer
-    /// missed frames, sends it `latest()` — built here, under the lock, so that it is at least
-    /// as new as every frame the peer missed — and clears the mark. `Sent` when the peer is
-    /// current (or nothing was missed), `Stale` to try again later.
-    pub fn catch_up(&self, latest: &dyn Fn() -> Sequenced) -> Offer {
-        let mut st = match self.state.try_lock() {
-            Ok(st) => st,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Offer::Stale,
-        };
-        if st.closing || st.dead {
-            return Offer::Closed;
-        }
-        let marks = self.stale.load(Ordering::Acquire);
-        if marks == 0 {
-            return Offer::Sent;
-        }
-        if !st.pending.is_empty() || !st.ready {
-            return Offer::Stale;
-        }
-        let batch = latest();
-        let bytes = batch.after(st.seen);
-        if !bytes.is_empty() {
-            match (&*st.stream).write(bytes) {
-                Ok(n) => {
-                    st.pending.extend_from_slice(&bytes[n..]);
-                    st.seen = batch.last().unwrap_or(st.seen);
-                }
-                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
-                    return Offer::Stale
-                }
-                Err(_) => {
-                    st.dead = true;
-                    return Offer::Closed;
-                }
-            }
-        }
-        // Clear the marks this catch-up answered; a newer one keeps the peer stale.
-        match self
-            .stale
-            .compare_exchange(marks, 0, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Offer::Sent,
-            Err(_) => Offer::Stale,
-        }
+        Some(Locked {
+            half,
+            write_timeout: self.write_timeout,
+        })
     }
 
     pub fn write_timeout(&self) -> Duration {
         self.write_timeout
     }
 
-    pub fn has_pending(&self) -> bool {
-        !self.lock().pending.is_empty()
+    /// Sends one frame, waiting (up to the write timeout from now) until the socket has taken
+    /// it.
+    pub fn send(&self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let mut l = self.lock();
+        if l.half.state != WriteState::Open {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        let deadline = Instant::now() + self.write_timeout;
+        if payload.len() <= COPY_BELOW {
+            // One write, one system call (and one TCP segment) for a small frame.
+            let mut out = std::mem::take(&mut l.half.scratch);
+            out.clear();
+            frame::encode(true, opcode, payload, &mut out);
+            let r = l.write_until(&out, deadline);
+            l.half.scratch = out;
+            return r;
+        }
+        // A large payload is written from where it lies rather than copied behind the header;
+        // one deadline for the whole frame.
+        let mut head = Vec::with_capacity(MAX_HEADER_LEN);
+        frame::encode_header(true, opcode, payload.len(), &mut head);
+        l.write_until(&head, deadline)?;
+        l.write_until(payload, deadline)
+    }
+
+    /// Sends a close frame; no data frame follows it.
+    pub fn send_close(&self, code: u16, reason: &str) -> io::Result<()> {
+        // `encode_close` writes the whole frame (header, code, reason cut to fit §5.5).
+        let mut out = Vec::with_capacity(MAX_HEADER_LEN + 2 + reason.len());
+        encode_close(code, reason, &mut out);
+        self.close_with(&out)
+    }
+
+    /// Sends a close frame with an empty payload (the answer to one, §5.5.1).
+    fn send_close_empty(&self) -> io::Result<()> {
+        let mut out = Vec::with_capacity(2);
+        frame::encode(true, OpCode::Close, &[], &mut out);
+        self.close_with(&out)
+    }
+
+    fn close_with(&self, frame: &[u8]) -> io::Result<()> {
+        let mut l = self.lock();
+        if l.half.state != WriteState::Open {
+            return Ok(());
+        }
+        l.half.state = WriteState::CloseSent;
+        l.write_until(frame, Instant::now() + self.write_timeout)
+    }
+
+    /// Our side is done sending (after a close frame): FIN, after anything still pending
+    /// (within the write timeout).
+    fn shutdown_write(&self) {
+        let mut l = self.lock();
+        if !l.half.pending.is_empty() && l.half.state != WriteState::Dead {
+            let _ = l.write_until(&[], Instant::now() + self.write_timeout);
+        }
+        let _ = l.half.stream.shutdown(Shutdown::Write);
     }
 
     /// Ends the connection for both directions (wakes its reader).
     pub fn shutdown(&self) {
-        let mut st = self.lock();
-        st.dead = true;
-        let _ = st.stream.shutdown(Shutdown::Both);
+        self.lock().kill();
     }
 }
 
-pub use crate::net::is_timeout;
+impl<T> Locked<'_, T> {
+    pub fn state(&self) -> WriteState {
+        self.half.state
+    }
+
+    /// The application's write state.
+    pub fn ext(&mut self) -> &mut T {
+        &mut self.half.ext
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.half.pending.is_empty()
+    }
+
+    /// Writes encoded frames after anything pending, waiting up to the write timeout.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.half.state != WriteState::Open {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        self.write_until(bytes, Instant::now() + self.write_timeout)
+    }
+
+    /// Writes what is pending, then `bytes`, by `deadline` (the write timeout from when the
+    /// write started): a peer that reads a little now and then (each bit of progress used to
+    /// restart the clock) cannot stretch a write for ever. One `write` call blocks at most
+    /// `SO_SNDTIMEO`, so this ends within twice the write timeout. A failure kills the
+    /// connection (a frame may be half out).
+    fn write_until(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.half.pending);
+        let mut r = write_all(&self.half.stream, &pending, deadline);
+        if r.is_ok() {
+            r = write_all(&self.half.stream, bytes, deadline);
+        }
+        if r.is_err() {
+            self.half.state = WriteState::Dead;
+        }
+        r
+    }
+
+    /// One write of encoded frames that waits at most [`SHORT_WRITE`] (a kernel tick) when the
+    /// socket is full; what it does not take is kept pending. Only when nothing is pending
+    /// (else `Nothing`: the caller decides what to do about a peer that is behind).
+    pub fn try_write(&mut self, bytes: &[u8]) -> Wrote {
+        self.try_write_with(bytes, |s, b| (&*s).write(b))
+    }
+
+    /// [`try_write`](Locked::try_write) that does not wait at all: the socket is non-blocking
+    /// for the duration of the write. For a writer that goes through many peers in turn,
+    /// where a tick per full peer adds up; costs two `fcntl`s.
+    pub fn try_write_now(&mut self, bytes: &[u8]) -> Wrote {
+        self.try_write_with(bytes, write_nonblocking)
+    }
+
+    fn try_write_with(
+        &mut self,
+        bytes: &[u8],
+        write: impl Fn(&TcpStream, &[u8]) -> io::Result<usize>,
+    ) -> Wrote {
+        if self.half.state != WriteState::Open {
+            return Wrote::Closed;
+        }
+        if !self.half.pending.is_empty() {
+            return Wrote::Nothing;
+        }
+        if bytes.is_empty() {
+            return Wrote::All;
+        }
+        match retry_interrupted(|| write(&self.half.stream, bytes)) {
+            Ok(n) if n == bytes.len() => Wrote::All,
+            Ok(n) => {
+                // The start of a frame went out: the rest must follow before anything else.
+                self.half.pending.extend_from_slice(&bytes[n..]);
+                Wrote::Part
+            }
+            Err(e) if is_timeout(&e) => Wrote::Nothing,
+            Err(_) => {
+                self.half.state = WriteState::Dead;
+                Wrote::Closed
+            }
+        }
+    }
+
+    /// One attempt, without waiting, to write what is pending. `Ok(true)` when nothing is
+    /// left.
+    pub fn try_flush(&mut self) -> io::Result<bool> {
+        if self.half.state == WriteState::Dead {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        if self.half.pending.is_empty() {
+            return Ok(true);
+        }
+        match retry_interrupted(|| write_nonblocking(&self.half.stream, &self.half.pending)) {
+            Ok(n) => {
+                self.half.pending.drain(..n);
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => {
+                self.half.state = WriteState::Dead;
+                return Err(e);
+            }
+        }
+        Ok(self.half.pending.is_empty())
+    }
+
+    /// Ends the connection for both directions (wakes its reader).
+    pub fn kill(&mut self) {
+        self.half.state = WriteState::Dead;
+        let _ = self.half.stream.shutdown(Shutdown::Both);
+    }
+}
+
+fn write_all(mut stream: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if !bytes.is_empty() && Instant::now() >= deadline {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+    }
+    Ok(())
+}
+
+fn retry_interrupted(mut f: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// One write that never waits: the socket is non-blocking for its duration. A blocking write
+/// with a send timeout costs at least one kernel tick on a full socket (`SO_SNDTIMEO` is
+/// rounded up to a tick), so a pass over thousands of full peers took seconds. Called under
+/// the sender's lock, so no other write sees the flag; the reader thread shares the file
+/// description and may see a `WouldBlock` meanwhile, which `net::Reader` retries.
+fn write_nonblocking(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    stream.set_nonblocking(true)?;
+    let r = stream.write(bytes);
+    // Blocking again for the connection's own writes; should this fail, the connection is
+    // unusable anyway, and its next write says so.
+    let _ = stream.set_nonblocking(false);
+    r
+}
 
 /// How a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -517,231 +360,263 @@ pub enum Ended {
 }
 
 /// What a connection's application does with messages.
-pub trait Endpoint {
+pub trait Endpoint<T = ()> {
     /// Handles one complete message. An `Err` closes the connection with that code and reason.
-    fn on_message(&mut self, msg: Message, tx: &Sender) -> Result<(), (u16, String)>;
-
-    /// Called after each read: a place to catch up a stale subscriber.
-    fn after_read(&mut self, _tx: &Sender) {}
+    fn on_message(&mut self, msg: Message, tx: &Sender<T>) -> Result<(), (u16, String)>;
 }
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub max_message: usize,
+    /// Silence (no byte from the peer) after which we ping. The open state has no total
+    /// bound — a WebSocket lives as long as its peer does — but a silent peer is found out
+    /// within `ping_interval + pong_timeout`, and what a peer that trickles a frame makes us
+    /// hold is charged to the receive budget (see `ws::inbox`).
     pub ping_interval: Duration,
+    /// After our ping, silence after which the peer is taken for gone.
     pub pong_timeout: Duration,
 }
 
-/// Runs a connection until it ends. `buf` holds bytes that arrived with the handshake.
-pub fn run(
+/// The read side's phase while the connection lasts (the ends are [`Ended`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Open, and we heard from the peer at this time.
+    Open { last_heard: Instant },
+    /// Open, silent: we pinged at this time and wait for any byte.
+    Pinged { at: Instant },
+    /// We sent a close frame with `code` at `since` and wait for the peer's (§7.1.1).
+    ClosingByUs { since: Instant, code: u16 },
+}
+
+impl Phase {
+    /// When this phase runs out. Each has a wall-clock bound the peer cannot stretch: open,
+    /// the ping interval from the last byte heard; pinged, the pong timeout from the ping;
+    /// closing, [`CLOSE_TIMEOUT`] from our close frame, whatever the peer sends meanwhile.
+    fn deadline(&self, s: &Settings) -> Instant {
+        match *self {
+            Phase::Open { last_heard } => last_heard + s.ping_interval,
+            Phase::Pinged { at } => at + s.pong_timeout,
+            Phase::ClosingByUs { since, .. } => since + CLOSE_TIMEOUT,
+        }
+    }
+}
+
+/// Runs a connection until it ends. `leftover` holds bytes that arrived with the handshake.
+/// Besides the phases' bounds (see `Phase::deadline`), failing drains for [`CLOSE_TIMEOUT`] at
+/// most (see [`fail`]) and every write has the write timeout (see [`Sender::send`]).
+pub fn run<T>(
     stream: &TcpStream,
-    mut buf: Vec<u8>,
-    tx: &Sender,
+    leftover: Vec<u8>,
+    tx: &Sender<T>,
     s: &Settings,
     budget: &Budget,
-    ep: &mut dyn Endpoint,
+    ep: &mut dyn Endpoint<T>,
 ) -> Ended {
-    let mut asm = Assembler::new(s.max_message);
+    // The inbox (and its share of the budget) is gone before `fail` drains the socket.
+    match receive(stream, leftover, tx, s, budget, ep) {
+        Ok(ended) => ended,
+        Err(e) => fail(stream, tx, &e),
+    }
+}
+
+/// The phases of [`run`]; an error is to fail the connection with.
+fn receive<T>(
+    stream: &TcpStream,
+    leftover: Vec<u8>,
+    tx: &Sender<T>,
+    s: &Settings,
+    budget: &Budget,
+    ep: &mut dyn Endpoint<T>,
+) -> Result<Ended, Error> {
+    let mut inbox = Inbox::new(budget, s.max_message, leftover)?;
     let mut reader = Reader::new();
-    let mut share = Share { budget, held: 0 };
-    // When we sent our close frame, and its code (we wait for the peer's, §7.1.1).
-    let mut closing: Option<(Instant, u16)> = None;
-    let mut last_heard = Instant::now();
-    let mut ping_sent: Option<Instant> = None;
+    let mut phase = Phase::Open {
+        last_heard: Instant::now(),
+    };
     loop {
-        // Take every complete frame in the buffer.
-        let mut start = 0;
-        loop {
-            let limit = asm.max_next_payload().max(frame::MAX_CONTROL_PAYLOAD);
-            let frame = match frame::decode(&buf[start..], limit) {
-                Ok(Some((frame, used))) => {
-                    start += used;
-                    frame
-                }
-                Ok(None) => break,
-                Err(e) => return fail(stream, tx, &e),
-            };
-            let event = match asm.push(frame) {
-                Ok(Some(ev)) => ev,
-                Ok(None) => continue,
-                Err(e) => return fail(stream, tx, &e),
-            };
-            match event {
-                Event::Message(msg) => {
-                    // §5.5.1: after sending a close, incoming data is discarded.
-                    if closing.is_none() {
-                        if let Err((code, reason)) = ep.on_message(msg, tx) {
-                            let _ = tx.send_close(code, &reason);
-                            closing = Some((Instant::now(), code));
-                        }
+        // Take every event the bytes held make.
+        let closing = matches!(phase, Phase::ClosingByUs { .. });
+        while let Some(event) = inbox.next_event(!closing)? {
+            match (event, phase) {
+                // §5.5.1: after sending a close, incoming data is discarded, pings unanswered.
+                (
+                    Event::Message(_) | Event::Ping(_) | Event::Pong(_),
+                    Phase::ClosingByUs { .. },
+                ) => {}
+                (Event::Message(msg), _) => {
+                    if let Err((code, reason)) = ep.on_message(msg, tx) {
+                        let _ = tx.send_close(code, &reason);
+                        phase = Phase::ClosingByUs {
+                            since: Instant::now(),
+                            code,
+                        };
                     }
                 }
-                Event::Ping(payload) => {
-                    // §5.5.2: a pong with the same payload (not after our close).
-                    if closing.is_none() && tx.send(OpCode::Pong, &payload).is_err() {
-                        return Ended::Vanished;
+                (Event::Ping(payload), _) => {
+                    // §5.5.2: a pong with the same payload.
+                    if tx.send(OpCode::Pong, &payload).is_err() {
+                        return Ok(Ended::Vanished);
                     }
                 }
-                Event::Pong(_) => {}
-                Event::Close(code) => {
-                    if let Some((_, ours)) = closing {
-                        // Our close is answered: the handshake is complete, and the caller
-                        // closes the TCP connection (§7.1.1).
-                        return Ended::WeClosed(ours);
-                    }
+                (Event::Pong(_), _) => {}
+                (Event::Close(_), Phase::ClosingByUs { code, .. }) => {
+                    // Our close is answered: the handshake is complete, and the caller closes
+                    // the TCP connection (§7.1.1).
+                    return Ok(Ended::WeClosed(code));
+                }
+                (Event::Close(code), _) => {
                     // §5.5.1: echo the status code (or send an empty close for an empty one).
                     let _ = match code {
                         Some((c, _)) => tx.send_close(c, ""),
                         None => tx.send_close_empty(),
                     };
                     tx.shutdown_write();
-                    return Ended::PeerClosed(code.map(|(c, _)| c));
+                    return Ok(Ended::PeerClosed(code.map(|(c, _)| c)));
                 }
             }
-        }
-        if start > 0 {
-            buf.drain(..start);
-        }
-        if buf.is_empty() && buf.capacity() > FREE_BUFFER {
-            buf = Vec::new(); // Give back a large message's buffer once it is handled.
         }
 
-        // Room for the frame in progress (its header says how big), within the shared budget.
-        let need = match frame::decode_header(&buf) {
-            Ok(Some((h, hl))) => {
-                // §8.1, fail fast: invalid UTF-8 in a text frame still arriving ends the
-                // connection now, not when (or if) the rest of the frame comes.
-                if closing.is_none() {
-                    if let Err(e) = asm.check_arriving(&h, &buf[hl..]) {
-                        return fail(stream, tx, &e);
-                    }
-                }
-                hl.saturating_add(usize::try_from(h.payload_len).unwrap_or(usize::MAX))
+        let deadline = phase.deadline(s);
+        // A few bytes wanted and no room allocated: read through the stack, so an idle
+        // connection's buffer stays small. Otherwise straight into the buffer, whose room is
+        // charged to the budget before it is allocated.
+        let read = if inbox.want() <= STACK_READ && inbox.free_tail() < inbox.want() {
+            let mut tmp = [0u8; STACK_READ];
+            let r = reader.read_into(stream, &mut tmp, deadline);
+            if let Ok(n) = r {
+                inbox.extend(&tmp[..n])?;
             }
-            _ => buf.len() + 1,
+            r
+        } else {
+            let room = inbox.room()?;
+            let r = reader.read_into(stream, room, deadline);
+            inbox.filled(*r.as_ref().unwrap_or(&0));
+            r
         };
-        if !share.want(need.saturating_add(asm.buffered())) {
-            let e = Error::TooBig {
-                size: need as u64,
-                max: budget.max.saturating_sub(budget.used()) as u64,
-            };
-            return fail(stream, tx, &e);
-        }
-
-        let deadline = match (closing, ping_sent) {
-            (Some((t, _)), _) => t + CLOSE_TIMEOUT,
-            (None, Some(t)) => t + s.pong_timeout,
-            (None, None) => last_heard + s.ping_interval,
-        };
-        let chunk = need
-            .saturating_sub(buf.len())
-            .clamp(crate::net::STACK_READ, 1 << 20);
-        match reader.read(stream, &mut buf, chunk, deadline) {
-            Ok(0) => return Ended::Vanished,
-            Ok(_) => {
-                last_heard = Instant::now();
-                ping_sent = None;
-                ep.after_read(tx);
+        match (read, phase) {
+            (Ok(0), _) => return Ok(Ended::Vanished),
+            (Ok(_), Phase::ClosingByUs { .. }) => {}
+            (Ok(_), _) => {
+                phase = Phase::Open {
+                    last_heard: Instant::now(),
+                }
             }
-            Err(e) if is_timeout(&e) => {
-                if let Some((_, ours)) = closing {
-                    // The peer never answered our close: give up on it (§7.1.1).
-                    return Ended::WeClosed(ours);
-                }
-                if ping_sent.is_some() {
-                    // Silent through a whole ping interval and the pong timeout: gone.
-                    let _ = tx.send_close(frame::CloseCode::GoingAway.as_u16(), "ping timeout");
-                    return Ended::WeClosed(frame::CloseCode::GoingAway.as_u16());
-                }
+            (Err(e), _) if !is_timeout(&e) => return Ok(Ended::Vanished),
+            // The peer never answered our close: give up on it (§7.1.1).
+            (Err(_), Phase::ClosingByUs { code, .. }) => return Ok(Ended::WeClosed(code)),
+            (Err(_), Phase::Pinged { .. }) => {
+                // Silent through a whole ping interval and the pong timeout: gone.
+                let code = frame::CloseCode::GoingAway.as_u16();
+                let _ = tx.send_close(code, "ping timeout");
+                return Ok(Ended::WeClosed(code));
+            }
+            (Err(_), Phase::Open { .. }) => {
                 if tx.send(OpCode::Ping, b"").is_err() {
-                    return Ended::Vanished;
+                    return Ok(Ended::Vanished);
                 }
-                ping_sent = Some(Instant::now());
+                phase = Phase::Pinged { at: Instant::now() };
             }
-            Err(_) => return Ended::Vanished,
         }
     }
 }
 
 /// Fails the connection (§7.1.7): a close frame with the error's code, then TCP close.
-fn fail(stream: &TcpStream, tx: &Sender, e: &Error) -> Ended {
+fn fail<T>(stream: &TcpStream, tx: &Sender<T>, e: &Error) -> Ended {
     let code = e.close_code();
     let _ = tx.send_close(code, &e.to_string());
     tx.shutdown_write();
     // Read until the peer closes too, briefly, so unread input does not turn our close into
-    // a reset that destroys the close frame before the peer reads it.
+    // a reset that destroys the close frame before the peer reads it. Bounded by
+    // CLOSE_TIMEOUT in all, however the peer trickles.
     let deadline = Instant::now() + CLOSE_TIMEOUT;
-    let mut sink = Vec::new();
+    let mut sink = [0u8; STACK_READ];
     let mut reader = Reader::new();
-    while let Ok(n) = reader.read(stream, &mut sink, 16 * 1024, deadline) {
+    while let Ok(n) = reader.read_into(stream, &mut sink, deadline) {
         if n == 0 {
             break;
         }
-        sink.clear();
     }
     Ended::WeClosed(code)
-}
-
-impl Sender {
-    fn send_close_empty(&self) -> io::Result<()> {
-        let mut st = self.lock();
-        if st.closing || st.dead {
-            return Ok(());
-        }
-        st.closing = true;
-        let mut out = Vec::with_capacity(2);
-        frame::encode(true, OpCode::Close, &[], &mut out);
-        self.write_now(&mut st, &out)
-    }
-
-    /// Our side is done sending (after a close frame): FIN, after anything still pending.
-    fn shutdown_write(&self) {
-        let mut st = self.lock();
-        if !st.pending.is_empty() && !st.dead {
-            let pending = std::mem::take(&mut st.pending);
-            let _ = self.write_all(&mut st, &pending);
-        }
-        let _ = st.stream.shutdown(Shutdown::Write);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
 
-    #[test]
-    fn budget_caps_the_total_and_returns_shares() {
-        let b = Budget::new(100);
-        let mut a = 0;
-        let mut c = 0;
-        assert!(b.set(&mut a, 60));
-        assert!(!b.set(&mut c, 41));
-        assert_eq!(c, 0);
-        assert!(b.set(&mut c, 40));
-        assert_eq!(b.used(), 100);
-        assert!(b.set(&mut a, 10));
-        assert_eq!(b.used(), 50);
-        {
-            let mut s = Share {
-                budget: &b,
-                held: 0,
-            };
-            assert!(s.want(FREE_BUFFER + 50));
-            assert_eq!(b.used(), 100);
-            assert!(!s.want(FREE_BUFFER + 51));
-        }
-        assert_eq!(b.used(), 50);
+    fn pair() -> (TcpStream, Arc<TcpStream>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (client, Arc::new(l.accept().unwrap().0))
     }
 
     #[test]
-    fn sequenced_suffixes() {
-        let mut s = Sequenced::default();
-        s.push(3, OpCode::Text, b"a");
-        s.push(4, OpCode::Text, b"bb");
-        assert_eq!(s.after(0).len(), 3 + 4);
-        assert_eq!(s.after(3), &[0x81, 2, b'b', b'b']);
-        assert!(s.after(4).is_empty());
-        assert_eq!(s.last(), Some(4));
+    fn try_write_keeps_the_rest_of_a_frame_begun_and_flush_finishes_it() {
+        let (mut client, stream) = pair();
+        let tx = Sender::new(Arc::clone(&stream), Duration::from_secs(5), true, ()).unwrap();
+        let big = vec![7u8; 64 << 20];
+        let mut l = tx.lock();
+        // More than any socket buffer: part goes, the rest is pending; nothing else is
+        // written until it is out.
+        assert_eq!(l.try_write(&big), Wrote::Part);
+        assert!(l.has_pending());
+        assert_eq!(l.try_write(b"x"), Wrote::Nothing);
+        drop(l);
+        let reader = std::thread::spawn(move || {
+            let mut got = 0;
+            let mut buf = vec![0u8; 1 << 20];
+            while got < 64 << 20 {
+                got += client.read(&mut buf).unwrap();
+            }
+            got
+        });
+        let t0 = Instant::now();
+        while !tx.lock().try_flush().unwrap() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "flush made no way");
+            std::thread::yield_now();
+        }
+        assert_eq!(reader.join().unwrap(), 64 << 20);
+        assert_eq!(tx.lock().try_write(b"x"), Wrote::All);
+        tx.shutdown();
+        assert_eq!(tx.lock().try_write(b"x"), Wrote::Closed);
+        assert_eq!(tx.lock().state(), WriteState::Dead);
+    }
+
+    #[test]
+    fn writes_that_must_not_wait_do_not() {
+        use std::sync::mpsc;
+        let (client, stream) = pair();
+        let tx =
+            Arc::new(Sender::new(Arc::clone(&stream), Duration::from_secs(60), true, ()).unwrap());
+        // Fill the peer (it never reads) until something is pending.
+        let chunk = vec![0u8; 64 * 1024];
+        while tx.lock().try_write(&chunk) == Wrote::All {}
+        // Even with a send timeout far past this test's patience, the non-waiting writes
+        // return at once.
+        stream
+            .set_write_timeout(Some(Duration::from_secs(600)))
+            .unwrap();
+        let (done, wait) = mpsc::channel();
+        let t = std::thread::spawn({
+            let tx = Arc::clone(&tx);
+            move || {
+                let mut l = tx.lock();
+                let flushed = l.try_flush().ok();
+                let _ = done.send(flushed);
+            }
+        });
+        let got = wait.recv_timeout(Duration::from_secs(20));
+        // Not `tx.shutdown()`: a write stuck under the lock would keep it from returning.
+        let _ = stream.shutdown(Shutdown::Both);
+        drop(client);
+        let _ = t.join();
+        let flushed = got.expect("a non-waiting write waited on a full peer");
+        assert_eq!(
+            flushed,
+            Some(false),
+            "nothing can be flushed to a full peer"
+        );
     }
 }

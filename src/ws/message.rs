@@ -110,6 +110,24 @@ impl Assembler {
         self.open.as_ref().map_or(0, |p| p.data.len())
     }
 
+    /// Memory held for the open fragmented message: its buffer's capacity.
+    pub fn held(&self) -> usize {
+        self.open.as_ref().map_or(0, |p| p.data.capacity())
+    }
+
+    /// What [`held`](Assembler::held) becomes when `push` takes a data frame with this header
+    /// (it grows only for a continuation; the first fragment's payload becomes the buffer). A
+    /// caller charges this, plus the decoded payload, before decoding the frame.
+    pub fn held_after(&self, header: &FrameHeader) -> usize {
+        match (&self.open, header.opcode) {
+            (Some(p), OpCode::Continuation) => {
+                let add = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+                grown_capacity(p.data.len(), p.data.capacity(), add, self.max_message)
+            }
+            _ => self.held(),
+        }
+    }
+
     /// The most a data frame may carry now without the message exceeding the limit. Pass
     /// `max(max_next_payload(), 125)` to `frame::decode` so control frames always fit; a data
     /// frame that then exceeds this budget is still refused by `push` with `TooBig`.
@@ -171,6 +189,13 @@ impl Assembler {
                 if let Some(utf8) = &mut partial.utf8 {
                     utf8.feed(&payload)?;
                 }
+                // Grow by the rule `held_after` announced, never by `Vec`'s own.
+                let data = &partial.data;
+                let cap =
+                    grown_capacity(data.len(), data.capacity(), payload.len(), self.max_message);
+                partial
+                    .data
+                    .reserve_exact(cap.saturating_sub(partial.data.len()));
                 partial.data.extend_from_slice(&payload);
                 if !fin {
                     self.open = Some(partial);
@@ -191,6 +216,17 @@ impl Assembler {
             }
         }
     }
+}
+
+/// The capacity a message buffer gets to take `add` more bytes: unchanged if they fit, else
+/// doubled (so many small fragments cost linear copying) but never past the larger of what
+/// is needed and `max`.
+fn grown_capacity(len: usize, cap: usize, add: usize, max: usize) -> usize {
+    let need = len.saturating_add(add);
+    if need <= cap {
+        return cap;
+    }
+    need.max(cap.saturating_mul(2).min(max))
 }
 
 /// Refuses a data payload of `len` bytes that would take a message holding `buffered` bytes past

@@ -37,7 +37,12 @@ impl Utf8Validator {
             self.pending_len += 1;
             match str::from_utf8(&self.pending[..self.pending_len]) {
                 Ok(_) => self.pending_len = 0,
-                Err(e) if e.error_len().is_some() => return Err(Error::InvalidUtf8),
+                Err(e) if e.error_len().is_some() => {
+                    // Forget the bad character, so a caller that feeds on after an error
+                    // (it should not) gets answers, not an index out of bounds.
+                    self.pending_len = 0;
+                    return Err(Error::InvalidUtf8);
+                }
                 Err(_) => {} // still a valid prefix
             }
         }
@@ -81,6 +86,16 @@ mod tests {
             v.feed(piece)?;
         }
         v.finish()
+    }
+
+    #[test]
+    fn feeding_on_after_an_error_does_not_panic() {
+        // Found by fuzzing `ws::inbox`: a 3-byte prefix, then a byte that breaks it, left 4
+        // bytes "pending" and the next feed indexed past the buffer.
+        let mut v = Utf8Validator::new();
+        assert_eq!(v.feed(&[0xF0, 0x9F, 0x98]), Ok(()));
+        assert_eq!(v.feed(&[0x41]), Err(Error::InvalidUtf8));
+        let _ = v.feed(&[0x80, 0x80]);
     }
 
     /// True when `bytes` could still be the start of valid UTF-8.
