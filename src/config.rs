@@ -220,7 +220,7 @@ OPTIONS:
   --max-viewers-per-ip N      [default: 64]        polling viewer ids counted per address
   --ws-max-vote-message BYTES [default: 4096]      larger → close 1009
   --ws-max-chat-message BYTES [default: 16777216]  larger → close 1009
-  --ws-max-buffered BYTES     [default: 268435456] all connections' partial messages
+  --ws-max-buffered BYTES     [default: 268435456] all connections' messages being received
   --ws-ping-interval SECS     [default: 25]        ping a silent WebSocket peer
   --ws-pong-timeout SECS      [default: 25]        close a peer silent after the ping
   --sse-heartbeat SECS        [default: 15]        comment line on an idle SSE stream

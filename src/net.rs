@@ -19,7 +19,35 @@ pub const STACK_READ: usize = 1024;
 /// timeout); one that wakes early is simply retried.
 #[derive(Debug, Default)]
 pub struct Reader {
-    timeout: Option<Duration>,
+    timeout: SocketTimeout,
+}
+
+/// The timeout last set on one direction of a socket: the one place that decides when a new
+/// `setsockopt` is worth its system call (see [`Reader`]).
+#[derive(Debug, Default)]
+struct SocketTimeout(Option<Duration>);
+
+impl SocketTimeout {
+    /// Makes the socket's timeout about the time left before `deadline` (`set` sets it), or
+    /// fails with `TimedOut` if the deadline has passed. A timeout already set within 1/16 of
+    /// the time left is kept.
+    fn arm(
+        &mut self,
+        deadline: Instant,
+        set: impl FnOnce(Duration) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // A zero timeout would mean "none" to the socket.
+        let left = left.max(Duration::from_millis(1));
+        if self.0.is_none_or(|t| t.abs_diff(left) > left / 16) {
+            set(left)?;
+            self.0 = Some(left);
+        }
+        Ok(())
+    }
 }
 
 impl Reader {
@@ -64,16 +92,8 @@ impl Reader {
         deadline: Instant,
     ) -> io::Result<usize> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            let left = left.max(Duration::from_millis(1));
-            let close_enough = self.timeout.is_some_and(|t| t.abs_diff(left) <= left / 16);
-            if !close_enough {
-                stream.set_read_timeout(Some(left))?;
-                self.timeout = Some(left);
-            }
+            self.timeout
+                .arm(deadline, |t| stream.set_read_timeout(Some(t)))?;
             match read_retry(stream, into) {
                 Err(e) if is_timeout(&e) => std::thread::yield_now(),
                 r => return r,
@@ -229,7 +249,7 @@ pub fn is_timeout(e: &io::Error) -> bool {
 /// that much after its deadline.
 #[derive(Debug, Default)]
 pub struct Writer {
-    timeout: Option<Duration>,
+    timeout: SocketTimeout,
 }
 
 impl Writer {
@@ -245,16 +265,8 @@ impl Writer {
         deadline: Instant,
     ) -> io::Result<()> {
         while !bytes.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            let left = left.max(Duration::from_millis(1));
-            let close_enough = self.timeout.is_some_and(|t| t.abs_diff(left) <= left / 16);
-            if !close_enough {
-                stream.set_write_timeout(Some(left))?;
-                self.timeout = Some(left);
-            }
+            self.timeout
+                .arm(deadline, |t| stream.set_write_timeout(Some(t)))?;
             match io::Write::write(&mut stream, bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => bytes = &bytes[n..],

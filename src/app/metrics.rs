@@ -221,7 +221,7 @@ impl Metrics {
         gauge(
             w,
             "livevote_ws_buffered_bytes",
-            "Bytes held for partly received WebSocket messages (charged part).",
+            "Bytes WebSocket connections hold for messages being received (buffers, decoded copies, messages being handled; by allocated size, beyond 4 KiB each).",
             g.ws_buffered_bytes as u64,
         );
         let ids = &g.vote_ids;
