@@ -95,6 +95,12 @@ fn check_metrics(data: &[u8]) {
         presence: Counts([1, 2, 3, data.len() as u64]),
         version: data.len() as u64,
         ws_buffered_bytes: 0,
+        vote_ids: livevote::app::votes::IdStats {
+            remembered: data.len(),
+            bytes: data.len() * 150,
+            expired: data.len() as u64 / 3,
+            refused: data.len() as u64 / 5,
+        },
     };
     let text = m.render(&g);
     let mut typed: Vec<String> = Vec::new();
