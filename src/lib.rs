@@ -7,6 +7,9 @@
 //! ```
 //!
 //! - [`config`]: `Config` and `Limits`, every default documented in one place.
+//! - [`ids`]: the one owner of id rules (candidates, vote ids, viewers, epochs).
+//! - [`json`]: the JSON writer every message is built with.
+//! - [`net`]: socket helpers: reads and writes under wall-clock deadlines, the receive buffer.
 //! - [`http`]: the pure request parser, responses, and the per-connection HTTP loop.
 //! - [`ws`]: the pure frame codec, handshake, message assembly, and the WebSocket I/O loop.
 //! - [`app`]: the vote table (no HTTP types), routes, pages, static files.
