@@ -98,7 +98,23 @@ enum ReadEnd {
 }
 
 /// Serves one connection until it closes, fails, or is upgraded.
-pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Settings) {
+pub fn serve(stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Settings) {
+    // The upgraded connection runs from this shallow frame, not from inside the HTTP loop's:
+    // every stack page a connection thread touches stays resident for the connection's life,
+    // and a long-lived WebSocket or event stream should not sit below the HTTP loop's frames.
+    if let Some((then, stream, leftover)) = serve_http(stream, peer, handler, s) {
+        then(stream, leftover);
+    }
+}
+
+/// The HTTP part of [`serve`]: requests until the connection closes, or the upgrade to run.
+#[inline(never)]
+fn serve_http(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: &dyn Handler,
+    s: &Settings,
+) -> Option<(Upgrade, TcpStream, Vec<u8>)> {
     let limits = s.limits;
     let _ = stream.set_nodelay(true);
     // Every write goes through `writer`, which sets the send timeout it needs.
@@ -109,14 +125,14 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
     loop {
         let (req, body, started) = match read_request(&mut stream, &mut reader, &mut buf, limits) {
             Ok(r) => r,
-            Err(ReadEnd::Quiet) => return,
+            Err(ReadEnd::Quiet) => return None,
             Err(ReadEnd::Fail(e)) => {
                 let resp = Response::error(e.status(), &e.to_string()).closing();
                 let _ = send(&stream, &mut writer, &mut out, &resp, false, false, limits);
                 handler.observe(e.status(), resp.body.len());
                 log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
                 net::linger_close(&stream, LINGER);
-                return;
+                return None;
             }
         };
         let head_only = req.method == "HEAD";
@@ -136,11 +152,11 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
                 handler.observe(resp.status, resp.body.len());
                 log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
                 if !ok {
-                    return;
+                    return None;
                 }
                 if !keep {
                     net::linger_close(&stream, LINGER);
-                    return;
+                    return None;
                 }
             }
             Reply::Upgrade(resp, then) => {
@@ -156,15 +172,15 @@ pub fn serve(mut stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: 
                 .is_ok();
                 handler.observe(resp.status, 0);
                 log_line(s, peer, Some(&req), resp.status, 0, started);
-                if ok {
-                    // What runs next sets its own timeouts; leave it the plain one.
-                    let _ = stream.set_write_timeout(Some(limits.write_timeout));
-                    // The HTTP buffers are done with: free them before a long-lived upgrade.
-                    drop(out);
-                    buf.shrink_to_fit();
-                    then(stream, buf);
+                if !ok {
+                    return None;
                 }
-                return;
+                // What runs next sets its own timeouts; leave it the plain one.
+                let _ = stream.set_write_timeout(Some(limits.write_timeout));
+                // The HTTP buffers are done with: free them before a long-lived upgrade.
+                drop(out);
+                buf.shrink_to_fit();
+                return Some((then, stream, buf));
             }
         }
     }
