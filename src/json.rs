@@ -19,28 +19,43 @@ use std::fmt::Write as _;
 /// Appends `s` as a JSON string literal.
 pub fn string(out: &mut String, s: &str) {
     out.push('"');
-    let mut plain = 0; // start of the run of characters that need no escape
-    for (i, c) in s.char_indices() {
-        let esc: &str = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            '<' => "\\u003c",
-            '>' => "\\u003e",
-            '&' => "\\u0026",
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+    let bytes = s.as_bytes();
+    let mut plain = 0; // start of the run of bytes that need no escape
+    let mut i = 0;
+    while i < bytes.len() {
+        // Everything to escape is ASCII, but for U+2028 and U+2029 (E2 80 A8, E2 80 A9): the
+        // run boundaries below are therefore always character boundaries.
+        let (esc, len): (&str, usize) = match bytes[i] {
+            b'"' => ("\\\"", 1),
+            b'\\' => ("\\\\", 1),
+            b'\n' => ("\\n", 1),
+            b'\r' => ("\\r", 1),
+            b'\t' => ("\\t", 1),
+            b'<' => ("\\u003c", 1),
+            b'>' => ("\\u003e", 1),
+            b'&' => ("\\u0026", 1),
+            b if b < 0x20 => {
                 out.push_str(&s[plain..i]);
-                let _ = write!(out, "\\u{:04x}", c as u32);
-                plain = i + c.len_utf8();
+                let _ = write!(out, "\\u{b:04x}");
+                i += 1;
+                plain = i;
                 continue;
             }
-            _ => continue,
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA8) => {
+                ("\\u2028", 3)
+            }
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA9) => {
+                ("\\u2029", 3)
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.push_str(&s[plain..i]);
         out.push_str(esc);
-        plain = i + c.len_utf8();
+        i += len;
+        plain = i;
     }
     out.push_str(&s[plain..]);
     out.push('"');

@@ -17,7 +17,7 @@
 //! ```
 
 use super::error::Error;
-use super::request::{is_tchar, parse_header};
+use super::request::{is_tchar, split_header};
 
 /// Longest chunk-size line: the size and its extensions, without the CRLF. Default 1 KiB:
 /// sizes are at most 15 hex digits and nothing we serve uses extensions.
@@ -147,7 +147,7 @@ impl Decoder {
                     self.trailer_bytes += text.len() + 2;
                     // RFC 9112 §7.1.2: trailer fields are field lines; parsed like header
                     // fields, then dropped (nothing here needs them).
-                    parse_header(text)?;
+                    split_header(text)?;
                 }
             }
         }

@@ -160,7 +160,7 @@ impl HeadScan {
             } else {
                 self.fields += 1;
                 self.work += line.len();
-                if self.fields > limits.max_headers || parse_header(line).is_err() {
+                if self.fields > limits.max_headers || split_header(line).is_err() {
                     parse_now = true;
                 }
             }
@@ -319,6 +319,16 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), Error> {
 
 /// One field line (RFC 9112 §5), for the head and for chunked trailers.
 pub(super) fn parse_header(line: &[u8]) -> Result<Header, Error> {
+    let (name, value) = split_header(line)?;
+    Ok(Header {
+        name: String::from_utf8_lossy(name).into_owned(),
+        value: String::from_utf8_lossy(value).into_owned(),
+    })
+}
+
+/// Checks one field line and splits it into name and value, without allocating: the scan of an
+/// arriving head and the trailer check use it to validate; `parse_header` to build a `Header`.
+pub(super) fn split_header(line: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     // RFC 9112 §5.2: obs-fold is rejected with 400 (we are not a proxy).
     if line[0] == b' ' || line[0] == b'\t' {
         return Err(Error::BadRequest("obsolete header line folding"));
@@ -339,10 +349,7 @@ pub(super) fn parse_header(line: &[u8]) -> Result<Header, Error> {
     if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err(Error::BadRequest("control character in header value"));
     }
-    Ok(Header {
-        name: String::from_utf8_lossy(name).into_owned(),
-        value: String::from_utf8_lossy(value).into_owned(),
-    })
+    Ok((name, value))
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
