@@ -7,21 +7,16 @@ use livevote::http::response::html_escape;
 use livevote::json;
 use serde_json::Value;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
+mod common;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
+use common::rng::Rng;
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// Random strings for the encoders.
+trait Strings {
+    fn string(&mut self) -> String;
+}
 
+impl Strings for Rng {
     /// A string mixing ASCII (controls and markup included), and characters from every plane.
     fn string(&mut self) -> String {
         let len = self.below(24);
@@ -30,7 +25,7 @@ impl Rng {
                 0 => char::from(self.below(0x80) as u8),
                 1 => [
                     '"', '\\', '<', '>', '&', '\'', '\u{2028}', '\u{2029}', '\u{7f}', '/',
-                ][self.below(10) as usize],
+                ][self.below(10)],
                 2 => char::from_u32(self.below(0x800) as u32).unwrap_or('x'),
                 _ => char::from_u32(self.below(0x11_0000) as u32).unwrap_or('\u{fffd}'),
             })

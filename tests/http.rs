@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
+use common::rng::Rng;
 use common::*;
 
 /// Sends `raw` on a new connection; expects `status` with `Connection: close`, then the close.
@@ -721,23 +722,6 @@ fn tally_on(c: &mut Client) -> u64 {
 }
 
 // --- hostile input -----------------------------------------------------------------------------
-
-/// xorshift64*: deterministic, so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn hostile_inputs() -> Vec<Vec<u8>> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -6,12 +6,13 @@
 //! Every client socket has read and write timeouts ([`IO_TIMEOUT`]), so a server that hangs
 //! fails one test instead of stalling the whole run.
 //!
-//! Submodules: [`binary`] (the real `livevote` process), [`metrics`] (scraping `/metrics`) and
-//! [`tempdir`] (scratch directories removed when dropped).
+//! Submodules: [`binary`] (the real `livevote` process), [`metrics`] (scraping `/metrics`),
+//! [`rng`] (deterministic random inputs) and [`tempdir`] (scratch directories removed when dropped).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod binary;
 pub mod metrics;
+pub mod rng;
 pub mod tempdir;
 
 use std::collections::BTreeMap;
