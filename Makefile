@@ -60,6 +60,11 @@ fuzz-check:
 ## on 127.0.0.1, a table of medians, and the results section of BENCHMARKS.md rewritten.
 ## Not part of `make test`. BENCH_RUNS (default 3) runs per scenario; BENCH_ONLY=id,id for some
 ## scenarios; BENCH_PEERS=0 without the tungstenite peer; more knobs in bench/src/main.rs.
+## Two builds side by side: BASE (a git revision) against the tree, alternating (scripts/bench-ab.sh).
+.PHONY: bench-ab
+bench-ab:
+	bash scripts/bench-ab.sh $(BASE)
+
 .PHONY: bench
 bench: release
 	$(CARGO) build --release --manifest-path bench/Cargo.toml
