@@ -56,11 +56,12 @@ impl Reader {
     }
 
     /// Reads what is available onto the end of `buf` (at most `chunk` bytes), waiting at most
-    /// until `deadline`. `Ok(0)`: the peer closed.
+    /// until `deadline`. `Ok(0)`: the peer closed. The buffer is zeroed only where it grows
+    /// (see [`InBuf`]), so a read of a few bytes with room for many costs no `memset`.
     pub fn read(
         &mut self,
         stream: &TcpStream,
-        buf: &mut Vec<u8>,
+        buf: &mut InBuf,
         chunk: usize,
         deadline: Instant,
     ) -> io::Result<usize> {
@@ -68,13 +69,11 @@ impl Reader {
             // Small reads go through the stack, so an idle connection's buffer stays empty.
             let mut tmp = [0u8; STACK_READ];
             let n = self.read_into(stream, &mut tmp[..chunk.max(1)], deadline)?;
-            buf.extend_from_slice(&tmp[..n]);
+            buf.extend(&tmp[..n]);
             return Ok(n);
         }
-        let old = buf.len();
-        buf.resize(old + chunk, 0);
-        let r = self.read_into(stream, &mut buf[old..], deadline);
-        buf.truncate(old + *r.as_ref().unwrap_or(&0));
+        let r = self.read_into(stream, buf.room(chunk), deadline);
+        buf.filled_by(*r.as_ref().unwrap_or(&0));
         r
     }
 
@@ -343,7 +342,7 @@ mod tests {
         let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
         let mut r = Reader::new();
-        let mut buf = Vec::new();
+        let mut buf = InBuf::from_vec(Vec::new());
         let t0 = Instant::now();
         let e = r
             .read(&s, &mut buf, 4096, t0 + Duration::from_millis(50))
@@ -354,7 +353,7 @@ mod tests {
         let n = r
             .read(&s, &mut buf, 4096, Instant::now() + Duration::from_secs(5))
             .unwrap();
-        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(&buf.filled()[..n], b"hello");
         c.write_all(&[7; 10_000]).unwrap();
         let mut got = 0;
         while got < 10_000 {
@@ -363,6 +362,8 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(buf.len(), 5 + 10_000);
+        // 10,000 bytes in reads of up to 64 KiB: zeroed as the buffer grew, not per read.
+        assert!(buf.zeroed() <= 2 * 65536 + 8192, "{}", buf.zeroed());
         drop(c);
         assert_eq!(
             r.read(&s, &mut buf, 4096, Instant::now() + Duration::from_secs(5))

@@ -30,7 +30,7 @@ use super::request::{BodyFraming, HeadScan, Parse, Request, Version};
 use super::response::Response;
 use super::status::Status;
 use crate::config::Limits;
-use crate::net::{self, Linger, Reader, Writer};
+use crate::net::{self, InBuf, Linger, Reader, Writer};
 
 /// Most bytes one read takes from the socket.
 const READ_CHUNK: usize = 8192;
@@ -118,7 +118,7 @@ fn serve_http(
     let limits = s.limits;
     let _ = stream.set_nodelay(true);
     // Every write goes through `writer`, which sets the send timeout it needs.
-    let mut buf: Vec<u8> = Vec::with_capacity(BUF_START);
+    let mut buf = InBuf::from_vec(Vec::with_capacity(BUF_START));
     let mut out: Vec<u8> = Vec::with_capacity(BUF_START);
     let mut reader = Reader::new();
     let mut writer = Writer::new();
@@ -179,8 +179,9 @@ fn serve_http(
                 let _ = stream.set_write_timeout(Some(limits.write_timeout));
                 // The HTTP buffers are done with: free them before a long-lived upgrade.
                 drop(out);
-                buf.shrink_to_fit();
-                return Some((then, stream, buf));
+                let leftover = buf.filled().to_vec();
+                drop(buf);
+                return Some((then, stream, leftover));
             }
         }
     }
@@ -191,7 +192,7 @@ fn serve_http(
 fn read_request(
     stream: &mut TcpStream,
     reader: &mut Reader,
-    buf: &mut Vec<u8>,
+    buf: &mut InBuf,
     limits: &Limits,
 ) -> Result<(Request, Vec<u8>, Instant), ReadEnd> {
     let idle_deadline = Instant::now() + limits.idle_timeout;
@@ -202,7 +203,7 @@ fn read_request(
         if !buf.is_empty() && head_deadline.is_none() {
             head_deadline = Some(Instant::now() + limits.head_timeout);
         }
-        match scan.feed(buf, limits) {
+        match scan.feed(buf.filled(), limits) {
             Ok(Parse::Complete(req, used)) => break (req, used),
             Ok(Parse::Incomplete) => {}
             Err(e) => return Err(ReadEnd::Fail(e)),
@@ -223,7 +224,7 @@ fn read_request(
         }
     };
     let started = Instant::now();
-    buf.drain(..used);
+    buf.consume(used);
 
     let needs_body = req.body != BodyFraming::None;
     if let Some(expect) = req.header("expect") {
@@ -248,13 +249,15 @@ fn read_request(
             while buf.len() < n {
                 read_body_more(stream, reader, buf, body_deadline)?;
             }
-            buf.drain(..n).collect()
+            let body = buf.filled()[..n].to_vec();
+            buf.consume(n);
+            body
         }
         BodyFraming::Chunked => {
             let mut dec = chunked::Decoder::new(limits.max_body);
             loop {
-                let used = dec.feed(buf).map_err(ReadEnd::Fail)?;
-                buf.drain(..used);
+                let used = dec.feed(buf.filled()).map_err(ReadEnd::Fail)?;
+                buf.consume(used);
                 if dec.is_done() {
                     break dec.body;
                 }
@@ -268,7 +271,7 @@ fn read_request(
 fn read_body_more(
     stream: &mut TcpStream,
     reader: &mut Reader,
-    buf: &mut Vec<u8>,
+    buf: &mut InBuf,
     deadline: Instant,
 ) -> Result<(), ReadEnd> {
     match reader.read(stream, buf, READ_CHUNK, deadline) {
