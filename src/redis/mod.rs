@@ -17,5 +17,7 @@
 //! The store that keeps the tally in Redis is built on it.
 
 pub mod resp;
+pub mod url;
 
 pub use resp::Value;
+pub use url::RedisUrl;
