@@ -16,8 +16,10 @@
 //! This layer speaks commands and replies only: it knows nothing of votes, polls or keys.
 //! The store that keeps the tally in Redis is built on it.
 
+pub mod conn;
 pub mod resp;
 pub mod url;
 
+pub use conn::{Client, Conn, Error, Options};
 pub use resp::Value;
 pub use url::RedisUrl;
