@@ -64,6 +64,9 @@ pub enum Failure {
     Timeout,
     /// The server closed the connection.
     Closed,
+    /// The server had closed the connection while it was idle (Redis's `timeout`, a restart),
+    /// found before the command was written: it was not sent, and a new connection may send it.
+    ClosedIdle,
     /// Any other socket error.
     Io {
         kind: io::ErrorKind,
@@ -93,6 +96,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Timeout => f.write_str("timed out"),
             Failure::Closed => f.write_str("connection closed by the server"),
+            Failure::ClosedIdle => f.write_str("connection closed by the server while idle"),
             Failure::Io { message, .. } => write!(f, "I/O error: {message}"),
             Failure::Protocol(e) => write!(f, "protocol error: {e}"),
             Failure::Broken => f.write_str("connection unusable after an earlier failure"),
@@ -289,6 +293,12 @@ impl Conn {
         if count == 0 {
             return Ok(Vec::new());
         }
+        if self.start == self.buf.len() {
+            if let Err(f) = self.check_idle() {
+                self.state = State::Broken;
+                return Err(Error::NotSent(f));
+            }
+        }
         if let Err(e) = self.writer.write_all(&self.stream, out, deadline) {
             self.state = State::Broken;
             // Part of the bytes may have left. One command cut short never runs; in a
@@ -318,6 +328,26 @@ impl Conn {
             }
         }
         Ok(replies)
+    }
+
+    /// Fails if the server has already closed this connection, before anything is written.
+    ///
+    /// Without this, a command written into a connection the server closed while it was idle
+    /// would be taken by our kernel, and only the read would fail: "may have run", although
+    /// it certainly did not. One non-blocking peek (three system calls) tells the cases apart.
+    fn check_idle(&self) -> Result<(), Failure> {
+        let io = |e: io::Error| Failure::io(&e);
+        self.stream.set_nonblocking(true).map_err(io)?;
+        let mut probe = [0u8; 1];
+        let peeked = self.stream.peek(&mut probe);
+        self.stream.set_nonblocking(false).map_err(io)?;
+        match peeked {
+            Ok(0) => Err(Failure::ClosedIdle),
+            // Bytes nobody asked for: the next decode reports them if they are not RESP.
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(Failure::io(&e)),
+        }
     }
 
     fn next_reply(&mut self, deadline: Instant) -> Result<Value, Failure> {
@@ -376,8 +406,10 @@ fn connect_tcp(addr: &str, deadline: Instant) -> Result<TcpStream, Error> {
 /// A connection that is replaced when it fails: every call either uses the live connection
 /// or makes a new one, and connects that keep failing are spaced out by [`Backoff`].
 ///
-/// A failed call is not retried here: only the caller knows whether its command may safely
-/// run twice. It can tell from [`Error::may_have_run`].
+/// A failed call is not retried here, with one exception: a connection found closed while idle
+/// before the command was written (`NotSent(ClosedIdle)`) is replaced and the command sent on
+/// the new one, once. Otherwise only the caller knows whether its command may safely run twice;
+/// it can tell from [`Error::may_have_run`].
 #[derive(Debug)]
 pub struct Client {
     url: RedisUrl,
@@ -420,7 +452,15 @@ impl Client {
     /// One command by `deadline`, connecting first if need be (within the same deadline).
     pub fn call_by(&mut self, args: &[&[u8]], deadline: Instant) -> Result<Value, Error> {
         let r = self.conn_by(deadline)?.call_by(args, deadline);
-        self.after(r)
+        match self.after(r) {
+            // Certainly not sent, on a connection that had died while idle: send it on a new
+            // one, once.
+            Err(Error::NotSent(Failure::ClosedIdle)) => {
+                let r = self.conn_by(deadline)?.call_by(args, deadline);
+                self.after(r)
+            }
+            r => r,
+        }
     }
 
     pub fn call_many(&mut self, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Value>, Error> {
@@ -434,7 +474,13 @@ impl Client {
         deadline: Instant,
     ) -> Result<Vec<Value>, Error> {
         let r = self.conn_by(deadline)?.call_many_by(cmds, deadline);
-        self.after(r)
+        match self.after(r) {
+            Err(Error::NotSent(Failure::ClosedIdle)) => {
+                let r = self.conn_by(deadline)?.call_many_by(cmds, deadline);
+                self.after(r)
+            }
+            r => r,
+        }
     }
 
     /// Drops a connection the call left out of step; the next call makes a new one at once
@@ -609,6 +655,30 @@ mod tests {
         ] {
             assert!(!e.may_have_run(), "{e}");
         }
+    }
+
+    /// A connection the server closed while idle fails before writing: not sent (so a
+    /// client may resend it), where a write would have succeeded and the read failed.
+    #[test]
+    fn a_connection_closed_while_idle_is_found_before_writing() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().expect("accept");
+            drop(s);
+            tx.send(()).expect("send");
+        });
+        let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).expect("url");
+        let mut conn = Conn::connect(&url, &Options::default()).expect("connect");
+        rx.recv().expect("the server closed");
+        server.join().expect("server thread");
+        // On loopback the FIN is queued on our side by the time the server's close returns.
+        assert_eq!(
+            conn.call(&[b"PING"]),
+            Err(Error::NotSent(Failure::ClosedIdle))
+        );
+        assert!(!conn.is_usable());
     }
 
     /// A server that answers garbage: the call fails as a protocol error, may have run, and
