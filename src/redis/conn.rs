@@ -681,6 +681,34 @@ mod tests {
         assert!(!conn.is_usable());
     }
 
+    /// After a reply larger than `KEEP_BUFFER` the receive buffer is given back; a small one
+    /// keeps it for the next call.
+    #[test]
+    fn a_large_reply_does_not_keep_its_buffer() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let big = vec![b'x'; KEEP_BUFFER * 2];
+        let mut reply = format!("${}\r\n", big.len()).into_bytes();
+        reply.extend_from_slice(&big);
+        reply.extend_from_slice(b"\r\n");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 64];
+            for answer in [&reply[..], b"+PONG\r\n"] {
+                let _ = s.read(&mut buf);
+                s.write_all(answer).expect("write");
+            }
+        });
+        let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).expect("url");
+        let mut conn = Conn::connect(&url, &Options::default()).expect("connect");
+        assert_eq!(conn.call(&[b"GET", b"big"]), Ok(Value::Bulk(big)));
+        assert_eq!(conn.buf.capacity(), 0, "the large buffer is given back");
+        assert_eq!(conn.call(&[b"PING"]), Ok(Value::Simple(b"PONG".to_vec())));
+        assert!(conn.buf.capacity() > 0 && conn.buf.capacity() <= KEEP_BUFFER);
+        server.join().expect("server thread");
+    }
+
     /// A server that answers garbage: the call fails as a protocol error, may have run, and
     /// the connection refuses further commands rather than reading out of step.
     #[test]
