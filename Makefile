@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build release test lint unit fuzz-check conformance e2e clean
+.PHONY: run build release test lint unit redis-deps fuzz-check conformance e2e clean
 
 ## Build and serve http://127.0.0.1:8080 (ADDR=host:port to change).
 run: release
@@ -24,8 +24,13 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit:
+unit: redis-deps
 	$(CARGO) test --all-targets
+
+## Debian's redis-server for the Redis client tests (tests/redis_client.rs), installed only
+## when `redis-server` is not on PATH; the system service the package may start is stopped.
+redis-deps:
+	bash scripts/install-redis.sh
 
 ## RFC 6455 conformance: the Autobahn cases (sections 1-10) against /chatsocket.
 conformance: release

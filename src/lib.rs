@@ -12,6 +12,8 @@
 //! - [`net`]: socket helpers: reads and writes under wall-clock deadlines, the receive buffer.
 //! - [`http`]: the pure request parser, responses, and the per-connection HTTP loop.
 //! - [`ws`]: the pure frame codec, handshake, message assembly, and the WebSocket I/O loop.
+//! - [`redis`]: a hand-written Redis client (RESP codec, connection, reconnecting client);
+//!   nothing in it knows votes. Not used by the server yet.
 //! - [`app`]: the vote table (no HTTP types), routes, pages, static files.
 //! - [`server`]: the accept loop, one thread per connection.
 //!
@@ -25,5 +27,6 @@ pub mod http;
 pub mod ids;
 pub mod json;
 pub mod net;
+pub mod redis;
 pub mod server;
 pub mod ws;
