@@ -369,3 +369,18 @@ fn every_html_page_refuses_framing_and_foreign_scripts() {
         assert_eq!(get("connect-src"), ["'self'"], "{path}: {csp}");
     }
 }
+
+#[test]
+fn two_origins_name_no_single_origin_and_are_refused() {
+    let addr = start_default();
+    let own = format!("http://127.0.0.1:{}", addr.port());
+    let host = format!("127.0.0.1:{}", addr.port());
+    // The first names this server, the second another site: neither is "the" origin.
+    let two = format!(
+        "POST /vote HTTP/1.1\r\nHost: {host}\r\nOrigin: {own}\r\nOrigin: http://evil.example\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 5\r\n\r\nuid=1"
+    );
+    assert_eq!(status_of(addr, &two), 403);
+    assert_eq!(status_of(addr, &vote_from(&host, Some(&own))), 200);
+    assert_eq!(tally(addr).0, 1, "only the vote with one Origin counted");
+}

@@ -241,8 +241,11 @@ impl Subscriber {
         self.listed.store(false, Ordering::Release);
     }
 
+    /// Bytes queued for this peer. Never waits: a sender busy on its own thread (a pong, an
+    /// ack being written) counts as pending, so the catch-up thread looks again next pass
+    /// instead of blocking behind it for up to a write timeout.
     pub fn has_pending(&self) -> bool {
-        self.tx.lock().has_pending()
+        self.tx.try_lock().is_none_or(|l| l.has_pending())
     }
 
     pub fn write_timeout(&self) -> Duration {

@@ -493,6 +493,10 @@ impl App {
         let Some(origin) = req.header("origin") else {
             return true;
         };
+        // A browser sends one Origin (RFC 6454 §7); more than one names no single origin.
+        if req.header_values("origin").nth(1).is_some() {
+            return false;
+        }
         let origin = origin.trim().trim_end_matches('/');
         if self
             .config

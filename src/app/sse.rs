@@ -47,13 +47,16 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
     event(&mut out, &epoch, Some(at), &resume);
     event(&mut out, &epoch, None, &json::presence(&counts, pv));
     let (mut messages, mut updates) = (2, 1);
+    // One writer for the stream: it keeps the send timeout set, not one setsockopt per event.
+    let mut writer = crate::net::Writer::new();
     loop {
-        if crate::net::write_all_by(
-            &stream,
-            out.as_bytes(),
-            std::time::Instant::now() + app.config.limits.write_timeout,
-        )
-        .is_err()
+        if writer
+            .write_all(
+                &stream,
+                out.as_bytes(),
+                std::time::Instant::now() + app.config.limits.write_timeout,
+            )
+            .is_err()
         {
             return;
         }

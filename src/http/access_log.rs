@@ -11,8 +11,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
 
-/// Lines waiting for the writer; more are dropped. Default 4096 (a few hundred KiB at most):
-/// enough to ride out a burst, small enough that a stalled sink costs little memory.
+/// Lines waiting for the writer; more are dropped. Default 4096: enough to ride out a burst,
+/// small enough that a stalled sink costs little memory (a line shows at most 512 bytes of the
+/// target, so the queue holds about 2.5 MiB at most).
 pub const ACCESS_LOG_QUEUE: usize = 4096;
 
 /// Most lines the writer puts into one write to its sink.

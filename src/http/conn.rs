@@ -37,6 +37,9 @@ const READ_CHUNK: usize = 8192;
 /// Starting capacity of a connection's read and write buffers: a typical request head and
 /// response fit without growing.
 const BUF_START: usize = 4096;
+/// A connection's receive buffer larger than this (after a large body) is given back once its
+/// request is answered, so a keep-alive connection holds no more than this while idle.
+const BUF_KEEP: usize = 16 * 1024;
 
 /// The drain before closing a connection after its last response: until the peer has been
 /// quiet for 200 ms, it has sent 64 KiB, or 2 s have passed since the drain began, whichever
@@ -158,6 +161,7 @@ fn serve_http(
                     net::linger_close(&stream, LINGER);
                     return None;
                 }
+                buf.shrink(BUF_KEEP);
             }
             Reply::Upgrade(resp, then) => {
                 let ok = send(
@@ -299,6 +303,21 @@ fn send(
     writer.write_all(stream, out, Instant::now() + limits.write_timeout)
 }
 
+/// Most bytes of a request target an access-log line shows; the rest is cut.
+const MAX_LOGGED_TARGET: usize = 512;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn log_line(
     s: &Settings,
     peer: SocketAddr,
@@ -311,10 +330,30 @@ fn log_line(
         return;
     };
     let (method, target) = req.map_or(("-", "-"), |r| (r.method.as_str(), r.target.as_str()));
+    // A line's size is bounded, so the queue's memory is too (ACCESS_LOG_QUEUE lines).
+    let target = cut_at_char(target, MAX_LOGGED_TARGET);
     // Offered to the log's own thread, never written here: a slow stderr must not stall us.
     log.log(format!(
         "{peer} \"{method} {target}\" {} {bytes} {:.1}ms",
         status.code(),
         started.elapsed().as_secs_f64() * 1000.0
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_targets_are_cut_at_a_character_boundary() {
+        assert_eq!(cut_at_char("/abc", 10), "/abc");
+        assert_eq!(cut_at_char("/abc", 2), "/a");
+        // 'é' is two bytes: a cut inside it moves back before it.
+        assert_eq!(cut_at_char("/é", 2), "/");
+        let long = "x".repeat(MAX_LOGGED_TARGET * 2);
+        assert_eq!(
+            cut_at_char(&long, MAX_LOGGED_TARGET).len(),
+            MAX_LOGGED_TARGET
+        );
+    }
 }

@@ -127,14 +127,17 @@ impl Votes {
                 }
             }
             t.version = recovery.version;
-            // Every remembered id, in order; those whose window has passed go at once.
+            // Every remembered id, in order; those whose window has passed go at once. A time
+            // after now (a clock that ran ahead and was set back) counts as now: otherwise the
+            // ids it stamps would never expire and the window would fill for good.
+            let recovered_at = now_ms();
             for r in &recovery.recent {
                 let change = Change {
                     uid: r.uid.clone(),
                     count: r.count,
                     version: r.version,
                 };
-                t.ids.insert(&r.vote_id, &change, r.at_ms);
+                t.ids.insert(&r.vote_id, &change, r.at_ms.min(recovered_at));
             }
             let expired = t.ids.expire(now_ms());
             let kept = t.ids.stats().remembered;
