@@ -378,7 +378,12 @@ fn split_target(target: &str, method: &str) -> Result<(String, Option<String>), 
     {
         match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
-            Some(_) => return Err(Error::BadRequest("absolute target without a path")),
+            // RFC 9110 §4.2.3: an empty path is "/", so `http://h?q` asks for `/?q`.
+            Some(i) => {
+                let query = &rest[i + 1..];
+                let query = query.split_once('#').map_or(query, |(q, _)| q);
+                return Ok(("/".to_string(), Some(query.to_string())));
+            }
             None => "/",
         }
     } else {
@@ -771,6 +776,13 @@ mod tests {
                 b"GET http://example.com HTTP/1.1\r\nHost: a\r\n\r\n",
                 "/",
                 None,
+                Version::Http11,
+            ),
+            // An empty path is "/" (RFC 9110 §4.2.3), also before a query.
+            (
+                b"GET http://example.com?q=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+                "/",
+                Some("q=1"),
                 Version::Http11,
             ),
             (
