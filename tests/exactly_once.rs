@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::binary::Livevote;
 use common::tempdir::TempDir;
 use common::*;
-use livevote::app::store::{RecentVote, Record, Recovery, Store};
+use livevote::app::store::{self, RecentVote, Record, Recovery, Store};
 use livevote::app::votes::{Settings, VoteError, Votes};
 use livevote::app::App;
 use livevote::http::conn;
@@ -322,4 +322,44 @@ fn over_http_and_websocket_a_hung_store_is_503_outcome_unknown_then_the_retry_is
     assert_eq!(ack["version"].as_u64(), 1);
     assert_eq!(version_counts(addr).0, 1);
     assert_eq!(kept.lock().unwrap().len(), 1);
+}
+
+/// A store whose every commit fails and cannot be undone (a failed fsync, then a failed
+/// truncate): the records may be on disk, so a restart may count them.
+struct UndoFailsStore;
+
+impl Store for UndoFailsStore {
+    fn commit(&mut self, _: &[Record]) -> io::Result<()> {
+        Err(store::maybe_stored(io::Error::other(
+            "fsync failed, and so did cutting the file back",
+        )))
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
+
+    fn checkpoint(&mut self, _: u64, _: &[(String, u64)], _: &[RecentVote]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_commit_the_store_cannot_undo_is_outcome_unknown_not_not_stored() {
+    let (votes, _) = Votes::durable(
+        &candidates(&["1"]),
+        Box::new(UndoFailsStore),
+        nothing_recovered(),
+        &Settings::default(),
+    );
+    let votes = Arc::new(votes);
+    let committer = Arc::clone(&votes);
+    thread::spawn(move || committer.commit_loop(&|_| {}));
+    // "Not stored" would promise that it never counts; a restart could count it.
+    assert_eq!(
+        votes.vote_once("1", Some("maybe-1")),
+        Err(VoteError::OutcomeUnknown)
+    );
+    assert_eq!(votes.vote_once("1", None), Err(VoteError::OutcomeUnknown));
+    assert_eq!(votes.version(), 0, "nothing is counted here");
 }

@@ -52,13 +52,37 @@ pub struct Recovery {
     pub report: Vec<String>,
 }
 
+/// A failed commit whose records may still be recovered later (see [`Store::commit`]).
+#[derive(Debug)]
+struct MaybeStored(io::Error);
+
+impl std::fmt::Display for MaybeStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (the records may still be recovered)", self.0)
+    }
+}
+
+impl std::error::Error for MaybeStored {}
+
+/// Marks `e` as a failure after which the records may still be recovered.
+pub fn maybe_stored(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), MaybeStored(e))
+}
+
+/// Whether `e` is [`maybe_stored`]: the votes' outcome is unknown, not "not counted".
+pub fn may_be_stored(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<MaybeStored>())
+}
+
 /// Where acknowledged votes are kept. Only the committer thread calls it, one call at a time;
 /// a call may block (disk, network): the vote table's own deadline (`--vote-timeout`) frees the
 /// voters meanwhile.
 pub trait Store: Send {
     /// Makes `records` durable, in order: when it returns `Ok`, a restart recovers them. Their
     /// versions are consecutive, continuing from the last committed one. On `Err` none of them
-    /// may be recovered later (the caller answers that they were not counted).
+    /// may be recovered later (the caller answers that they were not counted) — unless the error
+    /// is [`maybe_stored`]: the store could not undo a partial write, so a restart may recover
+    /// them (the caller answers "outcome unknown").
     fn commit(&mut self, records: &[Record]) -> io::Result<()>;
 
     /// Whether a checkpoint would now make recovery faster (e.g. the journal grew long).

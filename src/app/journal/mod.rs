@@ -429,14 +429,22 @@ impl Journal {
             encode_record(r, &mut buf);
             next += 1;
         }
-        let result = self.append(&buf);
-        match &result {
+        let mut result = self.append(&buf);
+        match result {
             Ok(()) => {
                 self.len += buf.len() as u64;
                 self.version = next - 1;
                 self.records += records.len() as u64;
             }
-            Err(_) => self.undo(),
+            Err(e) => {
+                self.undo();
+                // Not cut back: the batch may be on disk, and a restart would count it.
+                result = Err(if self.poisoned {
+                    super::store::maybe_stored(e)
+                } else {
+                    e
+                });
+            }
         }
         self.buf = buf;
         result

@@ -202,6 +202,10 @@ impl Votes {
                 for (p, r) in batch.iter().zip(&records) {
                     let answer = match &written {
                         Ok(()) => Ok(t.apply(p.candidate, p.vote_id.as_deref(), r.at_ms)),
+                        // The store could not undo a partial write: a restart may count it.
+                        Err(e) if crate::app::store::may_be_stored(e) => {
+                            Err(VoteError::OutcomeUnknown)
+                        }
                         Err(e) => Err(VoteError::NotStored(e.to_string())),
                     };
                     answers.push((p, answer));
