@@ -6,7 +6,8 @@
 //! checksum per record); a networked store (Redis) is one more implementation of the trait.
 
 use std::io;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::journal;
 use crate::config::Config;
@@ -112,8 +113,38 @@ pub fn open(config: &Config) -> io::Result<Option<(Box<dyn Store>, Recovery)>> {
 
 /// Wall-clock milliseconds since the Unix epoch (0 for a clock before 1970): the time stored
 /// with each vote.
+///
+/// The wall clock is read once, at the first call, and advanced from there by the monotonic
+/// clock: a wall clock stepped while the server runs (NTP after a pause, a corrected RTC) moves
+/// no vote id's expiry, so the window neither forgets young ids at once (a step forward) nor
+/// stops expiring them (a step back). Across a restart, times come from the new reading, and
+/// recovery treats a stored time after it as now.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+    static START: OnceLock<(u64, Instant)> = OnceLock::new();
+    let (wall, at) = *START.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+        (wall, Instant::now())
+    });
+    let since = at.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
+    wall.saturating_add(since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_follows_the_monotonic_clock_from_one_wall_clock_reading() {
+        let a = now_ms();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // The same clock as the wall's, read once: close to it (a minute covers a slow start).
+        assert!(a.abs_diff(wall) < 60_000, "{a} vs {wall}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let b = now_ms();
+        assert!(b >= a + 19, "{a} then {b}: it advances with the monotonic clock");
+    }
 }
