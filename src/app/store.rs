@@ -145,6 +145,9 @@ mod tests {
         assert!(a.abs_diff(wall) < 60_000, "{a} vs {wall}");
         std::thread::sleep(std::time::Duration::from_millis(20));
         let b = now_ms();
-        assert!(b >= a + 19, "{a} then {b}: it advances with the monotonic clock");
+        assert!(
+            b >= a + 19,
+            "{a} then {b}: it advances with the monotonic clock"
+        );
     }
 }
