@@ -440,16 +440,7 @@ impl Client {
 
     /// One command by `deadline`, connecting first if need be (within the same deadline).
     pub fn call_by(&mut self, args: &[&[u8]], deadline: Instant) -> Result<Value, Error> {
-        let r = self.conn_by(deadline)?.call_by(args, deadline);
-        match self.after(r) {
-            // Certainly not sent, on a connection that had died while idle: send it on a new
-            // one, once.
-            Err(Error::NotSent(Failure::ClosedIdle)) => {
-                let r = self.conn_by(deadline)?.call_by(args, deadline);
-                self.after(r)
-            }
-            r => r,
-        }
+        self.send_by(deadline, |c| c.call_by(args, deadline))
     }
 
     pub fn call_many(&mut self, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Value>, Error> {
@@ -462,10 +453,20 @@ impl Client {
         cmds: &[Vec<Vec<u8>>],
         deadline: Instant,
     ) -> Result<Vec<Value>, Error> {
-        let r = self.conn_by(deadline)?.call_many_by(cmds, deadline);
+        self.send_by(deadline, |c| c.call_many_by(cmds, deadline))
+    }
+
+    /// Runs `send` on the connection (connecting first if need be, by `deadline`). Certainly
+    /// not sent, on a connection that had died while idle: sent again on a new one, once.
+    fn send_by<T>(
+        &mut self,
+        deadline: Instant,
+        send: impl Fn(&mut Conn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let r = send(self.conn_by(deadline)?);
         match self.after(r) {
             Err(Error::NotSent(Failure::ClosedIdle)) => {
-                let r = self.conn_by(deadline)?.call_many_by(cmds, deadline);
+                let r = send(self.conn_by(deadline)?);
                 self.after(r)
             }
             r => r,
