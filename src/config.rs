@@ -147,6 +147,13 @@ pub struct Config {
     /// [`DEFAULT_DATA`] (`--data PATH`; `--memory` for none); a `Config` built in code defaults
     /// to memory, so tests and embedders opt in.
     pub data: Option<PathBuf>,
+    /// The tally in Redis, shared with every instance given the same URL and prefix; each
+    /// instance keeps a follower copy. Excludes `data` (`--redis` with `--data` or `--memory`
+    /// is a usage error). Default none. `--redis redis://[USER:PASSWORD@]HOST[:PORT][/DB]`.
+    pub redis: Option<crate::redis::RedisUrl>,
+    /// What every Redis key starts with (several deployments can share one Redis). Default
+    /// [`DEFAULT_REDIS_PREFIX`]. `--redis-prefix`.
+    pub redis_prefix: String,
     pub limits: Limits,
 }
 
@@ -164,6 +171,8 @@ impl Default for Config {
             hosts: Vec::new(),
             access_log: true,
             data: None,
+            redis: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
             limits: Limits::default(),
         }
     }
@@ -188,6 +197,9 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// What Redis keys start with unless `--redis-prefix` says otherwise.
+pub const DEFAULT_REDIS_PREFIX: &str = "livevote";
+
 /// Where the command line keeps the journal unless told otherwise.
 pub const DEFAULT_DATA: &str = "data/votes.journal";
 
@@ -206,6 +218,9 @@ OPTIONS:
                               localhost, 127.0.0.1, [::1], the --addr]; others get 421
   --data PATH                 vote journal (and PATH.snapshot) [default: data/votes.journal]
   --memory                    keep votes in memory only (lost at exit)
+  --redis URL                 the tally in Redis, shared by every instance given it:
+                              redis://[USER:PASSWORD@]HOST[:PORT][/DB] (not with --data/--memory)
+  --redis-prefix PREFIX       [default: livevote]  what every Redis key starts with
   --quiet                     no access log on stderr
   --max-request-line BYTES    [default: 8192]      longer → 414
   --max-header-bytes BYTES    [default: 16384]     larger head → 431
@@ -238,6 +253,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
         ..Config::default()
     };
     let mut candidates: Vec<(String, String)> = Vec::new();
+    // The store flag given, if any: `--redis` excludes the other two.
+    let mut store_flag: Option<&str> = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -249,6 +266,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
         }
         if flag == "--memory" {
             cfg.data = None;
+            store_flag = store_flag.or(Some("--memory"));
             continue;
         }
         // Accept both `--flag value` and `--flag=value`.
@@ -278,7 +296,26 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
                 candidates.push((id.to_string(), nm.to_string()));
             }
             "--www" => cfg.www = PathBuf::from(value),
-            "--data" => cfg.data = Some(PathBuf::from(value)),
+            "--data" => {
+                cfg.data = Some(PathBuf::from(value));
+                store_flag = store_flag.or(Some("--data"));
+            }
+            "--redis" => {
+                let url = crate::redis::RedisUrl::parse(&value)
+                    .map_err(|e| UsageError(format!("--redis: {e}")))?;
+                cfg.redis = Some(url);
+            }
+            "--redis-prefix" => {
+                if value.is_empty()
+                    || value.contains(['{', '}'])
+                    || value.contains(char::is_whitespace)
+                {
+                    return Err(UsageError(format!(
+                        "--redis-prefix: '{value}' must be non-empty, without spaces or braces"
+                    )));
+                }
+                cfg.redis_prefix = value;
+            }
             "--longpoll-timeout" => cfg.longpoll_timeout = secs(&name, &value)?,
             "--allow-origin" => cfg
                 .allow_origins
@@ -317,6 +354,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
     }
     if !candidates.is_empty() {
         cfg.candidates = candidates;
+    }
+    if cfg.redis.is_some() {
+        if let Some(other) = store_flag {
+            return Err(UsageError(format!(
+                "--redis keeps the tally in Redis: it cannot go with {other}"
+            )));
+        }
+        cfg.data = None;
     }
     cfg.validate()?;
     Ok(Command::Run(Box::new(cfg)))

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::binary::Livevote;
 use common::tempdir::TempDir;
 use common::*;
-use livevote::app::store::{self, RecentVote, Record, Recovery, Store};
+use livevote::app::store::{self, Committed, RecentVote, Record, Recovery, Store};
 use livevote::app::votes::{Settings, VoteError, Votes};
 use livevote::app::App;
 use livevote::http::conn;
@@ -151,7 +151,7 @@ struct GatedStore {
 }
 
 impl Store for GatedStore {
-    fn commit(&mut self, records: &[Record]) -> io::Result<()> {
+    fn commit(&mut self, records: &[Record]) -> io::Result<Committed> {
         *self.gate.arrived.lock().unwrap() += 1;
         self.gate.arrival.notify_all();
         let mut open = self.gate.open.lock().unwrap();
@@ -159,7 +159,7 @@ impl Store for GatedStore {
             open = self.gate.opened.wait(open).unwrap();
         }
         self.kept.lock().unwrap().extend_from_slice(records);
-        Ok(())
+        Ok(Committed::AsNumbered)
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -329,7 +329,7 @@ fn over_http_and_websocket_a_hung_store_is_503_outcome_unknown_then_the_retry_is
 struct UndoFailsStore;
 
 impl Store for UndoFailsStore {
-    fn commit(&mut self, _: &[Record]) -> io::Result<()> {
+    fn commit(&mut self, _: &[Record]) -> io::Result<Committed> {
         Err(store::maybe_stored(io::Error::other(
             "fsync failed, and so did cutting the file back",
         )))

@@ -231,6 +231,15 @@ impl Subscriber {
         }
     }
 
+    /// The tally started a new epoch (a shared store restarted empty): versions begin again,
+    /// so what this peer has seen says nothing. It is marked stale, and the catch-up path
+    /// sends it the new epoch's tally. Waits for the sender's lock: this happens once per
+    /// epoch, not per vote.
+    pub fn new_epoch(&self) {
+        self.tx.lock().ext().seen = 0;
+        self.mark_stale();
+    }
+
     /// Marks this peer as on the catch-up list: `true` if it was not (the caller lists it).
     pub fn list(&self) -> bool {
         !self.listed.swap(true, Ordering::AcqRel)

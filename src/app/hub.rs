@@ -103,7 +103,7 @@ impl Hub {
     /// connect: what the client missed since its cursor, or the whole tally; then presence.
     pub fn send_resume(&self, tx: &Subscriber, cursor: &Cursor) -> io::Result<()> {
         let catchup = cursor.catch_up(&self.votes);
-        let (msg, version) = json::resume(&catchup, cursor.since, self.votes.epoch());
+        let (msg, version) = json::resume(&catchup, cursor.since, &self.votes.epoch());
         self.metrics.request(Kind::Ws);
         self.metrics.resume(Kind::Ws, json::resume_kind(&catchup));
         let (counts, pv) = self.votes.presence();
@@ -120,10 +120,12 @@ impl Hub {
 
     fn broadcast_loop(&self, mut seen: u64) {
         let mut pv = self.votes.presence().1;
+        let mut epoch = self.votes.epoch();
+        let mut degraded = false;
         loop {
             let batch = match self.votes.wait(
                 seen,
-                None,
+                Some(&epoch),
                 Some(pv),
                 MAX_LIVE_DELTA,
                 Duration::from_secs(60),
@@ -131,7 +133,19 @@ impl Hub {
                 None => continue,
                 Some(Wake::Presence(counts, p)) => {
                     pv = p;
-                    let msg = json::presence(&counts, p);
+                    let mut msg = json::presence(&counts, p);
+                    let now_degraded = self.votes.degraded();
+                    if now_degraded != degraded {
+                        // The store's health changed: the one message that says so, then
+                        // presence, in one frame each.
+                        degraded = now_degraded;
+                        let d = json::degraded(degraded);
+                        let mut out = Vec::with_capacity(d.len() + frame::MAX_HEADER_LEN);
+                        frame::encode(true, OpCode::Text, d.as_bytes(), &mut out);
+                        let (_, stalled) = self.fan_out(|tx| tx.offer_unsequenced(&out));
+                        self.lagging(stalled);
+                        msg = json::presence(&counts, p);
+                    }
                     // Encoded once for everyone. Best effort: a subscriber that cannot take it
                     // now gets the next one.
                     let mut out = Vec::with_capacity(msg.len() + frame::MAX_HEADER_LEN);
@@ -148,6 +162,20 @@ impl Hub {
                         batch.push(c.version, OpCode::Text, json::live_change(c).as_bytes());
                     }
                     batch
+                }
+                Some(Wake::Votes(Catchup::Snapshot(s))) if s.epoch != epoch => {
+                    // A new epoch: every subscriber starts over from its tally.
+                    epoch = s.epoch;
+                    seen = s.version;
+                    let all: Vec<Arc<Subscriber>> = lock(&self.subs)
+                        .iter()
+                        .map(|(_, tx)| Arc::clone(tx))
+                        .collect();
+                    for tx in &all {
+                        tx.new_epoch();
+                    }
+                    self.lagging(all);
+                    continue;
                 }
                 Some(Wake::Votes(Catchup::Snapshot(_))) => self.snapshot_frame(),
             };

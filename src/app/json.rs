@@ -120,6 +120,22 @@ pub fn presence_fields(o: &mut Object, c: &Counts) {
     }
 }
 
+/// The store's health on live streams (docs/PROTOCOL.md): `{"type":"degraded","degraded":true,
+/// "message":"…"}` when the shared store (Redis) became unreachable — votes are refused, the
+/// tally shown is the last known — and `{"type":"degraded","degraded":false}` when it is back.
+pub fn degraded(degraded: bool) -> String {
+    w::to_object(|o| {
+        o.str("type", "degraded").bool("degraded", degraded);
+        if degraded {
+            o.str(
+                "message",
+                "the vote store is unreachable: votes are refused for now; the tally shown is \
+                 the last known",
+            );
+        }
+    })
+}
+
 /// The presence message: `{"type":"presence","total":N,…,"presence_version":P}`.
 pub fn presence(c: &Counts, version: u64) -> String {
     w::to_object(|o| {

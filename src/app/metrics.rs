@@ -95,6 +95,59 @@ pub struct Metrics {
     refused: [AtomicU64; 3],
     /// Lines for stderr dropped because the log's queue was full (shared with the log).
     pub access_log_dropped: Arc<AtomicU64>,
+    pub redis: RedisMetrics,
+}
+
+/// The shared store's connection (`--redis`); rendered only when one is configured.
+#[derive(Default)]
+pub struct RedisMetrics {
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// 1 while the follower's last call reached Redis.
+    pub up: AtomicU64,
+    /// Times the follower connected again after losing Redis.
+    pub reconnects: AtomicU64,
+    /// Times the follower rebuilt its copy from a snapshot of Redis (a gap, a new epoch).
+    pub resyncs: AtomicU64,
+    /// Batches of votes sent to Redis, and how long each took.
+    pub commits: AtomicU64,
+    pub commit_latency: Histogram,
+}
+
+impl RedisMetrics {
+    fn render(&self, w: &mut String) {
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        gauge(
+            w,
+            "livevote_redis_up",
+            "1 while this instance reaches Redis (--redis), else 0.",
+            self.up.load(Relaxed),
+        );
+        counter(
+            w,
+            "livevote_redis_reconnects_total",
+            "Times this instance connected to Redis again after losing it.",
+            &self.reconnects,
+        );
+        counter(
+            w,
+            "livevote_redis_resyncs_total",
+            "Times this instance rebuilt its copy of the tally from a Redis snapshot.",
+            &self.resyncs,
+        );
+        counter(
+            w,
+            "livevote_redis_commits_total",
+            "Batches of votes applied by Redis (group commit).",
+            &self.commits,
+        );
+        self.commit_latency.render(
+            w,
+            "livevote_redis_commit_seconds",
+            "Latency of one batch of votes through Redis's vote script.",
+        );
+    }
 }
 
 /// Live gauges read from elsewhere when scraped.
@@ -377,6 +430,7 @@ impl Metrics {
             "livevote_journal_fsync_seconds",
             "Journal write + fsync latency.",
         );
+        self.redis.render(w);
         o
     }
 }

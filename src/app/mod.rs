@@ -11,6 +11,7 @@ pub mod live;
 pub mod metrics;
 pub mod pages;
 pub mod presence;
+pub mod redis_store;
 pub mod routes;
 pub mod sse;
 pub mod static_files;
@@ -82,9 +83,37 @@ impl App {
             vote_id_memory: config.limits.vote_id_memory,
             vote_timeout: config.limits.vote_timeout,
         };
-        let votes = match open_store(&config)? {
-            None => Arc::new(Votes::with_settings(&config.candidates, &settings)),
-            Some((store, recovery)) => {
+        let votes = match (&config.redis, open_store(&config)?) {
+            (Some(url), None) => {
+                // The tally in Redis: this instance's copy follows it.
+                let opened = redis_store::open(
+                    url,
+                    &config.redis_prefix,
+                    &config.candidates,
+                    config.limits.vote_id_window,
+                    config.limits.vote_timeout,
+                    Arc::clone(&metrics),
+                )?;
+                let (votes, report) = Votes::durable(
+                    &opened.candidates,
+                    Box::new(opened.store),
+                    opened.recovery,
+                    &settings,
+                );
+                for line in report {
+                    eprintln!("livevote: {line}");
+                }
+                let votes = Arc::new(votes);
+                let v = Arc::clone(&votes);
+                std::thread::Builder::new()
+                    .name("commit".into())
+                    .spawn(move || v.commit_loop(&|_| {}))?;
+                redis_store::follower::start(&votes, opened.target.clone(), Arc::clone(&metrics))?;
+                redis_store::presence::start(&votes, opened.target)?;
+                votes
+            }
+            (_, None) => Arc::new(Votes::with_settings(&config.candidates, &settings)),
+            (_, Some((store, recovery))) => {
                 let (votes, report) =
                     Votes::durable(&config.candidates, store, recovery, &settings);
                 for line in report {
@@ -100,10 +129,12 @@ impl App {
         };
         let hub = hub::Hub::start(Arc::clone(&votes), Arc::clone(&metrics))?;
         let v = Arc::downgrade(&votes);
+        let local_presence = config.redis.is_none();
         std::thread::Builder::new()
             .name("presence".into())
             .spawn(move || {
-                while let Some(votes) = v.upgrade() {
+                // With Redis, presence is the total over every instance (redis_store).
+                while let Some(votes) = v.upgrade().filter(|_| local_presence) {
                     votes.publish_presence();
                     drop(votes);
                     std::thread::sleep(PRESENCE_TICK);

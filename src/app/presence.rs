@@ -96,6 +96,12 @@ impl Presence {
         (self.published, self.version)
     }
 
+    /// A new version with the same counts: something else live streams show changed (the
+    /// store's health), and waiters on presence must wake.
+    pub fn bump(&mut self) {
+        self.version += 1;
+    }
+
     /// Publishes `counts` as a new version if they differ from the last; true when they did.
     pub fn set(&mut self, counts: Counts) -> bool {
         if counts == self.published {
@@ -155,6 +161,28 @@ pub struct Viewers {
     latest: Option<Instant>,
     published: Counts,
     last_publish: Option<Instant>,
+    /// With a shared store: the polling viewers seen and forgotten since the last
+    /// [`Viewers::take_local`], for the store's presence over every instance.
+    log: Option<Log>,
+}
+
+/// Polling viewers to tell a shared store about. Bounded like the table: at most
+/// [`MAX_VIEWERS`] ids each.
+#[derive(Debug, Default)]
+struct Log {
+    sighted: HashMap<String, Kind>,
+    forgotten: Vec<String>,
+}
+
+/// This instance's presence, for a shared store that adds up every instance's.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Local {
+    /// WebSocket and SSE viewers connected here now.
+    pub connected: [u64; 2],
+    /// Polling viewers seen since the last time, with their transport.
+    pub sighted: Vec<(String, Kind)>,
+    /// Polling viewers that moved to a connected transport since the last time.
+    pub forgotten: Vec<String>,
 }
 
 impl Viewers {
@@ -177,6 +205,31 @@ impl Viewers {
         if let Some(s) = self.seen.remove(id) {
             self.queue.remove(&s.seq);
             self.untrack(&s);
+        }
+        if let Some(log) = &mut self.log {
+            log.sighted.remove(id);
+            if log.forgotten.len() < MAX_VIEWERS {
+                log.forgotten.push(id.to_string());
+            }
+        }
+    }
+
+    /// Takes what a shared store needs to know since the last call (and starts keeping it).
+    pub fn take_local(&mut self, now: Instant) -> Local {
+        self.expire(now);
+        let log = self.log.replace(Log::default()).unwrap_or_default();
+        Local {
+            connected: self.connected,
+            sighted: log.sighted.into_iter().collect(),
+            forgotten: log.forgotten,
+        }
+    }
+
+    fn log_sighting(&mut self, id: &str, k: Kind) {
+        if let Some(log) = &mut self.log {
+            if log.sighted.len() < MAX_VIEWERS || log.sighted.contains_key(id) {
+                log.sighted.insert(id.to_string(), k);
+            }
         }
     }
 
@@ -208,6 +261,7 @@ impl Viewers {
                 self.polling[poll_index(old)] -= 1;
                 self.polling[poll_index(k)] += 1;
             }
+            self.log_sighting(id, k);
             return true;
         }
         let addr = addr_key(ip);
@@ -227,6 +281,7 @@ impl Viewers {
                 addr,
             },
         );
+        self.log_sighting(id, k);
         true
     }
 

@@ -273,7 +273,7 @@ impl App {
                     .header("Location", to)
             }
             Ok(change) => {
-                Response::json(Status::Ok, json::vote_result(&change, self.votes.epoch()))
+                Response::json(Status::Ok, json::vote_result(&change, &self.votes.epoch()))
             }
             Err(VoteError::UnknownCandidate(uid)) => Response::json(
                 Status::NotFound,
@@ -407,7 +407,7 @@ impl App {
         let presence = |o: &mut crate::json::Object| json::presence_members(o, &counts, pv);
         let body = match answer {
             Some(Wake::Votes(c)) => {
-                let body = json::longpoll(&c, since, waited, self.votes.epoch(), presence);
+                let body = json::longpoll(&c, since, waited, &self.votes.epoch(), presence);
                 let kind = if waited {
                     "live"
                 } else {
@@ -420,7 +420,7 @@ impl App {
             // Nothing new in the tally (presence changed, or the wait timed out): the tutorial's
             // "no news" answer, with the current presence.
             Some(Wake::Presence(..)) | None => {
-                json::longpoll_timeout(self.votes.version(), self.votes.epoch(), presence)
+                json::longpoll_timeout(self.votes.version(), &self.votes.epoch(), presence)
             }
         };
         Response::json(Status::Ok, body)

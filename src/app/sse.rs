@@ -35,7 +35,8 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
     let votes = &app.votes;
     let _viewer = votes.viewer(Kind::Sse, cursor.viewer.as_deref());
     let _ = stream.set_write_timeout(Some(app.config.limits.write_timeout));
-    let epoch = votes.epoch().to_string();
+    let mut epoch = votes.epoch();
+    let mut degraded = false;
 
     let catchup = cursor.catch_up(votes);
     let (resume, mut at) = json::resume(&catchup, cursor.since, &epoch);
@@ -65,7 +66,7 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
         out.clear();
         match votes.wait(
             at,
-            None,
+            Some(&epoch),
             Some(pv),
             MAX_LIVE_DELTA,
             app.config.limits.sse_heartbeat,
@@ -81,6 +82,8 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
                 (messages, updates) = (list.len() as u64, list.len() as u64);
             }
             Some(Wake::Votes(Catchup::Snapshot(s))) => {
+                // Perhaps a new epoch (a shared store restarted empty): its ids from now on.
+                epoch.clone_from(&s.epoch);
                 at = s.version;
                 (messages, updates) = (1, 1);
                 metrics.coalesce();
@@ -89,6 +92,11 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
             Some(Wake::Presence(c, p)) => {
                 pv = p;
                 messages = 1;
+                if votes.degraded() != degraded {
+                    degraded = !degraded;
+                    messages += 1;
+                    event(&mut out, &epoch, None, &json::degraded(degraded));
+                }
                 event(&mut out, &epoch, None, &json::presence(&c, p));
             }
         }

@@ -3,7 +3,9 @@
 //! and then, a checkpoint of the whole tally; at start it is rebuilt from the store's
 //! [`Recovery`]. Routes and transports never see which store runs: memory (no store at all —
 //! votes count at once and are lost at exit) or the journal (`app::journal`, files with a
-//! checksum per record); a networked store (Redis) is one more implementation of the trait.
+//! checksum per record) — both the one writer of their tally, so the vote table numbers the
+//! votes — or Redis (`app::redis_store`), shared by many instances, which numbers them itself
+//! and whose changes reach every instance's table through its follower.
 
 use std::io;
 use std::sync::OnceLock;
@@ -32,6 +34,35 @@ pub struct RecentVote {
     pub count: u64,
     pub version: u64,
     pub at_ms: u64,
+}
+
+/// What a commit did with its records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// Kept as numbered (the store has one writer, us): the vote table counts them itself.
+    AsNumbered,
+    /// A store shared by several instances numbered them itself, in `epoch`: one outcome per
+    /// record, in order. The vote table counts them when its follower applies the store's
+    /// change stream, not from here.
+    Shared {
+        epoch: String,
+        outcomes: Vec<Outcome>,
+    },
+}
+
+/// What a shared store did with one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Counted: the record's candidate has `count` votes as of `version`.
+    Counted { count: u64, version: u64 },
+    /// Its vote id was counted before (on any instance): that vote's answer; nothing changed.
+    Replayed {
+        uid: String,
+        count: u64,
+        version: u64,
+    },
+    /// The store does not know the candidate (its candidates changed meanwhile): not counted.
+    UnknownCandidate,
 }
 
 /// What a store rebuilt at open.
@@ -84,7 +115,16 @@ pub trait Store: Send {
     /// may be recovered later (the caller answers that they were not counted) — unless the error
     /// is [`maybe_stored`]: the store could not undo a partial write, so a restart may recover
     /// them (the caller answers "outcome unknown").
-    fn commit(&mut self, records: &[Record]) -> io::Result<()>;
+    ///
+    /// A shared store ignores the records' versions and answers [`Committed::Shared`]; a
+    /// store with one writer answers [`Committed::AsNumbered`].
+    fn commit(&mut self, records: &[Record]) -> io::Result<Committed>;
+
+    /// Whether several instances share this store (it numbers the votes; see
+    /// [`Committed::Shared`]).
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Whether a checkpoint would now make recovery faster (e.g. the journal grew long).
     fn checkpoint_due(&self) -> bool;
@@ -109,6 +149,15 @@ pub fn open(config: &Config) -> io::Result<Option<(Box<dyn Store>, Recovery)>> {
             Ok(Some((Box::new(journal), recovery)))
         }
     }
+}
+
+/// A new epoch: the time in nanoseconds mixed with the process id, as 16 hex digits.
+pub fn new_epoch() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let pid = u64::from(std::process::id());
+    format!("{:016x}", nanos ^ pid.rotate_left(48))
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 for a clock before 1970): the time stored

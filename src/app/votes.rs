@@ -36,6 +36,10 @@ pub const DEFAULT_VOTE_ID_MEMORY: usize = 64 << 20;
 /// How long a vote waits for its store by default (`--vote-timeout`) before it is answered
 /// "outcome unknown".
 pub const DEFAULT_VOTE_TIMEOUT: Duration = Duration::from_secs(5);
+/// With a shared store, how long a client's cursor that is ahead of this instance's follower
+/// copy (taken on a faster instance) waits for the follower before it is answered as a cursor
+/// from the future (a snapshot). The follower is normally well under a millisecond behind.
+pub const AHEAD_WAIT: Duration = Duration::from_secs(2);
 
 /// How the vote table keeps its promises; each field's default is the constant above.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +154,14 @@ impl fmt::Display for VoteError {
 impl std::error::Error for VoteError {}
 
 struct Tally {
+    /// Names this history of votes (see [`Snapshot::epoch`]); a shared store may start a new
+    /// one while we run (Redis restarted empty).
+    epoch: String,
+    /// Votes are numbered by a store several instances share: the committer only answers
+    /// voters, the follower (`follow_*`) counts every instance's votes in the store's order.
+    shared: bool,
+    /// The shared store is unreachable: votes are refused, the tally shown is the last known.
+    degraded: bool,
     names: Vec<(String, String)>,
     counts: Vec<u64>,
     index: HashMap<String, usize>,
@@ -204,7 +216,6 @@ pub struct Votes {
     changed: Condvar,
     /// Wakes the committer when votes are queued (durable mode).
     queued: Condvar,
-    epoch: String,
     /// The store, used by the committer thread only (its own lock: I/O never holds the
     /// tally's).
     store: Mutex<Option<Box<dyn Store>>>,
@@ -229,6 +240,9 @@ impl Votes {
             .map_or(0, |d| d.as_nanos());
         Votes {
             tally: Mutex::new(Tally {
+                epoch: format!("{:x}", nanos as u64),
+                shared: false,
+                degraded: false,
                 names: candidates.to_vec(),
                 counts: vec![0; candidates.len()],
                 index: candidates
@@ -245,15 +259,15 @@ impl Votes {
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
-            epoch: format!("{:x}", nanos as u64),
             store: Mutex::new(None),
             timeout: settings.vote_timeout,
             viewers: Mutex::new(Viewers::default()),
         }
     }
 
-    pub fn epoch(&self) -> &str {
-        &self.epoch
+    /// The epoch now (a shared store can start a new one while we run).
+    pub fn epoch(&self) -> String {
+        self.lock().epoch.clone()
     }
 
     /// Every mutation below leaves the tally consistent before anything that could panic, so a
@@ -301,7 +315,12 @@ impl Votes {
             }
         }
         let now = now_ms();
-        if let Some(change) = vote_id.and_then(|id| t.ids.get(id, now)) {
+        // A shared store remembers vote ids itself, for every instance.
+        let local_ids = !t.shared;
+        if let Some(change) = vote_id
+            .filter(|_| local_ids)
+            .and_then(|id| t.ids.get(id, now))
+        {
             return Ok(Voted {
                 change,
                 replayed: true,
@@ -310,7 +329,7 @@ impl Votes {
         let Some(&i) = t.index.get(uid) else {
             return Err(VoteError::UnknownCandidate(uid.to_string()));
         };
-        if let Some(id) = vote_id {
+        if let Some(id) = vote_id.filter(|_| local_ids) {
             let pending = t.durable.as_ref().map_or(0, Durable::inflight);
             t.ids
                 .admit(id.len(), pending, now)
@@ -329,13 +348,23 @@ impl Votes {
         // With a store: queue it for the committer and wait until it is stored and counted.
         let ticket = d.enqueue(i, vote_id);
         self.queued.notify_one();
+        let epoch = t.epoch.clone();
         loop {
             let d = t.durable.as_mut().expect("durable mode");
             if let Some(answer) = d.take(ticket) {
-                return answer.map(|change| Voted {
-                    change,
-                    replayed: false,
-                });
+                if let Ok(voted) = &answer {
+                    // Read your writes: a shared store's vote is answered once this
+                    // instance's copy shows it (or, at worst, at the deadline: it counts).
+                    let v = voted.change.version;
+                    while t.shared && t.epoch == epoch && t.version < v {
+                        let (g, in_time) = self.wait_until(t, deadline);
+                        t = g;
+                        if !in_time {
+                            break;
+                        }
+                    }
+                }
+                return answer;
             }
             let (g, in_time) = self.wait_until(t, deadline);
             t = g;
@@ -375,7 +404,7 @@ impl Votes {
     fn snapshot_of(&self, t: &Tally) -> Snapshot {
         Snapshot {
             version: t.version,
-            epoch: self.epoch.clone(),
+            epoch: t.epoch.clone(),
             candidates: t
                 .names
                 .iter()
@@ -392,8 +421,22 @@ impl Votes {
     /// What a client at version `since` of `epoch` (None: ours) needs. At most `max_delta`
     /// votes are listed; further behind gets a snapshot.
     pub fn catch_up(&self, since: u64, epoch: Option<&str>, max_delta: usize) -> Catchup {
-        let t = self.lock();
+        let mut t = self.lock();
+        // A cursor from a faster instance: wait (briefly) for our copy to get there.
+        let ahead_until = Instant::now() + AHEAD_WAIT;
+        while Self::ahead(&t, since, epoch) {
+            let (g, in_time) = self.wait_until(t, ahead_until);
+            t = g;
+            if !in_time {
+                break;
+            }
+        }
         self.catch_up_locked(&t, since, epoch, max_delta)
+    }
+
+    /// With a shared store: the client's cursor, in our epoch, is past our copy.
+    fn ahead(t: &Tally, since: u64, epoch: Option<&str>) -> bool {
+        t.shared && since > t.version && epoch.is_none_or(|e| e == t.epoch)
     }
 
     fn catch_up_locked(
@@ -404,7 +447,7 @@ impl Votes {
         max_delta: usize,
     ) -> Catchup {
         let behind = t.version.wrapping_sub(since);
-        let same_epoch = epoch.is_none_or(|e| e == self.epoch);
+        let same_epoch = epoch.is_none_or(|e| e == t.epoch);
         if !same_epoch
             || since > t.version
             || behind > max_delta as u64
@@ -453,10 +496,14 @@ impl Votes {
         timeout: Duration,
     ) -> Option<Wake> {
         let deadline = Instant::now() + timeout;
+        let ahead_until = Instant::now() + AHEAD_WAIT;
         let mut t = self.lock();
         loop {
-            let foreign = epoch.is_some_and(|e| e != self.epoch);
-            if t.version != since || foreign {
+            let foreign = epoch.is_some_and(|e| e != t.epoch);
+            // A cursor ahead of our copy (a shared store) is not a change: wait for the
+            // follower to get there, up to AHEAD_WAIT.
+            let waiting_ahead = Self::ahead(&t, since, epoch) && Instant::now() < ahead_until;
+            if (t.version != since || foreign) && !waiting_ahead {
                 return Some(Wake::Votes(
                     self.catch_up_locked(&t, since, epoch, max_delta),
                 ));
@@ -465,9 +512,12 @@ impl Votes {
             if presence_seen.is_some_and(|seen| seen != pv) {
                 return Some(Wake::Presence(counts, pv));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
+            }
+            if waiting_ahead {
+                left = left.min(ahead_until.saturating_duration_since(Instant::now()));
             }
             t = self
                 .changed
@@ -475,6 +525,127 @@ impl Votes {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+}
+
+/// A change from a shared store's stream that does not follow the copy: the follower must
+/// resynchronise from a snapshot of the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The copy's version.
+    pub have: u64,
+    /// The change's version.
+    pub got: u64,
+}
+
+/// The follower's side (a shared store): this instance's copy of the tally follows the store's
+/// change stream, in the store's order, and says when the store is unreachable.
+impl Votes {
+    /// The copy's epoch and version.
+    pub fn followed(&self) -> (String, u64) {
+        let t = self.lock();
+        (t.epoch.clone(), t.version)
+    }
+
+    /// Replaces the copy with the store's whole tally: `names` its candidates in order,
+    /// `counts` by uid. The history is dropped (it no longer leads to this version), so a
+    /// client further behind gets a snapshot; a new epoch moves every client to it.
+    pub fn follow_snapshot(
+        &self,
+        epoch: &str,
+        names: &[(String, String)],
+        counts: &[(String, u64)],
+        version: u64,
+    ) {
+        let mut t = self.lock();
+        if t.epoch == epoch && t.version == version && t.names == names {
+            return;
+        }
+        if t.names != names {
+            t.names = names.to_vec();
+            t.index = names
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (id.clone(), i))
+                .collect();
+        }
+        let by_uid: HashMap<&str, u64> = counts.iter().map(|(u, c)| (u.as_str(), *c)).collect();
+        t.counts = t
+            .names
+            .iter()
+            .map(|(uid, _)| by_uid.get(uid.as_str()).copied().unwrap_or(0))
+            .collect();
+        t.epoch = epoch.to_string();
+        t.version = version;
+        t.history.clear();
+        drop(t);
+        self.changed.notify_all();
+    }
+
+    /// Applies changes from the store's stream, `(version, uid, count)` in order. Those the
+    /// copy has already are skipped; the first that does not follow the copy (a gap, or a
+    /// candidate the copy does not know) stops it. Wakes the waiters once.
+    pub fn follow(&self, changes: &[(u64, String, u64)]) -> Result<(), Gap> {
+        let mut t = self.lock();
+        let mut applied = false;
+        let mut result = Ok(());
+        for (version, uid, count) in changes {
+            if *version <= t.version {
+                continue;
+            }
+            let i = t.index.get(uid.as_str()).copied();
+            let (Some(i), true) = (i, *version == t.version + 1) else {
+                result = Err(Gap {
+                    have: t.version,
+                    got: *version,
+                });
+                break;
+            };
+            t.counts[i] = *count;
+            t.version = *version;
+            if t.history.len() == HISTORY {
+                t.history.pop_front();
+            }
+            t.history.push_back((i, *count, Instant::now()));
+            applied = true;
+        }
+        drop(t);
+        if applied {
+            self.changed.notify_all();
+        }
+        result
+    }
+
+    /// Whether the shared store is unreachable.
+    pub fn degraded(&self) -> bool {
+        self.lock().degraded
+    }
+
+    /// Says whether the shared store is reachable; a change wakes every live stream (as a
+    /// presence change does), which tells its client.
+    pub fn set_degraded(&self, degraded: bool) {
+        let mut t = self.lock();
+        if t.degraded == degraded {
+            return;
+        }
+        t.degraded = degraded;
+        t.presence.bump();
+        drop(t);
+        self.changed.notify_all();
+    }
+
+    /// Publishes presence counted elsewhere (a shared store's totals over every instance).
+    pub fn set_presence(&self, counts: Counts) {
+        let published = self.lock().presence.set(counts);
+        if published {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Presence bookkeeping for a shared store: this instance's connected viewers, and the
+    /// polling viewers seen and forgotten since the last call.
+    pub fn take_presence(&self) -> super::presence::Local {
+        self.viewers().take_local(Instant::now())
     }
 }
 

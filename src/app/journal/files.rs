@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::format::{decode_snapshot, Snapshot};
 use super::*;
@@ -122,14 +121,7 @@ pub(super) fn lock(path: &Path) -> io::Result<File> {
     }
 }
 
-/// A new epoch: the time in nanoseconds mixed with the process id, as 16 hex digits.
-pub(super) fn new_epoch() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let pid = u64::from(std::process::id());
-    format!("{:016x}", nanos ^ pid.rotate_left(48))
-}
+pub(super) use crate::app::store::new_epoch;
 
 pub(super) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {

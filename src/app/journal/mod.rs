@@ -85,7 +85,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::store::{now_ms, Store};
+use super::store::{now_ms, Committed, Store};
 pub use super::store::{RecentVote, Record, Recovery};
 
 /// Longest candidate uid a record can hold (the configuration's rule, `ids::CANDIDATE`).
@@ -381,8 +381,8 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
 pub const CHECKPOINT_EVERY: u64 = 100_000;
 
 impl Store for Journal {
-    fn commit(&mut self, records: &[Record]) -> io::Result<()> {
-        Journal::commit(self, records)
+    fn commit(&mut self, records: &[Record]) -> io::Result<Committed> {
+        Journal::commit(self, records).map(|()| Committed::AsNumbered)
     }
 
     fn checkpoint_due(&self) -> bool {

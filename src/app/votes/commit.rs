@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use super::{Change, Tally, VoteError, Votes};
-use crate::app::store::{now_ms, RecentVote, Record, Recovery, Store};
+use super::{Change, Tally, VoteError, Voted, Votes};
+use crate::app::store::{now_ms, Committed, Outcome, RecentVote, Record, Recovery, Store};
 
 /// A vote waiting for the store: counted (and answered) only once it is kept.
 struct Pending {
@@ -26,7 +26,7 @@ pub(super) struct Durable {
     next_ticket: u64,
     /// Voters still waiting, by ticket, with their answer once their batch is resolved. A
     /// voter that gave up is not here, so its answer is dropped (its vote id has it).
-    waiting: HashMap<u64, Option<Result<Change, VoteError>>>,
+    waiting: HashMap<u64, Option<Result<Voted, VoteError>>>,
     /// Vote ids queued or being stored, with their ticket: a concurrent retry waits for the
     /// first instead of queueing a second vote.
     inflight: HashMap<String, u64>,
@@ -59,7 +59,7 @@ impl Durable {
     }
 
     /// The answer for `ticket`, once its batch is resolved.
-    pub(super) fn take(&mut self, ticket: u64) -> Option<Result<Change, VoteError>> {
+    pub(super) fn take(&mut self, ticket: u64) -> Option<Result<Voted, VoteError>> {
         match self.waiting.get(&ticket) {
             Some(Some(_)) => self.waiting.remove(&ticket).flatten(),
             _ => None,
@@ -150,7 +150,9 @@ impl Votes {
             t.durable = Some(Durable::new());
         }
         // The store's epoch: a client's cursor from before a restart stays valid.
-        v.epoch = recovery.epoch;
+        let t = v.tally.get_mut().unwrap_or_else(PoisonError::into_inner);
+        t.epoch = recovery.epoch;
+        t.shared = store.shared();
         *v.store.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(store);
         (v, report)
     }
@@ -197,11 +199,50 @@ impl Votes {
             observe(started.elapsed());
             let checkpoint = {
                 let mut t = self.lock();
-                debug_assert_eq!(t.version, base, "only the committer counts in durable mode");
                 let mut answers = Vec::with_capacity(batch.len());
-                for (p, r) in batch.iter().zip(&records) {
+                let shared = match &written {
+                    Ok(Committed::Shared { outcomes, .. }) if outcomes.len() == batch.len() => {
+                        Some(outcomes.as_slice())
+                    }
+                    _ => None,
+                };
+                if shared.is_none() && !t.shared {
+                    debug_assert_eq!(t.version, base, "only the committer counts here");
+                }
+                for (k, (p, r)) in batch.iter().zip(&records).enumerate() {
                     let answer = match &written {
-                        Ok(()) => Ok(t.apply(p.candidate, p.vote_id.as_deref(), r.at_ms)),
+                        // A shared store counted it (or knew it): the follower applies it.
+                        Ok(Committed::Shared { .. }) => match shared.map(|o| &o[k]) {
+                            Some(Outcome::Counted { count, version }) => Ok(Voted {
+                                change: Change {
+                                    uid: r.uid.clone(),
+                                    count: *count,
+                                    version: *version,
+                                },
+                                replayed: false,
+                            }),
+                            Some(Outcome::Replayed {
+                                uid,
+                                count,
+                                version,
+                            }) => Ok(Voted {
+                                change: Change {
+                                    uid: uid.clone(),
+                                    count: *count,
+                                    version: *version,
+                                },
+                                replayed: true,
+                            }),
+                            Some(Outcome::UnknownCandidate) => {
+                                Err(VoteError::UnknownCandidate(r.uid.clone()))
+                            }
+                            // A store that answered for other records than it was given.
+                            None => Err(VoteError::OutcomeUnknown),
+                        },
+                        Ok(Committed::AsNumbered) => Ok(Voted {
+                            change: t.apply(p.candidate, p.vote_id.as_deref(), r.at_ms),
+                            replayed: false,
+                        }),
                         // The store could not undo a partial write: a restart may count it.
                         Err(e) if crate::app::store::may_be_stored(e) => {
                             Err(VoteError::OutcomeUnknown)

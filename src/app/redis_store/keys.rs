@@ -1,0 +1,107 @@
+//! The Redis key layout of one poll. Every key of a poll carries the same Cluster hash tag,
+//! `{poll:ID}`, so a poll's keys sit in one hash slot: a script may touch them all on a Redis
+//! Cluster, and many polls spread over the slots. Today there is one poll, `default`.
+//!
+//! ```text
+//! PREFIX:{poll:default}:epoch        string   names this history of votes
+//! PREFIX:{poll:default}:candidates   list     uid, name, uid, name, … in display order
+//! PREFIX:{poll:default}:counts       hash     uid → votes
+//! PREFIX:{poll:default}:version      string   the last version (one per vote)
+//! PREFIX:{poll:default}:changes      stream   entry id VERSION-0, fields u (uid), c (count)
+//! PREFIX:{poll:default}:vote:ID      string   "uid count version" of vote id ID, PX window
+//! PREFIX:{poll:default}:presence:instances  zset  instance → expiry (ms, Redis's clock)
+//! PREFIX:{poll:default}:presence:connected  hash  INSTANCE:ws / INSTANCE:sse → viewers
+//! PREFIX:{poll:default}:presence:longpoll   zset  viewer id → expiry
+//! PREFIX:{poll:default}:presence:poll       zset  viewer id → expiry
+//! ```
+
+/// The poll every instance serves today.
+pub const DEFAULT_POLL: &str = "default";
+
+/// Key names for one poll under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, poll: &str) -> Keys {
+        Keys {
+            base: format!("{prefix}:{{poll:{poll}}}"),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.base)
+    }
+
+    pub fn epoch(&self) -> String {
+        self.key("epoch")
+    }
+    pub fn candidates(&self) -> String {
+        self.key("candidates")
+    }
+    pub fn counts(&self) -> String {
+        self.key("counts")
+    }
+    pub fn version(&self) -> String {
+        self.key("version")
+    }
+    pub fn changes(&self) -> String {
+        self.key("changes")
+    }
+    pub fn vote(&self, vote_id: &str) -> String {
+        self.key(&format!("vote:{vote_id}"))
+    }
+    pub fn instances(&self) -> String {
+        self.key("presence:instances")
+    }
+    pub fn connected(&self) -> String {
+        self.key("presence:connected")
+    }
+    pub fn longpoll(&self) -> String {
+        self.key("presence:longpoll")
+    }
+    pub fn poll(&self) -> String {
+        self.key("presence:poll")
+    }
+
+    /// The tally's keys, in the order the scripts take them.
+    pub fn tally(&self) -> [String; 5] {
+        [
+            self.epoch(),
+            self.candidates(),
+            self.counts(),
+            self.version(),
+            self.changes(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_poll_has_its_hash_tag() {
+        let k = Keys::new("livevote", DEFAULT_POLL);
+        assert_eq!(k.epoch(), "livevote:{poll:default}:epoch");
+        assert_eq!(k.vote("abc"), "livevote:{poll:default}:vote:abc");
+        let all = [
+            k.tally().to_vec(),
+            vec![
+                k.vote("x"),
+                k.instances(),
+                k.connected(),
+                k.longpoll(),
+                k.poll(),
+            ],
+        ]
+        .concat();
+        for key in all {
+            // Redis Cluster hashes only what is inside the first {…}.
+            let tag = &key[key.find('{').unwrap() + 1..key.find('}').unwrap()];
+            assert_eq!(tag, "poll:default", "{key}");
+        }
+    }
+}

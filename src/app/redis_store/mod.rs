@@ -1,0 +1,272 @@
+//! The tally in Redis (`--redis`), shared by many instances: Redis is the source of truth
+//! for the epoch, the candidates, the counts, the version, the history of changes and the vote
+//! ids; each instance keeps a follower copy (`app::votes`) for serving and fan-out.
+//!
+//! Three parts, each with its own connection, so none waits behind another:
+//! - [`RedisStore`], the [`Store`] the group committer calls: one batch of votes is one script
+//!   run ([`scripts::VOTE`]), applying each vote with its history entry and its vote id
+//!   record atomically, in Redis's order across every instance;
+//! - the follower ([`follower`]), one thread blocked on `XREAD` of the change stream, which
+//!   applies every instance's votes to the local copy, resynchronises from a snapshot after a
+//!   gap, a reconnect or a new epoch, and says when Redis is unreachable (degraded);
+//! - presence ([`presence`]), which adds this instance's viewers to every other's once per
+//!   tick, with a time-to-live, so a dead instance's viewers drop out.
+//!
+//! Keys: [`keys`]. Replies are read by the pure functions of [`scripts`].
+
+pub mod follower;
+pub mod keys;
+pub mod presence;
+pub mod scripts;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::metrics::Metrics;
+use super::store::{self, Committed, RecentVote, Record, Recovery, Store};
+use crate::redis::{self, Client, Options, RedisUrl, Value};
+use keys::Keys;
+use scripts::{PollState, Script};
+
+/// Changes kept in the stream (`XADD … MAXLEN ~`): an instance whose follower was cut off for
+/// fewer votes than this catches up vote by vote; further behind, from a snapshot. Above the
+/// local history ([`super::votes::HISTORY`]), so a short outage costs no client a snapshot.
+pub const STREAM_LENGTH: u64 = 16_384;
+
+/// Why the Redis store failed: the connection, or a reply we did not expect (an error reply
+/// or a wrong shape).
+#[derive(Debug)]
+pub enum Error {
+    Redis(redis::Error),
+    Reply(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Redis(e) => write!(f, "{e}"),
+            Error::Reply(e) => write!(f, "Redis answered: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// As the store boundary says it: a command that may have run is "maybe stored" (its votes'
+    /// outcome is unknown); anything else did not count.
+    fn into_io(self) -> io::Error {
+        match self {
+            Error::Redis(e) if e.may_have_run() => store::maybe_stored(io::Error::other(e)),
+            Error::Redis(e) => io::Error::other(e),
+            Error::Reply(e) => io::Error::other(format!("Redis answered: {e}")),
+        }
+    }
+}
+
+/// What every part needs to reach the poll.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: RedisUrl,
+    pub keys: Keys,
+    pub opts: Options,
+    /// Written with a new epoch when Redis has lost the poll.
+    pub candidates: Vec<(String, String)>,
+}
+
+impl Target {
+    /// Creates the poll if Redis does not have it, and reads it whole.
+    pub fn open_poll(&self, client: &mut Client, deadline: Instant) -> Result<PollState, Error> {
+        let mut args = vec![store::new_epoch().into_bytes()];
+        for (uid, name) in &self.candidates {
+            args.push(uid.clone().into_bytes());
+            args.push(name.clone().into_bytes());
+        }
+        let reply = Script::new(scripts::OPEN).run(client, &self.keys.tally(), &args, deadline)?;
+        scripts::read_open(&reply)
+    }
+}
+
+/// The store the committer calls.
+pub struct RedisStore {
+    client: Client,
+    target: Target,
+    vote: Script,
+    window_ms: u64,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// What [`open`] found.
+pub struct Opened {
+    pub store: RedisStore,
+    pub recovery: Recovery,
+    /// The poll's candidates as Redis has them (they win over `--candidate`).
+    pub candidates: Vec<(String, String)>,
+    pub target: Target,
+}
+
+/// Connects to Redis (failing now when it cannot: a wrong address or password should stop
+/// the start, not every vote), creates the poll if Redis has none (a new epoch and a zero
+/// tally, with our candidates), and reads it.
+pub fn open(
+    url: &RedisUrl,
+    prefix: &str,
+    candidates: &[(String, String)],
+    vote_id_window: Duration,
+    vote_timeout: Duration,
+    metrics: Arc<Metrics>,
+) -> io::Result<Opened> {
+    let opts = Options {
+        timeout: vote_timeout,
+        ..Options::default()
+    };
+    let fail = |e: Error| io::Error::other(format!("--redis {url}: {e}"));
+    let mut client = Client::connect(url.clone(), opts).map_err(|e| fail(Error::Redis(e)))?;
+    let target = Target {
+        url: url.clone(),
+        keys: Keys::new(prefix, keys::DEFAULT_POLL),
+        opts,
+        candidates: candidates.to_vec(),
+    };
+    let mut report = eviction_warning(&mut client)
+        .into_iter()
+        .collect::<Vec<_>>();
+    let poll = target
+        .open_poll(&mut client, Instant::now() + vote_timeout)
+        .map_err(fail)?;
+    if poll.candidates != candidates {
+        let list = |c: &[(String, String)]| {
+            c.iter()
+                .map(|(u, n)| format!("{u}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        report.push(format!(
+            "redis: the poll in Redis has the candidates {}; the --candidate flags ({}) are \
+             not used",
+            list(&poll.candidates),
+            list(candidates)
+        ));
+    }
+    report.push(format!(
+        "redis: {url}, poll {}: epoch {}, version {}, {} vote(s)",
+        keys::DEFAULT_POLL,
+        poll.epoch,
+        poll.version,
+        poll.counts.iter().map(|(_, c)| c).sum::<u64>()
+    ));
+    metrics
+        .redis
+        .enabled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .redis
+        .up
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let target = Target {
+        candidates: poll.candidates.clone(),
+        ..target
+    };
+    let recovery = Recovery {
+        epoch: poll.epoch.clone(),
+        version: poll.version,
+        counts: poll.counts.clone(),
+        recent: Vec::new(),
+        lost: 0,
+        report,
+    };
+    Ok(Opened {
+        store: RedisStore {
+            client,
+            target: target.clone(),
+            vote: Script::new(scripts::VOTE),
+            window_ms: vote_id_window.as_millis().clamp(1, u128::from(u64::MAX)) as u64,
+            timeout: vote_timeout,
+            metrics,
+        },
+        recovery,
+        candidates: poll.candidates,
+        target,
+    })
+}
+
+/// A warning when Redis may evict keys: an evicted vote id would count its retry again.
+fn eviction_warning(client: &mut Client) -> Option<String> {
+    let reply = client.call(&[b"CONFIG", b"GET", b"maxmemory-policy"]);
+    let policy = match &reply {
+        Ok(Value::Array(a)) => a.get(1).and_then(Value::as_bytes),
+        _ => None,
+    };
+    match policy {
+        Some(b"noeviction") => None,
+        Some(p) => Some(format!(
+            "redis: WARNING: maxmemory-policy is {}: Redis may evict keys, and an evicted vote \
+             id counts its retry again. Set maxmemory-policy noeviction.",
+            String::from_utf8_lossy(p)
+        )),
+        None => Some(
+            "redis: WARNING: cannot read maxmemory-policy (CONFIG GET refused): make sure it \
+             is noeviction, or an evicted vote id counts its retry again"
+                .to_string(),
+        ),
+    }
+}
+
+impl RedisStore {
+    fn run_votes(&mut self, records: &[Record], deadline: Instant) -> Result<Committed, Error> {
+        let mut keys: Vec<String> = self.target.keys.tally().to_vec();
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 2 * records.len());
+        args.push(self.window_ms.to_string().into_bytes());
+        args.push(STREAM_LENGTH.to_string().into_bytes());
+        args.push(records.len().to_string().into_bytes());
+        for r in records {
+            args.push(r.uid.clone().into_bytes());
+            let index = match &r.vote_id {
+                Some(id) => {
+                    keys.push(self.target.keys.vote(id));
+                    keys.len()
+                }
+                None => 0,
+            };
+            args.push(index.to_string().into_bytes());
+        }
+        let reply = self.vote.run(&mut self.client, &keys, &args, deadline)?;
+        let (epoch, outcomes) = scripts::read_vote(&reply, records.len())?;
+        Ok(Committed::Shared { epoch, outcomes })
+    }
+}
+
+impl Store for RedisStore {
+    fn commit(&mut self, records: &[Record]) -> io::Result<Committed> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let r = match self.run_votes(records, deadline) {
+            // Redis lost the poll (restarted empty): a new epoch, then the votes, once.
+            Err(Error::Reply(e)) if e.starts_with("LVNOPOLL") => self
+                .target
+                .open_poll(&mut self.client, deadline)
+                .and_then(|_| self.run_votes(records, deadline)),
+            r => r,
+        };
+        let m = &self.metrics.redis;
+        m.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.commit_latency.observe(started.elapsed());
+        r.map_err(Error::into_io)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
+
+    /// Redis keeps the whole tally at every vote: nothing to do.
+    fn checkpoint(&mut self, _: u64, _: &[(String, u64)], _: &[RecentVote]) -> io::Result<()> {
+        Ok(())
+    }
+}

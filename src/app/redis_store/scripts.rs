@@ -1,0 +1,435 @@
+//! The Lua scripts that change a poll's keys atomically, and the pure readers of their replies
+//! (tested on values, no I/O). Each script is sent by its SHA-1 (`EVALSHA`), and whole
+//! (`EVAL`) only when Redis answers `NOSCRIPT` (a restarted or flushed script cache): a
+//! `NOSCRIPT` reply means the script did not run, so sending it again is safe.
+//!
+//! The scripts start with `#!lua` (Redis 7's script flags, none given): Redis then treats them
+//! as writers and refuses them whole, before they run, when it is over `maxmemory` — a vote
+//! is never half applied for want of memory. Redis 7.0 or later (or Valkey) is needed.
+
+use std::time::Instant;
+
+use super::Error;
+use crate::app::store::Outcome;
+use crate::redis::{Client, Value};
+
+/// A script and its SHA-1, computed here (the same as Redis's `SCRIPT LOAD` would return).
+pub struct Script {
+    pub source: &'static str,
+    sha: String,
+}
+
+impl Script {
+    pub fn new(source: &'static str) -> Script {
+        Script {
+            source,
+            sha: sha1_smol::Sha1::from(source).digest().to_string(),
+        }
+    }
+
+    pub fn sha(&self) -> &str {
+        &self.sha
+    }
+
+    /// Runs the script on `keys` and `args` by `deadline`. An error reply is returned as
+    /// [`Error::Reply`].
+    pub fn run(
+        &self,
+        client: &mut Client,
+        keys: &[String],
+        args: &[Vec<u8>],
+        deadline: Instant,
+    ) -> Result<Value, Error> {
+        let n = keys.len().to_string();
+        let mut cmd: Vec<&[u8]> = Vec::with_capacity(3 + keys.len() + args.len());
+        cmd.push(b"EVALSHA");
+        cmd.push(self.sha.as_bytes());
+        cmd.push(n.as_bytes());
+        cmd.extend(keys.iter().map(|k| k.as_bytes()));
+        cmd.extend(args.iter().map(Vec::as_slice));
+        let reply = client.call_by(&cmd, deadline).map_err(Error::Redis)?;
+        let reply = match reply.error_message() {
+            Some(e) if e.starts_with("NOSCRIPT") => {
+                cmd[0] = b"EVAL";
+                cmd[1] = self.source.as_bytes();
+                client.call_by(&cmd, deadline).map_err(Error::Redis)?
+            }
+            _ => reply,
+        };
+        match reply.error_message() {
+            Some(e) => Err(Error::Reply(e)),
+            None => Ok(reply),
+        }
+    }
+}
+
+/// Creates the poll if Redis does not have it (no epoch: a new Redis, or one restarted
+/// without persistence): a new epoch `ARGV[1]`, the candidates `ARGV[2..]` (uid, name, …)
+/// at zero, version 0, no changes. Then reads the whole poll, in one step.
+/// KEYS: epoch, candidates, counts, version, changes.
+/// Reply: {epoch, version, {uid, name, …}, {uid, count, …}}.
+pub const OPEN: &str = r#"#!lua
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  redis.call('SET', KEYS[1], ARGV[1])
+  for i = 2, #ARGV, 2 do
+    redis.call('RPUSH', KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[3], ARGV[i], 0)
+  end
+  redis.call('SET', KEYS[4], 0)
+end
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[4]) or '0',
+        redis.call('LRANGE', KEYS[2], 0, -1), redis.call('HGETALL', KEYS[3])}
+"#;
+
+/// Counts a batch of votes, in order, each atomically with its history entry and its vote id
+/// record: a vote id already recorded (by any instance, within its window) is answered with
+/// its first outcome and counts nothing; an unknown candidate counts nothing.
+/// KEYS: epoch, candidates, counts, version, changes, then one key per vote id.
+/// ARGV: window ms, stream length kept, n, then per vote: uid, index of its vote id's key in
+/// KEYS (0: no vote id).
+/// Reply: {epoch, per vote {'C', count, version} | {'R', uid, count, version} | {'U'}}.
+/// Without an epoch (Redis lost the poll) nothing runs: error `LVNOPOLL`.
+pub const VOTE: &str = r#"#!lua
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return redis.error_reply('LVNOPOLL the poll is not in Redis') end
+local out = {epoch}
+local window, maxlen, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for k = 0, n - 1 do
+  local uid, ki = ARGV[4 + 2 * k], tonumber(ARGV[5 + 2 * k])
+  local prior = false
+  if ki > 0 then prior = redis.call('GET', KEYS[ki]) end
+  if prior then
+    local u, c, v = string.match(prior, '^(%S+) (%d+) (%d+)$')
+    out[#out + 1] = {'R', u, c, v}
+  elseif redis.call('HEXISTS', KEYS[3], uid) == 0 then
+    out[#out + 1] = {'U'}
+  else
+    local c = redis.call('HINCRBY', KEYS[3], uid, 1)
+    local v = redis.call('INCR', KEYS[4])
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, v .. '-0', 'u', uid, 'c', c)
+    if ki > 0 then redis.call('SET', KEYS[ki], uid .. ' ' .. c .. ' ' .. v, 'PX', window) end
+    out[#out + 1] = {'C', c, v}
+  end
+end
+return out
+"#;
+
+/// Starts a new epoch when Redis's version went back below one an instance had seen in the
+/// same epoch (Redis lost acknowledged writes: `appendfsync everysec` and a crash): those
+/// versions would be reused for other votes, so cursors holding them must not stay valid.
+/// Only if the epoch is still `ARGV[1]` and the version still below `ARGV[2]`.
+/// KEYS: epoch, version. ARGV: epoch seen, version seen, new epoch. Reply: the epoch now.
+pub const NEW_EPOCH_IF_BEHIND: &str = r#"#!lua
+local v = tonumber(redis.call('GET', KEYS[2]) or '0')
+if redis.call('GET', KEYS[1]) == ARGV[1] and v < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return redis.call('GET', KEYS[1])
+"#;
+
+/// Presence over every instance, on Redis's clock (instances need no synchronised clocks):
+/// this instance's connected viewers with a time-to-live (an instance that dies drops out),
+/// polling viewers by id with theirs, and the totals.
+/// KEYS: instances, connected, longpoll, poll.
+/// ARGV: instance id, instance ttl ms, viewer ttl ms, ws, sse, then three lists, each a count
+/// and ids: long-polling viewers seen, polling viewers seen, viewers forgotten.
+/// Reply: {ws, sse, longpoll, poll}.
+pub const PRESENCE: &str = r#"#!lua
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me = ARGV[1]
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), me)
+redis.call('HSET', KEYS[2], me .. ':ws', ARGV[4], me .. ':sse', ARGV[5])
+for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('HDEL', KEYS[2], dead .. ':ws', dead .. ':sse')
+  redis.call('ZREM', KEYS[1], dead)
+end
+local expires = now + tonumber(ARGV[3])
+local p = 6
+for z = 3, 4 do
+  local n = tonumber(ARGV[p])
+  for k = 1, n do
+    redis.call('ZADD', KEYS[z], expires, ARGV[p + k])
+    redis.call('ZREM', KEYS[7 - z], ARGV[p + k])
+  end
+  p = p + n + 1
+end
+local n = tonumber(ARGV[p])
+for k = 1, n do
+  redis.call('ZREM', KEYS[3], ARGV[p + k])
+  redis.call('ZREM', KEYS[4], ARGV[p + k])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local ws, sse = 0, 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  if string.sub(all[i], -3) == ':ws' then ws = ws + tonumber(all[i + 1])
+  else sse = sse + tonumber(all[i + 1]) end
+end
+return {ws, sse, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+"#;
+
+/// The whole poll as Redis has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollState {
+    pub epoch: String,
+    pub version: u64,
+    pub candidates: Vec<(String, String)>,
+    pub counts: Vec<(String, u64)>,
+}
+
+fn bad(what: &str, v: &Value) -> Error {
+    Error::Reply(format!("unexpected reply to {what}: {v:?}"))
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_bytes()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .map(str::to_string)
+}
+
+/// A number sent as an integer or as its digits.
+fn number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Integer(n) => u64::try_from(*n).ok(),
+        _ => text(v)?.parse().ok(),
+    }
+}
+
+/// Pairs of a flat array (`uid, name, …`).
+fn pairs<T>(v: &Value, second: impl Fn(&Value) -> Option<T>) -> Option<Vec<(String, T)>> {
+    let Value::Array(items) = v else { return None };
+    if items.len() % 2 != 0 {
+        return None;
+    }
+    items
+        .chunks(2)
+        .map(|p| Some((text(&p[0])?, second(&p[1])?)))
+        .collect()
+}
+
+/// Reads [`OPEN`]'s reply.
+pub fn read_open(v: &Value) -> Result<PollState, Error> {
+    let read = || {
+        let Value::Array(a) = v else { return None };
+        let [epoch, version, candidates, counts] = a.as_slice() else {
+            return None;
+        };
+        Some(PollState {
+            epoch: text(epoch)?,
+            version: number(version)?,
+            candidates: pairs(candidates, text)?,
+            counts: pairs(counts, number)?,
+        })
+    };
+    read().ok_or_else(|| bad("the poll", v))
+}
+
+/// Reads [`VOTE`]'s reply for `n` votes: the epoch and one outcome per vote.
+pub fn read_vote(v: &Value, n: usize) -> Result<(String, Vec<Outcome>), Error> {
+    let read = || {
+        let Value::Array(a) = v else { return None };
+        let (epoch, outcomes) = a.split_first()?;
+        if outcomes.len() != n {
+            return None;
+        }
+        let outcomes = outcomes
+            .iter()
+            .map(|o| {
+                let Value::Array(f) = o else { return None };
+                match (text(f.first()?)?.as_str(), f.len()) {
+                    ("C", 3) => Some(Outcome::Counted {
+                        count: number(&f[1])?,
+                        version: number(&f[2])?,
+                    }),
+                    ("R", 4) => Some(Outcome::Replayed {
+                        uid: text(&f[1])?,
+                        count: number(&f[2])?,
+                        version: number(&f[3])?,
+                    }),
+                    ("U", 1) => Some(Outcome::UnknownCandidate),
+                    _ => None,
+                }
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some((text(epoch)?, outcomes))
+    };
+    read().ok_or_else(|| bad("the votes", v))
+}
+
+/// One change from the stream: `(version, uid, count)`.
+pub type StreamChange = (u64, String, u64);
+
+/// Reads an `XREAD … STREAMS KEY ID` reply: its changes in order (none when the block timed
+/// out).
+pub fn read_changes(v: &Value) -> Result<Vec<StreamChange>, Error> {
+    let read = || {
+        let streams = match v {
+            Value::NullArray | Value::Null => return Some(Vec::new()),
+            Value::Array(s) => s,
+            _ => return None,
+        };
+        let mut out = Vec::new();
+        for s in streams {
+            let Value::Array(kv) = s else { return None };
+            let [_, Value::Array(entries)] = kv.as_slice() else {
+                return None;
+            };
+            for e in entries {
+                let Value::Array(e) = e else { return None };
+                let [id, fields] = e.as_slice() else {
+                    return None;
+                };
+                let id = text(id)?;
+                let version: u64 = id.split_once('-')?.0.parse().ok()?;
+                let Value::Array(f) = fields else { return None };
+                let (mut uid, mut count) = (None, None);
+                for p in f.chunks(2) {
+                    match (p[0].as_bytes()?, p.get(1)) {
+                        (b"u", Some(u)) => uid = text(u),
+                        (b"c", Some(c)) => count = number(c),
+                        _ => {}
+                    }
+                }
+                out.push((version, uid?, count?));
+            }
+        }
+        Some(out)
+    };
+    read().ok_or_else(|| bad("the change stream", v))
+}
+
+/// Reads [`PRESENCE`]'s reply: viewers by transport (ws, sse, longpoll, poll).
+pub fn read_presence(v: &Value) -> Result<[u64; 4], Error> {
+    let read = || {
+        let Value::Array(a) = v else { return None };
+        let [ws, sse, lp, poll] = a.as_slice() else {
+            return None;
+        };
+        Some([number(ws)?, number(sse)?, number(lp)?, number(poll)?])
+    };
+    read().ok_or_else(|| bad("presence", v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::Bulk(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_sha_is_the_one_redis_computes() {
+        // `redis-cli SCRIPT LOAD "return 1"` answers this digest.
+        assert_eq!(
+            Script::new("return 1").sha(),
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
+    }
+
+    #[test]
+    fn the_poll_reads() {
+        let v = Value::Array(vec![
+            bulk("18ab"),
+            bulk("7"),
+            Value::Array(vec![bulk("1"), bulk("野味"), bulk("2"), bulk("海龙")]),
+            Value::Array(vec![bulk("2"), bulk("3"), bulk("1"), bulk("4")]),
+        ]);
+        assert_eq!(
+            read_open(&v).unwrap(),
+            PollState {
+                epoch: "18ab".into(),
+                version: 7,
+                candidates: vec![("1".into(), "野味".into()), ("2".into(), "海龙".into())],
+                counts: vec![("2".into(), 3), ("1".into(), 4)],
+            }
+        );
+        // An odd pair list, a missing field, a wrong type: errors, not panics.
+        for bad in [
+            Value::Array(vec![
+                bulk("e"),
+                bulk("1"),
+                Value::Array(vec![bulk("1")]),
+                Value::Array(vec![]),
+            ]),
+            Value::Array(vec![bulk("e"), bulk("1")]),
+            Value::Integer(3),
+            Value::Array(vec![
+                bulk("e"),
+                bulk("x"),
+                Value::Array(vec![]),
+                Value::Array(vec![]),
+            ]),
+        ] {
+            assert!(read_open(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn vote_outcomes_read() {
+        let v = Value::Array(vec![
+            bulk("e1"),
+            Value::Array(vec![bulk("C"), Value::Integer(5), Value::Integer(9)]),
+            Value::Array(vec![bulk("R"), bulk("2"), bulk("3"), bulk("8")]),
+            Value::Array(vec![bulk("U")]),
+        ]);
+        let (epoch, o) = read_vote(&v, 3).unwrap();
+        assert_eq!(epoch, "e1");
+        assert_eq!(
+            o,
+            vec![
+                Outcome::Counted {
+                    count: 5,
+                    version: 9
+                },
+                Outcome::Replayed {
+                    uid: "2".into(),
+                    count: 3,
+                    version: 8
+                },
+                Outcome::UnknownCandidate,
+            ]
+        );
+        // One outcome per vote sent, or the reply is not believed.
+        assert!(read_vote(&v, 2).is_err());
+        let short = Value::Array(vec![
+            bulk("e1"),
+            Value::Array(vec![bulk("C"), Value::Integer(5)]),
+        ]);
+        assert!(read_vote(&short, 1).is_err());
+    }
+
+    #[test]
+    fn stream_entries_read_in_order() {
+        let entry = |id: &str, u: &str, c: &str| {
+            Value::Array(vec![
+                bulk(id),
+                Value::Array(vec![bulk("u"), bulk(u), bulk("c"), bulk(c)]),
+            ])
+        };
+        let v = Value::Array(vec![Value::Array(vec![
+            bulk("livevote:{poll:default}:changes"),
+            Value::Array(vec![entry("11-0", "1", "6"), entry("12-0", "2", "6")]),
+        ])]);
+        assert_eq!(
+            read_changes(&v).unwrap(),
+            vec![(11, "1".into(), 6), (12, "2".into(), 6)]
+        );
+        assert_eq!(read_changes(&Value::NullArray).unwrap(), vec![]);
+        let broken = Value::Array(vec![Value::Array(vec![
+            bulk("k"),
+            Value::Array(vec![entry("x-0", "1", "6")]),
+        ])]);
+        assert!(read_changes(&broken).is_err());
+    }
+
+    #[test]
+    fn presence_reads() {
+        let v = Value::Array((1..=4).map(Value::Integer).collect());
+        assert_eq!(read_presence(&v).unwrap(), [1, 2, 3, 4]);
+        assert!(read_presence(&Value::Array(vec![Value::Integer(-1); 4])).is_err());
+    }
+}
