@@ -33,9 +33,11 @@ impl Sequenced {
         self.starts.last().map(|&(s, _)| s)
     }
 
-    /// The frames after `seen`, as bytes.
-    fn after(&self, seen: u64) -> &[u8] {
-        let i = self.starts.partition_point(|&(s, _)| s <= seen);
+    /// The frames after `seen` (all of them when nothing was seen), as bytes.
+    fn after(&self, seen: Option<u64>) -> &[u8] {
+        let i = self
+            .starts
+            .partition_point(|&(s, _)| seen.is_some_and(|seen| s <= seen));
         match self.starts.get(i) {
             Some(&(_, off)) => &self.bytes[off..],
             None => &[],
@@ -63,7 +65,7 @@ pub enum Offer {
 #[derive(Debug, Default)]
 pub struct Written {
     /// Highest version written (see [`Sequenced`]).
-    seen: u64,
+    seen: Option<u64>,
     /// The first sequenced frames (the resume on connect) are out; broadcasts wait for them,
     /// so a subscriber never sees a vote before the tally it applies to.
     ready: bool,
@@ -112,7 +114,7 @@ impl Subscriber {
         let mut l = self.tx.lock();
         l.write(&out)?;
         let w = l.ext();
-        w.seen = w.seen.max(version);
+        w.seen = Some(w.seen.map_or(version, |s| s.max(version)));
         w.ready = true;
         Ok(())
     }
@@ -146,12 +148,12 @@ impl Subscriber {
         }
         match l.try_write(bytes) {
             Wrote::All => {
-                l.ext().seen = batch.last().unwrap_or(seen);
+                l.ext().seen = batch.last().or(seen);
                 Offer::Sent
             }
             // Whatever the socket did not take is queued: it finishes frames begun.
             Wrote::Part => {
-                l.ext().seen = batch.last().unwrap_or(seen);
+                l.ext().seen = batch.last().or(seen);
                 Offer::Queued
             }
             // Nothing taken: the peer is not reading. Forget these frames; it gets the latest
@@ -236,7 +238,7 @@ impl Subscriber {
     /// sends it the new epoch's tally. Waits for the sender's lock: this happens once per
     /// epoch, not per vote.
     pub fn new_epoch(&self) {
-        self.tx.lock().ext().seen = 0;
+        self.tx.lock().ext().seen = None;
         self.mark_stale();
     }
 
@@ -276,7 +278,7 @@ fn write_latest(l: &mut Locked<'_, Written>, batch: &Sequenced) -> Option<Offer>
     }
     match l.try_write_now(bytes) {
         Wrote::All | Wrote::Part => {
-            l.ext().seen = batch.last().unwrap_or(seen);
+            l.ext().seen = batch.last().or(seen);
             None
         }
         Wrote::Nothing => Some(Offer::Stale),
@@ -295,10 +297,15 @@ mod tests {
         let mut s = Sequenced::default();
         s.push(3, OpCode::Text, b"a");
         s.push(4, OpCode::Text, b"bb");
-        assert_eq!(s.after(0).len(), 3 + 4);
-        assert_eq!(s.after(3), &[0x81, 2, b'b', b'b']);
-        assert!(s.after(4).is_empty());
+        assert_eq!(s.after(Some(0)).len(), 3 + 4);
+        assert_eq!(s.after(Some(3)), &[0x81, 2, b'b', b'b']);
+        assert!(s.after(Some(4)).is_empty());
         assert_eq!(s.last(), Some(4));
+        // Nothing seen (a new epoch): every frame, even one at version 0.
+        let mut new = Sequenced::default();
+        new.push(0, OpCode::Text, b"a");
+        assert_eq!(new.after(None).len(), 3);
+        assert!(new.after(Some(0)).is_empty());
     }
 
     #[test]

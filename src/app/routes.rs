@@ -306,6 +306,20 @@ impl App {
             self.seen(&q, Kind::Poll, peer);
             self.metrics.request(Kind::Poll);
         }
+        // An ETag taken on a faster instance (several behind one balancer): not answered
+        // with a tally older than it.
+        if let Some((epoch, version)) = req
+            .header("if-none-match")
+            .and_then(|t| {
+                t.trim()
+                    .trim_start_matches("W/")
+                    .trim_matches('"')
+                    .split_once('-')
+            })
+            .and_then(|(e, rest)| Some((e, rest.split('-').next()?.parse::<u64>().ok()?)))
+        {
+            self.votes.await_cursor(version, Some(epoch));
+        }
         let snap = self.votes.snapshot();
         let (counts, pv) = self.votes.presence();
         // The cursor, plus the presence version: a changed viewer count is news to a poller.

@@ -421,8 +421,19 @@ impl Votes {
     /// What a client at version `since` of `epoch` (None: ours) needs. At most `max_delta`
     /// votes are listed; further behind gets a snapshot.
     pub fn catch_up(&self, since: u64, epoch: Option<&str>, max_delta: usize) -> Catchup {
+        let t = self.await_cursor_locked(since, epoch);
+        self.catch_up_locked(&t, since, epoch, max_delta)
+    }
+
+    /// With a shared store, a cursor from a faster instance (ahead of our copy, in our epoch)
+    /// waits up to [`AHEAD_WAIT`] for the copy to get there, so that what it is answered is
+    /// never older than what the client has already seen.
+    pub fn await_cursor(&self, since: u64, epoch: Option<&str>) {
+        drop(self.await_cursor_locked(since, epoch));
+    }
+
+    fn await_cursor_locked(&self, since: u64, epoch: Option<&str>) -> MutexGuard<'_, Tally> {
         let mut t = self.lock();
-        // A cursor from a faster instance: wait (briefly) for our copy to get there.
         let ahead_until = Instant::now() + AHEAD_WAIT;
         while Self::ahead(&t, since, epoch) {
             let (g, in_time) = self.wait_until(t, ahead_until);
@@ -431,7 +442,7 @@ impl Votes {
                 break;
             }
         }
-        self.catch_up_locked(&t, since, epoch, max_delta)
+        t
     }
 
     /// With a shared store: the client's cursor, in our epoch, is past our copy.

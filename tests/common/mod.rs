@@ -7,11 +7,12 @@
 //! fails one test instead of stalling the whole run.
 //!
 //! Submodules: [`binary`] (the real `livevote` process), [`metrics`] (scraping `/metrics`),
-//! [`rng`] (deterministic random inputs) and [`tempdir`] (scratch directories removed when dropped).
+//! [`redis`] (a real redis-server), [`rng`] (deterministic random inputs) and [`tempdir`] (scratch directories removed when dropped).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod binary;
 pub mod metrics;
+pub mod redis;
 pub mod rng;
 pub mod tempdir;
 
