@@ -467,6 +467,11 @@
       case 'presence':
         ctx.presence(msg, msg.presence_version);
         return;
+      case 'degraded':
+        // The server's vote store (Redis) is unreachable: votes are refused for now, the tally
+        // shown is the last known. Said once when it starts and once when it ends.
+        showDegraded(msg.degraded === true, msg.message);
+        return;
       case 'error':
         ctx.notice(msg.uid != null ? `${msg.error || 'error'}: ${msg.uid}` : String(msg.error || 'error'));
         return;
@@ -681,6 +686,14 @@
   let upgradeTimer = 0;
   const reconnectBo = backoff(RECONNECT_BASE_MS, RECONNECT_CAP_MS);
   const upgradeBo = backoff(UPGRADE_BASE_MS, UPGRADE_CAP_MS);
+
+  function showDegraded(on, message) {
+    const el = document.getElementById('degraded');
+    if (!el) return;
+    el.hidden = !on;
+    el.textContent = on ? String(message || 'Votes cannot be counted right now.') : '';
+    document.getElementById('status')?.setAttribute('data-degraded', on ? 'true' : 'false');
+  }
 
   function setStatus(name, text, connected) {
     const t = `${auto ? 'Auto: ' : ''}${LABELS[name]} — ${text}`;
