@@ -565,3 +565,34 @@ fn a_vote_whose_answer_is_lost_is_outcome_unknown_and_its_retry_learns_the_truth
     let (version, _, tally) = converged(&[a.addr, b.addr]);
     assert_eq!((version, tally), (1, counts(&[("1", 0), ("2", 1)])));
 }
+
+#[test]
+fn vote_id_records_are_capped_in_redis_and_expire_with_the_window() {
+    let redis = RedisServer::start(&[]);
+    // Room for 3 records (272 bytes each), remembered for 2 s.
+    let args = ["--vote-id-memory", "816", "--vote-id-window", "2"];
+    let (a, b) = (instance(&redis, &args), instance(&redis, &args));
+    for (k, addr) in [a.addr, b.addr, a.addr].into_iter().enumerate() {
+        let r = vote_with_id(addr, "1", &format!("capped-{k}"));
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // Full of ids inside their window, on every instance: a new id is refused, not counted.
+    let full = vote_with_id(b.addr, "1", "capped-3");
+    assert_eq!(full.status, 503, "{full:?}");
+    let wait: u64 = full.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{full:?}");
+    // A remembered id is still answered; a vote without an id still counts.
+    assert_eq!(
+        vote_with_id(a.addr, "2", "capped-0").json()["version"].as_u64(),
+        1
+    );
+    assert_eq!(vote(b.addr, "2")["version"].as_u64(), 4);
+    // After the window, the ids are forgotten: room again, and an old id counts anew.
+    let again = wait_for(CONVERGE, "the window to pass", || {
+        let r = vote_with_id(a.addr, "1", "capped-0");
+        (r.status == 200 && r.json()["version"].as_u64() == 5).then_some(())
+    });
+    let _ = again;
+    assert_eq!(vote_with_id(b.addr, "1", "capped-3").status, 200);
+    assert_eq!(converged(&[a.addr, b.addr]).0, 6);
+}

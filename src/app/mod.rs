@@ -91,6 +91,7 @@ impl App {
                     &config.redis_prefix,
                     &config.candidates,
                     config.limits.vote_id_window,
+                    config.limits.vote_id_memory,
                     config.limits.vote_timeout,
                     Arc::clone(&metrics),
                 )?;

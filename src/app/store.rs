@@ -63,6 +63,9 @@ pub enum Outcome {
     },
     /// The store does not know the candidate (its candidates changed meanwhile): not counted.
     UnknownCandidate,
+    /// Its vote id is new and the store's vote-id records are full of ids still inside their
+    /// window: not counted; room comes back after `retry_after_ms`.
+    VoteIdsFull { retry_after_ms: u64 },
 }
 
 /// What a store rebuilt at open.

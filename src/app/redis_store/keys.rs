@@ -8,7 +8,8 @@
 //! PREFIX:{poll:default}:counts       hash     uid → votes
 //! PREFIX:{poll:default}:version      string   the last version (one per vote)
 //! PREFIX:{poll:default}:changes      stream   entry id VERSION-0, fields u (uid), c (count)
-//! PREFIX:{poll:default}:vote:ID      string   "uid count version" of vote id ID, PX window
+//! PREFIX:{poll:default}:vote-ids     hash     vote id → "uid count version"
+//! PREFIX:{poll:default}:vote-expiry  zset     vote id → when it expires (ms, Redis's clock)
 //! PREFIX:{poll:default}:presence:instances  zset  instance → expiry (ms, Redis's clock)
 //! PREFIX:{poll:default}:presence:connected  hash  INSTANCE:ws / INSTANCE:sse → viewers
 //! PREFIX:{poll:default}:presence:longpoll   zset  viewer id → expiry
@@ -50,8 +51,11 @@ impl Keys {
     pub fn changes(&self) -> String {
         self.key("changes")
     }
-    pub fn vote(&self, vote_id: &str) -> String {
-        self.key(&format!("vote:{vote_id}"))
+    pub fn vote_ids(&self) -> String {
+        self.key("vote-ids")
+    }
+    pub fn vote_expiry(&self) -> String {
+        self.key("vote-expiry")
     }
     pub fn instances(&self) -> String {
         self.key("presence:instances")
@@ -86,7 +90,7 @@ mod tests {
     fn every_key_of_a_poll_has_its_hash_tag() {
         let k = Keys::new("livevote", DEFAULT_POLL);
         assert_eq!(k.epoch(), "livevote:{poll:default}:epoch");
-        assert_eq!(k.vote("abc"), "livevote:{poll:default}:vote:abc");
+        assert_eq!(k.vote_ids(), "livevote:{poll:default}:vote-ids");
         let all = [
             k.tally().to_vec(),
             vec![

@@ -84,31 +84,55 @@ return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[4]) or '0',
 
 /// Counts a batch of votes, in order, each atomically with its history entry and its vote id
 /// record: a vote id already recorded (by any instance, within its window) is answered with
-/// its first outcome and counts nothing; an unknown candidate counts nothing.
-/// KEYS: epoch, candidates, counts, version, changes, then one key per vote id.
-/// ARGV: window ms, stream length kept, n, then per vote: uid, index of its vote id's key in
-/// KEYS (0: no vote id).
-/// Reply: {epoch, per vote {'C', count, version} | {'R', uid, count, version} | {'U'}}.
+/// its first outcome and counts nothing; an unknown candidate counts nothing. Vote ids are a
+/// hash (id → "uid count version") and a sorted set by expiry (Redis's clock), at most
+/// `max ids` of them: when full of ids still inside their window, a new id is refused with the
+/// time until the oldest expires. Each run expires at most 256 old ids (bounded work); an
+/// expired id not yet removed counts as absent.
+/// KEYS: epoch, candidates, counts, version, changes, vote-id records, vote-id expiries.
+/// ARGV: window ms, stream length kept, max ids, n, then per vote: uid, vote id ('' for none).
+/// Reply: {epoch, per vote {'C', count, version} | {'R', uid, count, version} | {'U'} |
+/// {'F', ms until room}}.
 /// Without an epoch (Redis lost the poll) nothing runs: error `LVNOPOLL`.
 pub const VOTE: &str = r#"#!lua
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then return redis.error_reply('LVNOPOLL the poll is not in Redis') end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 256)
+if #old > 0 then
+  redis.call('HDEL', KEYS[6], unpack(old))
+  redis.call('ZREM', KEYS[7], unpack(old))
+end
 local out = {epoch}
-local window, maxlen, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local window, maxlen = tonumber(ARGV[1]), ARGV[2]
+local max_ids, n = tonumber(ARGV[3]), tonumber(ARGV[4])
 for k = 0, n - 1 do
-  local uid, ki = ARGV[4 + 2 * k], tonumber(ARGV[5 + 2 * k])
+  local uid, id = ARGV[5 + 2 * k], ARGV[6 + 2 * k]
   local prior = false
-  if ki > 0 then prior = redis.call('GET', KEYS[ki]) end
+  if id ~= '' then
+    local expires = redis.call('ZSCORE', KEYS[7], id)
+    if expires and tonumber(expires) > now then prior = redis.call('HGET', KEYS[6], id) end
+  end
   if prior then
     local u, c, v = string.match(prior, '^(%S+) (%d+) (%d+)$')
     out[#out + 1] = {'R', u, c, v}
   elseif redis.call('HEXISTS', KEYS[3], uid) == 0 then
     out[#out + 1] = {'U'}
+  elseif id ~= '' and redis.call('ZCARD', KEYS[7]) >= max_ids
+      and not redis.call('ZSCORE', KEYS[7], id) then
+    local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+    local wait = window
+    if first[2] then wait = math.max(1, tonumber(first[2]) - now) end
+    out[#out + 1] = {'F', wait}
   else
     local c = redis.call('HINCRBY', KEYS[3], uid, 1)
     local v = redis.call('INCR', KEYS[4])
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, v .. '-0', 'u', uid, 'c', c)
-    if ki > 0 then redis.call('SET', KEYS[ki], uid .. ' ' .. c .. ' ' .. v, 'PX', window) end
+    if id ~= '' then
+      redis.call('HSET', KEYS[6], id, uid .. ' ' .. c .. ' ' .. v)
+      redis.call('ZADD', KEYS[7], now + window, id)
+    end
     out[#out + 1] = {'C', c, v}
   end
 end
@@ -250,6 +274,9 @@ pub fn read_vote(v: &Value, n: usize) -> Result<(String, Vec<Outcome>), Error> {
                         version: number(&f[3])?,
                     }),
                     ("U", 1) => Some(Outcome::UnknownCandidate),
+                    ("F", 2) => Some(Outcome::VoteIdsFull {
+                        retry_after_ms: number(&f[1])?,
+                    }),
                     _ => None,
                 }
             })
@@ -375,8 +402,9 @@ mod tests {
             Value::Array(vec![bulk("C"), Value::Integer(5), Value::Integer(9)]),
             Value::Array(vec![bulk("R"), bulk("2"), bulk("3"), bulk("8")]),
             Value::Array(vec![bulk("U")]),
+            Value::Array(vec![bulk("F"), Value::Integer(1500)]),
         ]);
-        let (epoch, o) = read_vote(&v, 3).unwrap();
+        let (epoch, o) = read_vote(&v, 4).unwrap();
         assert_eq!(epoch, "e1");
         assert_eq!(
             o,
@@ -391,10 +419,13 @@ mod tests {
                     version: 8
                 },
                 Outcome::UnknownCandidate,
+                Outcome::VoteIdsFull {
+                    retry_after_ms: 1500
+                },
             ]
         );
         // One outcome per vote sent, or the reply is not believed.
-        assert!(read_vote(&v, 2).is_err());
+        assert!(read_vote(&v, 3).is_err());
         let short = Value::Array(vec![
             bulk("e1"),
             Value::Array(vec![bulk("C"), Value::Integer(5)]),

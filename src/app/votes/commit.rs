@@ -236,6 +236,11 @@ impl Votes {
                             Some(Outcome::UnknownCandidate) => {
                                 Err(VoteError::UnknownCandidate(r.uid.clone()))
                             }
+                            Some(Outcome::VoteIdsFull { retry_after_ms }) => {
+                                Err(VoteError::VoteIdsFull {
+                                    retry_after: Duration::from_millis(*retry_after_ms),
+                                })
+                            }
                             // A store that answered for other records than it was given.
                             None => Err(VoteError::OutcomeUnknown),
                         },
