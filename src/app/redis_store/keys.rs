@@ -94,7 +94,8 @@ mod tests {
         let all = [
             k.tally().to_vec(),
             vec![
-                k.vote("x"),
+                k.vote_ids(),
+                k.vote_expiry(),
                 k.instances(),
                 k.connected(),
                 k.longpoll(),
