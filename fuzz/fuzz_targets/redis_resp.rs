@@ -10,9 +10,12 @@
 //! - Decoding a stream of values as reads deliver it (the buffer grows piece by piece and each
 //!   complete value is consumed) gives the same values, and the same error, as decoding the
 //!   whole input at once.
+//! - The store's readers of script and stream replies (`app::redis_store::scripts`) take any
+//!   decoded value without panicking: a reply of the wrong shape is an error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use livevote::app::redis_store::scripts;
 use livevote::redis::resp::{decode, encode_value, Limits, Value};
 use livevote_fuzz::{knob, pieces};
 
@@ -41,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
         if again == wire[..again.len()] {
             assert_eq!(again.len(), used, "canonical input, different byte count");
         }
+        let _ = scripts::read_open(&value);
+        let _ = scripts::read_vote(&value, usize::from(k & 0x7));
+        let _ = scripts::read_changes(&value);
+        let _ = scripts::read_presence(&value);
     }
 
     let at_once = all_at_once(wire, &limits);
