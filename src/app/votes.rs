@@ -909,6 +909,53 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_applies_changes_in_order_and_reports_a_gap() {
+        let v = votes();
+        let e = v.epoch();
+        v.follow(&[(1, "1".into(), 1), (2, "2".into(), 1)]).unwrap();
+        // Changes the copy has are skipped; the next must follow the copy.
+        v.follow(&[(2, "2".into(), 1), (3, "1".into(), 2)]).unwrap();
+        assert_eq!(v.followed(), (e.clone(), 3));
+        assert_eq!(
+            v.follow(&[(5, "1".into(), 3)]),
+            Err(Gap { have: 3, got: 5 }),
+            "version 4 is missing"
+        );
+        assert_eq!(
+            v.follow(&[(4, "9".into(), 1)]),
+            Err(Gap { have: 3, got: 4 }),
+            "a candidate the copy does not know"
+        );
+        match v.catch_up(1, None, 100) {
+            Catchup::Delta { votes, .. } => assert_eq!(votes.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        // A snapshot replaces the copy: a new epoch, new candidates, no history.
+        let names = vec![("x".to_string(), "X".to_string())];
+        v.follow_snapshot("new", &names, &[("x".into(), 7)], 9);
+        let s = v.snapshot();
+        assert_eq!((s.epoch.as_str(), s.version), ("new", 9));
+        assert_eq!(s.candidates[0].count, 7);
+        assert!(matches!(
+            v.catch_up(8, Some("new"), 100),
+            Catchup::Snapshot(_)
+        ));
+        assert!(matches!(v.catch_up(3, Some(&e), 100), Catchup::Snapshot(_)));
+    }
+
+    #[test]
+    fn degraded_wakes_waiters_as_presence_does() {
+        let v = Arc::new(votes());
+        let pv = v.presence().1;
+        let w = Arc::clone(&v);
+        let waiter = thread::spawn(move || w.wait(0, None, Some(pv), 10, Duration::from_secs(10)));
+        thread::sleep(Duration::from_millis(20));
+        v.set_degraded(true);
+        assert!(matches!(waiter.join().unwrap(), Some(Wake::Presence(..))));
+        assert!(v.degraded());
+    }
+
+    #[test]
     fn concurrent_votes_are_each_counted_once() {
         let v = Arc::new(votes());
         let threads: Vec<_> = (0..8)
