@@ -31,6 +31,11 @@ fn instance(redis: &RedisServer, extra: &[&str]) -> Livevote {
     Livevote::start_local(args)
 }
 
+/// Three instances on `redis`, defaults otherwise.
+fn three(redis: &RedisServer) -> [Livevote; 3] {
+    [(); 3].map(|()| instance(redis, &[]))
+}
+
 fn total(counts: &BTreeMap<String, u64>) -> u64 {
     counts.values().sum()
 }
@@ -50,11 +55,7 @@ fn vote_with_id(addr: SocketAddr, uid: &str, id: &str) -> Response {
 #[test]
 fn a_vote_on_one_instance_reaches_every_transport_on_the_others() {
     let redis = RedisServer::start(&[]);
-    let (a, b, c) = (
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-    );
+    let [a, b, c] = three(&redis);
     let (v0, epoch, _) = tally(a.addr);
     assert_eq!(tally(b.addr).1, epoch, "one epoch for every instance");
 
@@ -105,11 +106,7 @@ fn a_vote_on_one_instance_reaches_every_transport_on_the_others() {
 #[test]
 fn a_cursor_taken_on_one_instance_resumes_as_a_delta_on_another() {
     let redis = RedisServer::start(&[]);
-    let (a, b, c) = (
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-    );
+    let [a, b, c] = three(&redis);
     vote(a.addr, "1");
     // The cursor, as a page on A holds it.
     let (since, epoch, _) = tally(a.addr);
@@ -153,11 +150,7 @@ fn a_cursor_taken_on_one_instance_resumes_as_a_delta_on_another() {
 #[test]
 fn a_vote_id_retried_on_other_instances_counts_once() {
     let redis = RedisServer::start(&[]);
-    let (a, b, c) = (
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-    );
+    let [a, b, c] = three(&redis);
     let first = vote_with_id(a.addr, "1", "retry-across-1");
     assert_eq!(first.status, 200, "{first:?}");
     let first = first.json();
@@ -225,11 +218,7 @@ fn try_request(addr: SocketAddr, req: String) -> Option<Response> {
 #[test]
 fn concurrent_votes_over_three_instances_give_exactly_the_acknowledged_total_everywhere() {
     let redis = RedisServer::start(&[]);
-    let servers = [
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-    ];
+    let servers = three(&redis);
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
     let (acked, failed) = storm(addrs.clone(), 6, 60, "concurrent");
     assert_eq!((acked.len(), failed), (360, 0));
@@ -459,11 +448,7 @@ fn ws_next_of_type_skipping(ws: &mut Ws, kind: &str) -> Json {
 #[test]
 fn a_long_poller_alternating_between_instances_never_misses_or_repeats_a_vote() {
     let redis = RedisServer::start(&[]);
-    let (a, b, c) = (
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-        instance(&redis, &[]),
-    );
+    let [a, b, c] = three(&redis);
     let (mut since, epoch, _) = tally(a.addr);
     let voter = thread::spawn(move || storm(vec![c.addr], 2, 60, "alternate").0.len());
     // Each request goes to the other instance, with the cursor the last answer gave.
