@@ -75,3 +75,18 @@ bench: release
 	$(CARGO) build --release --manifest-path bench/Cargo.toml
 	bench/target/release/livevote-bench --server target/release/livevote --www www \
 		--peer bench/target/release/peer_tungstenite --out BENCHMARKS.md
+
+## Many instances on this machine (issue 10): Debian's redis-server (durable: AOF, appendfsync
+## always) in a temp dir, three release instances sharing it through --redis, and Debian's nginx
+## as a round-robin balancer with no stickiness in front (WebSocket and SSE proxied). Prints one
+## URL to open in several browsers; Ctrl-C stops everything and removes the temp dir.
+## scripts/cluster.sh --background DIR / --stop DIR is the same for scripts (e2e/tests/7-cluster).
+.PHONY: cluster cluster-deps
+cluster: cluster-deps release
+	bash scripts/cluster.sh
+
+## redis-server and nginx from Debian's apt, each only when missing; the system services the
+## packages may start are stopped again (the cluster runs its own, by pid).
+cluster-deps:
+	bash scripts/install-redis.sh
+	bash scripts/install-nginx.sh

@@ -197,6 +197,121 @@ class Server {
   }
 }
 
+// ------------------------------------------------------------------------------- the cluster
+
+// `make cluster` in its non-interactive form: scripts/cluster.sh --background DIR starts
+// redis-server, three instances on `--redis` and nginx in front, waits until each answers, and
+// writes DIR/url, DIR/ports (NAME=PORT lines) and DIR/pids; --stop DIR stops them by pid.
+// A Cluster is used where a test takes a Server: its url() is nginx's (the one URL people
+// open), vote() goes through nginx, and tally() is the tally all the instances agree on.
+const CLUSTER_SCRIPT = path.join(ROOT, 'scripts', 'cluster.sh');
+
+// Every cluster this process started, stopped even if the test process exits early.
+const clusters = new Set();
+process.on('exit', () => { for (const c of clusters) c.stopSync(); });
+
+class Cluster extends Server {
+  constructor() {
+    super();
+    this.dir = null; // the run directory (a fresh temp dir)
+    this.ports = {}; // redis, nginx, livevote1…
+    this.instances = []; // a Server per instance, addressed directly (not through nginx)
+    this.pageUrl = null; // what the script prints for people
+  }
+
+  async start() {
+    if (this.dir) throw new Error('cluster already running');
+    if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run \`make release\` first`);
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'livevote-e2e-cluster-'));
+    this.dir = path.join(base, 'run');
+    this.base = base;
+    clusters.add(this);
+    const out = await new Promise((resolve, reject) => {
+      const child = spawn('bash', [CLUSTER_SCRIPT, '--background', this.dir], {
+        cwd: ROOT, env: { ...process.env, LIVEVOTE_BIN: BIN }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let text = '';
+      child.stdout.setEncoding('utf8').on('data', (c) => { text += c; });
+      child.stderr.setEncoding('utf8').on('data', (c) => { text += c; });
+      // The script bounds each component's start itself; this only bounds the whole.
+      const timer = setTimeout(() => { try { process.kill(child.pid, 'SIGTERM'); } catch (_) { /* gone */ } }, 60000);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(text);
+        else reject(new Error(`scripts/cluster.sh --background exited (${code ?? signal}):\n${text}`));
+      });
+    });
+    this.startOutput = out;
+    for (const line of fs.readFileSync(path.join(this.dir, 'ports'), 'utf8').split('\n')) {
+      const m = /^(\w+)=(\d+)$/.exec(line.trim());
+      if (m) this.ports[m[1]] = Number(m[2]);
+    }
+    this.pageUrl = fs.readFileSync(path.join(this.dir, 'url'), 'utf8').trim();
+    this.port = this.ports.nginx;
+    this.instances = Object.keys(this.ports).filter((k) => /^livevote\d+$/.test(k)).sort()
+      .map((k) => Object.assign(new Server(), { port: this.ports[k], name: k }));
+    return this;
+  }
+
+  // kill -9 of one instance (by the pid the script recorded), then wait until it is gone; from
+  // then on tally() asks the instances left.
+  async killInstance(name) {
+    const line = fs.readFileSync(path.join(this.dir, 'pids'), 'utf8').split('\n')
+      .map((l) => l.trim().split(/\s+/)).find((f) => f[0] === name);
+    if (!line) throw new Error(`no ${name} in ${this.dir}/pids`);
+    const pid = Number(line[1]);
+    process.kill(pid, 'SIGKILL');
+    // Gone: no /proc entry, or a zombie not reaped yet (the script that started it has exited).
+    const gone = () => {
+      try { return /^\d+ \(.*\) [ZX]/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch (_) { return true; }
+    };
+    const deadline = Date.now() + 5000;
+    while (!gone()) {
+      if (Date.now() > deadline) throw new Error(`${name} (pid ${pid}) still runs 5 s after SIGKILL`);
+      await sleep(20);
+    }
+    this.instances = this.instances.filter((s) => s.name !== name);
+  }
+
+  // The last lines of every log in the run directory, for a failure message.
+  logs(lines = 20) {
+    if (!this.dir) return '';
+    const files = ['redis/redis.log', 'nginx/error.log', ...Object.keys(this.ports).filter((k) => /^livevote\d+$/.test(k)).sort().map((k) => `livevote-${k.slice(8)}.log`)];
+    return files.map((f) => {
+      let text = '';
+      try { text = fs.readFileSync(path.join(this.dir, f), 'utf8'); } catch (_) { return `--- ${f}: (none)`; }
+      return `--- ${f}\n` + text.split('\n').slice(-lines).join('\n');
+    }).join('\n');
+  }
+
+  // Stops everything by pid (the script's --stop) and removes the run directory.
+  stopSync() {
+    if (!this.dir) return;
+    const { spawnSync } = require('node:child_process');
+    spawnSync('bash', [CLUSTER_SCRIPT, '--stop', this.dir], { cwd: ROOT, stdio: 'ignore', timeout: 60000 });
+    fs.rmSync(this.base, { recursive: true, force: true });
+    this.dir = null;
+    clusters.delete(this);
+  }
+
+  async stop() { this.stopSync(); }
+
+  // The tally every instance shows, read from each directly: the instances' follower copies
+  // may be a moment apart, so read until they agree (bounded).
+  async tally() {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const all = await Promise.all(this.instances.map((s) => s.tally()));
+      const same = all.every((t) => t.epoch === all[0].epoch && t.version === all[0].version && sameCounts(t.counts, all[0].counts));
+      if (same) return all[0];
+      if (Date.now() > deadline) {
+        throw new Error(`the instances do not agree within 5 s: ${JSON.stringify(all.map((t, i) => ({ [this.instances[i].name]: { epoch: t.epoch, version: t.version, counts: t.counts } })))}`);
+      }
+      await sleep(50);
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------- the browser
 
 const LAUNCH_ARGS = [
@@ -478,7 +593,7 @@ function suite(label) {
 
 module.exports = {
   ROOT, BIN, CHROMIUM, SCREENSHOTS, WAIT, LAUNCH_ARGS, CASES,
-  sleep, Server, launchBrowser, openViewer, readState, waitForPage, waitForTally,
+  sleep, Server, Cluster, launchBrowser, openViewer, readState, waitForPage, waitForTally,
   waitConnected, waitDisconnected, dblclickVote, voteByDblclick, settle,
   checkViewers, screenshot, closeViewers, candidates, suite, isLocal, NET_ERROR, sameCounts,
 };
