@@ -199,6 +199,28 @@ impl Votes {
             observe(started.elapsed());
             let checkpoint = {
                 let mut t = self.lock();
+                if let Ok(Committed::Shared { epoch, outcomes }) = &written {
+                    // Read your writes: a shared store's votes are answered once this
+                    // instance's copy shows them (the follower applies them), or at the
+                    // deadline (they count either way). The committer waits, once for the
+                    // batch, so each voter wakes only for its answer.
+                    let until = outcomes
+                        .iter()
+                        .filter_map(|o| match o {
+                            Outcome::Counted { version, .. } => Some(*version),
+                            _ => None,
+                        })
+                        .max()
+                        .unwrap_or(0);
+                    let deadline = started + self.timeout;
+                    while t.epoch == *epoch && t.version < until {
+                        let (g, in_time) = self.wait_until(t, deadline);
+                        t = g;
+                        if !in_time {
+                            break;
+                        }
+                    }
+                }
                 let mut answers = Vec::with_capacity(batch.len());
                 let shared = match &written {
                     Ok(Committed::Shared { outcomes, .. }) if outcomes.len() == batch.len() => {
@@ -267,7 +289,11 @@ impl Votes {
                 }
                 self.wants_checkpoint(&t)
             };
-            self.changed.notify_all();
+            self.answered.notify_all();
+            if matches!(written, Ok(Committed::AsNumbered)) {
+                // The tally moved (a shared store's votes move it through the follower).
+                self.changed.notify_all();
+            }
             if let Some(c) = checkpoint {
                 let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(s) = s.as_mut() {
