@@ -281,11 +281,22 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
         0
     };
     let fan = Fanout::new();
-    let Fanout { ready, failed, last, .. } = fan.clone();
+    let Fanout {
+        ready,
+        failed,
+        last,
+        ..
+    } = fan.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for i in 0..n {
-        let Fanout { ready, failed, done, last, sem } = fan.clone();
+        let Fanout {
+            ready,
+            failed,
+            done,
+            last,
+            sem,
+        } = fan.clone();
         let mut stop = stop_rx.clone();
         // Spread evenly over the instances (one, or three on one Redis).
         let port = info.port_for(i);
@@ -464,12 +475,23 @@ pub async fn longpoll_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResul
     let t0 = Instant::now();
     let (v0, epoch) = tally(info.port).await?;
     let fan = Fanout::new();
-    let Fanout { ready, failed, last, .. } = fan.clone();
+    let Fanout {
+        ready,
+        failed,
+        last,
+        ..
+    } = fan.clone();
     let requests = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let Fanout { ready, failed, done, last, sem } = fan.clone();
+        let Fanout {
+            ready,
+            failed,
+            done,
+            last,
+            sem,
+        } = fan.clone();
         let requests = requests.clone();
         let epoch = epoch.clone();
         let mut stop = stop_rx.clone();
@@ -565,7 +587,13 @@ pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, St
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let Fanout { ready, failed, done, last, sem } = fan.clone();
+        let Fanout {
+            ready,
+            failed,
+            done,
+            last,
+            sem,
+        } = fan.clone();
         let mut stop = stop_rx.clone();
         handles.push(tokio::spawn(async move {
             let mut permit = Some(sem.acquire_owned().await.unwrap());
@@ -1097,7 +1125,11 @@ pub fn hold_worker(port: u16, count: usize, src: std::net::Ipv4Addr) {
         println!(
             "open {open} refused {} errors {}",
             errs.len(),
-            if errs.is_empty() { "none".into() } else { group(&errs) }
+            if errs.is_empty() {
+                "none".into()
+            } else {
+                group(&errs)
+            }
         );
         let _ = std::io::stdout().flush();
         let limit = Instant::now() + Duration::from_secs(120);
@@ -1303,7 +1335,11 @@ pub async fn cluster_capacity(info: Info, _k: &Knobs) -> Result<(RunResult, Vec<
     if held < total {
         notes.push(format!(
             "the ramp stopped at {held}: {}",
-            if errors.is_empty() { "no error reported".into() } else { errors.join("; ") }
+            if errors.is_empty() {
+                "no error reported".into()
+            } else {
+                errors.join("; ")
+            }
         ));
     }
     r.notes = notes;

@@ -138,14 +138,23 @@ impl Server {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&dir)
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .args(["--maxmemory-policy", "noeviction", "--daemonize", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                format!("cannot run redis-server ({e}): run `make redis-deps` (Debian's redis-server)")
+                format!(
+                    "cannot run redis-server ({e}): run `make redis-deps` (Debian's redis-server)"
+                )
             })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

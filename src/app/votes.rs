@@ -370,11 +370,11 @@ impl Votes {
             t = g;
             if !in_time {
                 let d = t.durable.as_mut().expect("durable mode");
-                let e = d.give_up(ticket, vote_id);
+                let answer = d.give_up(ticket, vote_id);
                 drop(t);
                 // A retry of the same id may be waiting for this one.
                 self.answered.notify_all();
-                return Err(e);
+                return answer;
             }
         }
     }
@@ -589,8 +589,20 @@ impl Votes {
         t.epoch = epoch.to_string();
         t.version = version;
         t.history.clear();
+        let released = Self::release_seen(&mut t);
         drop(t);
         self.changed.notify_all();
+        if released {
+            self.answered.notify_all();
+        }
+    }
+
+    /// Answers the votes the copy now shows (a shared store's read-your-writes).
+    fn release_seen(t: &mut Tally) -> bool {
+        let (epoch, version) = (t.epoch.clone(), t.version);
+        t.durable
+            .as_mut()
+            .is_some_and(|d| d.release_seen(&epoch, version))
     }
 
     /// Applies changes from the store's stream, `(version, uid, count)` in order. Those the
@@ -620,9 +632,13 @@ impl Votes {
             t.history.push_back((i, *count, Instant::now()));
             applied = true;
         }
+        let released = applied && Self::release_seen(&mut t);
         drop(t);
         if applied {
             self.changed.notify_all();
+        }
+        if released {
+            self.answered.notify_all();
         }
         result
     }
