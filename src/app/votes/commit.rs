@@ -34,8 +34,11 @@ pub(super) struct Durable {
     /// writes): (epoch, the batch's last version counted, tickets and answers). The follower
     /// releases them as it applies the store's changes; meanwhile the committer goes on with
     /// the next batch.
-    unseen: Vec<(String, u64, Vec<(u64, Result<Voted, VoteError>)>)>,
+    unseen: Vec<(String, u64, Vec<Answer>)>,
 }
+
+/// A voter's ticket and its answer.
+type Answer = (u64, Result<Voted, VoteError>);
 
 impl Durable {
     fn new() -> Self {
