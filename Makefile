@@ -71,7 +71,7 @@ bench-ab:
 	bash scripts/bench-ab.sh $(BASE)
 
 .PHONY: bench
-bench: release
+bench: release redis-deps
 	$(CARGO) build --release --manifest-path bench/Cargo.toml
 	bench/target/release/livevote-bench --server target/release/livevote --www www \
 		--peer bench/target/release/peer_tungstenite --out BENCHMARKS.md

@@ -82,6 +82,11 @@ fn a_vote_on_one_instance_reaches_every_transport_on_the_others() {
     let answer = vote(a.addr, "1");
     let v1 = answer["version"].as_u64();
     assert_eq!(v1, v0 + 1);
+    // Read your writes: the instance that answered shows the vote at once.
+    assert!(
+        tally(a.addr).0 >= v1,
+        "A answered before its copy had the vote"
+    );
 
     let live = ws_next_non_presence(&mut ws);
     assert_eq!(

@@ -113,7 +113,41 @@ const SCENARIOS: &[Scenario] = &[
         limit: Duration::from_secs(300),
         target: "≥ 15,000",
     },
+    // Many instances (`--redis`): each beside one instance, alternating, in the same run.
+    Scenario {
+        id: "cluster_ws_fanout_1k",
+        title: "WS fan-out N=1,000 over 3 instances",
+        peers: false,
+        limit: Duration::from_secs(60),
+        target: "p99 ≤ 1.5× one instance",
+    },
+    Scenario {
+        id: "cluster_ws_fanout_10k",
+        title: "WS fan-out N=10,000 over 3 instances",
+        peers: false,
+        limit: Duration::from_secs(150),
+        target: "p99 ≤ 1.5× one instance",
+    },
+    Scenario {
+        id: "cluster_post_vote",
+        title: "POST /vote through Redis over 3 instances, 50 conns (1 instance: --data journal)",
+        peers: false,
+        limit: Duration::from_secs(60),
+        target: "≥ 1.0× one durable instance",
+    },
+    Scenario {
+        id: "cluster_capacity",
+        title: "WS capacity over 3 instances, one vote reaching all",
+        peers: false,
+        limit: Duration::from_secs(420),
+        target: "≥ 40,000",
+    },
 ];
+
+/// The many-instance scenarios: run with [`Target::Cluster`] beside one instance.
+fn is_cluster(id: &str) -> bool {
+    id.starts_with("cluster_")
+}
 
 /// Whether the medians meet the target (None: no target).
 fn check(id: &str, runs: &[RunResult]) -> Option<bool> {
@@ -133,6 +167,7 @@ fn check(id: &str, runs: &[RunResult]) -> Option<bool> {
         "idle_memory_5k" => med("RSS/conn") <= 8.0,
         "echo" => med("msg/s") >= 125_000.0,
         "capacity" => med("held") >= 15_000.0 && worst("server died") == 0.0,
+        "cluster_capacity" => med("held") >= 40_000.0 && med("vote reached") >= 40_000.0,
         _ => return None,
     })
 }
@@ -143,7 +178,9 @@ fn headline(id: &str) -> Option<(&'static str, bool)> {
         "ws_fanout_1k" | "ws_fanout_10k" => Some(("p99", true)),
         "idle_memory_5k" => Some(("RSS/conn", true)),
         "echo" => Some(("msg/s", false)),
-        "capacity" => Some(("held", false)),
+        "capacity" | "cluster_capacity" => Some(("held", false)),
+        "cluster_ws_fanout_1k" | "cluster_ws_fanout_10k" => Some(("p99", true)),
+        "cluster_post_vote" => Some(("req/s", false)),
         _ => None,
     }
 }
@@ -206,6 +243,15 @@ fn parse_args() -> Args {
 }
 
 fn main() {
+    // A capacity worker (`--hold PORT COUNT SRC`), started by the cluster_capacity scenario.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--hold") && argv.len() == 5 {
+        let port = argv[2].parse().expect("--hold PORT");
+        let count = argv[3].parse().expect("--hold COUNT");
+        let src = argv[4].parse().expect("--hold SRC");
+        scen::hold_worker(port, count, src);
+        return;
+    }
     let args = parse_args();
     let (nofile, nofile_hard) = sys::raise_nofile();
     let runs = env_num("BENCH_RUNS", 3.0).max(1.0) as usize;
@@ -245,6 +291,9 @@ fn main() {
         if sc.peers && peers {
             targets.push(Target::Peer);
         }
+        if is_cluster(sc.id) {
+            targets.push(Target::Cluster);
+        }
         // Runs alternate between the servers (livevote, peer, livevote, …), so that both
         // see the same background load on a shared machine.
         let mut scenario_rows: Vec<Row> = targets
@@ -266,7 +315,12 @@ fn main() {
                 wait_for_quiet(quiet_wait);
                 let launch = launch_for(sc.id, target, &args, &www, &tmp, run);
                 let tag = format!("{}-{}-{run}", sc.id, target.name().replace(' ', "_"));
-                let mut server = match Server::start(&launch, &tmp, &tag) {
+                let started = if target == Target::Cluster {
+                    Server::start_cluster(&launch, &tmp, &tag)
+                } else {
+                    Server::start(&launch, &tmp, &tag)
+                };
+                let mut server = match started {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!(
@@ -386,7 +440,7 @@ fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run:
             bin: args.peer.clone().expect("peer binary"),
             args: vec![],
         },
-        Target::Livevote => {
+        Target::Livevote | Target::Cluster => {
             let mut a: Vec<String> = vec![
                 "--www".into(),
                 www.into(),
@@ -394,7 +448,9 @@ fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run:
                 "--max-connections-per-ip".into(),
                 "0".into(),
             ];
-            if id == "post_vote_durable" {
+            if target == Target::Cluster {
+                // The tally in Redis (start_cluster adds --redis).
+            } else if id == "post_vote_durable" || id == "cluster_post_vote" {
                 let dir = tmp.join(format!("journal-{run}"));
                 let _ = std::fs::create_dir_all(&dir);
                 a.push("--data".into());
@@ -426,7 +482,33 @@ async fn run_one(id: &str, info: sys::Info, k: &Knobs) -> Result<(RunResult, Vec
         "idle_memory_5k" => plain(scen::idle_memory(info, 5_000).await),
         "echo" => plain(scen::echo(info, 50, 2_000, 128).await),
         "capacity" => scen::capacity(info, k).await,
+        "cluster_ws_fanout_1k" => plain(scen::ws_fanout(info, 1_000, k).await),
+        "cluster_ws_fanout_10k" => plain(scen::ws_fanout(info, 10_000, k).await),
+        "cluster_post_vote" => {
+            plain(scen::http_throughput(info, 50, k.http_seconds, scen::POST_VOTE_REQ).await)
+        }
+        "cluster_capacity" => match info.target {
+            Target::Cluster => scen::cluster_capacity(info, k).await,
+            _ => scen::capacity(info, k).await,
+        },
         other => Err(format!("unknown scenario {other}")),
+    }
+}
+
+/// Whether three instances meet their target against one (fan-out p99 at most 1.5× one
+/// instance's; votes/s at least one durable instance's). None when not a ratio target.
+fn cluster_ratio(r: &Row, by_id: &BTreeMap<(&str, Target), &Row>) -> Option<bool> {
+    if r.target != Target::Cluster {
+        return None;
+    }
+    let base = by_id.get(&(r.scenario.id, Target::Livevote))?;
+    let med = |row: &Row, k: &str| median(row.runs.iter().filter_map(|x| x.get(k)).collect());
+    match r.scenario.id {
+        "cluster_ws_fanout_1k" | "cluster_ws_fanout_10k" => {
+            Some(med(r, "p99") <= 1.5 * med(base, "p99") && med(r, "missing") == 0.0)
+        }
+        "cluster_post_vote" => Some(med(r, "req/s") >= med(base, "req/s")),
+        _ => None,
     }
 }
 
@@ -485,20 +567,37 @@ fn render_table(rows: &[Row], runs: usize) -> String {
                 format!("{:.2} s", mean(r.runs.iter().map(f)))
             }
         };
-        let (target, met) = match r.target {
-            Target::Livevote => (
+        // A many-instance scenario's target is the three instances'; one instance is its
+        // baseline.
+        let judged = match r.target {
+            Target::Livevote => !is_cluster(r.scenario.id),
+            Target::Cluster => true,
+            Target::Peer => false,
+        };
+        let (target, met) = if judged {
+            let ratio = cluster_ratio(r, &by_id);
+            (
                 r.scenario.target.to_string(),
-                match check(r.scenario.id, &r.runs) {
+                match check(r.scenario.id, &r.runs).or(ratio) {
                     Some(true) => "yes".to_string(),
                     Some(false) => "**no**".to_string(),
                     None => "–".to_string(),
                 },
-            ),
-            Target::Peer => ("".into(), "".into()),
+            )
+        } else if is_cluster(r.scenario.id) && r.target == Target::Livevote {
+            ("baseline".into(), "".into())
+        } else {
+            ("".into(), "".into())
         };
-        let vs = match (r.target, headline(r.scenario.id)) {
-            (Target::Livevote, Some((key, lower_better))) => {
-                match by_id.get(&(r.scenario.id, Target::Peer)) {
+        // Peers are compared with livevote; three instances with one instance.
+        let (against, other_name) = match r.target {
+            Target::Cluster => (Some(Target::Livevote), "1 instance"),
+            Target::Livevote if !is_cluster(r.scenario.id) => (Some(Target::Peer), "peer"),
+            _ => (None, ""),
+        };
+        let vs = match (against, headline(r.scenario.id)) {
+            (Some(against), Some((key, lower_better))) => {
+                match by_id.get(&(r.scenario.id, against)) {
                     Some(p) if !p.runs.is_empty() && !r.runs.is_empty() => {
                         let ours = median(r.runs.iter().filter_map(|x| x.get(key)).collect());
                         let theirs = median(p.runs.iter().filter_map(|x| x.get(key)).collect());
@@ -513,13 +612,13 @@ fn render_table(rows: &[Row], runs: usize) -> String {
                             ours / theirs
                         };
                         format!(
-                            "{key}: peer {} → {:.2}× {}",
+                            "{key}: {other_name} {} → {:.2}× {}",
                             fmt_value(theirs, unit),
                             ratio,
                             if ratio >= 1.0 { "better" } else { "worse" }
                         )
                     }
-                    Some(p) if p.runs.is_empty() => "peer failed".into(),
+                    Some(p) if p.runs.is_empty() => format!("{other_name} failed"),
                     _ => "".into(),
                 }
             }

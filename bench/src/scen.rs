@@ -270,7 +270,7 @@ async fn finish_fanout(
 /// `interval`; each delivery is timed against its vote's send time.
 pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, String> {
     let t0 = Instant::now();
-    let resume = info.target == Target::Livevote;
+    let resume = info.target != Target::Peer;
     // The voter connects first, so its own presence change is published before the votes.
     let mut voter = ws_connect(info.port, "/get_new_vote")
         .await
@@ -281,17 +281,30 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
         0
     };
     let fan = Fanout::new();
-    let Fanout { ready, failed, last, .. } = fan.clone();
+    let Fanout {
+        ready,
+        failed,
+        last,
+        ..
+    } = fan.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
-    for _ in 0..n {
-        let Fanout { ready, failed, done, last, sem } = fan.clone();
+    for i in 0..n {
+        let Fanout {
+            ready,
+            failed,
+            done,
+            last,
+            sem,
+        } = fan.clone();
         let mut stop = stop_rx.clone();
+        // Spread evenly over the instances (one, or three on one Redis).
+        let port = info.port_for(i);
         handles.push(tokio::spawn(async move {
             let permit = sem.acquire_owned().await.unwrap();
             let mut ws = match tokio::time::timeout(
                 Duration::from_secs(20),
-                ws_connect(info.port, "/get_new_vote"),
+                ws_connect(port, "/get_new_vote"),
             )
             .await
             {
@@ -462,12 +475,23 @@ pub async fn longpoll_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResul
     let t0 = Instant::now();
     let (v0, epoch) = tally(info.port).await?;
     let fan = Fanout::new();
-    let Fanout { ready, failed, last, .. } = fan.clone();
+    let Fanout {
+        ready,
+        failed,
+        last,
+        ..
+    } = fan.clone();
     let requests = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let Fanout { ready, failed, done, last, sem } = fan.clone();
+        let Fanout {
+            ready,
+            failed,
+            done,
+            last,
+            sem,
+        } = fan.clone();
         let requests = requests.clone();
         let epoch = epoch.clone();
         let mut stop = stop_rx.clone();
@@ -563,7 +587,13 @@ pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, St
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let Fanout { ready, failed, done, last, sem } = fan.clone();
+        let Fanout {
+            ready,
+            failed,
+            done,
+            last,
+            sem,
+        } = fan.clone();
         let mut stop = stop_rx.clone();
         handles.push(tokio::spawn(async move {
             let mut permit = Some(sem.acquire_owned().await.unwrap());
@@ -662,8 +692,8 @@ pub async fn http_throughput(
     req: &'static [u8],
 ) -> Result<RunResult, String> {
     let mut cs = Vec::with_capacity(conns);
-    for _ in 0..conns {
-        cs.push(http::Conn::connect(info.port).await?);
+    for i in 0..conns {
+        cs.push(http::Conn::connect(info.port_for(i)).await?);
     }
     // A short warm-up on every connection (each server thread is started and has answered).
     for c in cs.iter_mut() {
@@ -1018,4 +1048,301 @@ pub async fn capacity(info: Info, k: &Knobs) -> Result<(RunResult, Vec<Step>), S
         let _ = h.await;
     }
     Ok((r, steps))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capacity over three instances: beyond one process's open-files limit (20,000 here, hard), so
+// the subscribers are held by worker processes (this binary, `--hold`), one per instance, each
+// from its own source address (127.0.0.2, .3, .4: every worker has a whole ephemeral port
+// range). `kernel.pid_max` (32,768) is below the threads three instances need: it is raised for
+// the run (as root) and restored.
+
+/// A WebSocket subscriber from source address `src`.
+async fn ws_connect_from(src: std::net::Ipv4Addr, port: u16) -> Result<Ws, String> {
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| describe_io(&e))?;
+    sock.bind((src, 0).into()).map_err(|e| describe_io(&e))?;
+    let tcp = sock
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .map_err(|e| describe_io(&e))?;
+    let _ = tcp.set_nodelay(true);
+    let url = format!("ws://127.0.0.1:{port}/get_new_vote");
+    match tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config())).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(WsError::Http(resp)) => Err(format!("HTTP {}", resp.status().as_u16())),
+        Err(WsError::Io(e)) => Err(describe_io(&e)),
+        Err(e) => Err(format!("handshake: {e}")),
+    }
+}
+
+/// The worker (`livevote-bench --hold PORT COUNT SRC`): opens up to COUNT subscribers on PORT
+/// from SRC in steps of 1,000, stopping at the first step with failures; prints
+/// `open N refused R errors …`; then waits (at most 120 s) for one vote and prints
+/// `reached M dropped D` once every held subscriber has it or 20 s after the first did.
+pub fn hold_worker(port: u16, count: usize, src: std::net::Ipv4Addr) {
+    use std::io::Write;
+    let (nofile, _) = sys::raise_nofile();
+    let count = count.min((nofile as usize).saturating_sub(100));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let alive = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let mut holders = Vec::new();
+        let mut errs: Vec<String> = Vec::new();
+        let mut open = 0;
+        while open < count {
+            let want = 1000.min(count - open);
+            let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+            let mut hs = Vec::with_capacity(want);
+            for _ in 0..want {
+                let sem = sem.clone();
+                hs.push(tokio::spawn(async move {
+                    let _p = sem.acquire_owned().await.unwrap();
+                    match tokio::time::timeout(Duration::from_secs(20), ws_connect_from(src, port))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err("handshake timed out (20 s)".into()),
+                    }
+                }));
+            }
+            let (socks, e) = collect(hs).await;
+            open += socks.len();
+            for ws in socks {
+                holders.push(hold(ws, stop_rx.clone(), alive.clone(), dropped.clone()));
+            }
+            let failed = !e.is_empty();
+            errs.extend(e);
+            if failed {
+                break;
+            }
+        }
+        println!(
+            "open {open} refused {} errors {}",
+            errs.len(),
+            if errs.is_empty() {
+                "none".into()
+            } else {
+                group(&errs)
+            }
+        );
+        let _ = std::io::stdout().flush();
+        let limit = Instant::now() + Duration::from_secs(120);
+        while alive.load(Ordering::Relaxed) == 0 && Instant::now() < limit {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = Instant::now();
+        while alive.load(Ordering::Relaxed) + dropped.load(Ordering::Relaxed) < open
+            && first.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "reached {} dropped {}",
+            alive.load(Ordering::Relaxed),
+            dropped.load(Ordering::Relaxed)
+        );
+        let _ = std::io::stdout().flush();
+        // Hold on until the parent is done with the instances (it closes our stdin).
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        })
+        .await;
+        let _ = stop_tx.send(true);
+        for h in holders {
+            let _ = h.await;
+        }
+    });
+}
+
+/// A value under /proc/sys.
+fn sysctl(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Raises `kernel.pid_max` to at least `want` for the run; restores it when dropped.
+struct PidMax {
+    was: Option<u64>,
+}
+
+impl PidMax {
+    fn raise(want: u64) -> (PidMax, String) {
+        let Some(now) = sysctl("kernel/pid_max") else {
+            return (PidMax { was: None }, "kernel.pid_max unreadable".into());
+        };
+        if now >= want {
+            return (PidMax { was: None }, format!("kernel.pid_max {now}"));
+        }
+        match std::fs::write("/proc/sys/kernel/pid_max", want.to_string()) {
+            Ok(()) => (
+                PidMax { was: Some(now) },
+                format!("kernel.pid_max raised {now} → {want} for the run"),
+            ),
+            Err(e) => (
+                PidMax { was: None },
+                format!("kernel.pid_max {now} could not be raised ({e}): it may stop the ramp"),
+            ),
+        }
+    }
+}
+
+impl Drop for PidMax {
+    fn drop(&mut self) {
+        if let Some(was) = self.was {
+            let _ = std::fs::write("/proc/sys/kernel/pid_max", was.to_string());
+        }
+    }
+}
+
+/// Three instances holding `BENCH_CLUSTER_CAPACITY` (default 42,000) subscribers between them,
+/// each a third, through worker processes; then one vote must reach every one of them.
+pub async fn cluster_capacity(info: Info, _k: &Knobs) -> Result<(RunResult, Vec<Step>), String> {
+    let total = std::env::var("BENCH_CLUSTER_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(42_000);
+    let per = total.div_ceil(info.instances.max(1));
+    let (pid_max, pid_note) = PidMax::raise((total as u64 + 16_384).next_power_of_two());
+    let mut notes = vec![
+        pid_note,
+        format!(
+            "threads-max {}, vm.max_map_count {} (per process), open files {} (per process: one worker per instance)",
+            sysctl("kernel/threads-max").unwrap_or(0),
+            sysctl("vm/max_map_count").unwrap_or(0),
+            sys::raise_nofile().1
+        ),
+    ];
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut voter = ws_connect(info.port, "/get_new_vote")
+        .await
+        .map_err(|e| format!("voter: {e}"))?;
+    first_resume(&mut voter).await?;
+    let win = Window::open(info.pid);
+    let t = Instant::now();
+    let mut workers = Vec::new();
+    for k in 0..info.instances {
+        let child = std::process::Command::new(&me)
+            .args(["--hold", &info.ports[k].to_string(), &per.to_string()])
+            .arg(format!("127.0.0.{}", 2 + k))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("worker: {e}"))?;
+        workers.push(child);
+    }
+    // Each worker's lines, read on blocking threads.
+    let mut lines = Vec::new();
+    for w in workers.iter_mut() {
+        let out = w.stdout.take().expect("piped");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        lines.push(rx);
+    }
+    let word = |l: &str, w: &str| -> usize {
+        l.split_whitespace()
+            .skip_while(|x| *x != w)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (mut held, mut refused) = (0usize, 0usize);
+    let mut errors = Vec::new();
+    for rx in lines.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(300), rx.recv()).await {
+            Ok(Some(l)) => {
+                held += word(&l, "open");
+                refused += word(&l, "refused");
+                if let Some(e) = l.split(" errors ").nth(1).filter(|e| *e != "none") {
+                    errors.push(e.to_string());
+                }
+            }
+            _ => errors.push("a worker did not report".into()),
+        }
+    }
+    let ramp_s = t.elapsed().as_secs_f64();
+    // Presence settles, then one vote on the first instance.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let samples: Vec<sys::ProcSample> = info.pids[..info.instances]
+        .iter()
+        .map(|&p| sys::sample(p))
+        .collect();
+    voter
+        .send(Message::Text("1".into()))
+        .await
+        .map_err(|e| format!("voter send: {e}"))?;
+    let mut reached = 0usize;
+    let mut dropped = 0usize;
+    for rx in lines.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+            Ok(Some(l)) => {
+                reached += word(&l, "reached");
+                dropped += word(&l, "dropped");
+            }
+            _ => errors.push("a worker did not report the vote".into()),
+        }
+    }
+    let died = samples.iter().any(|s| !s.alive)
+        || info.pids[..info.instances]
+            .iter()
+            .any(|&p| !sys::sample(p).alive);
+    for w in workers.iter_mut() {
+        drop(w.stdin.take());
+    }
+    for mut w in workers {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while w.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    drop(pid_max);
+    let mut r = RunResult::default();
+    win.close(&mut r);
+    let threads: u64 = samples.iter().map(|s| s.threads).sum();
+    let rss: u64 = samples.iter().map(|s| s.rss_kib).sum();
+    r.metrics = vec![
+        count("held", held as f64),
+        count("vote reached", reached as f64),
+        count("refused", refused as f64),
+        bad("dropped", dropped as f64),
+        bad("server died", if died { 1.0 } else { 0.0 }),
+        count("threads", threads as f64),
+        count("RSS MiB", rss as f64 / 1024.0),
+    ];
+    notes.push(format!(
+        "{held} of {total} asked held in {ramp_s:.1} s ({per} per instance, by {} worker processes)",
+        info.instances
+    ));
+    if held < total {
+        notes.push(format!(
+            "the ramp stopped at {held}: {}",
+            if errors.is_empty() {
+                "no error reported".into()
+            } else {
+                errors.join("; ")
+            }
+        ));
+    }
+    r.notes = notes;
+    let _ = voter.close(None).await;
+    Ok((r, Vec::new()))
 }

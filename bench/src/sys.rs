@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub enum Target {
     Livevote,
     Peer,
+    /// Three livevote instances on one Redis (`--redis`), clients spread over them.
+    Cluster,
 }
 
 impl Target {
@@ -19,6 +21,7 @@ impl Target {
         match self {
             Target::Livevote => "livevote",
             Target::Peer => "tungstenite peer",
+            Target::Cluster => "livevote ×3 + Redis",
         }
     }
 }
@@ -31,12 +34,15 @@ pub struct Launch {
     pub args: Vec<String>,
 }
 
-/// A running server process.
+/// A running server process (for [`Target::Cluster`]: the first instance, holding the other
+/// two and their redis-server).
 pub struct Server {
     child: Child,
     pub pid: u32,
     pub port: u16,
     pub stderr_path: PathBuf,
+    others: Vec<Server>,
+    redis: Option<Child>,
 }
 
 /// What a scenario needs to know about its server (cheap to copy into tasks).
@@ -45,6 +51,17 @@ pub struct Info {
     pub pid: u32,
     pub port: u16,
     pub target: Target,
+    /// Every instance's port (the first is `port`); `instances` of them are used.
+    pub ports: [u16; 3],
+    pub instances: usize,
+    pub pids: [u32; 3],
+}
+
+impl Info {
+    /// The instance the `i`-th client uses: clients spread evenly over the instances.
+    pub fn port_for(&self, i: usize) -> u16 {
+        self.ports[i % self.instances.max(1)]
+    }
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -91,6 +108,8 @@ impl Server {
                     pid,
                     port,
                     stderr_path,
+                    others: Vec::new(),
+                    redis: None,
                 };
                 s.stop();
                 return Err("server did not listen within 10 s".into());
@@ -104,19 +123,96 @@ impl Server {
             pid,
             port,
             stderr_path,
+            others: Vec::new(),
+            redis: None,
         })
     }
 
+    /// Debian's redis-server on a free port in its own directory, durable (`appendonly yes`,
+    /// `appendfsync always`, `noeviction`), then three instances of `launch` with `--redis`.
+    pub fn start_cluster(launch: &Launch, tmp: &Path, tag: &str) -> Result<Server, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let dir = tmp.join(format!("{tag}-redis"));
+        fs::create_dir_all(&dir).map_err(|e| format!("{e}"))?;
+        let mut redis = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&dir)
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--maxmemory-policy", "noeviction", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot run redis-server ({e}): run `make redis-deps` (Debian's redis-server)"
+                )
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if redis.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                let _ = redis.kill();
+                let _ = redis.wait();
+                return Err("redis-server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut with_redis = launch.clone();
+        with_redis.args.push("--redis".into());
+        with_redis.args.push(format!("redis://127.0.0.1:{port}"));
+        let mut started = Vec::new();
+        for k in 0..3 {
+            match Server::start(&with_redis, tmp, &format!("{tag}-{k}")) {
+                Ok(s) => started.push(s),
+                Err(e) => {
+                    drop(started);
+                    let _ = redis.kill();
+                    let _ = redis.wait();
+                    return Err(e);
+                }
+            }
+        }
+        let mut first = started.remove(0);
+        first.others = started;
+        first.redis = Some(redis);
+        Ok(first)
+    }
+
     pub fn info(&self, target: Target) -> Info {
+        let mut ports = [self.port; 3];
+        let mut pids = [self.pid; 3];
+        for (k, o) in self.others.iter().enumerate() {
+            ports[k + 1] = o.port;
+            pids[k + 1] = o.pid;
+        }
         Info {
             pid: self.pid,
             port: self.port,
             target,
+            ports,
+            instances: 1 + self.others.len(),
+            pids,
         }
     }
 
-    /// SIGTERM to this pid, then SIGKILL to it after 2 s.
+    /// SIGTERM to this pid, then SIGKILL to it after 2 s (and the same to the other
+    /// instances, then their redis-server is killed).
     pub fn stop(&mut self) {
+        for o in &mut self.others {
+            o.stop();
+        }
+        if let Some(mut r) = self.redis.take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
@@ -135,6 +231,11 @@ impl Server {
     }
 
     pub fn exited(&mut self) -> Option<String> {
+        for o in &mut self.others {
+            if let Some(e) = o.exited() {
+                return Some(e);
+            }
+        }
         match self.child.try_wait() {
             Ok(Some(s)) => Some(s.to_string()),
             _ => None,
@@ -142,7 +243,11 @@ impl Server {
     }
 
     pub fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        let mut text = fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        for o in &self.others {
+            text.push_str(&o.stderr());
+        }
+        text
     }
 }
 

@@ -37,6 +37,10 @@ fuzz_target!(|data: &[u8]| {
         for i in 0..used {
             assert_eq!(decode(&wire[..i], &limits), Ok(None), "prefix of {i} bytes");
         }
+        let _ = scripts::read_open(&value);
+        let _ = scripts::read_vote(&value, usize::from(k & 0x7));
+        let _ = scripts::read_changes(&value);
+        let _ = scripts::read_presence(&value);
         let mut again = Vec::new();
         encode_value(&value, &mut again);
         assert!(again.len() <= used, "the canonical form is longer than the input");
@@ -44,10 +48,6 @@ fuzz_target!(|data: &[u8]| {
         if again == wire[..again.len()] {
             assert_eq!(again.len(), used, "canonical input, different byte count");
         }
-        let _ = scripts::read_open(&value);
-        let _ = scripts::read_vote(&value, usize::from(k & 0x7));
-        let _ = scripts::read_changes(&value);
-        let _ = scripts::read_presence(&value);
     }
 
     let at_once = all_at_once(wire, &limits);

@@ -216,6 +216,9 @@ pub struct Votes {
     changed: Condvar,
     /// Wakes the committer when votes are queued (durable mode).
     queued: Condvar,
+    /// Wakes voters waiting for the committer's answers (durable mode): a voter is woken
+    /// when answers are given, not by every vote and presence change.
+    answered: Condvar,
     /// The store, used by the committer thread only (its own lock: I/O never holds the
     /// tally's).
     store: Mutex<Option<Box<dyn Store>>>,
@@ -259,6 +262,7 @@ impl Votes {
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
+            answered: Condvar::new(),
             store: Mutex::new(None),
             timeout: settings.vote_timeout,
             viewers: Mutex::new(Viewers::default()),
@@ -282,12 +286,20 @@ impl Votes {
         t: MutexGuard<'a, Tally>,
         deadline: Instant,
     ) -> (MutexGuard<'a, Tally>, bool) {
+        Self::wait_on(&self.changed, t, deadline)
+    }
+
+    /// Waits on `cv` until `deadline`; false (at once) once it has passed.
+    fn wait_on<'a>(
+        cv: &Condvar,
+        t: MutexGuard<'a, Tally>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, Tally>, bool) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return (t, false);
         }
-        let t = self
-            .changed
+        let t = cv
             .wait_timeout(t, left)
             .unwrap_or_else(PoisonError::into_inner)
             .0;
@@ -308,7 +320,7 @@ impl Votes {
         // A retry of a vote id being written right now waits for that vote's outcome, as long
         // as the first would have.
         while vote_id.is_some_and(|id| t.durable.as_ref().is_some_and(|d| d.is_inflight(id))) {
-            let (g, in_time) = self.wait_until(t, deadline);
+            let (g, in_time) = Self::wait_on(&self.answered, t, deadline);
             t = g;
             if !in_time {
                 return Err(VoteError::OutcomeUnknown);
@@ -348,33 +360,21 @@ impl Votes {
         // With a store: queue it for the committer and wait until it is stored and counted.
         let ticket = d.enqueue(i, vote_id);
         self.queued.notify_one();
-        let epoch = t.epoch.clone();
         loop {
             let d = t.durable.as_mut().expect("durable mode");
             if let Some(answer) = d.take(ticket) {
-                if let Ok(voted) = &answer {
-                    // Read your writes: a shared store's vote is answered once this
-                    // instance's copy shows it (or, at worst, at the deadline: it counts).
-                    let v = voted.change.version;
-                    while t.shared && t.epoch == epoch && t.version < v {
-                        let (g, in_time) = self.wait_until(t, deadline);
-                        t = g;
-                        if !in_time {
-                            break;
-                        }
-                    }
-                }
                 return answer;
             }
-            let (g, in_time) = self.wait_until(t, deadline);
+            // Woken only when answers are given, not by every change of the tally.
+            let (g, in_time) = Self::wait_on(&self.answered, t, deadline);
             t = g;
             if !in_time {
                 let d = t.durable.as_mut().expect("durable mode");
-                let e = d.give_up(ticket, vote_id);
+                let answer = d.give_up(ticket, vote_id);
                 drop(t);
                 // A retry of the same id may be waiting for this one.
-                self.changed.notify_all();
-                return Err(e);
+                self.answered.notify_all();
+                return answer;
             }
         }
     }
@@ -589,8 +589,20 @@ impl Votes {
         t.epoch = epoch.to_string();
         t.version = version;
         t.history.clear();
+        let released = Self::release_seen(&mut t);
         drop(t);
         self.changed.notify_all();
+        if released {
+            self.answered.notify_all();
+        }
+    }
+
+    /// Answers the votes the copy now shows (a shared store's read-your-writes).
+    fn release_seen(t: &mut Tally) -> bool {
+        let (epoch, version) = (t.epoch.clone(), t.version);
+        t.durable
+            .as_mut()
+            .is_some_and(|d| d.release_seen(&epoch, version))
     }
 
     /// Applies changes from the store's stream, `(version, uid, count)` in order. Those the
@@ -620,9 +632,13 @@ impl Votes {
             t.history.push_back((i, *count, Instant::now()));
             applied = true;
         }
+        let released = applied && Self::release_seen(&mut t);
         drop(t);
         if applied {
             self.changed.notify_all();
+        }
+        if released {
+            self.answered.notify_all();
         }
         result
     }

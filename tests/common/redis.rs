@@ -84,7 +84,7 @@ impl RedisServer {
             // given (ours then exits at once, unable to bind).
             let pid = self.child.as_ref().expect("just spawned").id();
             if TcpStream::connect(("127.0.0.1", self.port))
-                .is_ok_and(|s| server_pid(s) == Some(pid))
+                .is_ok_and(|s| server_pid(s, self.password()) == Some(pid))
             {
                 return true;
             }
@@ -99,6 +99,12 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The `--requirepass` it was given.
+    fn password(&self) -> Option<&str> {
+        let at = self.extra.iter().position(|a| a == "--requirepass")?;
+        self.extra.get(at + 1).map(String::as_str)
     }
 
     /// Kills the server (SIGKILL, by its pid) and waits until it has exited.
@@ -125,13 +131,17 @@ impl Drop for RedisServer {
     }
 }
 
-/// The `process_id` of the server on `stream`, from `INFO server`.
-fn server_pid(mut stream: TcpStream) -> Option<u32> {
+/// The `process_id` of the server on `stream`, from `INFO server` (after `AUTH` when the
+/// server wants a password).
+fn server_pid(mut stream: TcpStream, password: Option<&str>) -> Option<u32> {
     use std::io::{Read, Write};
     stream.set_read_timeout(Some(START_TIMEOUT)).ok()?;
-    stream
-        .write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
-        .ok()?;
+    let mut ask = Vec::new();
+    if let Some(p) = password {
+        ask.extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()).as_bytes());
+    }
+    ask.extend_from_slice(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n");
+    stream.write_all(&ask).ok()?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -30,7 +30,15 @@ pub(super) struct Durable {
     /// Vote ids queued or being stored, with their ticket: a concurrent retry waits for the
     /// first instead of queueing a second vote.
     inflight: HashMap<String, u64>,
+    /// A shared store's answers, kept until this instance's copy shows them (read your
+    /// writes): (epoch, the batch's last version counted, tickets and answers). The follower
+    /// releases them as it applies the store's changes; meanwhile the committer goes on with
+    /// the next batch.
+    unseen: Vec<(String, u64, Vec<Answer>)>,
 }
+
+/// A voter's ticket and its answer.
+type Answer = (u64, Result<Voted, VoteError>);
 
 impl Durable {
     fn new() -> Self {
@@ -39,7 +47,26 @@ impl Durable {
             next_ticket: 0,
             waiting: HashMap::new(),
             inflight: HashMap::new(),
+            unseen: Vec::new(),
         }
+    }
+
+    /// Gives the answers the copy now shows (at `version` of `epoch`, or of another epoch:
+    /// counted either way) to their voters. True when any were.
+    pub(super) fn release_seen(&mut self, epoch: &str, version: u64) -> bool {
+        let before = self.unseen.len();
+        let (seen, unseen): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unseen)
+            .into_iter()
+            .partition(|(e, until, _)| e != epoch || *until <= version);
+        self.unseen = unseen;
+        for (_, _, answers) in seen {
+            for (ticket, answer) in answers {
+                if let Some(slot) = self.waiting.get_mut(&ticket) {
+                    *slot = Some(answer);
+                }
+            }
+        }
+        self.unseen.len() != before
     }
 
     /// Queues a vote for candidate `candidate`; returns its ticket.
@@ -66,9 +93,23 @@ impl Durable {
         }
     }
 
-    /// The voter of `ticket` stops waiting: what to answer it.
-    pub(super) fn give_up(&mut self, ticket: u64, vote_id: Option<&str>) -> VoteError {
+    /// The voter of `ticket` stops waiting: what to answer it (its answer, when the store
+    /// counted it and only the copy is behind).
+    pub(super) fn give_up(
+        &mut self,
+        ticket: u64,
+        vote_id: Option<&str>,
+    ) -> Result<Voted, VoteError> {
         self.waiting.remove(&ticket);
+        for (_, _, answers) in &mut self.unseen {
+            if let Some(at) = answers.iter().position(|(t, _)| *t == ticket) {
+                return answers.swap_remove(at).1;
+            }
+        }
+        Err(self.withdraw(ticket, vote_id))
+    }
+
+    fn withdraw(&mut self, ticket: u64, vote_id: Option<&str>) -> VoteError {
         match self.queue.iter().position(|p| p.ticket == ticket) {
             // Not taken by the committer: withdrawn, so certainly not counted.
             Some(at) => {
@@ -256,18 +297,46 @@ impl Votes {
                     };
                     answers.push((p, answer));
                 }
+                // Read your writes: a shared store's counted votes are answered once this
+                // instance's copy shows them (the follower releases them).
+                let until = match &written {
+                    Ok(Committed::Shared { epoch, .. }) => answers
+                        .iter()
+                        .filter_map(|(_, a)| match a {
+                            Ok(v) if !v.replayed => Some(v.change.version),
+                            _ => None,
+                        })
+                        .max()
+                        .filter(|&v| !(t.epoch != *epoch || v <= t.version))
+                        .map(|v| (epoch.clone(), v)),
+                    _ => None,
+                };
                 let d = t.durable.as_mut().expect("durable mode");
+                let mut held = Vec::new();
                 for (p, answer) in answers {
                     if let Some(id) = &p.vote_id {
                         d.inflight.remove(id);
                     }
-                    if let Some(slot) = d.waiting.get_mut(&p.ticket) {
-                        *slot = Some(answer);
+                    if !d.waiting.contains_key(&p.ticket) {
+                        continue;
                     }
+                    match (&until, &answer) {
+                        (Some(_), Ok(v)) if !v.replayed => held.push((p.ticket, answer)),
+                        _ => {
+                            d.waiting.insert(p.ticket, Some(answer));
+                        }
+                    }
+                }
+                if let Some((epoch, until)) = until {
+                    d.unseen.push((epoch, until, held));
                 }
                 self.wants_checkpoint(&t)
             };
-            self.changed.notify_all();
+            self.answered.notify_all();
+            if matches!(written, Ok(Committed::AsNumbered)) {
+                // The tally moved (a shared store's votes move it through the follower).
+                self.changed.notify_all();
+            }
             if let Some(c) = checkpoint {
                 let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(s) = s.as_mut() {
