@@ -37,8 +37,9 @@ conformance: release
 	bash scripts/conformance.sh
 
 ## Browser tests: the release server driven in Debian's Chromium by playwright-core (e2e/).
-## Installs chromium, fonts-noto-cjk (apt) and e2e/node_modules (npm ci) when missing.
-e2e: release
+## Installs chromium, fonts-noto-cjk (apt) and e2e/node_modules (npm ci) when missing, and
+## redis-server and nginx for the run through `make cluster`'s balancer (7-cluster).
+e2e: release cluster-deps
 	bash e2e/install.sh
 	cd e2e && node run.js
 
