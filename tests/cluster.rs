@@ -585,3 +585,21 @@ fn vote_id_records_are_capped_in_redis_and_expire_with_the_window() {
     assert_eq!(vote_with_id(b.addr, "1", "capped-3").status, 200);
     assert_eq!(converged(&[a.addr, b.addr]).0, 6);
 }
+
+#[test]
+fn each_instance_reports_its_own_open_streams_in_metrics() {
+    let redis = RedisServer::start(&[]);
+    let (a, b) = (instance(&redis, &[]), instance(&redis, &[]));
+    let _sse = open_events(a.addr, "/events", "");
+    // Presence adds up every instance; the connection gauge is this instance's.
+    wait_for(CONVERGE, "presence on B to count A's stream", || {
+        (get(b.addr, "/votes").json()["presence"]["sse"].as_u64() == 1).then_some(())
+    });
+    let sse = |addr| {
+        series(
+            &common::metrics::scrape(addr),
+            "livevote_open_connections{transport=\"sse\"}",
+        )
+    };
+    assert_eq!((sse(a.addr), sse(b.addr)), (Some(1), Some(0)));
+}

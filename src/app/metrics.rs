@@ -154,6 +154,8 @@ impl RedisMetrics {
 pub struct Gauges {
     pub http_connections: usize,
     pub ws_subscribers: usize,
+    /// SSE streams open on this instance (presence may be a total over instances).
+    pub sse_streams: u64,
     pub presence: super::presence::Counts,
     pub version: u64,
     pub ws_buffered_bytes: usize,
@@ -251,7 +253,7 @@ impl Metrics {
         for (t, n) in [
             ("ws", g.ws_subscribers as u64),
             ("chat", self.chat_open.load(Relaxed)),
-            ("sse", g.presence.get(Kind::Sse)),
+            ("sse", g.sse_streams),
             ("longpoll", self.longpoll_waiting.load(Relaxed)),
         ] {
             let _ = writeln!(w, "livevote_open_connections{{transport=\"{t}\"}} {n}");
@@ -485,6 +487,7 @@ mod tests {
         let g = Gauges {
             http_connections: 3,
             ws_subscribers: 1,
+            sse_streams: 0,
             presence: Default::default(),
             version: 9,
             ws_buffered_bytes: 0,

@@ -200,6 +200,11 @@ impl Viewers {
         };
     }
 
+    /// WebSocket and SSE viewers connected now.
+    pub fn connected_now(&self) -> [u64; 2] {
+        self.connected
+    }
+
     /// A viewer moved to a connected transport: it no longer counts as polling.
     pub fn forget(&mut self, id: &str) {
         if let Some(s) = self.seen.remove(id) {

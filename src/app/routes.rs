@@ -102,6 +102,7 @@ impl App {
         let g = Gauges {
             http_connections: self.admission.open(),
             ws_subscribers: self.hub.subscribers(),
+            sse_streams: self.votes.local_connected()[1],
             presence,
             version: self.votes.version(),
             ws_buffered_bytes: self.ws_budget.used(),

@@ -713,6 +713,12 @@ impl Votes {
         self.viewers().seen(id, k, ip, max_per_ip, Instant::now())
     }
 
+    /// WebSocket and SSE viewers connected to this instance (the published presence may be
+    /// the total over several).
+    pub fn local_connected(&self) -> [u64; 2] {
+        self.viewers().connected_now()
+    }
+
     /// The published presence and its version.
     pub fn presence(&self) -> (Counts, u64) {
         self.lock().presence.published()
