@@ -449,7 +449,13 @@ fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run:
                 "0".into(),
             ];
             if target == Target::Cluster {
-                // The tally in Redis (start_cluster adds --redis).
+                // The tally in Redis (start_cluster adds --redis). For capacity, the
+                // instance's own cap (--max-connections, default 16,384) must not be what
+                // stops the ramp: a third of the subscribers each, with room to spare.
+                if id == "cluster_capacity" {
+                    a.push("--max-connections".into());
+                    a.push("65536".into());
+                }
             } else if id == "post_vote_durable" || id == "cluster_post_vote" {
                 let dir = tmp.join(format!("journal-{run}"));
                 let _ = std::fs::create_dir_all(&dir);

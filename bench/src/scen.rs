@@ -1204,6 +1204,19 @@ impl Drop for PidMax {
     }
 }
 
+/// The capacity worker processes: killed by their pids and reaped when dropped, also when
+/// the run ends early (an error, or its wall-clock bound dropping the future).
+struct Workers(Vec<std::process::Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in self.0.iter_mut() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
 /// Three instances holding `BENCH_CLUSTER_CAPACITY` (default 42,000) subscribers between them,
 /// each a third, through worker processes; then one vote must reach every one of them.
 pub async fn cluster_capacity(info: Info, _k: &Knobs) -> Result<(RunResult, Vec<Step>), String> {
@@ -1229,7 +1242,7 @@ pub async fn cluster_capacity(info: Info, _k: &Knobs) -> Result<(RunResult, Vec<
     first_resume(&mut voter).await?;
     let win = Window::open(info.pid);
     let t = Instant::now();
-    let mut workers = Vec::new();
+    let mut workers = Workers(Vec::new());
     for k in 0..info.instances {
         let child = std::process::Command::new(&me)
             .args(["--hold", &info.ports[k].to_string(), &per.to_string()])
@@ -1239,11 +1252,11 @@ pub async fn cluster_capacity(info: Info, _k: &Knobs) -> Result<(RunResult, Vec<
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| format!("worker: {e}"))?;
-        workers.push(child);
+        workers.0.push(child);
     }
     // Each worker's lines, read on blocking threads.
     let mut lines = Vec::new();
-    for w in workers.iter_mut() {
+    for w in workers.0.iter_mut() {
         let out = w.stdout.take().expect("piped");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         std::thread::spawn(move || {
@@ -1303,17 +1316,16 @@ pub async fn cluster_capacity(info: Info, _k: &Knobs) -> Result<(RunResult, Vec<
         || info.pids[..info.instances]
             .iter()
             .any(|&p| !sys::sample(p).alive);
-    for w in workers.iter_mut() {
+    for w in workers.0.iter_mut() {
         drop(w.stdin.take());
     }
-    for mut w in workers {
+    for w in workers.0.iter_mut() {
         let deadline = Instant::now() + Duration::from_secs(20);
         while w.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _ = w.kill();
-        let _ = w.wait();
     }
+    drop(workers);
     drop(pid_max);
     let mut r = RunResult::default();
     win.close(&mut r);
