@@ -527,7 +527,7 @@ fn render_table(rows: &[Row], runs: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| scenario | server | result (median of {runs} run{}) | load generator CPU | server CPU | other CPU | measured | issue target | target met | vs peer |",
+        "| scenario | server | result (median of {runs} run{}) | load generator CPU | server CPU | other CPU | measured | issue target | target met | vs peer (or one instance) |",
         if runs == 1 { "" } else { "s" }
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
