@@ -92,6 +92,7 @@ fn check_metrics(data: &[u8]) {
     let g = Gauges {
         http_connections: data.len(),
         ws_subscribers: data.len() / 2,
+        sse_streams: data.len() as u64 / 3,
         presence: Counts([1, 2, 3, data.len() as u64]),
         version: data.len() as u64,
         ws_buffered_bytes: 0,
