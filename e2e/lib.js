@@ -483,6 +483,21 @@ async function settle(v) {
   await v.page.waitForLoadState('load').catch(() => {});
 }
 
+// A burst of votes: `httpVotes` POSTs through `server` (a Server or a Cluster) in flight while
+// every page double-clicks `perPage` times, candidates in turn. Returns the total the server
+// must then show, given the total `before` it.
+async function voteBurst(server, viewers, uids, { httpVotes, perPage, before }) {
+  const http = Promise.all(Array.from({ length: httpVotes }, (_, i) => server.vote(uids[i % uids.length])));
+  const clicks = viewers.map(async (v, i) => {
+    for (let k = 0; k < perPage; k++) {
+      await dblclickVote(v, uids[(i + k) % uids.length]);
+      await sleep(100);
+    }
+  });
+  await Promise.all([http, ...clicks]);
+  return before + httpVotes + perPage * viewers.length;
+}
+
 // Double-click on the candidate's NAME (the text node, not the Vote button, which votes by
 // itself when JavaScript is on).
 async function dblclickVote(v, uid) {
@@ -594,6 +609,6 @@ function suite(label) {
 module.exports = {
   ROOT, BIN, CHROMIUM, SCREENSHOTS, WAIT, LAUNCH_ARGS, CASES,
   sleep, Server, Cluster, launchBrowser, openViewer, readState, waitForPage, waitForTally,
-  waitConnected, waitDisconnected, dblclickVote, voteByDblclick, settle,
+  waitConnected, waitDisconnected, dblclickVote, voteByDblclick, voteBurst, settle,
   checkViewers, screenshot, closeViewers, candidates, suite, isLocal, NET_ERROR, sameCounts,
 };

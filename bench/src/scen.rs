@@ -50,6 +50,11 @@ pub async fn ws_connect(port: u16, path: &str) -> Result<Ws, String> {
     let tcp = TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| describe_io(&e))?;
+    ws_handshake(tcp, port, path).await
+}
+
+/// The client handshake on a connected socket.
+async fn ws_handshake(tcp: TcpStream, port: u16, path: &str) -> Result<Ws, String> {
     let _ = tcp.set_nodelay(true);
     let url = format!("ws://127.0.0.1:{port}{path}");
     match tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config())).await {
@@ -1065,14 +1070,7 @@ async fn ws_connect_from(src: std::net::Ipv4Addr, port: u16) -> Result<Ws, Strin
         .connect(([127, 0, 0, 1], port).into())
         .await
         .map_err(|e| describe_io(&e))?;
-    let _ = tcp.set_nodelay(true);
-    let url = format!("ws://127.0.0.1:{port}/get_new_vote");
-    match tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config())).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(WsError::Http(resp)) => Err(format!("HTTP {}", resp.status().as_u16())),
-        Err(WsError::Io(e)) => Err(describe_io(&e)),
-        Err(e) => Err(format!("handshake: {e}")),
-    }
+    ws_handshake(tcp, port, "/get_new_vote").await
 }
 
 /// The worker (`livevote-bench --hold PORT COUNT SRC`): opens up to COUNT subscribers on PORT

@@ -20,15 +20,7 @@ describe('four transports at once', () => {
 
     const before = await server.tally();
     // The burst: HTTP votes in flight while every page double-clicks.
-    const http = Promise.all(Array.from({ length: HTTP_VOTES }, (_, i) => server.vote(S.uids[i % S.uids.length])));
-    const clicks = viewers.map(async (v, i) => {
-      for (let k = 0; k < PER_PAGE; k++) {
-        await L.dblclickVote(v, S.uids[(i + k) % S.uids.length]);
-        await L.sleep(100);
-      }
-    });
-    await Promise.all([http, ...clicks]);
-    const expected = before.total + HTTP_VOTES + PER_PAGE * viewers.length;
+    const expected = await L.voteBurst(server, viewers, S.uids, { httpVotes: HTTP_VOTES, perPage: PER_PAGE, before: before.total });
     await server.waitTotal(expected, L.WAIT.vote, 'after the burst');
 
     for (let i = 0; i < viewers.length; i++) {

@@ -100,15 +100,7 @@ describe('make cluster: three instances on one Redis behind nginx', () => {
 
     const before = await cluster.tally();
     // The burst: POSTs through nginx in flight while every page double-clicks.
-    const http = Promise.all(Array.from({ length: HTTP_VOTES }, (_, i) => cluster.vote(S.uids[i % S.uids.length])));
-    const clicks = viewers.map(async (v, i) => {
-      for (let k = 0; k < PER_PAGE; k++) {
-        await L.dblclickVote(v, S.uids[(i + k) % S.uids.length]);
-        await L.sleep(100);
-      }
-    });
-    await Promise.all([http, ...clicks]);
-    const expected = before.total + HTTP_VOTES + PER_PAGE * viewers.length;
+    const expected = await L.voteBurst(cluster, viewers, S.uids, { httpVotes: HTTP_VOTES, perPage: PER_PAGE, before: before.total });
     const t = await cluster.waitTotal(expected, L.WAIT.vote, 'after the burst');
 
     // Every page shows exactly the tally the instances agree on, still on its transport.

@@ -133,7 +133,7 @@ impl Hub {
                 None => continue,
                 Some(Wake::Presence(counts, p)) => {
                     pv = p;
-                    let mut msg = json::presence(&counts, p);
+                    let msg = json::presence(&counts, p);
                     let now_degraded = self.votes.degraded();
                     if now_degraded != degraded {
                         // The store's health changed: the one message that says so, then
@@ -144,7 +144,6 @@ impl Hub {
                         frame::encode(true, OpCode::Text, d.as_bytes(), &mut out);
                         let (_, stalled) = self.fan_out(|tx| tx.offer_unsequenced(&out));
                         self.lagging(stalled);
-                        msg = json::presence(&counts, p);
                     }
                     // Encoded once for everyone. Best effort: a subscriber that cannot take it
                     // now gets the next one.

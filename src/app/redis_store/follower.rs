@@ -86,14 +86,17 @@ impl Follower {
         }
     }
 
+    /// After a read that reached Redis: ends an outage, if there was one (nothing to do on
+    /// every other read, which is most of them).
     fn up(&mut self, votes: &Votes) {
-        if let Some(since) = self.down_since.take() {
-            eprintln!(
-                "livevote: redis: reachable again after {:.1} s; the copy is resynchronised",
-                since.elapsed().as_secs_f64()
-            );
-            self.metrics.redis.reconnects.fetch_add(1, Relaxed);
-        }
+        let Some(since) = self.down_since.take() else {
+            return;
+        };
+        eprintln!(
+            "livevote: redis: reachable again after {:.1} s; the copy is resynchronised",
+            since.elapsed().as_secs_f64()
+        );
+        self.metrics.redis.reconnects.fetch_add(1, Relaxed);
         self.metrics.redis.up.store(1, Relaxed);
         votes.set_degraded(false);
     }
