@@ -134,6 +134,33 @@ impl Durable {
     }
 }
 
+/// A voter's answer from a shared store's outcome for its vote (None: the store answered for
+/// other records than it was given, so the outcome is unknown). The follower, not this, counts
+/// the vote in the copy.
+fn shared_answer(outcome: Option<&Outcome>, uid: &str) -> Result<Voted, VoteError> {
+    let voted = |uid: &str, count: u64, version: u64, replayed: bool| Voted {
+        change: Change {
+            uid: uid.to_string(),
+            count,
+            version,
+        },
+        replayed,
+    };
+    match outcome {
+        Some(Outcome::Counted { count, version }) => Ok(voted(uid, *count, *version, false)),
+        Some(Outcome::Replayed {
+            uid,
+            count,
+            version,
+        }) => Ok(voted(uid, *count, *version, true)),
+        Some(Outcome::UnknownCandidate) => Err(VoteError::UnknownCandidate(uid.to_string())),
+        Some(Outcome::VoteIdsFull { retry_after_ms }) => Err(VoteError::VoteIdsFull {
+            retry_after: Duration::from_millis(*retry_after_ms),
+        }),
+        None => Err(VoteError::OutcomeUnknown),
+    }
+}
+
 /// What a checkpoint needs: version, counts (retired uids included) and remembered ids.
 struct Checkpoint {
     version: u64,
@@ -253,38 +280,9 @@ impl Votes {
                 for (k, (p, r)) in batch.iter().zip(&records).enumerate() {
                     let answer = match &written {
                         // A shared store counted it (or knew it): the follower applies it.
-                        Ok(Committed::Shared { .. }) => match shared.map(|o| &o[k]) {
-                            Some(Outcome::Counted { count, version }) => Ok(Voted {
-                                change: Change {
-                                    uid: r.uid.clone(),
-                                    count: *count,
-                                    version: *version,
-                                },
-                                replayed: false,
-                            }),
-                            Some(Outcome::Replayed {
-                                uid,
-                                count,
-                                version,
-                            }) => Ok(Voted {
-                                change: Change {
-                                    uid: uid.clone(),
-                                    count: *count,
-                                    version: *version,
-                                },
-                                replayed: true,
-                            }),
-                            Some(Outcome::UnknownCandidate) => {
-                                Err(VoteError::UnknownCandidate(r.uid.clone()))
-                            }
-                            Some(Outcome::VoteIdsFull { retry_after_ms }) => {
-                                Err(VoteError::VoteIdsFull {
-                                    retry_after: Duration::from_millis(*retry_after_ms),
-                                })
-                            }
-                            // A store that answered for other records than it was given.
-                            None => Err(VoteError::OutcomeUnknown),
-                        },
+                        Ok(Committed::Shared { .. }) => {
+                            shared_answer(shared.map(|o| &o[k]), &r.uid)
+                        }
                         Ok(Committed::AsNumbered) => Ok(Voted {
                             change: t.apply(p.candidate, p.vote_id.as_deref(), r.at_ms),
                             replayed: false,
@@ -307,7 +305,7 @@ impl Votes {
                             _ => None,
                         })
                         .max()
-                        .filter(|&v| !(t.epoch != *epoch || v <= t.version))
+                        .filter(|&v| t.epoch == *epoch && v > t.version)
                         .map(|v| (epoch.clone(), v)),
                     _ => None,
                 };
