@@ -35,6 +35,12 @@ use scripts::{PollState, Script};
 /// local history ([`super::votes::HISTORY`]), so a short outage costs no client a snapshot.
 pub const STREAM_LENGTH: u64 = 16_384;
 
+/// Most stream entries a vote batch's reply carries back (the changes after the committer's
+/// copy, every instance's): enough for the votes all instances commit in one round trip, so the
+/// copy shows the batch's own votes at once; a copy further behind leaves the rest to the
+/// follower (the batch's answers then wait for it, as read-your-writes requires).
+pub const TAIL_MAX: u64 = 1_024;
+
 /// What one vote-id record holds in Redis (its hash field and value, its sorted-set entry and
 /// their overhead), for a UUID: 264 bytes measured by `INFO memory`'s `used_memory` over
 /// 100,000 records on Redis 7.0, rounded up. `--vote-id-memory` divided by this is the most
@@ -227,6 +233,8 @@ fn eviction_warning(client: &mut Client) -> Option<String> {
 
 impl RedisStore {
     fn run_votes(&mut self, records: &[Record], deadline: Instant) -> Result<Committed, Error> {
+        // The copy's version when the batch was taken: the records are numbered after it.
+        let after = records.first().map_or(0, |r| r.version.saturating_sub(1));
         let mut keys: Vec<String> = self.target.keys.tally().to_vec();
         keys.push(self.target.keys.vote_ids());
         keys.push(self.target.keys.vote_expiry());
@@ -235,13 +243,19 @@ impl RedisStore {
         args.push(STREAM_LENGTH.to_string().into_bytes());
         args.push(self.max_ids.to_string().into_bytes());
         args.push(records.len().to_string().into_bytes());
+        args.push(after.to_string().into_bytes());
+        args.push(TAIL_MAX.to_string().into_bytes());
         for r in records {
             args.push(r.uid.clone().into_bytes());
             args.push(r.vote_id.clone().unwrap_or_default().into_bytes());
         }
         let reply = self.vote.run(&mut self.client, &keys, &args, deadline)?;
-        let (epoch, outcomes) = scripts::read_vote(&reply, records.len())?;
-        Ok(Committed::Shared { epoch, outcomes })
+        let r = scripts::read_vote(&reply, records.len())?;
+        Ok(Committed::Shared {
+            epoch: r.epoch,
+            outcomes: r.outcomes,
+            tail: r.tail,
+        })
     }
 }
 

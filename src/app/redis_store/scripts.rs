@@ -90,9 +90,12 @@ return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[4]) or '0',
 /// time until the oldest expires. Each run expires at most 256 old ids (bounded work); an
 /// expired id not yet removed counts as absent.
 /// KEYS: epoch, candidates, counts, version, changes, vote-id records, vote-id expiries.
-/// ARGV: window ms, stream length kept, max ids, n, then per vote: uid, vote id ('' for none).
-/// Reply: {epoch, per vote {'C', count, version} | {'R', uid, count, version} | {'U'} |
-/// {'F', ms until room}}.
+/// ARGV: window ms, stream length kept, max ids, n, the caller's version `after`, the most
+/// tail entries, then per vote: uid, vote id ('' for none).
+/// Reply: {epoch, tail, per vote {'C', count, version} | {'R', uid, count, version} | {'U'} |
+/// {'F', ms until room}}, where tail is the stream's entries after version `after` (every
+/// instance's changes since the caller's copy, this batch's included), at most the cap: the
+/// caller's copy catches up to its own votes from the reply, without a round trip.
 /// Without an epoch (Redis lost the poll) nothing runs: error `LVNOPOLL`.
 pub const VOTE: &str = r#"#!lua
 local epoch = redis.call('GET', KEYS[1])
@@ -104,11 +107,11 @@ if #old > 0 then
   redis.call('HDEL', KEYS[6], unpack(old))
   redis.call('ZREM', KEYS[7], unpack(old))
 end
-local out = {epoch}
+local out = {epoch, {}}
 local window, maxlen = tonumber(ARGV[1]), ARGV[2]
 local max_ids, n = tonumber(ARGV[3]), tonumber(ARGV[4])
 for k = 0, n - 1 do
-  local uid, id = ARGV[5 + 2 * k], ARGV[6 + 2 * k]
+  local uid, id = ARGV[7 + 2 * k], ARGV[8 + 2 * k]
   local prior = false
   if id ~= '' then
     local expires = redis.call('ZSCORE', KEYS[7], id)
@@ -136,6 +139,7 @@ for k = 0, n - 1 do
     out[#out + 1] = {'C', c, v}
   end
 end
+out[2] = redis.call('XRANGE', KEYS[5], '(' .. ARGV[5] .. '-0', '+', 'COUNT', ARGV[6])
 return out
 "#;
 
@@ -251,11 +255,22 @@ pub fn read_open(v: &Value) -> Result<PollState, Error> {
     read().ok_or_else(|| bad("the poll", v))
 }
 
-/// Reads [`VOTE`]'s reply for `n` votes: the epoch and one outcome per vote.
-pub fn read_vote(v: &Value, n: usize) -> Result<(String, Vec<Outcome>), Error> {
+/// What [`VOTE`] answered: the epoch, the stream's tail after the caller's version, and one
+/// outcome per vote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteReply {
+    pub epoch: String,
+    pub tail: Vec<StreamChange>,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Reads [`VOTE`]'s reply for `n` votes.
+pub fn read_vote(v: &Value, n: usize) -> Result<VoteReply, Error> {
     let read = || {
         let Value::Array(a) = v else { return None };
-        let (epoch, outcomes) = a.split_first()?;
+        let [epoch, Value::Array(tail), outcomes @ ..] = a.as_slice() else {
+            return None;
+        };
         if outcomes.len() != n {
             return None;
         }
@@ -281,7 +296,11 @@ pub fn read_vote(v: &Value, n: usize) -> Result<(String, Vec<Outcome>), Error> {
                 }
             })
             .collect::<Option<Vec<_>>>()?;
-        Some((text(epoch)?, outcomes))
+        Some(VoteReply {
+            epoch: text(epoch)?,
+            tail: entries(tail)?,
+            outcomes,
+        })
     };
     read().ok_or_else(|| bad("the votes", v))
 }
@@ -301,31 +320,38 @@ pub fn read_changes(v: &Value) -> Result<Vec<StreamChange>, Error> {
         let mut out = Vec::new();
         for s in streams {
             let Value::Array(kv) = s else { return None };
-            let [_, Value::Array(entries)] = kv.as_slice() else {
+            let [_, Value::Array(list)] = kv.as_slice() else {
                 return None;
             };
-            for e in entries {
-                let Value::Array(e) = e else { return None };
-                let [id, fields] = e.as_slice() else {
-                    return None;
-                };
-                let id = text(id)?;
-                let version: u64 = id.split_once('-')?.0.parse().ok()?;
-                let Value::Array(f) = fields else { return None };
-                let (mut uid, mut count) = (None, None);
-                for p in f.chunks(2) {
-                    match (p[0].as_bytes()?, p.get(1)) {
-                        (b"u", Some(u)) => uid = text(u),
-                        (b"c", Some(c)) => count = number(c),
-                        _ => {}
-                    }
-                }
-                out.push((version, uid?, count?));
-            }
+            out.extend(entries(list)?);
         }
         Some(out)
     };
     read().ok_or_else(|| bad("the change stream", v))
+}
+
+/// A stream's entries (`XRANGE`'s reply, or one stream of `XREAD`'s) as changes, in order.
+fn entries(list: &[Value]) -> Option<Vec<StreamChange>> {
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        let Value::Array(e) = e else { return None };
+        let [id, fields] = e.as_slice() else {
+            return None;
+        };
+        let id = text(id)?;
+        let version: u64 = id.split_once('-')?.0.parse().ok()?;
+        let Value::Array(f) = fields else { return None };
+        let (mut uid, mut count) = (None, None);
+        for p in f.chunks(2) {
+            match (p[0].as_bytes()?, p.get(1)) {
+                (b"u", Some(u)) => uid = text(u),
+                (b"c", Some(c)) => count = number(c),
+                _ => {}
+            }
+        }
+        out.push((version, uid?, count?));
+    }
+    Some(out)
 }
 
 /// Reads [`PRESENCE`]'s reply: viewers by transport (ws, sse, longpoll, poll).
@@ -395,19 +421,29 @@ mod tests {
         }
     }
 
+    /// One stream entry as `XRANGE` and `XREAD` give it.
+    fn entry(id: &str, u: &str, c: &str) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(vec![bulk("u"), bulk(u), bulk("c"), bulk(c)]),
+        ])
+    }
+
     #[test]
     fn vote_outcomes_read() {
         let v = Value::Array(vec![
             bulk("e1"),
+            Value::Array(vec![entry("8-0", "2", "3"), entry("9-0", "1", "5")]),
             Value::Array(vec![bulk("C"), Value::Integer(5), Value::Integer(9)]),
             Value::Array(vec![bulk("R"), bulk("2"), bulk("3"), bulk("8")]),
             Value::Array(vec![bulk("U")]),
             Value::Array(vec![bulk("F"), Value::Integer(1500)]),
         ]);
-        let (epoch, o) = read_vote(&v, 4).unwrap();
-        assert_eq!(epoch, "e1");
+        let r = read_vote(&v, 4).unwrap();
+        assert_eq!(r.epoch, "e1");
+        assert_eq!(r.tail, vec![(8, "2".into(), 3), (9, "1".into(), 5)]);
         assert_eq!(
-            o,
+            r.outcomes,
             vec![
                 Outcome::Counted {
                     count: 5,
@@ -428,19 +464,20 @@ mod tests {
         assert!(read_vote(&v, 3).is_err());
         let short = Value::Array(vec![
             bulk("e1"),
+            Value::Array(vec![]),
             Value::Array(vec![bulk("C"), Value::Integer(5)]),
         ]);
         assert!(read_vote(&short, 1).is_err());
+        // The tail is part of the reply's shape: without it, not believed either.
+        let no_tail = Value::Array(vec![
+            bulk("e1"),
+            Value::Array(vec![bulk("C"), Value::Integer(5), Value::Integer(9)]),
+        ]);
+        assert!(read_vote(&no_tail, 1).is_err());
     }
 
     #[test]
     fn stream_entries_read_in_order() {
-        let entry = |id: &str, u: &str, c: &str| {
-            Value::Array(vec![
-                bulk(id),
-                Value::Array(vec![bulk("u"), bulk(u), bulk("c"), bulk(c)]),
-            ])
-        };
         let v = Value::Array(vec![Value::Array(vec![
             bulk("livevote:{poll:default}:changes"),
             Value::Array(vec![entry("11-0", "1", "6"), entry("12-0", "2", "6")]),
