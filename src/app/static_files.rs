@@ -47,7 +47,7 @@ pub struct File {
     pub content_type: &'static str,
     pub bytes: Cow<'static, [u8]>,
     /// A strong validator: `"` + the SHA-1 of the bytes in hex + `"`.
-    pub etag: Cow<'static, str>,
+    pub etag: String,
 }
 
 /// Where the files come from.
@@ -150,7 +150,7 @@ impl StaticFiles {
                 let bytes = fs::read(StaticFiles::resolve(root, rel)?).ok()?;
                 Some(File {
                     content_type,
-                    etag: Cow::Owned(etag_of(&bytes)),
+                    etag: etag_of(&bytes),
                     bytes: Cow::Owned(bytes),
                 })
             }
@@ -159,7 +159,7 @@ impl StaticFiles {
                 Some(File {
                     content_type,
                     bytes: Cow::Borrowed(bytes),
-                    etag: Cow::Owned(etag.clone()),
+                    etag: etag.clone(),
                 })
             }
         }
@@ -182,7 +182,7 @@ impl StaticFiles {
             Response::with_body(Status::Ok, file.content_type, file.bytes.into_owned())
         };
         let resp = resp
-            .header("ETag", file.etag.into_owned())
+            .header("ETag", file.etag)
             .header("Cache-Control", CACHE_CONTROL)
             .header("X-Content-Type-Options", "nosniff");
         Some(if file.content_type.starts_with("text/html") {
