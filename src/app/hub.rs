@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,9 +30,24 @@ const CATCH_UP_EVERY: Duration = Duration::from_millis(20);
 pub struct Hub {
     votes: Arc<Votes>,
     metrics: Arc<Metrics>,
-    subs: Mutex<Vec<(u64, Arc<Subscriber>)>>,
+    subs: Mutex<Subs>,
+    /// Wakes an idle broadcaster when the first subscriber joins.
+    joined: Condvar,
     next_id: AtomicU64,
     laggards: Mutex<Vec<(Arc<Subscriber>, Instant)>>,
+}
+
+/// The subscribers, and what an idle broadcaster needs to start again.
+#[derive(Default)]
+struct Subs {
+    list: Vec<(u64, Arc<Subscriber>)>,
+    /// The broadcaster waits for a subscriber, not for votes: with nobody to send them to,
+    /// a vote wakes no thread here.
+    idle: bool,
+    /// The tally's (epoch, version) when the first subscriber joined an idle broadcaster,
+    /// read before it was listed: its resume (sent after) is at least that new, so the
+    /// broadcaster goes on from there and misses nothing anyone listed has not had.
+    joined_at: Option<(String, u64)>,
 }
 
 /// A subscriber's registration; dropping it unsubscribes.
@@ -43,7 +58,7 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut subs = lock(&self.hub.subs);
+        let subs = &mut lock(&self.hub.subs).list;
         if let Some(i) = subs.iter().position(|(id, _)| *id == self.id) {
             subs.swap_remove(i);
         }
@@ -60,7 +75,8 @@ impl Hub {
         let hub = Arc::new(Hub {
             votes,
             metrics,
-            subs: Mutex::new(Vec::new()),
+            subs: Mutex::new(Subs::default()),
+            joined: Condvar::new(),
             next_id: AtomicU64::new(1),
             laggards: Mutex::new(Vec::new()),
         });
@@ -80,7 +96,14 @@ impl Hub {
 
     pub fn subscribe(self: &Arc<Self>, tx: Arc<Subscriber>) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.subs).push((id, tx));
+        let at = self.votes.followed();
+        let mut subs = lock(&self.subs);
+        if subs.idle && subs.joined_at.is_none() {
+            subs.joined_at = Some(at);
+            self.joined.notify_one();
+        }
+        subs.list.push((id, tx));
+        drop(subs);
         Subscription {
             hub: Arc::clone(self),
             id,
@@ -88,7 +111,25 @@ impl Hub {
     }
 
     pub fn subscribers(&self) -> usize {
-        lock(&self.subs).len()
+        lock(&self.subs).list.len()
+    }
+
+    /// Returns at once while anyone subscribes; otherwise waits (votes unseen) until someone
+    /// does, and gives the cursor to go on from (see [`Subs::joined_at`]).
+    fn await_subscriber(&self) -> Option<(String, u64)> {
+        let mut subs = lock(&self.subs);
+        if !subs.list.is_empty() {
+            return None;
+        }
+        subs.idle = true;
+        while subs.joined_at.is_none() {
+            subs = self
+                .joined
+                .wait(subs)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        subs.idle = false;
+        subs.joined_at.take()
     }
 
     /// The whole tally as one frame, tagged with its version.
@@ -123,6 +164,9 @@ impl Hub {
         let mut epoch = self.votes.epoch();
         let mut degraded = false;
         loop {
+            if let Some((e, v)) = self.await_subscriber() {
+                (epoch, seen) = (e, v);
+            }
             let batch = match self.votes.wait(
                 seen,
                 Some(&epoch),
@@ -167,6 +211,7 @@ impl Hub {
                     epoch = s.epoch;
                     seen = s.version;
                     let all: Vec<Arc<Subscriber>> = lock(&self.subs)
+                        .list
                         .iter()
                         .map(|(_, tx)| Arc::clone(tx))
                         .collect();
@@ -207,7 +252,7 @@ impl Hub {
     fn fan_out(&self, offer: impl Fn(&Subscriber) -> Offer) -> (u64, Vec<Arc<Subscriber>>) {
         let mut sent = 0;
         let mut stalled = Vec::new();
-        for (_, tx) in lock(&self.subs).iter() {
+        for (_, tx) in lock(&self.subs).list.iter() {
             match offer(tx) {
                 Offer::Stale => stalled.push(Arc::clone(tx)),
                 Offer::Queued => {

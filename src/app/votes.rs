@@ -180,6 +180,9 @@ struct Tally {
     /// Counts recovered for ids that are not candidates now: not shown, but carried into every
     /// checkpoint, so configuring the candidate again brings its votes back.
     retired: Vec<(String, u64)>,
+    /// Threads waiting on `changed` now: a change with none wakes nobody (std's `Condvar`
+    /// makes a system call for every notification, waiters or not).
+    watchers: usize,
 }
 
 impl Tally {
@@ -261,6 +264,7 @@ impl Votes {
                 ids: VoteIds::new(settings.vote_id_window, settings.vote_id_memory),
                 durable: None,
                 retired: Vec::new(),
+                watchers: 0,
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
@@ -285,10 +289,21 @@ impl Votes {
     /// Waits for a change until `deadline`; false (at once) once it has passed.
     fn wait_until<'a>(
         &self,
-        t: MutexGuard<'a, Tally>,
+        mut t: MutexGuard<'a, Tally>,
         deadline: Instant,
     ) -> (MutexGuard<'a, Tally>, bool) {
-        Self::wait_on(&self.changed, t, deadline)
+        t.watchers += 1;
+        let (mut t, in_time) = Self::wait_on(&self.changed, t, deadline);
+        t.watchers -= 1;
+        (t, in_time)
+    }
+
+    /// Wakes the threads waiting for a change, if any were when the lock was let go
+    /// (`watched`, read under it: a thread that starts waiting later sees the change itself).
+    fn changed(&self, watched: bool) {
+        if watched {
+            self.changed.notify_all();
+        }
     }
 
     /// Waits on `cv` until `deadline`; false (at once) once it has passed.
@@ -352,8 +367,9 @@ impl Votes {
         let Some(d) = t.durable.as_mut() else {
             // In memory: counted at once.
             let change = t.apply(i, vote_id, now);
+            let watched = t.watchers > 0;
             drop(t);
-            self.changed.notify_all();
+            self.changed(watched);
             return Ok(Voted {
                 change,
                 replayed: false,
@@ -534,11 +550,13 @@ impl Votes {
             if waiting_ahead {
                 left = left.min(ahead_until.saturating_duration_since(Instant::now()));
             }
+            t.watchers += 1;
             t = self
                 .changed
                 .wait_timeout(t, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            t.watchers -= 1;
         }
     }
 }
@@ -645,10 +663,9 @@ impl Votes {
         } else {
             Ring::default()
         };
+        let watched = applied && t.watchers > 0;
         drop(t);
-        if applied {
-            self.changed.notify_all();
-        }
+        self.changed(watched);
         self.answered.wake(released);
         result
     }

@@ -271,7 +271,7 @@ impl Votes {
                 }
             };
             observe(started.elapsed());
-            let (checkpoint, moved, ring) = {
+            let (checkpoint, watched, ring) = {
                 let mut t = self.lock();
                 // The reply's tail brings the copy up to this batch (and whatever every other
                 // instance committed before it); what does not follow the copy is the
@@ -352,12 +352,12 @@ impl Votes {
                     // Earlier batches' answers the follower had not released yet.
                     ring.join(Self::release_seen(&mut t));
                 }
-                (self.wants_checkpoint(&t), moved, ring)
+                let watched =
+                    (moved || matches!(written, Ok(Committed::AsNumbered))) && t.watchers > 0;
+                (self.wants_checkpoint(&t), watched, ring)
             };
             self.answered.wake(ring);
-            if moved || matches!(written, Ok(Committed::AsNumbered)) {
-                self.changed.notify_all();
-            }
+            self.changed(watched);
             if let Some(c) = checkpoint {
                 let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(s) = s.as_mut() {
