@@ -123,6 +123,10 @@ impl Hub {
         let mut epoch = self.votes.epoch();
         let mut degraded = false;
         loop {
+            // Shutting down: the WebSockets are being closed (`live::Sockets`).
+            if self.votes.ending() {
+                return;
+            }
             let batch = match self.votes.wait(
                 seen,
                 Some(&epoch),

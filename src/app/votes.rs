@@ -13,6 +13,7 @@ mod wakers;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -180,6 +181,9 @@ struct Tally {
     /// Counts recovered for ids that are not candidates now: not shown, but carried into every
     /// checkpoint, so configuring the candidate again brings its votes back.
     retired: Vec<(String, u64)>,
+    /// Shut down: no more votes are taken, and the committer stops once its queue is empty
+    /// ([`Votes::close`]).
+    closed: bool,
 }
 
 impl Tally {
@@ -228,6 +232,11 @@ pub struct Votes {
     timeout: Duration,
     /// Presence bookkeeping, in its own lock: only changed counts reach the tally's.
     viewers: Mutex<Viewers>,
+    /// Shutting down: every wait ends at once ([`Votes::end_streams`]), and live streams end.
+    /// Outside the lock, so a stream checks it for free.
+    ending: AtomicBool,
+    /// The store is closed ([`Votes::close`]): the Redis follower and presence threads end.
+    stopped: AtomicBool,
 }
 
 impl Votes {
@@ -261,6 +270,7 @@ impl Votes {
                 ids: VoteIds::new(settings.vote_id_window, settings.vote_id_memory),
                 durable: None,
                 retired: Vec::new(),
+                closed: false,
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
@@ -268,6 +278,8 @@ impl Votes {
             store: Mutex::new(None),
             timeout: settings.vote_timeout,
             viewers: Mutex::new(Viewers::default()),
+            ending: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -319,6 +331,11 @@ impl Votes {
     pub fn vote_once(&self, uid: &str, vote_id: Option<&str>) -> Result<Voted, VoteError> {
         let deadline = Instant::now() + self.timeout;
         let mut t = self.lock();
+        if t.closed {
+            return Err(VoteError::NotStored(
+                "the server is shutting down".to_string(),
+            ));
+        }
         // A retry of a vote id being written right now waits for that vote's outcome, as long
         // as the first would have.
         while let Some(first) = vote_id.and_then(|id| t.durable.as_ref()?.inflight_ticket(id)) {
@@ -527,6 +544,10 @@ impl Votes {
             if presence_seen.is_some_and(|seen| seen != pv) {
                 return Some(Wake::Presence(counts, pv));
             }
+            // Shutting down: nothing more to wait for (the caller checks `ending`).
+            if self.ending() {
+                return None;
+            }
             let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
@@ -683,6 +704,75 @@ impl Votes {
     /// polling viewers seen and forgotten since the last call.
     pub fn take_presence(&self) -> super::presence::Local {
         self.viewers().take_local(Instant::now())
+    }
+}
+
+/// Shutting down.
+impl Votes {
+    /// Ends every wait at once, now and from now on ([`Votes::wait`] answers `None` instead
+    /// of waiting): long-polls are answered, event streams and the broadcaster end (they
+    /// check [`Votes::ending`]). Votes are still taken.
+    pub fn end_streams(&self) {
+        self.ending.store(true, Ordering::SeqCst);
+        // Through the lock: a waiter that checked the flag before it was set is waiting by
+        // now, and is woken.
+        drop(self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Whether [`Votes::end_streams`] was called.
+    pub fn ending(&self) -> bool {
+        self.ending.load(Ordering::Relaxed)
+    }
+
+    /// Takes no more votes (they are answered "not stored"), lets the committer finish the
+    /// votes queued and stop, then closes the store (the journal's file, the Redis
+    /// connection). Waits until `deadline` at most: false if votes were still being stored
+    /// then (the store is left open; every answered vote is kept by it either way).
+    pub fn close(&self, deadline: Instant) -> bool {
+        self.lock().closed = true;
+        self.end_streams();
+        self.queued.notify_all();
+        let mut t = self.lock();
+        while t.durable.as_ref().is_some_and(|d| d.busy()) {
+            let (g, in_time) = Self::wait_on(&self.answered, t, deadline);
+            t = g;
+            if !in_time {
+                return false;
+            }
+        }
+        drop(t);
+        // The committer is done (or was never started): nothing uses the store any more.
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(store);
+        self.stopped.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// Whether [`Votes::close`] has closed the store (the Redis threads stop then).
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store can take votes (readiness): `Ok` in memory, and while the store is
+    /// busy committing (it is in use); otherwise what the store says of itself.
+    pub fn store_usable(&self) -> Result<(), String> {
+        match self.store.try_lock() {
+            Ok(s) => match s.as_ref() {
+                Some(s) => s.usable().map_err(|e| e.to_string()),
+                None if self.lock().durable.is_some() => Err("the store is closed".to_string()),
+                None => Ok(()),
+            },
+            Err(std::sync::TryLockError::Poisoned(p)) => match p.into_inner().as_ref() {
+                Some(s) => s.usable().map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
+            Err(std::sync::TryLockError::WouldBlock) => Ok(()),
+        }
     }
 }
 

@@ -183,6 +183,31 @@ impl<T> Sender<T> {
         l.write_until(frame, Instant::now() + self.write_timeout)
     }
 
+    /// From another thread (a shutdown going through every connection): sends a close frame
+    /// without waiting on the peer. `false` when the lock is taken (try again later). A peer
+    /// with bytes still pending, or whose socket does not take the whole frame at once, is not
+    /// reading: it is shut down instead. Either way no data frame follows; the connection's
+    /// own thread sees the peer's answering close (or the end of the socket) and ends.
+    pub fn close_now(&self, code: u16, reason: &str) -> bool {
+        let Some(mut l) = self.try_lock() else {
+            return false;
+        };
+        if l.half.state != WriteState::Open {
+            return true;
+        }
+        if !l.half.pending.is_empty() {
+            l.kill();
+            return true;
+        }
+        let mut out = Vec::with_capacity(MAX_HEADER_LEN + 2 + reason.len());
+        encode_close(code, reason, &mut out);
+        match retry_interrupted(|| write_nonblocking(&l.half.stream, &out)) {
+            Ok(n) if n == out.len() => l.half.state = WriteState::CloseSent,
+            _ => l.kill(),
+        }
+        true
+    }
+
     /// Our side is done sending (after a close frame): FIN, after anything still pending
     /// (within the write timeout).
     fn shutdown_write(&self) {
