@@ -217,6 +217,9 @@ pub enum Drained {
     TimedOut { requests: usize, websockets: usize },
 }
 
+/// How long the shutdown waits for the accept loop to see its wake-up.
+const ACCEPT_STOP: Duration = Duration::from_secs(2);
+
 /// How often the shutdown looks whether what it waits for is done.
 const DRAIN_POLL: Duration = Duration::from_millis(5);
 
@@ -269,7 +272,9 @@ fn drain(
     let left = || deadline.saturating_duration_since(Instant::now());
     thread::sleep(l.shutdown_delay.min(left()));
     wake(stop, addr);
-    let _ = accept_stopped.recv_timeout(left());
+    // Should the wake-up not have got through (a full backlog), the loop stops at its next
+    // connection, which it closes unanswered: go on meanwhile.
+    let _ = accept_stopped.recv_timeout(left().min(ACCEPT_STOP));
     let websockets = app.sockets.len();
     let streams = app.votes.local_connected()[1];
     eprintln!(
@@ -391,4 +396,86 @@ fn open_files_limit() -> Option<usize> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::conn::Handler;
+    use crate::http::request::{parse_request, Parse};
+
+    fn config(timeout: Duration) -> Config {
+        let mut c = Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            www: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www"),
+            access_log: false,
+            ..Config::default()
+        };
+        c.limits.shutdown_delay = Duration::ZERO;
+        c.limits.shutdown_timeout = timeout;
+        c
+    }
+
+    #[test]
+    fn a_shutdown_with_nothing_in_flight_is_clean_and_closes_the_listener() {
+        let server = Server::bind(config(Duration::from_secs(10))).unwrap();
+        let addr = server.local_addr().unwrap();
+        let app = server.app();
+        let (go, signal) = mpsc::channel::<()>();
+        let runner = thread::spawn(move || server.run_until(|| signal.recv().unwrap()));
+        // Accepting until the signal.
+        drop(TcpStream::connect(addr).unwrap());
+        go.send(()).unwrap();
+        assert_eq!(runner.join().unwrap().unwrap(), Drained::Clean);
+        assert!(app.draining());
+        assert!(app.votes.stopped());
+        assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
+    }
+
+    #[test]
+    fn a_request_that_never_ends_times_the_shutdown_out() {
+        let server = Server::bind(config(Duration::from_millis(300))).unwrap();
+        let app = server.app();
+        // A request handled whose response is never written (a peer that never reads).
+        let limits = app.config.limits.clone();
+        let Ok(Parse::Complete(req, _)) =
+            parse_request(b"GET /votes HTTP/1.1\r\nHost: localhost\r\n\r\n", &limits)
+        else {
+            panic!("a complete request")
+        };
+        let (handled, in_flight) = mpsc::channel();
+        let (release, stuck) = mpsc::channel::<()>();
+        let a = Arc::clone(&app);
+        let writer = thread::spawn(move || {
+            let _ = a.handle(&req, b"", "127.0.0.1:1".parse().unwrap());
+            handled.send(()).unwrap();
+            stuck.recv().unwrap();
+            a.observe(Status::Ok, 0);
+        });
+        in_flight.recv().unwrap();
+        assert_eq!(app.requests_in_flight(), 1);
+        let t0 = Instant::now();
+        let drained = server.run_until(|| {}).unwrap();
+        assert_eq!(
+            drained,
+            Drained::TimedOut {
+                requests: 1,
+                websockets: 0
+            }
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        release.send(()).unwrap();
+        writer.join().unwrap();
+        assert_eq!(app.requests_in_flight(), 0);
+    }
+
+    #[test]
+    fn the_wake_up_reaches_a_listener_on_every_interface() {
+        let v4: SocketAddr = "0.0.0.0:7".parse().unwrap();
+        assert_eq!(wake_addr(v4), "127.0.0.1:7".parse().unwrap());
+        let v6: SocketAddr = "[::]:7".parse().unwrap();
+        assert_eq!(wake_addr(v6), "[::1]:7".parse().unwrap());
+        let own: SocketAddr = "10.1.2.3:7".parse().unwrap();
+        assert_eq!(wake_addr(own), own);
+    }
 }

@@ -91,6 +91,18 @@ fn a_journal_server_says_its_store() {
     assert_eq!(j["store"].as_str(), "journal");
     assert!(j["store_usable"].as_bool());
     assert_eq!(get(server.addr, "/readyz").status, 200);
+    // The journal's file is gone (deleted by hand): votes appended now would be lost at the
+    // next start, so the instance is not ready, and says why; it is still alive.
+    std::fs::remove_file(dir.journal()).expect("remove the journal");
+    let r = get(server.addr, "/readyz");
+    assert_eq!(r.status, 503, "{r:?}");
+    let j = r.json();
+    assert!(!j["ready"].as_bool());
+    assert!(!j["draining"].as_bool());
+    assert!(j["reason"].as_str().starts_with("store: "), "{j:?}");
+    let h = get(server.addr, "/healthz");
+    assert_eq!(h.status, 200);
+    assert!(!h.json()["store_usable"].as_bool());
 }
 
 /// One vote and its answer.
@@ -412,4 +424,34 @@ fn probe_exits_0_for_a_healthy_server_and_1_otherwise() {
     });
     assert_eq!(probe(&[&format!("http://{addr}/healthz")]), Some(1));
     assert_eq!(probe(&["ftp://x"]), Some(1), "not an http URL");
+}
+
+#[test]
+fn a_redis_outage_shows_in_healthz_not_in_readyz_and_shutdown_still_ends() {
+    let mut redis = common::redis::RedisServer::start(&[]);
+    let url = redis.url_string();
+    let server = Livevote::start_local(["--redis", url.as_str(), "--shutdown-delay", "0"]);
+    let addr = server.addr;
+    vote(addr, "1");
+    let j = get(addr, "/healthz").json();
+    assert_eq!(j["store"].as_str(), "redis");
+    assert!(j["redis"]["up"].as_bool(), "{j:?}");
+    assert_eq!(get(addr, "/readyz").status, 200);
+
+    redis.kill();
+    wait_for(LIMIT, "/healthz to say Redis is down", || {
+        (!get(addr, "/healthz").json()["redis"]["up"].as_bool()).then_some(())
+    });
+    assert_eq!(metric(addr, "livevote_redis_up"), 0);
+    let r = get(addr, "/readyz");
+    assert_eq!(
+        r.status, 200,
+        "a Redis outage leaves readiness alone: {r:?}"
+    );
+
+    kill(&server, "TERM");
+    let signalled = Instant::now();
+    let (code, stderr) = server.exit_status();
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
 }

@@ -1097,4 +1097,64 @@ mod tests {
         assert_eq!(s.version, 8000);
         assert_eq!(s.candidates[0].count + s.candidates[1].count, 8000);
     }
+
+    #[test]
+    fn ending_streams_answers_every_wait_at_once_and_still_takes_votes() {
+        let v = Arc::new(votes());
+        let w = Arc::clone(&v);
+        let waiter = thread::spawn(move || {
+            let started = Instant::now();
+            let woke = w.wait(0, None, None, 10, Duration::from_secs(60));
+            (woke, started.elapsed())
+        });
+        // Until the waiter waits: a wait that began after `end_streams` ends at once too.
+        thread::sleep(Duration::from_millis(20));
+        v.end_streams();
+        let (woke, took) = waiter.join().unwrap();
+        assert_eq!(woke, None);
+        assert!(took < Duration::from_secs(30), "{took:?}");
+        assert!(v.ending());
+        assert_eq!(v.wait(0, None, None, 10, Duration::from_secs(60)), None);
+        // A client behind still gets what it missed; votes still count.
+        v.vote("1").unwrap();
+        assert!(matches!(
+            v.wait(0, None, None, 10, Duration::from_secs(60)),
+            Some(Wake::Votes(_))
+        ));
+    }
+
+    #[test]
+    fn closing_stores_the_queued_votes_then_refuses_more_and_closes_the_store() {
+        let dir = std::env::temp_dir().join(format!(
+            "livevote-votes-close-{}-{:?}",
+            std::process::id(),
+            thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("votes.journal");
+        let names = [("1".to_string(), "a".to_string())];
+        let (journal, recovery) = crate::app::journal::open(&path).unwrap();
+        let (v, _) = Votes::durable(&names, Box::new(journal), recovery, &Settings::default());
+        let v = Arc::new(v);
+        let c = Arc::clone(&v);
+        let committer = thread::spawn(move || c.commit_loop(&|_| {}));
+        let voters: Vec<_> = (0..4)
+            .map(|_| {
+                let v = Arc::clone(&v);
+                thread::spawn(move || (0..50).filter(|_| v.vote("1").is_ok()).count())
+            })
+            .collect();
+        let acked: usize = voters.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(acked, 200);
+        assert_eq!(v.store_usable(), Ok(()));
+        assert!(v.close(Instant::now() + Duration::from_secs(10)));
+        committer.join().unwrap();
+        assert!(v.stopped());
+        assert!(matches!(v.vote("1"), Err(VoteError::NotStored(_))));
+        assert!(v.store_usable().is_err(), "closed");
+        // Closed: the lock is free, and every vote is on disk.
+        let (_, recovery) = crate::app::journal::open(&path).unwrap();
+        assert_eq!(recovery.version, 200);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
