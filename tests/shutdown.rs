@@ -161,9 +161,9 @@ fn sigterm_drains_every_client_and_loses_no_acknowledged_vote() {
         &journal,
         &[
             "--shutdown-delay",
-            "1.5",
+            "2.5",
             "--shutdown-timeout",
-            "10",
+            "12",
             "--longpoll-timeout",
             "60",
             "--sse-heartbeat",
@@ -179,7 +179,15 @@ fn sigterm_drains_every_client_and_loses_no_acknowledged_vote() {
     let mut sse = open_events(addr, "/events", "");
     sse.read_timeout(LIMIT);
     sse.next_event(); // the resume
-                      // A long-poller that keeps polling from its last version until it is refused.
+                      // Both read all along (as browsers do), each until its end: the WebSocket's close code,
+                      // and how the event stream ended.
+    let ws_reader = thread::spawn(move || close_code(&mut ws));
+    let sse_reader = thread::spawn(move || loop {
+        if let Err(e) = sse.block() {
+            return e.kind();
+        }
+    });
+    // A long-poller that keeps polling from its last version until it is refused.
     let long_poller = thread::spawn(move || {
         let mut answers = 0;
         let mut version = version_counts(addr).0;
@@ -213,14 +221,12 @@ fn sigterm_drains_every_client_and_loses_no_acknowledged_vote() {
     kill(&server, "TERM");
     let signalled = Instant::now();
     wait_for_line(&server, "SIGTERM received");
-    // Draining: not ready, still alive and accepting.
-    wait_for(LIMIT, "/readyz 503", || {
-        (status_of(addr, "/readyz") == Some(503)).then_some(())
+    // Draining: not ready, still alive and accepting (for the delay: refused after it).
+    wait_for(LIMIT, "/readyz 503", || match status_of(addr, "/readyz") {
+        Some(503) => Some(()),
+        Some(_) => None,
+        None => panic!("refused before /readyz was seen answering 503"),
     });
-    assert!(
-        signalled.elapsed() < Duration::from_millis(1500),
-        "the delay ran out before the checks"
-    );
     assert_eq!(status_of(addr, "/healthz"), Some(200));
     let mut c = Client::connect(addr);
     let r = c.call(get_req("/readyz"));
@@ -235,17 +241,12 @@ fn sigterm_drains_every_client_and_loses_no_acknowledged_vote() {
     assert_eq!(metric(addr, "livevote_draining"), 1);
 
     // The WebSocket is closed with 1001 (going away), after whatever it was sent before.
-    assert_eq!(close_code(&mut ws), Some(1001));
+    assert_eq!(ws_reader.join().expect("the WebSocket reader"), Some(1001));
     // The event stream ends (after the events it was sent).
-    loop {
-        match sse.block() {
-            Ok(_) => {}
-            Err(e) => {
-                assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
-                break;
-            }
-        }
-    }
+    assert_eq!(
+        sse_reader.join().expect("the event stream reader"),
+        std::io::ErrorKind::UnexpectedEof
+    );
     let answers = long_poller.join().expect("the long-poller");
     assert!(answers > 0);
     let mut acked = Vec::new();
@@ -258,7 +259,7 @@ fn sigterm_drains_every_client_and_loses_no_acknowledged_vote() {
     let (code, stderr) = server.exit_status();
     let took = signalled.elapsed();
     assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(took < Duration::from_secs(12), "took {took:?}");
     assert!(stderr.contains("livevote: stopped"), "{stderr}");
     eprintln!(
         "shutdown: {} votes acknowledged, {answers} long-poll answers, exit after {took:?}",
@@ -309,7 +310,8 @@ fn a_second_sigterm_exits_at_once() {
         "9",
     ]);
     kill(&server, "TERM");
-    wait_for_line(&server, "SIGTERM received");
+    // Printed once draining has begun.
+    wait_for_line(&server, "livevote: shutting down:");
     assert_eq!(status_of(server.addr, "/readyz"), Some(503));
     let second = Instant::now();
     kill(&server, "TERM");
