@@ -1263,7 +1263,9 @@ mod tests {
             (l.shutdown_delay, l.shutdown_timeout),
             (Duration::ZERO, Duration::from_millis(3500))
         );
-        let l = run_env(&[], &[("LIVEVOTE_SHUTDOWN_DELAY", "0")]).unwrap().limits;
+        let l = run_env(&[], &[("LIVEVOTE_SHUTDOWN_DELAY", "0")])
+            .unwrap()
+            .limits;
         assert_eq!(l.shutdown_delay, Duration::ZERO);
         assert!(run(&["--shutdown-delay", "5", "--shutdown-timeout", "5"]).is_err());
         assert!(run(&["--shutdown-timeout", "0"]).is_err());

@@ -407,7 +407,6 @@ mod tests {
     fn config(timeout: Duration) -> Config {
         let mut c = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
-            www: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www"),
             access_log: false,
             ..Config::default()
         };
