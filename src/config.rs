@@ -86,6 +86,14 @@ pub struct Limits {
     /// `"outcome":"unknown"`, and a retry with the vote id learns the real outcome.
     /// Default 5 s. `--vote-timeout`.
     pub vote_timeout: Duration,
+    /// After SIGTERM or SIGINT, how long the server keeps accepting while `/readyz` answers
+    /// `503`, so load balancers notice before connections are refused; 0 for none. Default
+    /// 2 s. `--shutdown-delay`.
+    pub shutdown_delay: Duration,
+    /// The whole graceful shutdown (the delay included) must end within this long from the
+    /// signal; past it the process exits anyway, with code 1. Default 10 s; more than
+    /// `shutdown_delay`. `--shutdown-timeout`.
+    pub shutdown_timeout: Duration,
 }
 
 /// Largest `--vote-id-memory`: the remembered ids go into each snapshot, and a snapshot is read
@@ -116,6 +124,8 @@ impl Default for Limits {
             vote_id_window: Duration::from_secs(600),
             vote_id_memory: 64 << 20,
             vote_timeout: Duration::from_secs(5),
+            shutdown_delay: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -190,6 +200,8 @@ pub enum Command {
     Help,
     /// `-V`, `--version`: print [`version`].
     Version,
+    /// `livevote probe [URL]`: exit 0 when the URL (default [`DEFAULT_PROBE`]) answers `200`.
+    Probe(String),
 }
 
 /// A bad command line or `LIVEVOTE_*` variable; `main` prints it and exits with code 2.
@@ -206,6 +218,9 @@ impl std::error::Error for UsageError {}
 
 /// What Redis keys start with unless `--redis-prefix` says otherwise.
 pub const DEFAULT_REDIS_PREFIX: &str = "livevote";
+
+/// What `livevote probe` asks without a URL.
+pub const DEFAULT_PROBE: &str = "http://127.0.0.1:8080/healthz";
 
 /// Where the command line keeps the journal unless told otherwise (or `STATE_DIRECTORY` is
 /// set: [`default_data`]).
@@ -248,6 +263,8 @@ pub const USAGE: &str = "\
 livevote — a live-voting server: polling, long-polling and WebSocket side by side
 
 USAGE: livevote [OPTIONS]
+       livevote probe [URL]       exit 0 if URL answers 200, else 1 (a container's health
+                                  check) [default: http://127.0.0.1:8080/healthz]
 
 OPTIONS:
   --addr HOST:PORT            listen address [default: 127.0.0.1:8080]
@@ -285,6 +302,9 @@ OPTIONS:
   --vote-id-window SECS       [default: 600]       a retry with a vote id within it counts once
   --vote-id-memory BYTES      [default: 67108864]  remembered vote ids; full → 503 for new ids
   --vote-timeout SECS         [default: 5]         wait for the store → 503 outcome unknown
+  --shutdown-delay SECS       [default: 2]         after SIGTERM/SIGINT: /readyz 503, still
+                              accepting (0: none)
+  --shutdown-timeout SECS     [default: 10]        graceful shutdown's deadline; past it exit 1
   -h, --help                  this text
   -V, --version               the version
 
@@ -298,9 +318,12 @@ ENVIRONMENT:
   $STATE_DIRECTORY/votes.journal (the first directory, if it lists several).
 
 EXIT STATUS:
-  0  stopped normally, or printed --help or --version
-  1  could not start (address in use, journal unreadable, no --www DIR...) or failed running
+  0  stopped normally (a graceful shutdown on SIGTERM or SIGINT finished in time), or printed
+     --help or --version; `probe`: the URL answered 200
+  1  could not start (address in use, journal unreadable, no --www DIR...) or failed running;
+     a shutdown not finished within --shutdown-timeout; `probe`: no 200
   2  usage error: a bad flag or LIVEVOTE_* variable
+  128+N  a second signal N during the shutdown: exited at once (143: SIGTERM, 130: SIGINT)
 ";
 
 /// How an option takes its value: the command line and its `LIVEVOTE_*` variable read it the
@@ -350,6 +373,8 @@ pub const FLAGS: &[(&str, Arity)] = &[
     ("--vote-id-window", Arity::Value),
     ("--vote-id-memory", Arity::Value),
     ("--vote-timeout", Arity::Value),
+    ("--shutdown-delay", Arity::Value),
+    ("--shutdown-timeout", Arity::Value),
 ];
 
 /// The environment variable of `flag`: `--max-body` → `LIVEVOTE_MAX_BODY`.
@@ -511,6 +536,15 @@ where
     I: IntoIterator<Item = String>,
     E: IntoIterator<Item = (String, String)>,
 {
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "probe") {
+        args.next();
+        let url = args.next().unwrap_or_else(|| DEFAULT_PROBE.to_string());
+        if let Some(extra) = args.next() {
+            return Err(UsageError(format!("probe: unexpected argument '{extra}'")));
+        }
+        return Ok(Command::Probe(url));
+    }
     let given = match command_line(args)? {
         Given::Help => return Ok(Command::Help),
         Given::Version => return Ok(Command::Version),
@@ -616,6 +650,9 @@ fn configure(
             "--vote-id-window" => l.vote_id_window = secs(&name, &value)?,
             "--vote-id-memory" => l.vote_id_memory = count(&name, &value)?,
             "--vote-timeout" => l.vote_timeout = secs(&name, &value)?,
+            "--shutdown-delay" if value.trim() == "0" => l.shutdown_delay = Duration::ZERO,
+            "--shutdown-delay" => l.shutdown_delay = secs(&name, &value)?,
+            "--shutdown-timeout" => l.shutdown_timeout = secs(&name, &value)?,
             _ => return Err(UsageError(format!("unknown option '{name}'"))),
         }
     }
@@ -664,7 +701,7 @@ const MINIMUMS: [(&str, LimitOf, usize); 12] = [
 ];
 
 /// Every timeout, by flag.
-const DURATIONS: [(&str, TimeoutOf); 10] = [
+const DURATIONS: [(&str, TimeoutOf); 11] = [
     ("--longpoll-timeout", |c| c.longpoll_timeout),
     ("--head-timeout", |c| c.limits.head_timeout),
     ("--idle-timeout", |c| c.limits.idle_timeout),
@@ -675,6 +712,7 @@ const DURATIONS: [(&str, TimeoutOf); 10] = [
     ("--sse-heartbeat", |c| c.limits.sse_heartbeat),
     ("--vote-id-window", |c| c.limits.vote_id_window),
     ("--vote-timeout", |c| c.limits.vote_timeout),
+    ("--shutdown-timeout", |c| c.limits.shutdown_timeout),
 ];
 
 /// The shortest and longest timeout: 1 ms (a zero timeout means "none" to a socket) and a day.
@@ -712,6 +750,13 @@ impl Config {
                     get(self)
                 )));
             }
+        }
+        let l = &self.limits;
+        if l.shutdown_delay >= l.shutdown_timeout {
+            return Err(UsageError(format!(
+                "--shutdown-delay ({:?}) must be shorter than --shutdown-timeout ({:?})",
+                l.shutdown_delay, l.shutdown_timeout
+            )));
         }
         if self.candidates.is_empty() {
             return Err(UsageError("no candidates".into()));
@@ -1202,5 +1247,40 @@ mod tests {
             run(&["--quiet=1"]).is_err(),
             "a switch takes no value on the command line"
         );
+    }
+
+    #[test]
+    fn the_shutdown_flags_and_the_probe_command() {
+        let l = run(&[]).unwrap().limits;
+        assert_eq!(
+            (l.shutdown_delay, l.shutdown_timeout),
+            (Duration::from_secs(2), Duration::from_secs(10))
+        );
+        let l = run(&["--shutdown-delay", "0", "--shutdown-timeout=3.5"])
+            .unwrap()
+            .limits;
+        assert_eq!(
+            (l.shutdown_delay, l.shutdown_timeout),
+            (Duration::ZERO, Duration::from_millis(3500))
+        );
+        let l = run_env(&[], &[("LIVEVOTE_SHUTDOWN_DELAY", "0")])
+            .unwrap()
+            .limits;
+        assert_eq!(l.shutdown_delay, Duration::ZERO);
+        assert!(run(&["--shutdown-delay", "5", "--shutdown-timeout", "5"]).is_err());
+        assert!(run(&["--shutdown-timeout", "0"]).is_err());
+        assert!(run(&["--shutdown-delay", "-1"]).is_err());
+        let probe = |a: &[&str]| parse_args(a.iter().map(|s| s.to_string()), []);
+        assert_eq!(
+            probe(&["probe"]),
+            Ok(Command::Probe(DEFAULT_PROBE.to_string()))
+        );
+        assert_eq!(
+            probe(&["probe", "http://h:1/x"]),
+            Ok(Command::Probe("http://h:1/x".to_string()))
+        );
+        assert!(probe(&["probe", "a", "b"]).is_err());
+        // Only as the first word: elsewhere it is a stray argument.
+        assert!(probe(&["--quiet", "probe"]).is_err());
     }
 }

@@ -15,10 +15,13 @@
 //! - [`redis`]: a hand-written Redis client (RESP codec, connection, reconnecting client);
 //!   nothing in it knows votes. Not used by the server yet.
 //! - [`app`]: the vote table (no HTTP types), routes, pages, static files.
-//! - [`server`]: the accept loop, one thread per connection.
+//! - [`server`]: the accept loop, one thread per connection, and the graceful shutdown.
+//! - [`signals`]: SIGTERM and SIGINT (libc's `signal`, through a self-pipe).
+//! - [`probe`]: `livevote probe [URL]`, a health check without curl.
 //!
-//! `unsafe` is denied for the whole crate (`[lints]` in Cargo.toml), not forbidden: a later
-//! module of libc signal calls, which std lacks, is to be the one place allowed to use it.
+//! `unsafe` is denied for the whole crate (`[lints]` in Cargo.toml), not forbidden: [`signals`]
+//! declares the few libc calls std lacks (`extern "C"`) and is the one module allowed to use
+//! it (`#[allow(unsafe_code)]`), with a `// SAFETY:` comment on each `unsafe` block.
 
 pub mod admission;
 pub mod app;
@@ -27,6 +30,8 @@ pub mod http;
 pub mod ids;
 pub mod json;
 pub mod net;
+pub mod probe;
 pub mod redis;
 pub mod server;
+pub mod signals;
 pub mod ws;

@@ -1,11 +1,14 @@
-//! `livevote`: arguments and `LIVEVOTE_*` environment → `Config` → `server::run`; errors → exit
-//! codes (0: stopped normally, 1: start-up or run failure, 2: usage).
+//! `livevote`: arguments and `LIVEVOTE_*` environment → `Config` → `server::run_until` a
+//! signal; errors → exit codes (0: stopped normally, 1: start-up or run failure, or a shutdown
+//! past `--shutdown-timeout`, 2: usage, 128 + the signal's number: a second SIGTERM/SIGINT,
+//! which exits at once). `livevote probe [URL]`: 0 when the URL answers `200`, else 1.
 
 use std::process::ExitCode;
 
 use livevote::app::routes::host_names;
 use livevote::config::{help, parse_args, version, Command};
-use livevote::server::Server;
+use livevote::server::{Drained, Server};
+use livevote::signals::{self, Signals, SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
     // Names or values that are not Unicode cannot be a LIVEVOTE_* setting: read them lossily,
@@ -26,11 +29,33 @@ fn main() -> ExitCode {
             println!("{}", version());
             return ExitCode::SUCCESS;
         }
+        Ok(Command::Probe(url)) => {
+            return match livevote::probe::probe(&url) {
+                Ok(200) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("livevote probe: {url} answered {status}");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("livevote probe: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Err(e) => {
             eprintln!("livevote: {e}\n(try 'livevote --help')");
             return ExitCode::from(2);
         }
     };
+    // Before anything starts: a signal from now on is a graceful shutdown.
+    let mut signals = match Signals::install(&[SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("livevote: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let timeout = config.limits.shutdown_timeout;
     let server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -54,8 +79,29 @@ fn main() -> ExitCode {
         }
         Err(e) => eprintln!("livevote: {e}"),
     }
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+    let until = move || match signals.wait() {
+        Ok(sig) => eprintln!(
+            "livevote: {} received (another one exits at once)",
+            signals::name(sig)
+        ),
+        Err(e) => eprintln!("livevote: waiting for signals: {e}; shutting down"),
+    };
+    match server.run_until(until) {
+        Ok(Drained::Clean) => {
+            eprintln!("livevote: stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Drained::TimedOut {
+            requests,
+            websockets,
+        }) => {
+            eprintln!(
+                "livevote: shutdown not finished within --shutdown-timeout ({:.1} s): \
+                 {requests} request(s) and {websockets} WebSocket(s) still open; exiting anyway",
+                timeout.as_secs_f64()
+            );
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("livevote: {e}");
             ExitCode::from(1)

@@ -167,6 +167,10 @@ impl Hub {
             if let Some((e, v)) = self.await_subscriber() {
                 (epoch, seen) = (e, v);
             }
+            // Shutting down: the WebSockets are being closed (`live::Sockets`).
+            if self.votes.ending() {
+                return;
+            }
             let batch = match self.votes.wait(
                 seen,
                 Some(&epoch),

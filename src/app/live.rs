@@ -1,8 +1,11 @@
 //! The two WebSocket endpoints: `/get_new_vote` (votes in, the live tally out) and
 //! `/chatsocket` (echo). Each runs on the thread that accepted its connection.
 
+use std::collections::HashMap;
 use std::net::TcpStream;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::cursor::Cursor;
 use super::fanout::{Subscriber, Written};
@@ -40,6 +43,11 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
                 return;
             };
             let sub = Arc::new(sub);
+            let _open = app.sockets.open(Arc::clone(&sub) as Arc<dyn GoingAway>);
+            // Opened as a shutdown began: after its close-all, so it closes itself.
+            if app.votes.ending() {
+                sub.tx.close_now(GOING_AWAY, SHUTTING_DOWN);
+            }
             let _viewer = app.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
             // Subscribe before the resume, so no vote falls between the two (broadcasts wait
             // until the resume is written; see `Subscriber::offer`).
@@ -65,12 +73,122 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
             let Ok(tx) = Sender::new(Arc::clone(&stream), l.write_timeout, false, ()) else {
                 return;
             };
+            let tx = Arc::new(tx);
+            let _open = app.sockets.open(Arc::clone(&tx) as Arc<dyn GoingAway>);
+            if app.votes.ending() {
+                tx.close_now(GOING_AWAY, SHUTTING_DOWN);
+            }
             let mut ep = chat::Echo;
             app.metrics.chat(true);
             let ended = conn::run(&stream, leftover, &tx, &settings, &app.ws_budget, &mut ep);
             app.metrics.chat(false);
             app.metrics.ws_closed(close_code(&ended));
             tx.shutdown();
+        }
+    }
+}
+
+/// The close code a shutdown closes WebSockets with (RFC 6455 §7.4.1: going away).
+pub const GOING_AWAY: u16 = 1001;
+/// The reason it gives.
+pub const SHUTTING_DOWN: &str = "server shutting down";
+
+/// What a shutdown does to one open WebSocket.
+pub trait GoingAway: Send + Sync {
+    /// Sends it a close frame with `code` without waiting (see [`Sender::close_now`]);
+    /// false when its lock is taken (try again).
+    fn close_now(&self, code: u16, reason: &str) -> bool;
+    /// Ends it for both directions.
+    fn kill(&self);
+}
+
+impl<T: Send> GoingAway for Sender<T> {
+    fn close_now(&self, code: u16, reason: &str) -> bool {
+        Sender::close_now(self, code, reason)
+    }
+    fn kill(&self) {
+        self.shutdown();
+    }
+}
+
+impl GoingAway for Subscriber {
+    fn close_now(&self, code: u16, reason: &str) -> bool {
+        self.tx.close_now(code, reason)
+    }
+    fn kill(&self) {
+        self.shutdown();
+    }
+}
+
+/// Every open WebSocket (votes and chat), so that a shutdown can close each with 1001.
+#[derive(Default)]
+pub struct Sockets {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<dyn GoingAway>>>,
+}
+
+/// A WebSocket's place in [`Sockets`]; dropping it takes it out.
+pub struct Open<'a> {
+    sockets: &'a Sockets,
+    id: u64,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.sockets.lock().remove(&self.id);
+    }
+}
+
+/// How often [`Sockets::close_all`] tries again a socket whose lock was taken.
+const CLOSE_RETRY: Duration = Duration::from_millis(5);
+
+impl Sockets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<dyn GoingAway>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lists an open WebSocket until the guard is dropped.
+    pub fn open(&self, socket: Arc<dyn GoingAway>) -> Open<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, socket);
+        Open { sockets: self, id }
+    }
+
+    /// How many are open.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends every open WebSocket a close frame with `code` (none waits on its peer); one
+    /// whose lock stays taken until `deadline` is shut down instead. Returns how many were
+    /// sent a close frame (or shut down).
+    pub fn close_all(&self, code: u16, reason: &str, deadline: Instant) -> usize {
+        let mut left: Vec<Arc<dyn GoingAway>> = self.lock().values().cloned().collect();
+        let all = left.len();
+        loop {
+            left.retain(|s| !s.close_now(code, reason));
+            if left.is_empty() {
+                return all;
+            }
+            if Instant::now() >= deadline {
+                for s in &left {
+                    s.kill();
+                }
+                return all;
+            }
+            std::thread::sleep(CLOSE_RETRY);
+        }
+    }
+
+    /// Ends every WebSocket still open for both directions (their peers never answered).
+    pub fn kill_all(&self) {
+        let all: Vec<Arc<dyn GoingAway>> = self.lock().values().cloned().collect();
+        for s in all {
+            s.kill();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! Plain atomics, updated where things happen, read only when scraped: no locks on hot paths.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +96,9 @@ pub struct Metrics {
     /// Lines for stderr dropped because the log's queue was full (shared with the log).
     pub access_log_dropped: Arc<AtomicU64>,
     pub redis: RedisMetrics,
+    /// Shutting down (SIGTERM or SIGINT received): `/readyz` answers `503`. The one place
+    /// this is kept; the app and the server read it here.
+    pub draining: AtomicBool,
 }
 
 /// The shared store's connection (`--redis`); rendered only when one is configured.
@@ -432,6 +435,12 @@ impl Metrics {
             "livevote_journal_fsync_seconds",
             "Journal write + fsync latency.",
         );
+        gauge(
+            w,
+            "livevote_draining",
+            "1 while shutting down (after SIGTERM or SIGINT; /readyz answers 503), else 0.",
+            u64::from(self.draining.load(Relaxed)),
+        );
         self.redis.render(w);
         o
     }
@@ -508,9 +517,12 @@ mod tests {
             "livevote_resumes_total{transport=\"ws\",kind=\"delta\"} 1",
             "livevote_http_connections 3",
             "livevote_tally_version 9",
+            "livevote_draining 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+        m.draining.store(true, Relaxed);
+        assert!(m.render(&g).lines().any(|l| l == "livevote_draining 1"));
         // Every sample line is `name{labels} value` or `name value`.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = l.rsplit_once(' ').unwrap();

@@ -48,6 +48,14 @@ pub struct App {
     /// Open connections (the server's accept loop admits through it).
     pub admission: Arc<Admission>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Every open WebSocket, for a shutdown to close with 1001.
+    pub sockets: live::Sockets,
+    /// Where the votes are kept, as `/healthz` says: `journal`, `memory` or `redis` (`store`
+    /// for one an embedder brought, [`App::with_store`]).
+    pub store_kind: &'static str,
+    /// Requests being handled or answered (from the handler's start to the end of the
+    /// response's write): a shutdown waits for them.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// The `Arc` this app lives in, so a handler can hand the app to an upgraded connection.
     me: Weak<App>,
 }
@@ -85,7 +93,14 @@ impl App {
             vote_id_memory: config.limits.vote_id_memory,
             vote_timeout: config.limits.vote_timeout,
         };
-        let votes = match (&config.redis, open_store(&config)?) {
+        let opened = open_store(&config)?;
+        let store_kind = match (&config.redis, &opened, &config.data) {
+            (Some(_), None, _) => "redis",
+            (_, None, _) => "memory",
+            (_, Some(_), Some(_)) => "journal",
+            (_, Some(_), None) => "store",
+        };
+        let votes = match (&config.redis, opened) {
             (Some(url), None) => {
                 // The tally in Redis: this instance's copy follows it.
                 let opened = redis_store::open(
@@ -153,8 +168,24 @@ impl App {
             ws_budget,
             admission: Arc::new(Admission::default()),
             metrics,
+            sockets: live::Sockets::default(),
+            store_kind,
+            in_flight: Arc::default(),
             me: me.clone(),
         }))
+    }
+
+    /// Shutting down: `/readyz` answers `503`, and responses close their connections.
+    pub fn draining(&self) -> bool {
+        self.metrics
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests being handled or answered now (a long-poll waiting counts; an idle keep-alive
+    /// connection, a WebSocket or an event stream does not).
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// This app as an `Arc`; it always lives in one (only `new` builds it).

@@ -1,7 +1,10 @@
 //! Routing: which path and method does what. Each handler turns a parsed request into a
 //! response; the vote table does the counting.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::cursor::{self, Cursor};
 use super::metrics::{Gauges, Route};
@@ -29,8 +32,50 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+/// A request being handled or answered on this thread: counted in the app's in-flight
+/// requests from [`Handler::handle`] until [`Handler::observe`] (told once the response is
+/// written) or the thread's end, a panic included.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    static IN_FLIGHT: RefCell<Option<InFlight>> = const { RefCell::new(None) };
+}
+
 impl Handler for App {
     fn handle(&self, req: &Request, body: &[u8], peer: SocketAddr) -> Reply {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let counted = InFlight(Arc::clone(&self.in_flight));
+        // A request before this one that was never observed is over now.
+        drop(IN_FLIGHT.with(|f| f.replace(Some(counted))));
+        match self.route(req, body, peer) {
+            // Shutting down: every client goes elsewhere (through the load balancer, which
+            // has seen `/readyz` fail) for its next request.
+            Reply::Response(r) if self.draining() => Reply::Response(r.closing()),
+            reply => reply,
+        }
+    }
+
+    fn observe(&self, status: Status, bytes: usize) {
+        self.metrics.response(status.code(), bytes);
+        // Written: no longer in flight (an error answered before any handling has none).
+        drop(IN_FLIGHT.with(RefCell::take));
+    }
+}
+
+impl App {
+    fn route(&self, req: &Request, body: &[u8], peer: SocketAddr) -> Reply {
+        // A load balancer's or orchestrator's probe names the instance by its address, which
+        // the Host allowlist need not list: these two answer every Host (they say nothing a
+        // rebound page could use).
+        if let Some(r) = self.health(req) {
+            return Reply::Response(r);
+        }
         // Before anything else, so no route (votes, WebSockets, /metrics) answers a name we
         // are not: the DNS-rebinding guard.
         if let Err(r) = self.host_allowed(req) {
@@ -90,8 +135,54 @@ impl Handler for App {
         Reply::Response(resp)
     }
 
-    fn observe(&self, status: Status, bytes: usize) {
-        self.metrics.response(status.code(), bytes);
+    /// `GET /healthz` (alive: `200`, with details) and `GET /readyz` (`200` when not draining
+    /// and the store takes votes, else `503` saying why); None for any other path. A Redis
+    /// outage shows in `/healthz` but leaves `/readyz` alone: it is every instance's at once,
+    /// and the pages they serve still work.
+    fn health(&self, req: &Request) -> Option<Response> {
+        let ready = match req.path.as_str() {
+            "/healthz" => false,
+            "/readyz" => true,
+            _ => return None,
+        };
+        if req.method != "GET" && req.method != "HEAD" {
+            return Some(not_allowed(GET_HEAD));
+        }
+        let draining = self.draining();
+        let store = self.votes.store_usable();
+        let (status, body) = if ready {
+            let why = if draining {
+                Some("draining: the server is shutting down".to_string())
+            } else {
+                store.as_ref().err().map(|e| format!("store: {e}"))
+            };
+            let status = match why {
+                None => Status::Ok,
+                Some(_) => Status::ServiceUnavailable,
+            };
+            let body = crate::json::to_object(|o| {
+                o.bool("ready", why.is_none())
+                    .bool("draining", draining)
+                    .opt_str("reason", why.as_deref());
+            });
+            (status, body)
+        } else {
+            let body = crate::json::to_object(|o| {
+                o.str("status", "ok")
+                    .bool("draining", draining)
+                    .str("store", self.store_kind)
+                    .bool("store_usable", store.is_ok());
+                if self.config.redis.is_some() {
+                    let up = !self.votes.degraded();
+                    o.object("redis", |r| {
+                        r.bool("up", up);
+                    });
+                }
+                o.u64("connections", self.admission.open() as u64);
+            });
+            (Status::Ok, body)
+        };
+        Some(Response::json(status, body).header("Cache-Control", "no-store"))
     }
 }
 

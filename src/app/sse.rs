@@ -30,7 +30,7 @@ fn event(out: &mut String, epoch: &str, version: Option<u64>, data: &str) {
     out.push_str("\n\n");
 }
 
-/// Runs one event stream until the client goes away.
+/// Runs one event stream until the client goes away or the server shuts down.
 pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
     let votes = &app.votes;
     let _viewer = votes.viewer(Kind::Sse, cursor.viewer.as_deref());
@@ -64,6 +64,11 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
         metrics.sent(Kind::Sse, messages, out.len() as u64, updates);
         (messages, updates) = (0, 0);
         out.clear();
+        // Shutting down: the stream ends, and the browser reconnects (elsewhere) after the
+        // `retry` it was given.
+        if votes.ending() {
+            return;
+        }
         match votes.wait(
             at,
             Some(&epoch),

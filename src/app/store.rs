@@ -135,6 +135,13 @@ pub trait Store: Send {
     /// Whether a checkpoint would now make recovery faster (e.g. the journal grew long).
     fn checkpoint_due(&self) -> bool;
 
+    /// Whether the store can take votes now, as far as it can tell without writing (`/readyz`).
+    /// A shared store says `Ok`: its outage is every instance's, and readiness must not flip
+    /// on all of them at once.
+    fn usable(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Stores the whole tally at `version` (the last committed one) and the remembered vote
     /// ids, so recovery can start from it. A failed checkpoint loses nothing.
     fn checkpoint(

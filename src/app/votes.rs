@@ -13,6 +13,7 @@ mod wakers;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -183,6 +184,9 @@ struct Tally {
     /// Threads waiting on `changed` now: a change with none wakes nobody (std's `Condvar`
     /// makes a system call for every notification, waiters or not).
     watchers: usize,
+    /// Shut down: no more votes are taken, and the committer stops once its queue is empty
+    /// ([`Votes::close`]).
+    closed: bool,
 }
 
 impl Tally {
@@ -231,6 +235,11 @@ pub struct Votes {
     timeout: Duration,
     /// Presence bookkeeping, in its own lock: only changed counts reach the tally's.
     viewers: Mutex<Viewers>,
+    /// Shutting down: every wait ends at once ([`Votes::end_streams`]), and live streams end.
+    /// Outside the lock, so a stream checks it for free.
+    ending: AtomicBool,
+    /// The store is closed ([`Votes::close`]): the Redis follower and presence threads end.
+    stopped: AtomicBool,
 }
 
 impl Votes {
@@ -265,6 +274,7 @@ impl Votes {
                 durable: None,
                 retired: Vec::new(),
                 watchers: 0,
+                closed: false,
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
@@ -272,6 +282,8 @@ impl Votes {
             store: Mutex::new(None),
             timeout: settings.vote_timeout,
             viewers: Mutex::new(Viewers::default()),
+            ending: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -334,6 +346,11 @@ impl Votes {
     pub fn vote_once(&self, uid: &str, vote_id: Option<&str>) -> Result<Voted, VoteError> {
         let deadline = Instant::now() + self.timeout;
         let mut t = self.lock();
+        if t.closed {
+            return Err(VoteError::NotStored(
+                "the server is shutting down".to_string(),
+            ));
+        }
         // A retry of a vote id being written right now waits for that vote's outcome, as long
         // as the first would have.
         while let Some(first) = vote_id.and_then(|id| t.durable.as_ref()?.inflight_ticket(id)) {
@@ -543,6 +560,10 @@ impl Votes {
             if presence_seen.is_some_and(|seen| seen != pv) {
                 return Some(Wake::Presence(counts, pv));
             }
+            // Shutting down: nothing more to wait for (the caller checks `ending`).
+            if self.ending() {
+                return None;
+            }
             let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
@@ -700,6 +721,77 @@ impl Votes {
     /// polling viewers seen and forgotten since the last call.
     pub fn take_presence(&self) -> super::presence::Local {
         self.viewers().take_local(Instant::now())
+    }
+}
+
+/// How often [`Votes::close`] looks whether the committer is done.
+const CLOSE_POLL: Duration = Duration::from_millis(1);
+
+/// Shutting down.
+impl Votes {
+    /// Ends every wait at once, now and from now on ([`Votes::wait`] answers `None` instead
+    /// of waiting): long-polls are answered, event streams and the broadcaster end (they
+    /// check [`Votes::ending`]). Votes are still taken.
+    pub fn end_streams(&self) {
+        self.ending.store(true, Ordering::SeqCst);
+        // Through the lock: a waiter that checked the flag before it was set is waiting by
+        // now, and is woken.
+        drop(self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Whether [`Votes::end_streams`] was called.
+    pub fn ending(&self) -> bool {
+        self.ending.load(Ordering::Relaxed)
+    }
+
+    /// Takes no more votes (they are answered "not stored"), lets the committer finish the
+    /// votes queued and stop, then closes the store (the journal's file, the Redis
+    /// connection). Waits until `deadline` at most: false if votes were still being stored
+    /// then (the store is left open; every answered vote is kept by it either way).
+    pub fn close(&self, deadline: Instant) -> bool {
+        self.lock().closed = true;
+        self.end_streams();
+        self.queued.notify_all();
+        // Looked at now and then rather than woken: this happens once, and voters' wake-ups
+        // stay theirs alone (`wakers`).
+        while self.lock().durable.as_ref().is_some_and(|d| d.busy()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(CLOSE_POLL);
+        }
+        // The committer is done (or was never started): nothing uses the store any more.
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(store);
+        self.stopped.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// Whether [`Votes::close`] has closed the store (the Redis threads stop then).
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store can take votes (readiness): `Ok` in memory, and while the store is
+    /// busy committing (it is in use); otherwise what the store says of itself.
+    pub fn store_usable(&self) -> Result<(), String> {
+        match self.store.try_lock() {
+            Ok(s) => match s.as_ref() {
+                Some(s) => s.usable().map_err(|e| e.to_string()),
+                None if self.lock().durable.is_some() => Err("the store is closed".to_string()),
+                None => Ok(()),
+            },
+            Err(std::sync::TryLockError::Poisoned(p)) => match p.into_inner().as_ref() {
+                Some(s) => s.usable().map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
+            Err(std::sync::TryLockError::WouldBlock) => Ok(()),
+        }
     }
 }
 
@@ -1023,5 +1115,65 @@ mod tests {
         let s = v.snapshot();
         assert_eq!(s.version, 8000);
         assert_eq!(s.candidates[0].count + s.candidates[1].count, 8000);
+    }
+
+    #[test]
+    fn ending_streams_answers_every_wait_at_once_and_still_takes_votes() {
+        let v = Arc::new(votes());
+        let w = Arc::clone(&v);
+        let waiter = thread::spawn(move || {
+            let started = Instant::now();
+            let woke = w.wait(0, None, None, 10, Duration::from_secs(60));
+            (woke, started.elapsed())
+        });
+        // Until the waiter waits: a wait that began after `end_streams` ends at once too.
+        thread::sleep(Duration::from_millis(20));
+        v.end_streams();
+        let (woke, took) = waiter.join().unwrap();
+        assert_eq!(woke, None);
+        assert!(took < Duration::from_secs(30), "{took:?}");
+        assert!(v.ending());
+        assert_eq!(v.wait(0, None, None, 10, Duration::from_secs(60)), None);
+        // A client behind still gets what it missed; votes still count.
+        v.vote("1").unwrap();
+        assert!(matches!(
+            v.wait(0, None, None, 10, Duration::from_secs(60)),
+            Some(Wake::Votes(_))
+        ));
+    }
+
+    #[test]
+    fn closing_stores_the_queued_votes_then_refuses_more_and_closes_the_store() {
+        let dir = std::env::temp_dir().join(format!(
+            "livevote-votes-close-{}-{:?}",
+            std::process::id(),
+            thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("votes.journal");
+        let names = [("1".to_string(), "a".to_string())];
+        let (journal, recovery) = crate::app::journal::open(&path).unwrap();
+        let (v, _) = Votes::durable(&names, Box::new(journal), recovery, &Settings::default());
+        let v = Arc::new(v);
+        let c = Arc::clone(&v);
+        let committer = thread::spawn(move || c.commit_loop(&|_| {}));
+        let voters: Vec<_> = (0..4)
+            .map(|_| {
+                let v = Arc::clone(&v);
+                thread::spawn(move || (0..50).filter(|_| v.vote("1").is_ok()).count())
+            })
+            .collect();
+        let acked: usize = voters.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(acked, 200);
+        assert_eq!(v.store_usable(), Ok(()));
+        assert!(v.close(Instant::now() + Duration::from_secs(10)));
+        committer.join().unwrap();
+        assert!(v.stopped());
+        assert!(matches!(v.vote("1"), Err(VoteError::NotStored(_))));
+        assert!(v.store_usable().is_err(), "closed");
+        // Closed: the lock is free, and every vote is on disk.
+        let (_, recovery) = crate::app::journal::open(&path).unwrap();
+        assert_eq!(recovery.version, 200);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

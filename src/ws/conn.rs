@@ -183,6 +183,33 @@ impl<T> Sender<T> {
         l.write_until(frame, Instant::now() + self.write_timeout)
     }
 
+    /// From another thread (a shutdown going through every connection): sends a close frame
+    /// without waiting on the peer. `false` when the lock is taken (try again later). Behind
+    /// bytes still pending, the frame is queued after them (whoever flushes this sender's
+    /// pending bytes sends it); a socket that does not take the frame whole at once is shut
+    /// down instead. Either way no data frame follows; the connection's own thread sees the
+    /// peer's answering close (or the end of the socket) and ends.
+    pub fn close_now(&self, code: u16, reason: &str) -> bool {
+        let Some(mut l) = self.try_lock() else {
+            return false;
+        };
+        if l.half.state != WriteState::Open {
+            return true;
+        }
+        let mut out = Vec::with_capacity(MAX_HEADER_LEN + 2 + reason.len());
+        encode_close(code, reason, &mut out);
+        l.half.state = WriteState::CloseSent;
+        if !l.half.pending.is_empty() {
+            l.half.pending.extend_from_slice(&out);
+            return true;
+        }
+        match retry_interrupted(|| write_nonblocking(&l.half.stream, &out)) {
+            Ok(n) if n == out.len() => {}
+            _ => l.kill(),
+        }
+        true
+    }
+
     /// Our side is done sending (after a close frame): FIN, after anything still pending
     /// (within the write timeout).
     fn shutdown_write(&self) {
@@ -582,6 +609,44 @@ mod tests {
         tx.shutdown();
         assert_eq!(tx.lock().try_write(b"x"), Wrote::Closed);
         assert_eq!(tx.lock().state(), WriteState::Dead);
+    }
+
+    #[test]
+    fn close_now_sends_the_close_frame_or_queues_it_behind_what_is_pending() {
+        // Nothing pending: the frame goes at once, and no data frame after it.
+        let (mut client, stream) = pair();
+        let tx = Sender::new(Arc::clone(&stream), Duration::from_secs(5), true, ()).unwrap();
+        assert!(tx.close_now(1001, "bye"));
+        assert_eq!(tx.lock().state(), WriteState::CloseSent);
+        assert_eq!(tx.lock().try_write(b"x"), Wrote::Closed);
+        let mut got = [0u8; 7];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, [0x88, 5, 0x03, 0xe9, b'b', b'y', b'e']);
+
+        // Bytes pending (a peer behind): the close frame follows them.
+        let (mut client, stream) = pair();
+        let tx = Sender::new(Arc::clone(&stream), Duration::from_secs(5), true, ()).unwrap();
+        let big = vec![7u8; 16 << 20];
+        assert_eq!(tx.lock().try_write(&big), Wrote::Part);
+        assert!(tx.close_now(1001, ""));
+        assert_eq!(tx.lock().state(), WriteState::CloseSent);
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 1 << 20];
+            while all.len() < big.len() + 4 {
+                let n = client.read(&mut buf).unwrap();
+                assert!(n > 0, "closed early");
+                all.extend_from_slice(&buf[..n]);
+            }
+            all
+        });
+        let t0 = Instant::now();
+        while !tx.lock().try_flush().unwrap() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "flush made no way");
+            std::thread::yield_now();
+        }
+        let all = reader.join().unwrap();
+        assert_eq!(&all[all.len() - 4..], &[0x88, 2, 0x03, 0xe9]);
     }
 
     #[test]

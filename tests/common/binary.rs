@@ -110,6 +110,11 @@ impl Livevote {
         Livevote::start(args)
     }
 
+    /// Its process id (to send it a signal).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything it has written on stderr so far.
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")

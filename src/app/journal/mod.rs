@@ -389,6 +389,17 @@ impl Store for Journal {
         self.records >= CHECKPOINT_EVERY
     }
 
+    /// Not after a failed write that could not be undone, and the file opens for writing
+    /// (not on a file system remounted read-only, not made read-only).
+    fn usable(&self) -> io::Result<()> {
+        Journal::usable(self)?;
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map(drop)
+            .map_err(|e| annotate(e, &self.path))
+    }
+
     fn checkpoint(
         &mut self,
         version: u64,

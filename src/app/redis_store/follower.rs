@@ -63,7 +63,8 @@ impl Follower {
     }
 
     fn run(mut self, votes: &Weak<Votes>) {
-        while let Some(v) = votes.upgrade() {
+        // Ends with the app, or when the server shuts down (`Votes::close`).
+        while let Some(v) = votes.upgrade().filter(|v| !v.stopped()) {
             let step = if self.synced {
                 self.read(&v)
             } else {

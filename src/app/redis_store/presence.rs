@@ -29,7 +29,8 @@ pub fn start(votes: &Arc<Votes>, target: Target) -> std::io::Result<()> {
         .spawn(move || {
             let mut client = Client::new(target.url.clone(), target.opts);
             let script = Script::new(scripts::PRESENCE);
-            while let Some(v) = votes.upgrade() {
+            // Ends with the app, or when the server shuts down (`Votes::close`).
+            while let Some(v) = votes.upgrade().filter(|v| !v.stopped()) {
                 let next = Instant::now() + SYNC_EVERY;
                 if let Some(counts) = sync(&mut client, &script, &target, &me, &v) {
                     v.set_presence(counts);

@@ -36,6 +36,8 @@ pub(super) struct Durable {
     /// releases them as it applies the store's changes; meanwhile the committer goes on with
     /// the next batch.
     unseen: Vec<(String, u64, Vec<Answer>)>,
+    /// The committer has taken a batch and not answered it yet.
+    committing: bool,
 }
 
 /// A voter's ticket and its answer.
@@ -49,6 +51,7 @@ impl Durable {
             waiting: HashMap::new(),
             inflight: HashMap::new(),
             unseen: Vec::new(),
+            committing: false,
         }
     }
 
@@ -137,6 +140,11 @@ impl Durable {
     /// Vote ids queued or being stored (not remembered yet, but admitted).
     pub(super) fn inflight(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// Votes queued, or a batch being stored.
+    pub(super) fn busy(&self) -> bool {
+        !self.queue.is_empty() || self.committing
     }
 }
 
@@ -234,7 +242,7 @@ impl Votes {
     /// The committer: takes every queued vote, has the store keep them with one call, then
     /// counts them and wakes their voters. Votes that arrive meanwhile form the next batch
     /// (group commit). `observe` is told each commit's duration. Returns when the tally has no
-    /// store.
+    /// store, or once it is closed ([`Votes::close`]) and nothing is queued.
     pub fn commit_loop(&self, observe: &dyn Fn(Duration)) {
         loop {
             let (batch, records, base) = {
@@ -243,13 +251,16 @@ impl Votes {
                     match &t.durable {
                         None => return,
                         Some(d) if !d.queue.is_empty() => break,
+                        Some(_) if t.closed => return,
                         Some(_) => {}
                     }
                     t = self.queued.wait(t).unwrap_or_else(PoisonError::into_inner);
                 }
                 let base = t.version;
                 let at_ms = now_ms();
-                let batch = std::mem::take(&mut t.durable.as_mut().expect("checked above").queue);
+                let d = t.durable.as_mut().expect("checked above");
+                d.committing = true;
+                let batch = std::mem::take(&mut d.queue);
                 let records: Vec<Record> = batch
                     .iter()
                     .enumerate()
@@ -326,6 +337,7 @@ impl Votes {
                     _ => None,
                 };
                 let d = t.durable.as_mut().expect("durable mode");
+                d.committing = false;
                 let mut held = Vec::new();
                 // Every voter of the batch, and retries of its vote ids (which wait on the
                 // first vote's slot): answered, held or not, the in-flight id is resolved.
