@@ -142,6 +142,10 @@ pub struct Config {
     pub hosts: Vec<String>,
     /// Write one access-log line per request on stderr. Default on; `--quiet` turns it off.
     pub access_log: bool,
+    /// How the access log and the levelled start, stop and error messages are written:
+    /// `combined` (the Combined Log Format, then the duration in seconds), `common` (the
+    /// Common Log Format) or `json` (one object per line). Default `combined`. `--log-format`.
+    pub log_format: crate::log::LogFormat,
     /// The vote journal: acknowledged votes are on disk here before they are answered. `None`
     /// keeps votes in memory only (lost at exit). The command line's default is
     /// [`DEFAULT_DATA`] (`--data PATH`; `--memory` for none); a `Config` built in code defaults
@@ -170,6 +174,7 @@ impl Default for Config {
             allow_origins: Vec::new(),
             hosts: Vec::new(),
             access_log: true,
+            log_format: crate::log::LogFormat::Combined,
             data: None,
             redis: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
@@ -222,6 +227,8 @@ OPTIONS:
                               redis://[USER:PASSWORD@]HOST[:PORT][/DB] (not with --data/--memory)
   --redis-prefix PREFIX       [default: livevote]  what every Redis key starts with
   --quiet                     no access log on stderr
+  --log-format FORMAT         [default: combined]  access log and messages: combined, common
+                              (the NCSA formats, UTC) or json (one object per line)
   --max-request-line BYTES    [default: 8192]      longer → 414
   --max-header-bytes BYTES    [default: 16384]     larger head → 431
   --max-headers N             [default: 100]       more → 431
@@ -296,6 +303,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
                 candidates.push((id.to_string(), nm.to_string()));
             }
             "--www" => cfg.www = PathBuf::from(value),
+            "--log-format" => {
+                cfg.log_format = crate::log::LogFormat::parse(&value).ok_or_else(|| {
+                    UsageError(format!(
+                        "--log-format: '{value}' is not {}",
+                        crate::log::LogFormat::NAMES
+                    ))
+                })?
+            }
             "--data" => {
                 cfg.data = Some(PathBuf::from(value));
                 store_flag = store_flag.or(Some("--data"));
@@ -544,6 +559,15 @@ mod tests {
         assert_eq!(c.limits.max_body, 10);
         assert!(!c.access_log);
         assert!(run(&[]).unwrap().hosts.is_empty());
+        use crate::log::LogFormat;
+        assert_eq!(run(&[]).unwrap().log_format, LogFormat::Combined);
+        let json = run(&["--log-format", "json"]).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        assert_eq!(
+            run(&["--log-format=common"]).unwrap().log_format,
+            LogFormat::Common
+        );
+        assert!(run(&["--log-format", "apache"]).is_err());
         assert_eq!(run(&[]).unwrap().limits.max_viewers_per_ip, 64);
         let c = run(&["--max-viewers-per-ip", "0"]).unwrap();
         assert_eq!(c.limits.max_viewers_per_ip, 0);

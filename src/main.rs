@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use livevote::app::routes::host_names;
 use livevote::config::{parse_args, Command, USAGE};
+use livevote::log;
 use livevote::server::Server;
 
 fn main() -> ExitCode {
@@ -14,37 +15,40 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("livevote: {e}\n(try 'livevote --help')");
+            // Before the format is known: always the plain form.
+            eprintln!("livevote: [error] {e}\n(try 'livevote --help')");
             return ExitCode::from(2);
         }
     };
     let server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("livevote: cannot start: {e}");
+            log::error(&format!("cannot start: {e}"));
             return ExitCode::from(1);
         }
     };
     match server.local_addr() {
         Ok(addr) => {
-            eprintln!("livevote listening on http://{addr}/  (vote page: http://{addr}/index)");
+            log::info(&format!(
+                "listening on http://{addr}/  (vote page: http://{addr}/index)"
+            ));
             // On every interface, clients use names we cannot guess (a LAN address, a host
             // name): say which ones are answered, or the first visitor meets a bare 421.
             if addr.ip().is_unspecified() {
                 let names = host_names(&server.app().config).join(", ");
-                eprintln!(
-                    "livevote: answers to Host {names}; any other name gets 421 Misdirected \
+                log::warn(&format!(
+                    "answers to Host {names}; any other name gets 421 Misdirected \
                      Request. Add the names clients use with --host NAME (e.g. --host \
                      192.168.1.5 or --host vote.lan), or --host '*' behind a proxy that checks Host"
-                );
+                ));
             }
         }
-        Err(e) => eprintln!("livevote: {e}"),
+        Err(e) => log::error(&e.to_string()),
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("livevote: {e}");
+            log::error(&e.to_string());
             ExitCode::from(1)
         }
     }

@@ -22,8 +22,8 @@ pub enum Endpoint {
     Chat,
 }
 
-/// Runs an upgraded connection to its end.
-pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) {
+/// Runs an upgraded connection to its end; returns the bytes sent on it after the handshake.
+pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) -> u64 {
     let l = &app.config.limits;
     let stream = Arc::new(stream);
     let settings = Settings {
@@ -37,7 +37,7 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
     match endpoint {
         Endpoint::Votes(cursor) => {
             let Ok(sub) = Subscriber::new(Arc::clone(&stream), l.write_timeout) else {
-                return;
+                return 0;
             };
             let sub = Arc::new(sub);
             let _viewer = app.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
@@ -60,10 +60,11 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
                 app.metrics.ws_closed(close_code(&ended));
             }
             sub.shutdown();
+            sub.tx.bytes_sent()
         }
         Endpoint::Chat => {
             let Ok(tx) = Sender::new(Arc::clone(&stream), l.write_timeout, false, ()) else {
-                return;
+                return 0;
             };
             let mut ep = chat::Echo;
             app.metrics.chat(true);
@@ -71,6 +72,7 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
             app.metrics.chat(false);
             app.metrics.ws_closed(close_code(&ended));
             tx.shutdown();
+            tx.bytes_sent()
         }
     }
 }

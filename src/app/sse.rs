@@ -30,8 +30,8 @@ fn event(out: &mut String, epoch: &str, version: Option<u64>, data: &str) {
     out.push_str("\n\n");
 }
 
-/// Runs one event stream until the client goes away.
-pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
+/// Runs one event stream until the client goes away; returns the bytes it sent.
+pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> u64 {
     let votes = &app.votes;
     let _viewer = votes.viewer(Kind::Sse, cursor.viewer.as_deref());
     let _ = stream.set_write_timeout(Some(app.config.limits.write_timeout));
@@ -50,6 +50,7 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
     let (mut messages, mut updates) = (2, 1);
     // One writer for the stream: it keeps the send timeout set, not one setsockopt per event.
     let mut writer = crate::net::Writer::new();
+    let mut sent = 0;
     loop {
         if writer
             .write_all(
@@ -59,8 +60,9 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
             )
             .is_err()
         {
-            return;
+            return sent;
         }
+        sent += out.len() as u64;
         metrics.sent(Kind::Sse, messages, out.len() as u64, updates);
         (messages, updates) = (0, 0);
         out.clear();
