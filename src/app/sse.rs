@@ -51,6 +51,8 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> 
     // One writer for the stream: it keeps the send timeout set, not one setsockopt per event.
     let mut writer = crate::net::Writer::new();
     let mut sent = 0;
+    // The newest vote in `out` (not in the resume): its delivery latency once written.
+    let mut newest = None;
     loop {
         if writer
             .write_all(
@@ -64,6 +66,9 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> 
         }
         sent += out.len() as u64;
         metrics.sent(Kind::Sse, messages, out.len() as u64, updates);
+        if let Some(at) = newest.take().and_then(|v| votes.counted_at(v)) {
+            metrics.delivered(Kind::Sse, at.elapsed());
+        }
         (messages, updates) = (0, 0);
         out.clear();
         match votes.wait(
@@ -82,6 +87,7 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> 
                     at = c.version;
                 }
                 (messages, updates) = (list.len() as u64, list.len() as u64);
+                newest = list.last().map(|c| c.version);
             }
             Some(Wake::Votes(Catchup::Snapshot(s))) => {
                 // Perhaps a new epoch (a shared store restarted empty): its ids from now on.
@@ -89,6 +95,7 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> 
                 at = s.version;
                 (messages, updates) = (1, 1);
                 metrics.coalesce();
+                newest = Some(at);
                 event(&mut out, &epoch, Some(at), &json::snapshot(&s, true));
             }
             Some(Wake::Presence(c, p)) => {
