@@ -105,6 +105,30 @@ pub fn error(msg: &str) {
     emit(Level::Error, msg);
 }
 
+/// Words in a line of the store's start-up report (journal recovery, Redis) that say
+/// something was wrong and dealt with: such a line is a warning, the others are information.
+const REPORT_WARNINGS: [&str; 6] = [
+    "corrupt",
+    "torn",
+    "missing",
+    "not used",
+    "not a candidate",
+    "before the snapshot",
+];
+
+/// One line of the store's start-up report, at the level its content calls for.
+pub fn report(line: &str) {
+    emit(report_level(line), line);
+}
+
+fn report_level(line: &str) -> Level {
+    if REPORT_WARNINGS.iter().any(|w| line.contains(w)) {
+        Level::Warn
+    } else {
+        Level::Info
+    }
+}
+
 /// The proleptic Gregorian date (year, month 1–12, day 1–31) `days` days after 1970-01-01
 /// (before it when negative). Howard Hinnant's `civil_from_days`, in 400-year eras.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -274,5 +298,13 @@ mod tests {
             assert_eq!(LogFormat::parse(f).unwrap().name(), f);
         }
         assert_eq!(LogFormat::parse("apache"), None);
+        assert_eq!(
+            report_level("journal: recovered 3 votes (snapshot at 0 + 3 records) in 1 ms"),
+            Level::Info
+        );
+        assert_eq!(
+            report_level("journal: torn record at byte 90 (short): cut off 7 bytes"),
+            Level::Warn
+        );
     }
 }

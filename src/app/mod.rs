@@ -102,7 +102,7 @@ impl App {
                     &settings,
                 );
                 for line in report {
-                    crate::log::info(&line);
+                    crate::log::report(&line);
                 }
                 let votes = Arc::new(votes);
                 let v = Arc::clone(&votes);
@@ -118,7 +118,7 @@ impl App {
                 let (votes, report) =
                     Votes::durable(&config.candidates, store, recovery, &settings);
                 for line in report {
-                    crate::log::info(&line);
+                    crate::log::report(&line);
                 }
                 let votes = Arc::new(votes);
                 let (v, m) = (Arc::clone(&votes), Arc::clone(&metrics));
