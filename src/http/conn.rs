@@ -346,16 +346,18 @@ fn send(
     writer.write_all(stream, out, Instant::now() + limits.write_timeout)
 }
 
-/// Most bytes of a request target (and of its `Referer` and `User-Agent`) an access-log line
-/// shows; the rest is cut.
+/// Most bytes of a request target an access-log line shows; the rest is cut.
 const MAX_LOGGED_TARGET: usize = 512;
+
+/// Most bytes of a `Referer` or `User-Agent` an access-log line shows.
+const MAX_LOGGED_HEADER: usize = 256;
 
 /// Most bytes of a method an access-log line shows.
 const MAX_LOGGED_METHOD: usize = 32;
 
-/// A header for the access log, cut to [`MAX_LOGGED_TARGET`].
+/// A header for the access log, cut to [`MAX_LOGGED_HEADER`].
 fn logged_header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.header(name).map(|v| cut_at_char(v, MAX_LOGGED_TARGET))
+    req.header(name).map(|v| cut_at_char(v, MAX_LOGGED_HEADER))
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.
