@@ -18,9 +18,9 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 WORKDIR /src
-# Only what the build reads (see .dockerignore): the manifest and lock file, the sources, and
-# the pages, scripts and styles the binary embeds.
-COPY Cargo.toml Cargo.lock ./
+# Only what the build reads (see .dockerignore): the manifest and lock file, the build script,
+# the sources, and the pages, scripts and styles the build script embeds in the binary.
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY www ./www
 # The Makefile's `release` recipe (`make release`), exactly.

@@ -66,7 +66,7 @@ class Server {
   url(p = '/') { return this.origin + p; }
 
   // Starts target/release/livevote on 127.0.0.1 (a free port the first time, the same port
-  // after that), with the repo's www/ (the default `--www www`, run from the repo root).
+  // after that), serving the pages built into the binary (no --www).
   async start(extraArgs = []) {
     if (this.child) throw new Error('server already running');
     if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run \`make release\` first`);

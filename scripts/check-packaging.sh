@@ -6,7 +6,8 @@
 #
 # Dockerfile:
 #   - every file or directory it COPYs from the build context exists, and .dockerignore lets it
-#     through;
+#     through; every build input the tree has (Cargo.toml, Cargo.lock, build.rs, src, www) is
+#     among them, and `cargo check --offline` on a copy of just those succeeds;
 #   - it builds with the Makefile's `release` recipe, exactly (`$(CARGO)` read as `cargo`);
 #   - it runs as a non-root USER, has a HEALTHCHECK, a VOLUME with STATE_DIRECTORY set to it,
 #     and EXPOSEs the port it listens on.
@@ -32,16 +33,27 @@ problem() { echo "check-packaging: $*" >&2; fail=1; }
 instructions="$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' Dockerfile | grep -vE '^\s*(#|$)')"
 
 copies=0
+copied=()
+context="$(mktemp -d)"
+trap 'rm -rf -- "$context"' EXIT
 while read -r _ args; do
     # COPY [--chown=…] SRC… DEST; from another stage (--from=…): not the build context.
     [[ "$args" == *--from=* ]] && continue
     read -ra words <<< "$args"
     srcs=()
     for w in "${words[@]}"; do [[ "$w" == --* ]] || srcs+=("$w"); done
+    dest="${srcs[-1]}"
     unset 'srcs[${#srcs[@]}-1]'
     for src in "${srcs[@]}"; do
         copies=$((copies + 1))
-        [[ -e "$src" ]] || problem "Dockerfile copies '$src', which does not exist"
+        copied+=("${src%/}")
+        [[ -e "$src" ]] || { problem "Dockerfile copies '$src', which does not exist"; continue; }
+        # The build stage's context as the image gets it (destinations relative to WORKDIR).
+        if [[ "$dest" == */ || "${#srcs[@]}" -gt 1 ]]; then
+            mkdir -p "$context/$dest" && cp -r "$src" "$context/$dest"
+        else
+            mkdir -p "$(dirname "$context/$dest")" && cp -r "$src" "$context/$dest"
+        fi
         if [[ -f .dockerignore ]] && grep -qx '\*' .dockerignore \
             && ! grep -qx "!${src%/}" .dockerignore; then
             problem "Dockerfile copies '$src', which .dockerignore leaves out"
@@ -49,6 +61,19 @@ while read -r _ args; do
     done
 done < <(grep -E '^COPY ' <<< "$instructions")
 (( copies > 0 )) || problem "Dockerfile copies nothing from the build context"
+
+# Every input of the build that the tree has is copied, and the copied context alone builds:
+# `cargo check --offline` on it runs build.rs (which embeds www/) and resolves every
+# include_bytes!, as `cargo build` in the image would (without the time a release build takes).
+for input in Cargo.toml Cargo.lock build.rs src www; do
+    [[ -e "$input" ]] || continue
+    printf '%s\n' "${copied[@]}" | grep -qxF "$input" \
+        || problem "Dockerfile does not copy '$input', which the build reads"
+done
+if ! out="$(CARGO_TARGET_DIR="$context/target" cargo check --offline --release --quiet \
+    --manifest-path "$context/Cargo.toml" 2>&1)"; then
+    problem "the Dockerfile's build context does not build: $out"
+fi
 
 release="$(awk '/^release:/ { getline; sub(/^\t/, ""); print; exit }' Makefile)"
 release="${release//\$(CARGO)/cargo}"
@@ -76,7 +101,7 @@ exec_start="$(grep -E '^ExecStart=' "$UNIT" | head -n1 | sed -E 's/^ExecStart=[-
 [[ "$exec_start" == /* ]] || problem "ExecStart is not an absolute path: $exec_start"
 
 root="$(mktemp -d)"
-trap 'rm -rf -- "$root"' EXIT
+trap 'rm -rf -- "$context" "$root"' EXIT
 install -D -m 0755 "$BINARY" "$root$exec_start"
 install -D -m 0644 "$UNIT" "$root/etc/systemd/system/livevote.service"
 mkdir -p "$root/lib/systemd"

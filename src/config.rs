@@ -1,9 +1,10 @@
 //! Configuration: every limit and timeout the server enforces, with its default, in one place,
-//! and the command-line parser that fills it. No I/O beyond reading arguments.
+//! and the parser that fills it from the command line and `LIVEVOTE_*` environment variables.
+//! No I/O: the caller hands over the arguments and the environment.
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ids;
@@ -127,8 +128,10 @@ pub struct Config {
     /// Candidates as (id, name), in display order. Default the tutorial's `1=野味`, `2=海龙`.
     /// `--candidate ID=NAME`, repeatable.
     pub candidates: Vec<(String, String)>,
-    /// Directory of the pages, scripts and styles. Default `www`. `--www`.
-    pub www: PathBuf,
+    /// A directory to serve the pages, scripts and styles (and `index.template`) from, read
+    /// on every request (development). Default `None`: the files of `www/` built into the
+    /// binary. `--www DIR`.
+    pub www: Option<PathBuf>,
     /// How long `/get_new_vote` waits for a vote before answering `status:false`. Default 10 s.
     /// `--longpoll-timeout`.
     pub longpoll_timeout: Duration,
@@ -148,8 +151,9 @@ pub struct Config {
     pub log_format: crate::log::LogFormat,
     /// The vote journal: acknowledged votes are on disk here before they are answered. `None`
     /// keeps votes in memory only (lost at exit). The command line's default is
-    /// [`DEFAULT_DATA`] (`--data PATH`; `--memory` for none); a `Config` built in code defaults
-    /// to memory, so tests and embedders opt in.
+    /// [`default_data`]: `$STATE_DIRECTORY/votes.journal`, else [`DEFAULT_DATA`] (`--data PATH`;
+    /// `--memory` for none); a `Config` built in code defaults to memory, so tests and
+    /// embedders opt in.
     pub data: Option<PathBuf>,
     /// The tally in Redis, shared with every instance given the same URL and prefix; each
     /// instance keeps a follower copy. Excludes `data` (`--redis` with `--data` or `--memory`
@@ -169,7 +173,7 @@ impl Default for Config {
                 ("1".to_string(), "野味".to_string()),
                 ("2".to_string(), "海龙".to_string()),
             ],
-            www: PathBuf::from("www"),
+            www: None,
             longpoll_timeout: Duration::from_secs(10),
             allow_origins: Vec::new(),
             hosts: Vec::new(),
@@ -187,10 +191,13 @@ impl Default for Config {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Box<Config>),
+    /// `-h`, `--help`: print [`help`].
     Help,
+    /// `-V`, `--version`: print [`version`].
+    Version,
 }
 
-/// A bad command line; `main` prints it with the usage and exits with code 2.
+/// A bad command line or `LIVEVOTE_*` variable; `main` prints it and exits with code 2.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UsageError(pub String);
 
@@ -205,8 +212,42 @@ impl std::error::Error for UsageError {}
 /// What Redis keys start with unless `--redis-prefix` says otherwise.
 pub const DEFAULT_REDIS_PREFIX: &str = "livevote";
 
-/// Where the command line keeps the journal unless told otherwise.
+/// Where the command line keeps the journal unless told otherwise (or `STATE_DIRECTORY` is
+/// set: [`default_data`]).
 pub const DEFAULT_DATA: &str = "data/votes.journal";
+
+/// The journal's file name in `$STATE_DIRECTORY`.
+pub const STATE_JOURNAL: &str = "votes.journal";
+
+/// The default journal: `$STATE_DIRECTORY/votes.journal` when the environment has it (systemd's
+/// `StateDirectory=`; of several colon-separated paths, the first), else [`DEFAULT_DATA`]
+/// under the working directory.
+pub fn default_data(env: &[(String, String)]) -> PathBuf {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == "STATE_DIRECTORY")
+        .and_then(|(_, v)| v.split(':').next())
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(
+            || PathBuf::from(DEFAULT_DATA),
+            |dir| Path::new(dir).join(STATE_JOURNAL),
+        )
+}
+
+/// The crate's version, `X.Y.Z`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit the binary was built from, when build.rs could tell (a build in the crate's
+/// own git checkout with `git` at hand).
+pub const COMMIT: Option<&str> = option_env!("LIVEVOTE_BUILD_COMMIT");
+
+/// What `--version` prints: `livevote X.Y.Z`, and ` (commit C)` when known.
+pub fn version() -> String {
+    match COMMIT {
+        Some(c) => format!("livevote {VERSION} (commit {c})"),
+        None => format!("livevote {VERSION}"),
+    }
+}
 
 pub const USAGE: &str = "\
 livevote — a live-voting server: polling, long-polling and WebSocket side by side
@@ -216,12 +257,13 @@ USAGE: livevote [OPTIONS]
 OPTIONS:
   --addr HOST:PORT            listen address [default: 127.0.0.1:8080]
   --candidate ID=NAME         a candidate (repeatable) [default: 1=野味 2=海龙]
-  --www DIR                   pages, scripts and styles [default: www]
+  --www DIR                   serve pages, scripts and styles from DIR, not the built-in ones
   --longpoll-timeout SECS     long-poll wait before status:false [default: 10]
   --allow-origin URL          another Origin allowed to vote and open WebSockets (repeatable)
   --host NAME[:PORT]          another name to answer to (repeatable; '*': any) [default:
                               localhost, 127.0.0.1, [::1], the --addr]; others get 421
-  --data PATH                 vote journal (and PATH.snapshot) [default: data/votes.journal]
+  --data PATH                 vote journal (and PATH.snapshot) [default: data/votes.journal,
+                              or $STATE_DIRECTORY/votes.journal when that is set]
   --memory                    keep votes in memory only (lost at exit)
   --redis URL                 the tally in Redis, shared by every instance given it:
                               redis://[USER:PASSWORD@]HOST[:PORT][/DB] (not with --data/--memory)
@@ -251,44 +293,270 @@ OPTIONS:
   --vote-id-memory BYTES      [default: 67108864]  remembered vote ids; full → 503 for new ids
   --vote-timeout SECS         [default: 5]         wait for the store → 503 outcome unknown
   -h, --help                  this text
+  -V, --version               the version
+
+ENVIRONMENT:
+  Every option can be set by the variable under it instead: LIVEVOTE_ and the option's name,
+  upper case, '-' as '_'. A flag on the command line wins over its variable, and a repeatable
+  flag given on the command line replaces its variable's whole list. A switch's variable takes
+  1, 0, true or false; a repeatable flag's, a comma-separated list. An empty variable counts as
+  unset; a bad value is a usage error (exit 2). Other LIVEVOTE_* names are ignored.
+  STATE_DIRECTORY (systemd's StateDirectory=): the journal's default is
+  $STATE_DIRECTORY/votes.journal (the first directory, if it lists several).
+
+EXIT STATUS:
+  0  stopped normally, or printed --help or --version
+  1  could not start (address in use, journal unreadable, no --www DIR...) or failed running
+  2  usage error: a bad flag or LIVEVOTE_* variable
 ";
 
-/// Parses the arguments (without the program name).
-pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
+/// How an option takes its value: the command line and its `LIVEVOTE_*` variable read it the
+/// same way from this table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// A switch: no value (its variable: `1`/`0`/`true`/`false`).
+    Switch,
+    /// One value; the last one given counts.
+    Value,
+    /// Repeatable (its variable: a comma-separated list).
+    Repeated,
+}
+
+/// Every option of [`USAGE`] but `--help` and `--version`, with how it takes its value. A unit
+/// test checks this table against [`USAGE`] and sets every option through its variable.
+pub const FLAGS: &[(&str, Arity)] = &[
+    ("--addr", Arity::Value),
+    ("--candidate", Arity::Repeated),
+    ("--www", Arity::Value),
+    ("--longpoll-timeout", Arity::Value),
+    ("--allow-origin", Arity::Repeated),
+    ("--host", Arity::Repeated),
+    ("--data", Arity::Value),
+    ("--memory", Arity::Switch),
+    ("--redis", Arity::Value),
+    ("--redis-prefix", Arity::Value),
+    ("--quiet", Arity::Switch),
+    ("--log-format", Arity::Value),
+    ("--max-request-line", Arity::Value),
+    ("--max-header-bytes", Arity::Value),
+    ("--max-headers", Arity::Value),
+    ("--max-body", Arity::Value),
+    ("--head-timeout", Arity::Value),
+    ("--idle-timeout", Arity::Value),
+    ("--body-timeout", Arity::Value),
+    ("--write-timeout", Arity::Value),
+    ("--max-connections", Arity::Value),
+    ("--max-connections-per-ip", Arity::Value),
+    ("--max-viewers-per-ip", Arity::Value),
+    ("--ws-max-vote-message", Arity::Value),
+    ("--ws-max-chat-message", Arity::Value),
+    ("--ws-max-buffered", Arity::Value),
+    ("--ws-ping-interval", Arity::Value),
+    ("--ws-pong-timeout", Arity::Value),
+    ("--sse-heartbeat", Arity::Value),
+    ("--thread-stack", Arity::Value),
+    ("--vote-id-window", Arity::Value),
+    ("--vote-id-memory", Arity::Value),
+    ("--vote-timeout", Arity::Value),
+];
+
+/// The environment variable of `flag`: `--max-body` → `LIVEVOTE_MAX_BODY`.
+pub fn env_var(flag: &str) -> String {
+    format!(
+        "LIVEVOTE_{}",
+        flag.trim_start_matches('-')
+            .replace('-', "_")
+            .to_uppercase()
+    )
+}
+
+fn arity(flag: &str) -> Option<Arity> {
+    FLAGS.iter().find(|(f, _)| *f == flag).map(|&(_, a)| a)
+}
+
+/// Where the descriptions in [`USAGE`] start.
+const HELP_COLUMN: usize = 30;
+
+/// The `--help` text: [`USAGE`] with each option's variable on a line under it.
+pub fn help() -> String {
+    let mut out = String::with_capacity(USAGE.len() * 2);
+    let mut pending: Option<String> = None;
+    for line in USAGE.lines() {
+        let continues = line.starts_with(&" ".repeat(HELP_COLUMN));
+        if !continues {
+            if let Some(var) = pending.take() {
+                out.push_str(&var);
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+        let flag = line
+            .split_whitespace()
+            .next()
+            .filter(|_| line.starts_with("  --"));
+        if let Some((flag, arity)) = flag.and_then(|f| Some((f, arity(f)?))) {
+            let how = match arity {
+                Arity::Switch => "=1",
+                Arity::Value => "",
+                Arity::Repeated => " (comma-separated)",
+            };
+            let pad = " ".repeat(HELP_COLUMN);
+            pending = Some(format!("{pad}env {}{how}\n", env_var(flag)));
+        }
+    }
+    out
+}
+
+/// What the command line gave: settings (flag, value; a switch's value is empty) in order, or
+/// a request for help or the version.
+enum Given {
+    Settings(Vec<(String, String)>),
+    Help,
+    Version,
+}
+
+/// Splits the arguments into settings by [`FLAGS`]; `--help` and `--version` win wherever they
+/// are. Values are checked later, by [`configure`].
+fn command_line<I: IntoIterator<Item = String>>(args: I) -> Result<Given, UsageError> {
+    let mut settings = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Given::Help),
+            "-V" | "--version" => return Ok(Given::Version),
+            _ => {}
+        }
+        // Accept both `--flag value` and `--flag=value`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if !name.starts_with("--") {
+            return Err(UsageError(format!("unexpected argument '{arg}'")));
+        }
+        let arity = arity(&name).ok_or_else(|| UsageError(format!("unknown option '{name}'")))?;
+        let value = match (arity, inline) {
+            (Arity::Switch, None) => String::new(),
+            (Arity::Switch, Some(_)) => return Err(UsageError(format!("{name} takes no value"))),
+            (_, Some(v)) => v,
+            (_, None) => args
+                .next()
+                .ok_or_else(|| UsageError(format!("{name} needs a value")))?,
+        };
+        settings.push((name, value));
+    }
+    Ok(Given::Settings(settings))
+}
+
+/// The settings the `LIVEVOTE_*` variables make, in [`FLAGS`] order, leaving out every flag the
+/// command line gives (it wins, and a repeatable one replaces the variable's whole list).
+fn environment(
+    env: &[(String, String)],
+    given: &[(String, String)],
+) -> Result<Vec<(String, String)>, UsageError> {
+    let mut settings = Vec::new();
+    for &(flag, arity) in FLAGS {
+        if given.iter().any(|(g, _)| g == flag) {
+            continue;
+        }
+        let var = env_var(flag);
+        // A name set twice (possible in a hand-made environment): the last one, as a shell does.
+        let Some((_, value)) = env.iter().rev().find(|(k, _)| *k == var) else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        match arity {
+            Arity::Switch => match value.to_ascii_lowercase().as_str() {
+                "1" | "true" => settings.push((flag.to_string(), String::new())),
+                "0" | "false" => {}
+                _ => {
+                    return Err(UsageError(format!(
+                        "{var}: '{value}' is not 1, 0, true or false"
+                    )))
+                }
+            },
+            Arity::Value => settings.push((flag.to_string(), value.clone())),
+            Arity::Repeated => settings.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| (flag.to_string(), item.to_string())),
+            ),
+        }
+    }
+    Ok(settings)
+}
+
+/// `message` with every mention of a flag in `from_env` (as a whole word) replaced by its
+/// variable, so an error names what the operator actually set.
+fn relabel(message: &str, from_env: &[&str]) -> String {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    let mut out = message.to_string();
+    for flag in from_env {
+        let mut result = String::with_capacity(out.len());
+        let mut done = 0;
+        for (i, _) in out.match_indices(flag) {
+            let end = i + flag.len();
+            if !out[..i].ends_with(word) && !out[end..].starts_with(word) {
+                result.push_str(&out[done..i]);
+                result.push_str(&env_var(flag));
+                done = end;
+            }
+        }
+        result.push_str(&out[done..]);
+        out = result;
+    }
+    out
+}
+
+/// Parses the arguments (without the program name) and the environment (`(name, value)`
+/// pairs: the `LIVEVOTE_*` variables and `STATE_DIRECTORY`; anything else is ignored).
+pub fn parse_args<I, E>(args: I, env: E) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = String>,
+    E: IntoIterator<Item = (String, String)>,
+{
+    let given = match command_line(args)? {
+        Given::Help => return Ok(Command::Help),
+        Given::Version => return Ok(Command::Version),
+        Given::Settings(given) => given,
+    };
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let from_env = environment(&env, &given)?;
+    let mut env_flags: Vec<&str> = from_env.iter().map(|(f, _)| f.as_str()).collect();
+    env_flags.dedup();
+    let settings = from_env.iter().chain(&given).cloned();
+    configure(settings, default_data(&env))
+        .map(|cfg| Command::Run(Box::new(cfg)))
+        .map_err(|e| UsageError(relabel(&e.0, &env_flags)))
+}
+
+/// Applies the settings, in order, to the defaults (the journal at `data`), and checks the
+/// result.
+fn configure(
+    settings: impl Iterator<Item = (String, String)>,
+    data: PathBuf,
+) -> Result<Config, UsageError> {
     let mut cfg = Config {
-        data: Some(PathBuf::from(DEFAULT_DATA)),
+        data: Some(data),
         ..Config::default()
     };
     let mut candidates: Vec<(String, String)> = Vec::new();
     // The store flag given, if any: `--redis` excludes the other two.
     let mut store_flag: Option<&str> = None;
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Ok(Command::Help);
-        }
-        if flag == "--quiet" {
+    for (name, value) in settings {
+        if name == "--quiet" {
             cfg.access_log = false;
             continue;
         }
-        if flag == "--memory" {
+        if name == "--memory" {
             cfg.data = None;
             store_flag = store_flag.or(Some("--memory"));
             continue;
         }
-        // Accept both `--flag value` and `--flag=value`.
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), v.to_string()),
-            _ => {
-                if !flag.starts_with("--") {
-                    return Err(UsageError(format!("unexpected argument '{flag}'")));
-                }
-                let v = args
-                    .next()
-                    .ok_or_else(|| UsageError(format!("{flag} needs a value")))?;
-                (flag.clone(), v)
-            }
-        };
         let l = &mut cfg.limits;
         match name.as_str() {
             "--addr" => {
@@ -302,7 +570,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
                     .ok_or_else(|| UsageError(format!("--candidate: '{value}' is not ID=NAME")))?;
                 candidates.push((id.to_string(), nm.to_string()));
             }
-            "--www" => cfg.www = PathBuf::from(value),
+            "--www" => cfg.www = Some(PathBuf::from(value)),
             "--log-format" => {
                 cfg.log_format = crate::log::LogFormat::parse(&value).ok_or_else(|| {
                     UsageError(format!(
@@ -379,7 +647,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
         cfg.data = None;
     }
     cfg.validate()?;
-    Ok(Command::Run(Box::new(cfg)))
+    Ok(cfg)
 }
 
 /// Candidate ids travel in URLs, form fields, JSON and element ids: keep them plain
@@ -515,10 +783,20 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Result<Config, UsageError> {
-        match parse_args(args.iter().map(|s| s.to_string()))? {
+        run_env(args, &[])
+    }
+
+    /// Parses `args` with `env` as the whole environment.
+    fn run_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, UsageError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        match parse_args(args.iter().map(|s| s.to_string()), env)? {
             Command::Run(c) => Ok(*c),
-            Command::Help => panic!("unexpected help"),
+            other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn no_env() -> std::iter::Empty<(String, String)> {
+        std::iter::empty()
     }
 
     #[test]
@@ -602,7 +880,10 @@ mod tests {
         ] {
             assert!(run(bad).is_err(), "{bad:?} should fail");
         }
-        assert_eq!(parse_args(["--help".to_string()]).unwrap(), Command::Help);
+        assert_eq!(
+            parse_args(["--help".to_string()], no_env()).unwrap(),
+            Command::Help
+        );
         // Candidate names: 1 to MAX_NAME bytes.
         assert!(run(&["--candidate", &format!("a={}", "x".repeat(MAX_NAME))]).is_ok());
         assert!(run(&["--candidate", &format!("a={}", "x".repeat(MAX_NAME + 1))]).is_err());
@@ -665,5 +946,287 @@ mod tests {
         let too_much = (MAX_VOTE_ID_MEMORY + 1).to_string();
         assert!(run(&["--vote-id-memory", &too_much]).is_err());
         assert!(run(&["--vote-timeout", "0"]).is_err());
+    }
+
+    /// The options [`USAGE`] documents: (flag, metavariable or "" for a switch, repeatable).
+    fn documented() -> Vec<(String, String, bool)> {
+        let options = USAGE
+            .split("OPTIONS:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("an OPTIONS section");
+        options
+            .lines()
+            .filter(|l| l.starts_with("  --"))
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let flag = words.next().unwrap().to_string();
+                let meta = words
+                    .next()
+                    .filter(|w| w.starts_with(|c: char| c.is_ascii_uppercase()))
+                    .unwrap_or("")
+                    .to_string();
+                (flag, meta, l.contains("(repeatable"))
+            })
+            .collect()
+    }
+
+    /// A valid value for `flag`, other than its default.
+    fn sample(flag: &str, meta: &str) -> &'static str {
+        match (flag, meta) {
+            (_, "") => "",
+            (_, "HOST:PORT") => "127.0.0.1:9999",
+            (_, "ID=NAME") => "x=Ex",
+            (_, "DIR") => "/srv/livevote/www",
+            (_, "SECS") => "7.5",
+            (_, "BYTES" | "N") => "300000",
+            (_, "PATH") => "/var/lib/livevote/votes.journal",
+            (_, "PREFIX") => "pfx",
+            (_, "FORMAT") => "json",
+            (_, "NAME[:PORT]") => "vote.lan",
+            ("--allow-origin", "URL") => "http://vote.example",
+            ("--redis", "URL") => "redis://127.0.0.1:6390/2",
+            _ => panic!("{flag} {meta}: add a sample value for this kind of option"),
+        }
+    }
+
+    /// Every option in USAGE is in FLAGS with the arity USAGE shows, and the other way round, so
+    /// no option lacks its variable (nor `help()` its `env` line).
+    #[test]
+    fn flags_is_the_table_of_usage() {
+        let documented = documented();
+        assert!(documented.len() >= 30, "{documented:?}");
+        for (flag, meta, repeatable) in &documented {
+            let want = match (meta.is_empty(), repeatable) {
+                (true, _) => Arity::Switch,
+                (false, false) => Arity::Value,
+                (false, true) => Arity::Repeated,
+            };
+            assert_eq!(
+                arity(flag),
+                Some(want),
+                "{flag} is in USAGE: add it to config::FLAGS as {want:?}"
+            );
+        }
+        for (flag, _) in FLAGS {
+            assert!(
+                documented.iter().any(|(f, _, _)| f == flag),
+                "{flag} is in FLAGS but not in USAGE"
+            );
+        }
+        let text = help();
+        for (flag, _) in FLAGS {
+            assert!(text.contains(&format!("env {}", env_var(flag))), "{flag}");
+        }
+        assert!(text.contains("\n  --max-body BYTES "));
+        assert!(text.contains("\n                              env LIVEVOTE_MAX_BODY\n"));
+        assert!(text.contains("env LIVEVOTE_QUIET=1\n"));
+        assert!(text.contains("env LIVEVOTE_CANDIDATE (comma-separated)\n"));
+        // The --host entry's second line stays with it, above its variable.
+        assert!(text.contains("others get 421\n                              env LIVEVOTE_HOST"));
+        assert!(text.contains("EXIT STATUS:"), "{text}");
+        assert_eq!(env_var("--max-body"), "LIVEVOTE_MAX_BODY");
+        assert_eq!(
+            env_var("--ws-max-vote-message"),
+            "LIVEVOTE_WS_MAX_VOTE_MESSAGE"
+        );
+    }
+
+    /// Every option set through its variable gives what the flag gives, and not the default.
+    #[test]
+    fn every_flag_has_a_working_variable() {
+        let default = run(&[]).unwrap();
+        for (flag, meta, _) in documented() {
+            let var = env_var(&flag);
+            let (args, env): (Vec<&str>, String) = match arity(&flag).unwrap() {
+                Arity::Switch => (vec![flag.as_str()], "1".into()),
+                Arity::Value => (
+                    vec![flag.as_str(), sample(&flag, &meta)],
+                    sample(&flag, &meta).into(),
+                ),
+                Arity::Repeated => {
+                    let two = if flag == "--candidate" {
+                        "y=Why"
+                    } else {
+                        "other.lan"
+                    };
+                    let two = if flag == "--allow-origin" {
+                        "http://other.example"
+                    } else {
+                        two
+                    };
+                    (
+                        vec![flag.as_str(), sample(&flag, &meta), flag.as_str(), two],
+                        format!("{}, {two}", sample(&flag, &meta)),
+                    )
+                }
+            };
+            let by_flag = run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let by_var =
+                run_env(&[], &[(&var, &env)]).unwrap_or_else(|e| panic!("{var}={env}: {e}"));
+            assert_eq!(by_var, by_flag, "{var}={env}");
+            assert_ne!(by_var, default, "{var}={env} changes nothing");
+        }
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_environment() {
+        let env = [
+            ("LIVEVOTE_MAX_BODY", "100"),
+            ("LIVEVOTE_ADDR", "127.0.0.1:7000"),
+            ("LIVEVOTE_CANDIDATE", "a=A,b=B"),
+            ("LIVEVOTE_HOST", "vote.lan"),
+            ("LIVEVOTE_QUIET", "true"),
+        ];
+        let c = run_env(&[], &env).unwrap();
+        assert_eq!(c.limits.max_body, 100);
+        assert_eq!(c.addr.port(), 7000);
+        assert_eq!(
+            c.candidates,
+            vec![("a".into(), "A".into()), ("b".into(), "B".into())]
+        );
+        assert_eq!(c.hosts, ["vote.lan"]);
+        assert!(!c.access_log);
+        // A flag replaces its variable; a repeatable flag replaces the variable's whole list.
+        let c = run_env(
+            &[
+                "--max-body",
+                "200",
+                "--candidate",
+                "c=C",
+                "--addr=127.0.0.1:7001",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_body, 200);
+        assert_eq!(c.addr.port(), 7001);
+        assert_eq!(c.candidates, vec![("c".into(), "C".into())]);
+        assert_eq!(c.hosts, ["vote.lan"], "other variables still apply");
+        // A variable the command line overrides is not even read.
+        let c = run_env(&["--max-body", "5"], &[("LIVEVOTE_MAX_BODY", "lots")]).unwrap();
+        assert_eq!(c.limits.max_body, 5);
+        // Switches: 1/0/true/false; 0 leaves the default.
+        for (value, quiet) in [
+            ("1", true),
+            ("true", true),
+            ("TRUE", true),
+            ("0", false),
+            ("false", false),
+        ] {
+            let c = run_env(&[], &[("LIVEVOTE_QUIET", value)]).unwrap();
+            assert_eq!(!c.access_log, quiet, "{value}");
+        }
+        assert_eq!(
+            run_env(&[], &[("LIVEVOTE_MEMORY", "1")]).unwrap().data,
+            None
+        );
+        // Empty means unset; other LIVEVOTE_ names (the scripts' LIVEVOTE_BIN) are not options.
+        let c = run_env(
+            &[],
+            &[
+                ("LIVEVOTE_MAX_BODY", ""),
+                ("LIVEVOTE_BIN", "/x"),
+                ("LIVEVOTE_CANDIDATE", " , "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c, run(&[]).unwrap());
+        // --help and --version win over a bad variable.
+        let bad = [("LIVEVOTE_MAX_BODY".to_string(), "big".to_string())];
+        for (arg, want) in [
+            ("--help", Command::Help),
+            ("-V", Command::Version),
+            ("--version", Command::Version),
+        ] {
+            assert_eq!(parse_args([arg.to_string()], bad.clone()).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_bad_variable_is_a_usage_error_naming_it() {
+        for (var, value) in [
+            ("LIVEVOTE_MAX_BODY", "big"),
+            ("LIVEVOTE_MAX_HEADERS", "0"),
+            ("LIVEVOTE_ADDR", "localhost"),
+            ("LIVEVOTE_QUIET", "yes"),
+            ("LIVEVOTE_MEMORY", "2"),
+            ("LIVEVOTE_CANDIDATE", "a=A,a=B"),
+            ("LIVEVOTE_CANDIDATE", "not an id=x"),
+            ("LIVEVOTE_HOST", "a b"),
+            ("LIVEVOTE_LONGPOLL_TIMEOUT", "-1"),
+            ("LIVEVOTE_REDIS", "http://x"),
+            ("LIVEVOTE_VOTE_ID_MEMORY", "999999999999"),
+        ] {
+            let e = run_env(&[], &[(var, value)]).expect_err(var);
+            assert!(e.0.starts_with(var), "{var}={value}: {e}");
+            assert!(!e.0.contains("--"), "names the variable, not the flag: {e}");
+        }
+        // A conflict names each side as it was given.
+        let e = run_env(&["--memory"], &[("LIVEVOTE_REDIS", "redis://127.0.0.1")]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "LIVEVOTE_REDIS keeps the tally in Redis: it cannot go with --memory"
+        );
+        let e = run_env(&["--redis", "redis://127.0.0.1"], &[("LIVEVOTE_DATA", "j")]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "--redis keeps the tally in Redis: it cannot go with LIVEVOTE_DATA"
+        );
+        // Whole words only: LIVEVOTE_REDIS does not rename --redis-prefix.
+        assert_eq!(
+            relabel("--redis-prefix: x, --redis: y", &["--redis"]),
+            "--redis-prefix: x, LIVEVOTE_REDIS: y"
+        );
+    }
+
+    #[test]
+    fn state_directory_decides_the_default_journal() {
+        let at = |env: &[(&str, &str)]| run_env(&[], env).unwrap().data;
+        assert_eq!(at(&[]), Some(PathBuf::from(DEFAULT_DATA)));
+        assert_eq!(
+            at(&[("STATE_DIRECTORY", "/var/lib/livevote")]),
+            Some(PathBuf::from("/var/lib/livevote/votes.journal"))
+        );
+        assert_eq!(
+            at(&[("STATE_DIRECTORY", "/var/lib/a:/var/lib/b")]),
+            Some(PathBuf::from("/var/lib/a/votes.journal"))
+        );
+        assert_eq!(
+            at(&[("STATE_DIRECTORY", "")]),
+            Some(PathBuf::from(DEFAULT_DATA))
+        );
+        // Only the default: --data, --memory and --redis still decide.
+        let env = [("STATE_DIRECTORY", "/var/lib/livevote")];
+        assert_eq!(
+            run_env(&["--data", "j"], &env).unwrap().data,
+            Some(PathBuf::from("j"))
+        );
+        assert_eq!(run_env(&["--memory"], &env).unwrap().data, None);
+        assert_eq!(
+            run_env(&["--redis", "redis://127.0.0.1"], &env)
+                .unwrap()
+                .data,
+            None
+        );
+    }
+
+    #[test]
+    fn version_and_the_built_in_pages() {
+        assert_eq!(
+            parse_args(["--version".to_string()], no_env()).unwrap(),
+            Command::Version
+        );
+        let v = version();
+        assert!(
+            v.starts_with(&format!("livevote {}", env!("CARGO_PKG_VERSION"))),
+            "{v}"
+        );
+        assert_eq!(run(&[]).unwrap().www, None, "the built-in pages by default");
+        assert_eq!(run(&["--www", "w"]).unwrap().www, Some(PathBuf::from("w")));
+        assert!(
+            run(&["--quiet=1"]).is_err(),
+            "a switch takes no value on the command line"
+        );
     }
 }

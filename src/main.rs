@@ -1,17 +1,30 @@
-//! `livevote`: arguments → `Config` → `server::run`; errors → exit codes (2: usage, 1: start-up).
+//! `livevote`: arguments and `LIVEVOTE_*` environment → `Config` → `server::run`; errors → exit
+//! codes (0: stopped normally, 1: start-up or run failure, 2: usage).
 
 use std::process::ExitCode;
 
 use livevote::app::routes::host_names;
-use livevote::config::{parse_args, Command, USAGE};
+use livevote::config::{help, parse_args, version, Command};
 use livevote::log;
 use livevote::server::Server;
 
 fn main() -> ExitCode {
-    let config = match parse_args(std::env::args().skip(1)) {
+    // Names or values that are not Unicode cannot be a LIVEVOTE_* setting: read them lossily,
+    // so a bad value is reported (as std::env::vars would panic instead).
+    let env = std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    });
+    let config = match parse_args(std::env::args().skip(1), env) {
         Ok(Command::Run(c)) => *c,
         Ok(Command::Help) => {
-            print!("{USAGE}");
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("{}", version());
             return ExitCode::SUCCESS;
         }
         Err(e) => {

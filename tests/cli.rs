@@ -186,7 +186,7 @@ fn addr_flag_picks_the_port_and_defaults_apply() {
     let journal = dir.journal();
     let server = Livevote::start(["--addr", &addr, "--data", journal.to_str().unwrap()]);
     assert_eq!(server.addr.to_string(), addr, "{}", server.banner);
-    // Default www (relative to the working directory) and the tutorial's candidates.
+    // The pages built into the binary (no --www) and the tutorial's candidates.
     let r = get(server.addr, "/votes");
     assert_eq!(r.status, 200);
     let j = r.json();

@@ -104,7 +104,7 @@ fn a_client_reading_a_large_response_slowly_is_dropped_at_the_write_deadline() {
     let write_timeout = Duration::from_secs(1);
     let www = dir.path().to_path_buf();
     let addr = start(move |c| {
-        c.www = www;
+        c.www = Some(www);
         c.limits.write_timeout = write_timeout;
     });
     // Only the scraping connection is open.

@@ -137,7 +137,7 @@ fn www_can_be_elsewhere_and_its_absence_is_a_startup_error() {
     fs::write(dir.join("hello.txt"), "hi").unwrap();
     fs::write(dir.join("data.json"), "{}").unwrap();
     let d = dir.to_path_buf();
-    let addr = start(move |c| c.www = d);
+    let addr = start(move |c| c.www = Some(d));
     let r = get(addr, "/hello.txt");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
@@ -151,6 +151,6 @@ fn www_can_be_elsewhere_and_its_absence_is_a_startup_error() {
     drop(tmp);
 
     let mut cfg = test_config();
-    cfg.www = std::env::temp_dir().join("livevote-no-such-dir-xyz");
+    cfg.www = Some(std::env::temp_dir().join("livevote-no-such-dir-xyz"));
     assert!(livevote::server::Server::bind(cfg).is_err());
 }

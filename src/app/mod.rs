@@ -73,10 +73,12 @@ impl App {
         config: Config,
         open_store: impl FnOnce(&Config) -> io::Result<Option<(Box<dyn Store>, Recovery)>>,
     ) -> io::Result<Arc<App>> {
-        let files = StaticFiles::new(&config.www).map_err(|e| {
-            io::Error::new(e.kind(), format!("--www {}: {e}", config.www.display()))
+        let www = config.www.as_deref();
+        let files = StaticFiles::new(www).map_err(|e| {
+            let dir = www.unwrap_or(std::path::Path::new("")).display();
+            io::Error::new(e.kind(), format!("--www {dir}: {e}"))
         })?;
-        let template = pages::Template::load(files.root())?;
+        let template = pages::Template::load(&files)?;
         let metrics = Arc::new(metrics::Metrics::default());
         let settings = votes::Settings {
             vote_id_window: config.limits.vote_id_window,

@@ -1,11 +1,10 @@
-//! The server-rendered vote page: `www/index.template` with the current tally filled in, and
+//! The server-rendered vote page: `www/index.template` (built in, or from `--www DIR`) with the current tally filled in, and
 //! the security headers every HTML page carries.
 
-use std::fs;
 use std::io;
-use std::path::Path;
 
 use super::presence::Counts;
+use super::static_files::StaticFiles;
 use super::votes::Snapshot;
 use crate::http::response::html_escape;
 use crate::http::Response;
@@ -46,10 +45,9 @@ pub struct Page<'a> {
 }
 
 impl Template {
-    pub fn load(www: &Path) -> io::Result<Template> {
-        let path = www.join(TEMPLATE_FILE);
-        let text = fs::read_to_string(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    /// [`TEMPLATE_FILE`] from the static files (built in, or `--www DIR`'s).
+    pub fn load(files: &StaticFiles) -> io::Result<Template> {
+        let text = files.private_text(TEMPLATE_FILE)?;
         Ok(Template { text })
     }
 
@@ -116,6 +114,8 @@ fn candidates(out: &mut String, s: &Snapshot, back: &str) {
 mod tests {
     use super::*;
     use crate::app::votes::Candidate;
+    use std::fs;
+    use std::path::Path;
 
     /// What in `html` would need inline script to run (a `<script>` with a body or without
     /// `src`, a `javascript:` URL, an `on…=` handler attribute), if anything.

@@ -73,19 +73,19 @@ impl Handler for App {
             "/ticket" if req.method == "POST" => self.vote(req, body, "nid", Route::Ticket),
             "/vote" | "/ticket" => not_allowed("POST"),
             _ if !get => not_allowed(GET_HEAD),
-            "/" => self.file("/home.html"),
+            "/" => self.file(req, "/home.html"),
             "/index" => self.index(req),
             "/votes" => self.tally(req, peer),
             "/metrics" => self.metrics_page(),
             "/get_new_vote" => self.long_poll(req, peer),
-            "/chat" => self.file("/chat.html"),
+            "/chat" => self.file(req, "/chat.html"),
             "/chatsocket" => Response::error(
                 Status::UpgradeRequired,
                 "this endpoint speaks WebSocket only",
             )
             .header("Upgrade", "websocket")
             .header("Sec-WebSocket-Version", "13"),
-            path => self.file(path),
+            path => self.file(req, path),
         };
         Reply::Response(resp)
     }
@@ -158,20 +158,11 @@ fn local_path(back: &str) -> Option<&str> {
 }
 
 impl App {
-    fn file(&self, path: &str) -> Response {
-        match self.files.read(path) {
-            Some((ctype, bytes)) => {
-                let r = Response::with_body(Status::Ok, ctype, bytes)
-                    .header("Cache-Control", "no-cache")
-                    .header("X-Content-Type-Options", "nosniff");
-                if ctype.starts_with("text/html") {
-                    pages::html_headers(r)
-                } else {
-                    r
-                }
-            }
-            None => Response::error(Status::NotFound, "not found"),
-        }
+    /// A static file with its `ETag` (`304` on `If-None-Match`), or `404`.
+    fn file(&self, req: &Request, path: &str) -> Response {
+        self.files
+            .respond(req, path)
+            .unwrap_or_else(|| Response::error(Status::NotFound, "not found"))
     }
 
     fn index(&self, req: &Request) -> Response {

@@ -42,11 +42,14 @@ pub enum Committed {
     /// Kept as numbered (the store has one writer, us): the vote table counts them itself.
     AsNumbered,
     /// A store shared by several instances numbered them itself, in `epoch`: one outcome per
-    /// record, in order. The vote table counts them when its follower applies the store's
-    /// change stream, not from here.
+    /// record, in order. The vote table counts them from the store's change stream: `tail`,
+    /// the changes after the copy's version when the batch was taken, up to a cap, in order
+    /// (every instance's, ours among them), so the committer brings the copy up to its own
+    /// votes without waiting for the follower; the follower applies the rest.
     Shared {
         epoch: String,
         outcomes: Vec<Outcome>,
+        tail: Vec<(u64, String, u64)>,
     },
 }
 

@@ -8,6 +8,7 @@
 
 mod commit;
 mod ids;
+mod wakers;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -20,6 +21,7 @@ use super::store::{now_ms, Store};
 use commit::Durable;
 pub use ids::IdStats;
 use ids::VoteIds;
+use wakers::{Ring, Wakers};
 
 /// How many recent votes are kept for catch-up. A client further behind gets a snapshot.
 pub const HISTORY: usize = 4096;
@@ -217,8 +219,8 @@ pub struct Votes {
     /// Wakes the committer when votes are queued (durable mode).
     queued: Condvar,
     /// Wakes voters waiting for the committer's answers (durable mode): a voter is woken
-    /// when answers are given, not by every vote and presence change.
-    answered: Condvar,
+    /// when its answer is given, not by every vote, presence change or other voter's answer.
+    answered: Wakers,
     /// The store, used by the committer thread only (its own lock: I/O never holds the
     /// tally's).
     store: Mutex<Option<Box<dyn Store>>>,
@@ -262,7 +264,7 @@ impl Votes {
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
-            answered: Condvar::new(),
+            answered: Wakers::new(),
             store: Mutex::new(None),
             timeout: settings.vote_timeout,
             viewers: Mutex::new(Viewers::default()),
@@ -319,8 +321,8 @@ impl Votes {
         let mut t = self.lock();
         // A retry of a vote id being written right now waits for that vote's outcome, as long
         // as the first would have.
-        while vote_id.is_some_and(|id| t.durable.as_ref().is_some_and(|d| d.is_inflight(id))) {
-            let (g, in_time) = Self::wait_on(&self.answered, t, deadline);
+        while let Some(first) = vote_id.and_then(|id| t.durable.as_ref()?.inflight_ticket(id)) {
+            let (g, in_time) = Self::wait_on(self.answered.of(first), t, deadline);
             t = g;
             if !in_time {
                 return Err(VoteError::OutcomeUnknown);
@@ -366,14 +368,16 @@ impl Votes {
                 return answer;
             }
             // Woken only when answers are given, not by every change of the tally.
-            let (g, in_time) = Self::wait_on(&self.answered, t, deadline);
+            let (g, in_time) = Self::wait_on(self.answered.of(ticket), t, deadline);
             t = g;
             if !in_time {
                 let d = t.durable.as_mut().expect("durable mode");
                 let answer = d.give_up(ticket, vote_id);
                 drop(t);
                 // A retry of the same id may be waiting for this one.
-                self.answered.notify_all();
+                let mut ring = Ring::default();
+                ring.add(ticket);
+                self.answered.wake(ring);
                 return answer;
             }
         }
@@ -592,37 +596,24 @@ impl Votes {
         let released = Self::release_seen(&mut t);
         drop(t);
         self.changed.notify_all();
-        if released {
-            self.answered.notify_all();
-        }
+        self.answered.wake(released);
     }
 
-    /// Answers the votes the copy now shows (a shared store's read-your-writes).
-    fn release_seen(t: &mut Tally) -> bool {
-        let (epoch, version) = (t.epoch.clone(), t.version);
-        t.durable
-            .as_mut()
-            .is_some_and(|d| d.release_seen(&epoch, version))
-    }
-
-    /// Applies changes from the store's stream, `(version, uid, count)` in order. Those the
-    /// copy has already are skipped; the first that does not follow the copy (a gap, or a
-    /// candidate the copy does not know) stops it. Wakes the waiters once.
-    pub fn follow(&self, changes: &[(u64, String, u64)]) -> Result<(), Gap> {
-        let mut t = self.lock();
+    /// [`Votes::follow`] under the tally's lock, for the follower and for the committer (whose
+    /// batch's reply carries the stream's tail): true when anything was applied.
+    fn follow_locked(t: &mut Tally, changes: &[(u64, String, u64)]) -> (bool, Result<(), Gap>) {
         let mut applied = false;
-        let mut result = Ok(());
         for (version, uid, count) in changes {
             if *version <= t.version {
                 continue;
             }
             let i = t.index.get(uid.as_str()).copied();
             let (Some(i), true) = (i, *version == t.version + 1) else {
-                result = Err(Gap {
+                let gap = Gap {
                     have: t.version,
                     got: *version,
-                });
-                break;
+                };
+                return (applied, Err(gap));
             };
             t.counts[i] = *count;
             t.version = *version;
@@ -632,14 +623,33 @@ impl Votes {
             t.history.push_back((i, *count, Instant::now()));
             applied = true;
         }
-        let released = applied && Self::release_seen(&mut t);
+        (applied, Ok(()))
+    }
+
+    /// Answers the votes the copy now shows (a shared store's read-your-writes).
+    fn release_seen(t: &mut Tally) -> Ring {
+        let (epoch, version) = (t.epoch.clone(), t.version);
+        t.durable
+            .as_mut()
+            .map_or(Ring::default(), |d| d.release_seen(&epoch, version))
+    }
+
+    /// Applies changes from the store's stream, `(version, uid, count)` in order. Those the
+    /// copy has already are skipped; the first that does not follow the copy (a gap, or a
+    /// candidate the copy does not know) stops it. Wakes the waiters once.
+    pub fn follow(&self, changes: &[(u64, String, u64)]) -> Result<(), Gap> {
+        let mut t = self.lock();
+        let (applied, result) = Self::follow_locked(&mut t, changes);
+        let released = if applied {
+            Self::release_seen(&mut t)
+        } else {
+            Ring::default()
+        };
         drop(t);
         if applied {
             self.changed.notify_all();
         }
-        if released {
-            self.answered.notify_all();
-        }
+        self.answered.wake(released);
         result
     }
 

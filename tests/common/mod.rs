@@ -39,7 +39,7 @@ pub fn www() -> PathBuf {
 pub fn test_config() -> Config {
     Config {
         addr: "127.0.0.1:0".parse().expect("literal address"),
-        www: www(),
+        www: Some(www()),
         access_log: false,
         ..Config::default()
     }

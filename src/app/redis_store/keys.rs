@@ -7,7 +7,8 @@
 //! PREFIX:{poll:default}:candidates   list     uid, name, uid, name, … in display order
 //! PREFIX:{poll:default}:counts       hash     uid → votes
 //! PREFIX:{poll:default}:version      string   the last version (one per vote)
-//! PREFIX:{poll:default}:changes      stream   entry id VERSION-0, fields u (uid), c (count)
+//! PREFIX:{poll:default}:changes      stream   one entry per batch: id LAST-VERSION-0, fields
+//!                                             f (first version), then u (uid), c (count) per vote
 //! PREFIX:{poll:default}:vote-ids     hash     vote id → "uid count version"
 //! PREFIX:{poll:default}:vote-expiry  zset     vote id → when it expires (ms, Redis's clock)
 //! PREFIX:{poll:default}:presence:instances  zset  instance → expiry (ms, Redis's clock)

@@ -30,10 +30,22 @@ use crate::redis::{self, Client, Options, RedisUrl, Value};
 use keys::Keys;
 use scripts::{PollState, Script};
 
-/// Changes kept in the stream (`XADD … MAXLEN ~`): an instance whose follower was cut off for
-/// fewer votes than this catches up vote by vote; further behind, from a snapshot. Above the
+/// Votes kept in the stream (`XADD … MINID ~`, by version): an instance whose follower was
+/// cut off for fewer votes than this catches up vote by vote; further behind, from a snapshot.
+/// Above the
 /// local history ([`super::votes::HISTORY`]), so a short outage costs no client a snapshot.
 pub const STREAM_LENGTH: u64 = 16_384;
+
+/// Most votes one [`scripts::VOTE`] run takes: its stream entry and its writes hold four
+/// values per vote in one Lua `unpack`, and Lua's stack takes at most 8,000 (a larger batch is
+/// several runs, in order).
+pub const VOTES_PER_SCRIPT: usize = 1_000;
+
+/// Most stream entries a vote batch's reply carries back (the changes after the committer's
+/// copy, every instance's): enough for the votes all instances commit in one round trip, so the
+/// copy shows the batch's own votes at once; a copy further behind leaves the rest to the
+/// follower (the batch's answers then wait for it, as read-your-writes requires).
+pub const TAIL_MAX: u64 = 1_024;
 
 /// What one vote-id record holds in Redis (its hash field and value, its sorted-set entry and
 /// their overhead), for a UUID: 264 bytes measured by `INFO memory`'s `used_memory` over
@@ -226,7 +238,32 @@ fn eviction_warning(client: &mut Client) -> Option<String> {
 }
 
 impl RedisStore {
-    fn run_votes(&mut self, records: &[Record], deadline: Instant) -> Result<Committed, Error> {
+    /// One script run per [`VOTES_PER_SCRIPT`] records, in order; the last run's tail covers
+    /// them all (it starts at the copy's version).
+    fn run_batch(&mut self, records: &[Record], deadline: Instant) -> Result<Committed, Error> {
+        // The copy's version when the batch was taken: the records are numbered after it.
+        let after = records.first().map_or(0, |r| r.version.saturating_sub(1));
+        let mut all = Vec::with_capacity(records.len());
+        let mut last = None;
+        for chunk in records.chunks(VOTES_PER_SCRIPT) {
+            let r = self.run_votes(chunk, after, deadline)?;
+            all.extend(r.outcomes);
+            last = Some((r.epoch, r.tail));
+        }
+        let (epoch, tail) = last.unwrap_or_default();
+        Ok(Committed::Shared {
+            epoch,
+            outcomes: all,
+            tail,
+        })
+    }
+
+    fn run_votes(
+        &mut self,
+        records: &[Record],
+        after: u64,
+        deadline: Instant,
+    ) -> Result<scripts::VoteReply, Error> {
         let mut keys: Vec<String> = self.target.keys.tally().to_vec();
         keys.push(self.target.keys.vote_ids());
         keys.push(self.target.keys.vote_expiry());
@@ -235,13 +272,14 @@ impl RedisStore {
         args.push(STREAM_LENGTH.to_string().into_bytes());
         args.push(self.max_ids.to_string().into_bytes());
         args.push(records.len().to_string().into_bytes());
+        args.push(after.to_string().into_bytes());
+        args.push(TAIL_MAX.to_string().into_bytes());
         for r in records {
             args.push(r.uid.clone().into_bytes());
             args.push(r.vote_id.clone().unwrap_or_default().into_bytes());
         }
         let reply = self.vote.run(&mut self.client, &keys, &args, deadline)?;
-        let (epoch, outcomes) = scripts::read_vote(&reply, records.len())?;
-        Ok(Committed::Shared { epoch, outcomes })
+        scripts::read_vote(&reply, records.len())
     }
 }
 
@@ -249,12 +287,12 @@ impl Store for RedisStore {
     fn commit(&mut self, records: &[Record]) -> io::Result<Committed> {
         let started = Instant::now();
         let deadline = started + self.timeout;
-        let r = match self.run_votes(records, deadline) {
+        let r = match self.run_batch(records, deadline) {
             // Redis lost the poll (restarted empty): a new epoch, then the votes, once.
             Err(Error::Reply(e)) if e.starts_with("LVNOPOLL") => self
                 .target
                 .open_poll(&mut self.client, deadline)
-                .and_then(|_| self.run_votes(records, deadline)),
+                .and_then(|_| self.run_batch(records, deadline)),
             r => r,
         };
         let m = &self.metrics.redis;

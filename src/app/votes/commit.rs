@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
+use super::wakers::Ring;
 use super::{Change, Tally, VoteError, Voted, Votes};
 use crate::app::store::{now_ms, Committed, Outcome, RecentVote, Record, Recovery, Store};
 
@@ -52,9 +53,12 @@ impl Durable {
     }
 
     /// Gives the answers the copy now shows (at `version` of `epoch`, or of another epoch:
-    /// counted either way) to their voters. True when any were.
-    pub(super) fn release_seen(&mut self, epoch: &str, version: u64) -> bool {
-        let before = self.unseen.len();
+    /// counted either way) to their voters. Returns whom to wake.
+    pub(super) fn release_seen(&mut self, epoch: &str, version: u64) -> Ring {
+        let mut ring = Ring::default();
+        if self.unseen.is_empty() {
+            return ring;
+        }
         let (seen, unseen): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unseen)
             .into_iter()
             .partition(|(e, until, _)| e != epoch || *until <= version);
@@ -63,10 +67,11 @@ impl Durable {
             for (ticket, answer) in answers {
                 if let Some(slot) = self.waiting.get_mut(&ticket) {
                     *slot = Some(answer);
+                    ring.add(ticket);
                 }
             }
         }
-        self.unseen.len() != before
+        ring
     }
 
     /// Queues a vote for candidate `candidate`; returns its ticket.
@@ -124,8 +129,9 @@ impl Durable {
         }
     }
 
-    pub(super) fn is_inflight(&self, vote_id: &str) -> bool {
-        self.inflight.contains_key(vote_id)
+    /// The ticket of the vote with `vote_id` being queued or stored, if one is.
+    pub(super) fn inflight_ticket(&self, vote_id: &str) -> Option<u64> {
+        self.inflight.get(vote_id).copied()
     }
 
     /// Vote ids queued or being stored (not remembered yet, but admitted).
@@ -135,8 +141,8 @@ impl Durable {
 }
 
 /// A voter's answer from a shared store's outcome for its vote (None: the store answered for
-/// other records than it was given, so the outcome is unknown). The follower, not this, counts
-/// the vote in the copy.
+/// other records than it was given, so the outcome is unknown). The copy counts the vote from
+/// the store's change stream (the batch reply's tail, or the follower), not from this.
 fn shared_answer(outcome: Option<&Outcome>, uid: &str) -> Result<Voted, VoteError> {
     let voted = |uid: &str, count: u64, version: u64, replayed: bool| Voted {
         change: Change {
@@ -265,8 +271,17 @@ impl Votes {
                 }
             };
             observe(started.elapsed());
-            let checkpoint = {
+            let (checkpoint, moved, ring) = {
                 let mut t = self.lock();
+                // The reply's tail brings the copy up to this batch (and whatever every other
+                // instance committed before it); what does not follow the copy is the
+                // follower's to resolve.
+                let moved = match &written {
+                    Ok(Committed::Shared { epoch, tail, .. }) if t.epoch == *epoch => {
+                        Self::follow_locked(&mut t, tail).0
+                    }
+                    _ => false,
+                };
                 let mut answers = Vec::with_capacity(batch.len());
                 let shared = match &written {
                     Ok(Committed::Shared { outcomes, .. }) if outcomes.len() == batch.len() => {
@@ -279,7 +294,8 @@ impl Votes {
                 }
                 for (k, (p, r)) in batch.iter().zip(&records).enumerate() {
                     let answer = match &written {
-                        // A shared store counted it (or knew it): the follower applies it.
+                        // A shared store counted it (or knew it): its change stream (the
+                        // tail applied above, or the follower) counts it in the copy.
                         Ok(Committed::Shared { .. }) => {
                             shared_answer(shared.map(|o| &o[k]), &r.uid)
                         }
@@ -311,7 +327,11 @@ impl Votes {
                 };
                 let d = t.durable.as_mut().expect("durable mode");
                 let mut held = Vec::new();
+                // Every voter of the batch, and retries of its vote ids (which wait on the
+                // first vote's slot): answered, held or not, the in-flight id is resolved.
+                let mut ring = Ring::default();
                 for (p, answer) in answers {
+                    ring.add(p.ticket);
                     if let Some(id) = &p.vote_id {
                         d.inflight.remove(id);
                     }
@@ -328,11 +348,14 @@ impl Votes {
                 if let Some((epoch, until)) = until {
                     d.unseen.push((epoch, until, held));
                 }
-                self.wants_checkpoint(&t)
+                if moved {
+                    // Earlier batches' answers the follower had not released yet.
+                    ring.join(Self::release_seen(&mut t));
+                }
+                (self.wants_checkpoint(&t), moved, ring)
             };
-            self.answered.notify_all();
-            if matches!(written, Ok(Committed::AsNumbered)) {
-                // The tally moved (a shared store's votes move it through the follower).
+            self.answered.wake(ring);
+            if moved || matches!(written, Ok(Committed::AsNumbered)) {
                 self.changed.notify_all();
             }
             if let Some(c) = checkpoint {
