@@ -4,7 +4,8 @@
 CARGO ?= cargo
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build release test lint unit redis-deps fuzz-check conformance e2e clean
+.PHONY: run build release test lint unit redis-deps promtool-deps packaging packaging-deps \
+	fuzz-check conformance e2e clean
 
 ## Build and serve http://127.0.0.1:8080 (ADDR=host:port to change).
 run: release
@@ -16,21 +17,37 @@ build:
 release:
 	$(CARGO) build --release
 
-## Every test: format and lint, unit and integration tests, every fuzz target over its
-## regression corpus plus fixed-seed fresh runs, the Autobahn conformance suite, the browser tests.
-test: lint unit fuzz-check conformance e2e
+## Every test: format and lint, unit and integration tests, the packaging checks, every fuzz
+## target over its regression corpus plus fixed-seed fresh runs, the Autobahn conformance suite,
+## the browser tests.
+test: lint unit packaging fuzz-check conformance e2e
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit: redis-deps
+unit: redis-deps promtool-deps
 	$(CARGO) test --all-targets
 
 ## Debian's redis-server for the Redis client tests (tests/redis_client.rs), installed only
 ## when `redis-server` is not on PATH; the system service the package may start is stopped.
 redis-deps:
 	bash scripts/install-redis.sh
+
+## Debian's prometheus package for `promtool check metrics` (tests/metrics_promtool.rs), only
+## when `promtool` is not on PATH; without its Recommends, and its service stopped again.
+promtool-deps:
+	bash scripts/install-promtool.sh
+
+## The Dockerfile (every file it copies exists, it builds as `make release` does, non-root,
+## HEALTHCHECK, VOLUME) and deploy/systemd/livevote.service (`systemd-analyze verify` and
+## `security`), without building an image or booting systemd: scripts/check-packaging.sh.
+packaging: release packaging-deps
+	bash scripts/check-packaging.sh target/release/livevote
+
+## systemd-analyze (Debian's systemd package), only when missing.
+packaging-deps:
+	bash scripts/install-systemd-analyze.sh
 
 ## RFC 6455 conformance: the Autobahn cases (sections 1-10) against /chatsocket.
 conformance: release

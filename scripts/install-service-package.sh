@@ -9,7 +9,9 @@
 # free port in a temp directory, so the system service named PACKAGE that installing may start
 # is stopped and disabled again; a service that was already running is left alone (quietly
 # skipped where systemctl/service do not exist). Runs as root, or through sudo when it exists.
-# Used by install-redis.sh and install-nginx.sh.
+# With NO_RECOMMENDS=1, the package's Recommends are not installed (prometheus recommends
+# prometheus-node-exporter, a second service this script would not stop).
+# Used by install-redis.sh, install-nginx.sh, install-promtool.sh and install-systemd-analyze.sh.
 set -euo pipefail
 
 PACKAGE="$1"
@@ -50,7 +52,9 @@ if ! apt-cache policy "$PACKAGE" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     as_root apt-get update -qq
 fi
 log "apt-get install $PACKAGE"
-as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$PACKAGE" >/dev/null
+extra=()
+[[ "${NO_RECOMMENDS:-0}" == 1 ]] && extra+=(--no-install-recommends)
+as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${extra[@]}" "$PACKAGE" >/dev/null
 
 if [[ "$was_active" == no ]] && service_active; then
     log "stopping the $PACKAGE service the package started (we run our own)"

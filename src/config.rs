@@ -155,6 +155,10 @@ pub struct Config {
     pub hosts: Vec<String>,
     /// Write one access-log line per request on stderr. Default on; `--quiet` turns it off.
     pub access_log: bool,
+    /// How the access log and the levelled start, stop and error messages are written:
+    /// `combined` (the Combined Log Format, then the duration in seconds), `common` (the
+    /// Common Log Format) or `json` (one object per line). Default `combined`. `--log-format`.
+    pub log_format: crate::log::LogFormat,
     /// The vote journal: acknowledged votes are on disk here before they are answered. `None`
     /// keeps votes in memory only (lost at exit). The command line's default is
     /// [`default_data`]: `$STATE_DIRECTORY/votes.journal`, else [`DEFAULT_DATA`] (`--data PATH`;
@@ -184,6 +188,7 @@ impl Default for Config {
             allow_origins: Vec::new(),
             hosts: Vec::new(),
             access_log: true,
+            log_format: crate::log::LogFormat::Combined,
             data: None,
             redis: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
@@ -281,6 +286,8 @@ OPTIONS:
                               redis://[USER:PASSWORD@]HOST[:PORT][/DB] (not with --data/--memory)
   --redis-prefix PREFIX       [default: livevote]  what every Redis key starts with
   --quiet                     no access log on stderr
+  --log-format FORMAT         [default: combined]  access log and messages: combined, common
+                              (the NCSA formats, UTC) or json (one object per line)
   --max-request-line BYTES    [default: 8192]      longer → 414
   --max-header-bytes BYTES    [default: 16384]     larger head → 431
   --max-headers N             [default: 100]       more → 431
@@ -352,6 +359,7 @@ pub const FLAGS: &[(&str, Arity)] = &[
     ("--redis", Arity::Value),
     ("--redis-prefix", Arity::Value),
     ("--quiet", Arity::Switch),
+    ("--log-format", Arity::Value),
     ("--max-request-line", Arity::Value),
     ("--max-header-bytes", Arity::Value),
     ("--max-headers", Arity::Value),
@@ -597,6 +605,14 @@ fn configure(
                 candidates.push((id.to_string(), nm.to_string()));
             }
             "--www" => cfg.www = Some(PathBuf::from(value)),
+            "--log-format" => {
+                cfg.log_format = crate::log::LogFormat::parse(&value).ok_or_else(|| {
+                    UsageError(format!(
+                        "--log-format: '{value}' is not {}",
+                        crate::log::LogFormat::NAMES
+                    ))
+                })?
+            }
             "--data" => {
                 cfg.data = Some(PathBuf::from(value));
                 store_flag = store_flag.or(Some("--data"));
@@ -866,6 +882,15 @@ mod tests {
         assert_eq!(c.limits.max_body, 10);
         assert!(!c.access_log);
         assert!(run(&[]).unwrap().hosts.is_empty());
+        use crate::log::LogFormat;
+        assert_eq!(run(&[]).unwrap().log_format, LogFormat::Combined);
+        let json = run(&["--log-format", "json"]).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        assert_eq!(
+            run(&["--log-format=common"]).unwrap().log_format,
+            LogFormat::Common
+        );
+        assert!(run(&["--log-format", "apache"]).is_err());
         assert_eq!(run(&[]).unwrap().limits.max_viewers_per_ip, 64);
         let c = run(&["--max-viewers-per-ip", "0"]).unwrap();
         assert_eq!(c.limits.max_viewers_per_ip, 0);
@@ -1002,6 +1027,7 @@ mod tests {
             (_, "BYTES" | "N") => "300000",
             (_, "PATH") => "/var/lib/livevote/votes.journal",
             (_, "PREFIX") => "pfx",
+            (_, "FORMAT") => "json",
             (_, "NAME[:PORT]") => "vote.lan",
             ("--allow-origin", "URL") => "http://vote.example",
             ("--redis", "URL") => "redis://127.0.0.1:6390/2",

@@ -9,6 +9,7 @@
 //! - [`config`]: `Config` and `Limits`, every default documented in one place.
 //! - [`ids`]: the one owner of id rules (candidates, vote ids, viewers, epochs).
 //! - [`json`]: the JSON writer every message is built with.
+//! - [`log`]: levelled messages on stderr and the UTC clock the logs are written with.
 //! - [`net`]: socket helpers: reads and writes under wall-clock deadlines, the receive buffer.
 //! - [`http`]: the pure request parser, responses, and the per-connection HTTP loop.
 //! - [`ws`]: the pure frame codec, handshake, message assembly, and the WebSocket I/O loop.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod json;
+pub mod log;
 pub mod net;
 pub mod probe;
 pub mod redis;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use livevote::app::routes::host_names;
 use livevote::config::{help, parse_args, version, Command};
+use livevote::log;
 use livevote::server::{Drained, Server};
 use livevote::signals::{self, Signals, SIGINT, SIGTERM};
 
@@ -43,7 +44,8 @@ fn main() -> ExitCode {
             };
         }
         Err(e) => {
-            eprintln!("livevote: {e}\n(try 'livevote --help')");
+            // Before the format is known: always the plain form.
+            eprintln!("livevote: [error] {e}\n(try 'livevote --help')");
             return ExitCode::from(2);
         }
     };
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
     let mut signals = match Signals::install(&[SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("livevote: cannot start: {e}");
+            log::error(&format!("cannot start: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -59,51 +61,53 @@ fn main() -> ExitCode {
     let server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("livevote: cannot start: {e}");
+            log::error(&format!("cannot start: {e}"));
             return ExitCode::from(1);
         }
     };
     match server.local_addr() {
         Ok(addr) => {
-            eprintln!("livevote listening on http://{addr}/  (vote page: http://{addr}/index)");
+            log::info(&format!(
+                "listening on http://{addr}/  (vote page: http://{addr}/index)"
+            ));
             // On every interface, clients use names we cannot guess (a LAN address, a host
             // name): say which ones are answered, or the first visitor meets a bare 421.
             if addr.ip().is_unspecified() {
                 let names = host_names(&server.app().config).join(", ");
-                eprintln!(
-                    "livevote: answers to Host {names}; any other name gets 421 Misdirected \
+                log::warn(&format!(
+                    "answers to Host {names}; any other name gets 421 Misdirected \
                      Request. Add the names clients use with --host NAME (e.g. --host \
                      192.168.1.5 or --host vote.lan), or --host '*' behind a proxy that checks Host"
-                );
+                ));
             }
         }
-        Err(e) => eprintln!("livevote: {e}"),
+        Err(e) => log::error(&e.to_string()),
     }
     let until = move || match signals.wait() {
-        Ok(sig) => eprintln!(
-            "livevote: {} received (another one exits at once)",
+        Ok(sig) => log::info(&format!(
+            "{} received (another one exits at once)",
             signals::name(sig)
-        ),
-        Err(e) => eprintln!("livevote: waiting for signals: {e}; shutting down"),
+        )),
+        Err(e) => log::error(&format!("waiting for signals: {e}; shutting down")),
     };
     match server.run_until(until) {
         Ok(Drained::Clean) => {
-            eprintln!("livevote: stopped");
+            log::info("stopped");
             ExitCode::SUCCESS
         }
         Ok(Drained::TimedOut {
             requests,
             websockets,
         }) => {
-            eprintln!(
-                "livevote: shutdown not finished within --shutdown-timeout ({:.1} s): \
+            log::error(&format!(
+                "shutdown not finished within --shutdown-timeout ({:.1} s): \
                  {requests} request(s) and {websockets} WebSocket(s) still open; exiting anyway",
                 timeout.as_secs_f64()
-            );
+            ));
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("livevote: {e}");
+            log::error(&e.to_string());
             ExitCode::from(1)
         }
     }

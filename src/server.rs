@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::http::access_log::{AccessLog, ACCESS_LOG_QUEUE};
 use crate::http::conn::{self, Settings};
 use crate::http::{Response, Status};
+use crate::log::Level;
 use crate::net::{self, Linger};
 
 /// A bound server, not yet accepting.
@@ -31,6 +32,8 @@ pub struct Server {
 
 impl Server {
     pub fn bind(mut config: Config) -> io::Result<Server> {
+        // Start, stop and error messages from here on are in the access log's format.
+        crate::log::set_format(config.log_format);
         // The same rules as the command line's, for a `Config` built in code.
         config
             .validate()
@@ -42,10 +45,10 @@ impl Server {
         let limits = system_limits();
         if let Some((room, why)) = limits.connection_room() {
             if config.limits.max_connections > room {
-                eprintln!(
-                    "livevote: --max-connections {} lowered to {room}: {why}",
+                crate::log::warn(&format!(
+                    "--max-connections {} lowered to {room}: {why}",
                     config.limits.max_connections
-                );
+                ));
                 config.limits.max_connections = room;
             }
         }
@@ -53,11 +56,14 @@ impl Server {
         // The real port (for `--addr …:0`): the Host allowlist names the bind address with it.
         config.addr = listener.local_addr()?;
         let app = App::new(config)?;
-        let log = Arc::new(AccessLog::start(
-            io::stderr(),
-            ACCESS_LOG_QUEUE,
-            Arc::clone(&app.metrics.access_log_dropped),
-        )?);
+        let log = Arc::new(
+            AccessLog::start(
+                io::stderr(),
+                ACCESS_LOG_QUEUE,
+                Arc::clone(&app.metrics.access_log_dropped),
+            )?
+            .with_format(app.config.log_format),
+        );
         Ok(Server {
             listener,
             app,
@@ -100,7 +106,7 @@ impl Server {
                     // second at most.
                     if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1))
                     {
-                        self.log.log(format!("livevote: accept: {e}"));
+                        self.log.message(Level::Error, &format!("accept: {e}"));
                         last_complaint = Some(Instant::now());
                     }
                     thread::sleep(Duration::from_millis(10));
@@ -144,8 +150,8 @@ impl Server {
                     refuse(stream);
                 }
                 if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
-                    let why = format!("livevote: cannot start a connection thread: {e}");
-                    self.log.log(why);
+                    let why = format!("cannot start a connection thread: {e}");
+                    self.log.message(Level::Error, &why);
                     last_complaint = Some(Instant::now());
                 }
             }
@@ -263,12 +269,12 @@ fn drain(
 ) -> Drained {
     let l = &app.config.limits;
     app.metrics.draining.store(true, Ordering::SeqCst);
-    eprintln!(
-        "livevote: shutting down: /readyz answers 503; still accepting for {:.1} s \
+    crate::log::info(&format!(
+        "shutting down: /readyz answers 503; still accepting for {:.1} s \
          (--shutdown-delay), done within {:.1} s (--shutdown-timeout)",
         l.shutdown_delay.as_secs_f64(),
         l.shutdown_timeout.as_secs_f64()
-    );
+    ));
     let left = || deadline.saturating_duration_since(Instant::now());
     thread::sleep(l.shutdown_delay.min(left()));
     wake(stop, addr);
@@ -277,10 +283,10 @@ fn drain(
     let _ = accept_stopped.recv_timeout(left().min(ACCEPT_STOP));
     let websockets = app.sockets.len();
     let streams = app.votes.local_connected()[1];
-    eprintln!(
-        "livevote: no longer accepting; closing {websockets} WebSocket(s) (1001), ending \
+    crate::log::info(&format!(
+        "no longer accepting; closing {websockets} WebSocket(s) (1001), ending \
          {streams} event stream(s) and the long-polls"
-    );
+    ));
     app.votes.end_streams();
     let cut_at = (Instant::now() + crate::ws::conn::CLOSE_TIMEOUT).min(deadline);
     app.sockets

@@ -236,6 +236,8 @@ fn with_a_reader_on_stderr_every_request_is_logged() {
     }
     wait_for(IO_TIMEOUT, "both access-log lines", || {
         let log = server.stderr_text();
-        (log.contains("\"GET /votes\" 200 ") && log.contains("\"GET /nowhere\" 404 ")).then_some(())
+        (log.contains("\"GET /votes HTTP/1.1\" 200 ")
+            && log.contains("\"GET /nowhere HTTP/1.1\" 404 "))
+        .then_some(())
     });
 }

@@ -260,7 +260,7 @@ fn sigterm_drains_every_client_and_loses_no_acknowledged_vote() {
     let took = signalled.elapsed();
     assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}");
     assert!(took < Duration::from_secs(12), "took {took:?}");
-    assert!(stderr.contains("livevote: stopped"), "{stderr}");
+    assert!(stderr.contains("livevote: [info] stopped"), "{stderr}");
     eprintln!(
         "shutdown: {} votes acknowledged, {answers} long-poll answers, exit after {took:?}",
         acked.len()
@@ -311,7 +311,7 @@ fn a_second_sigterm_exits_at_once() {
     ]);
     kill(&server, "TERM");
     // Printed once draining has begun.
-    wait_for_line(&server, "livevote: shutting down:");
+    wait_for_line(&server, "livevote: [info] shutting down:");
     assert_eq!(status_of(server.addr, "/readyz"), Some(503));
     let second = Instant::now();
     kill(&server, "TERM");

@@ -48,7 +48,7 @@ async function withLogs(fn) {
 // How many requests for `GET /votes` an instance has logged so far (its access log on stderr).
 function votesRequests(i) {
   const text = fs.readFileSync(path.join(cluster.dir, `livevote-${i + 1}.log`), 'utf8');
-  return (text.match(/"GET \/votes" 200/g) || []).length;
+  return (text.match(/"GET \/votes HTTP\/1\.[01]" 200 /g) || []).length;
 }
 
 // Open WebSocket connections of one instance (the ws and auto pages), from its /metrics.

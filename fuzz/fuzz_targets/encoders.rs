@@ -81,7 +81,7 @@ fn check_metrics(data: &[u8]) {
                 n % 2 == 0,
             ),
             2 => m.sent(Kind::ALL[(n % 4) as usize], n, n * 7, n / 2),
-            3 => m.delivery_latency.observe(Duration::from_micros(n * 997)),
+            3 => m.delivered(Kind::ALL[(n % 4) as usize], Duration::from_micros(n * 997)),
             4 => m.ws_closed(1000 + (n % 20) as u16),
             _ => m.resume(
                 Kind::ALL[(n % 4) as usize],
@@ -91,6 +91,7 @@ fn check_metrics(data: &[u8]) {
     }
     let g = Gauges {
         http_connections: data.len(),
+        max_connections: data.len() * 2,
         ws_subscribers: data.len() / 2,
         sse_streams: data.len() as u64 / 3,
         presence: Counts([1, 2, 3, data.len() as u64]),

@@ -242,7 +242,7 @@ impl Hub {
             // Every subscriber that could take it has it: the vote's last delivery.
             for v in first..=last {
                 if let Some(at) = self.votes.counted_at(v) {
-                    self.metrics.delivery_latency.observe(at.elapsed());
+                    self.metrics.delivered(Kind::Ws, at.elapsed());
                 }
             }
             self.lagging(stalled);

@@ -25,8 +25,8 @@ pub enum Endpoint {
     Chat,
 }
 
-/// Runs an upgraded connection to its end.
-pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) {
+/// Runs an upgraded connection to its end; returns the bytes sent on it after the handshake.
+pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) -> u64 {
     let l = &app.config.limits;
     let stream = Arc::new(stream);
     let settings = Settings {
@@ -40,7 +40,7 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
     match endpoint {
         Endpoint::Votes(cursor) => {
             let Ok(sub) = Subscriber::new(Arc::clone(&stream), l.write_timeout) else {
-                return;
+                return 0;
             };
             let sub = Arc::new(sub);
             let _open = app.sockets.open(Arc::clone(&sub) as Arc<dyn GoingAway>);
@@ -68,10 +68,11 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
                 app.metrics.ws_closed(close_code(&ended));
             }
             sub.shutdown();
+            sub.tx.bytes_sent()
         }
         Endpoint::Chat => {
             let Ok(tx) = Sender::new(Arc::clone(&stream), l.write_timeout, false, ()) else {
-                return;
+                return 0;
             };
             let tx = Arc::new(tx);
             let _open = app.sockets.open(Arc::clone(&tx) as Arc<dyn GoingAway>);
@@ -84,6 +85,7 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
             app.metrics.chat(false);
             app.metrics.ws_closed(close_code(&ended));
             tx.shutdown();
+            tx.bytes_sent()
         }
     }
 }

@@ -12,6 +12,10 @@ use crate::admission::Refusal;
 /// The transports, in the order of [`Kind::ALL`].
 const TRANSPORTS: [Kind; 4] = Kind::ALL;
 
+/// The transports a vote's delivery latency is measured on: polling's is the poller's own
+/// interval, which the server does not choose.
+const DELIVERY_TRANSPORTS: [Kind; 3] = [Kind::Ws, Kind::Sse, Kind::LongPoll];
+
 /// Where votes come in.
 #[derive(Clone, Copy, Debug)]
 pub enum Route {
@@ -59,15 +63,29 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_samples(out, name, "");
+    }
+
+    /// The samples only, each with `labels` (`name="value",` each, or empty) before `le`.
+    fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (b, n) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += n.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}");
         }
         let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let braced = labels.trim_end_matches(',');
+        let braced = if braced.is_empty() {
+            String::new()
+        } else {
+            format!("{{{braced}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braced} {sum}\n{name}_count{braced} {count}"
+        );
     }
 }
 
@@ -89,7 +107,8 @@ pub struct Metrics {
     ws_closes: [AtomicU64; 9],
     chat_open: AtomicU64,
     longpoll_waiting: AtomicU64,
-    pub delivery_latency: Histogram,
+    /// From a vote being counted to its delivery, by transport (see [`Metrics::delivered`]).
+    delivery_latency: [Histogram; 4],
     pub fsync_latency: Histogram,
     fsyncs: AtomicU64,
     refused: [AtomicU64; 3],
@@ -156,6 +175,9 @@ impl RedisMetrics {
 /// Live gauges read from elsewhere when scraped.
 pub struct Gauges {
     pub http_connections: usize,
+    /// The connection cap in force (`--max-connections`, as lowered at start to what the
+    /// machine's limits allow).
+    pub max_connections: usize,
     pub ws_subscribers: usize,
     /// SSE streams open on this instance (presence may be a total over instances).
     pub sse_streams: u64,
@@ -237,6 +259,13 @@ impl Metrics {
         self.response(503, 0);
     }
 
+    /// A vote counted `d` ago was delivered on `k`: for WebSocket once per vote, when the
+    /// broadcast has reached every subscriber that could take it; for SSE and long-poll once
+    /// per stream write or answer that carried votes, for the newest vote in it.
+    pub fn delivered(&self, k: Kind, d: Duration) {
+        self.delivery_latency[k as usize].observe(d);
+    }
+
     pub fn fsync(&self, d: Duration) {
         self.fsyncs.fetch_add(1, Relaxed);
         self.fsync_latency.observe(d);
@@ -246,11 +275,22 @@ impl Metrics {
     pub fn render(&self, g: &Gauges) -> String {
         let mut o = String::with_capacity(8192);
         let w = &mut o;
+        let _ = writeln!(
+            w,
+            "# HELP livevote_build_info The running build (always 1).\n# TYPE livevote_build_info gauge\nlivevote_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         gauge(
             w,
             "livevote_http_connections",
             "Open TCP connections (all transports).",
             g.http_connections as u64,
+        );
+        gauge(
+            w,
+            "livevote_max_connections",
+            "The cap on open TCP connections in force (--max-connections, lowered at start to what the open-files, memory-map and thread limits allow); beyond it 503.",
+            g.max_connections as u64,
         );
         let _ = writeln!(w, "# HELP livevote_open_connections Open live connections by transport (long-poll: requests waiting).\n# TYPE livevote_open_connections gauge");
         for (t, n) in [
@@ -336,29 +376,15 @@ impl Metrics {
             "Tally updates delivered (one per vote per client; a snapshot counts once).",
             &self.updates,
         );
-        let _ = writeln!(w, "# HELP livevote_requests_per_update Requests per delivered update.\n# TYPE livevote_requests_per_update gauge");
-        for (i, k) in TRANSPORTS.iter().enumerate() {
-            let _ = writeln!(
+        let name = "livevote_vote_delivery_seconds";
+        let _ = writeln!(w, "# HELP {name} From a vote being counted to its delivery, by transport: websocket once per vote, when the broadcast has reached every subscriber that could take it; sse and longpoll once per stream write or answer that carried votes, for the newest vote in it.\n# TYPE {name} histogram");
+        for k in DELIVERY_TRANSPORTS {
+            self.delivery_latency[k as usize].render_samples(
                 w,
-                "livevote_requests_per_update{{transport=\"{}\"}} {}",
-                k.name(),
-                ratio(&self.requests[i], &self.updates[i])
+                name,
+                &format!("transport=\"{}\",", k.name()),
             );
         }
-        let _ = writeln!(w, "# HELP livevote_bytes_per_update Bytes sent per delivered update.\n# TYPE livevote_bytes_per_update gauge");
-        for (i, k) in TRANSPORTS.iter().enumerate() {
-            let _ = writeln!(
-                w,
-                "livevote_bytes_per_update{{transport=\"{}\"}} {}",
-                k.name(),
-                ratio(&self.bytes[i], &self.updates[i])
-            );
-        }
-        self.delivery_latency.render(
-            w,
-            "livevote_vote_delivery_seconds",
-            "From a vote to its delivery to the last WebSocket subscriber.",
-        );
         counter(
             w,
             "livevote_coalesced_updates_total",
@@ -416,11 +442,11 @@ impl Metrics {
             "Lines for stderr (access log, accept errors) dropped because stderr did not keep up.",
             &self.access_log_dropped,
         );
-        let _ = writeln!(w, "# HELP livevote_ws_closes_total WebSocket connections closed, by close code (0: without one).\n# TYPE livevote_ws_closes_total counter");
+        let _ = writeln!(w, "# HELP livevote_ws_closes_total WebSocket connections closed, by close status code (0: without one).\n# TYPE livevote_ws_closes_total counter");
         for (c, n) in CLOSE_CODES.iter().zip(&self.ws_closes) {
             let _ = writeln!(
                 w,
-                "livevote_ws_closes_total{{code=\"{c}\"}} {}",
+                "livevote_ws_closes_total{{status=\"{c}\"}} {}",
                 n.load(Relaxed)
             );
         }
@@ -443,13 +469,6 @@ impl Metrics {
         );
         self.redis.render(w);
         o
-    }
-}
-
-fn ratio(num: &AtomicU64, den: &AtomicU64) -> f64 {
-    match den.load(Relaxed) {
-        0 => 0.0,
-        d => num.load(Relaxed) as f64 / d as f64,
     }
 }
 
@@ -477,6 +496,180 @@ fn per_transport(w: &mut String, name: &str, help: &str, v: &[AtomicU64; 4]) {
     }
 }
 
+/// The `process_*` metrics of the Prometheus conventions, read from `/proc` (Linux; each
+/// metric whose source cannot be read is left out). The parsers are pure, for tests.
+pub mod process {
+    use std::fmt::Write as _;
+
+    /// Clock ticks per second in `/proc/PID/stat` (`USER_HZ`: 100 on every Linux architecture
+    /// Rust supports; std has no `sysconf`).
+    const TICKS_PER_SECOND: f64 = 100.0;
+
+    /// What `/proc/self/stat` says, the fields the metrics need.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Stat {
+        /// User and system CPU time, in clock ticks.
+        pub utime: u64,
+        pub stime: u64,
+        pub threads: u64,
+        /// Ticks after boot when the process started.
+        pub start_ticks: u64,
+        pub virtual_bytes: u64,
+    }
+
+    /// Parses `/proc/PID/stat` (proc(5)): `pid (comm) state ppid …`, where `comm` may hold
+    /// spaces and parentheses, so fields are counted from the last `)`.
+    pub fn parse_stat(text: &str) -> Option<Stat> {
+        let after = &text[text.rfind(')')? + 1..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // After `)`: f[0] is field 3 (state), so field N is f[N - 3].
+        let n = |field: usize| -> Option<u64> { f.get(field - 3)?.parse().ok() };
+        Some(Stat {
+            utime: n(14)?,
+            stime: n(15)?,
+            threads: n(20)?,
+            start_ticks: n(22)?,
+            virtual_bytes: n(23)?,
+        })
+    }
+
+    /// A `Key:   N kB` line of `/proc/PID/status`, in bytes.
+    pub fn parse_status_kb(text: &str, key: &str) -> Option<u64> {
+        let line = text.lines().find(|l| l.split(':').next() == Some(key))?;
+        let mut words = line[key.len() + 1..].split_whitespace();
+        let n: u64 = words.next()?.parse().ok()?;
+        match words.next() {
+            Some("kB") => Some(n * 1024),
+            _ => None,
+        }
+    }
+
+    /// The boot time (`btime`, seconds since the epoch) from `/proc/stat`.
+    pub fn parse_btime(text: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The soft limit on open files from `/proc/PID/limits` (None when unlimited).
+    pub fn parse_max_open_files(text: &str) -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        line["Max open files".len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// The metrics, each None when its source was not readable.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct Process {
+        pub cpu_seconds: Option<f64>,
+        pub resident_bytes: Option<u64>,
+        pub virtual_bytes: Option<u64>,
+        pub threads: Option<u64>,
+        pub start_time_seconds: Option<f64>,
+        pub open_fds: Option<u64>,
+        pub max_fds: Option<u64>,
+    }
+
+    impl Process {
+        /// From the texts of `/proc/self/stat`, `/proc/self/status`, `/proc/stat` and
+        /// `/proc/self/limits`, and the number of entries in `/proc/self/fd`.
+        pub fn from_texts(
+            stat: Option<&str>,
+            status: Option<&str>,
+            system_stat: Option<&str>,
+            limits: Option<&str>,
+            open_fds: Option<u64>,
+        ) -> Process {
+            let st = stat.and_then(parse_stat);
+            let btime = system_stat.and_then(parse_btime);
+            Process {
+                cpu_seconds: st.map(|s| (s.utime + s.stime) as f64 / TICKS_PER_SECOND),
+                resident_bytes: status.and_then(|t| parse_status_kb(t, "VmRSS")),
+                virtual_bytes: st.map(|s| s.virtual_bytes),
+                threads: st.map(|s| s.threads),
+                start_time_seconds: st
+                    .zip(btime)
+                    .map(|(s, b)| b as f64 + s.start_ticks as f64 / TICKS_PER_SECOND),
+                open_fds,
+                max_fds: limits.and_then(parse_max_open_files),
+            }
+        }
+
+        /// This process, now.
+        pub fn read() -> Process {
+            let text = |p: &str| std::fs::read_to_string(p).ok();
+            let fds = std::fs::read_dir("/proc/self/fd")
+                .ok()
+                .map(|d| d.count() as u64);
+            Process::from_texts(
+                text("/proc/self/stat").as_deref(),
+                text("/proc/self/status").as_deref(),
+                text("/proc/stat").as_deref(),
+                text("/proc/self/limits").as_deref(),
+                fds,
+            )
+        }
+
+        /// The exposition text of each metric there is.
+        pub fn render(&self, w: &mut String) {
+            let mut one = |name: &str, kind: &str, help: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+                }
+            };
+            let s = |v: Option<u64>| v.map(|v| v.to_string());
+            let f = |v: Option<f64>| v.map(|v| v.to_string());
+            one(
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                f(self.cpu_seconds),
+            );
+            one(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                s(self.resident_bytes),
+            );
+            one(
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                s(self.virtual_bytes),
+            );
+            one(
+                "process_threads",
+                "gauge",
+                "OS threads in the process (one per open connection, plus a few).",
+                s(self.threads),
+            );
+            one(
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                f(self.start_time_seconds),
+            );
+            one(
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                s(self.open_fds),
+            );
+            one(
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                s(self.max_fds),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,10 +684,12 @@ mod tests {
         m.response(404, 10);
         m.response(599, 0);
         m.ws_closed(1009);
-        m.delivery_latency.observe(Duration::from_millis(3));
+        m.delivered(Kind::Ws, Duration::from_millis(3));
+        m.delivered(Kind::Sse, Duration::from_millis(30));
         m.resume(Kind::Ws, "delta");
         let g = Gauges {
             http_connections: 3,
+            max_connections: 16_384,
             ws_subscribers: 1,
             sse_streams: 0,
             presence: Default::default(),
@@ -506,14 +701,21 @@ mod tests {
         for line in [
             "livevote_votes_total{route=\"ticket\"} 1",
             "livevote_vote_replays_total 1",
-            "livevote_bytes_per_update{transport=\"sse\"} 50",
-            "livevote_requests_per_update{transport=\"sse\"} 0.5",
+            "livevote_build_info{version=\"0.1.0\"} 1",
+            "livevote_max_connections 16384",
+            "livevote_bytes_sent_total{transport=\"sse\"} 100",
+            "livevote_updates_delivered_total{transport=\"sse\"} 2",
             "livevote_http_responses_total{status=\"404\"} 1",
             "livevote_http_responses_total{status=\"5xx_other\"} 1",
-            "livevote_ws_closes_total{code=\"1009\"} 1",
-            "livevote_vote_delivery_seconds_bucket{le=\"0.002\"} 0",
-            "livevote_vote_delivery_seconds_bucket{le=\"0.005\"} 1",
-            "livevote_vote_delivery_seconds_count 1",
+            "livevote_ws_closes_total{status=\"1009\"} 1",
+            "livevote_vote_delivery_seconds_bucket{transport=\"ws\",le=\"0.002\"} 0",
+            "livevote_vote_delivery_seconds_bucket{transport=\"ws\",le=\"0.005\"} 1",
+            "livevote_vote_delivery_seconds_count{transport=\"ws\"} 1",
+            "livevote_vote_delivery_seconds_bucket{transport=\"sse\",le=\"0.025\"} 0",
+            "livevote_vote_delivery_seconds_bucket{transport=\"sse\",le=\"0.05\"} 1",
+            "livevote_vote_delivery_seconds_sum{transport=\"sse\"} 0.03",
+            "livevote_vote_delivery_seconds_count{transport=\"longpoll\"} 0",
+            "livevote_journal_fsync_seconds_count 0",
             "livevote_resumes_total{transport=\"ws\",kind=\"delta\"} 1",
             "livevote_http_connections 3",
             "livevote_tally_version 9",
@@ -523,10 +725,82 @@ mod tests {
         }
         m.draining.store(true, Relaxed);
         assert!(m.render(&g).lines().any(|l| l == "livevote_draining 1"));
+        // No lifetime ratios, no other status label.
+        assert!(!text.contains("_per_update"), "{text}");
+        assert!(!text.contains("code=\""), "{text}");
+        assert!(!text.contains("transport=\"poll\",le="), "{text}");
         // Every sample line is `name{labels} value` or `name value`.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = l.rsplit_once(' ').unwrap();
             assert!(v.parse::<f64>().is_ok(), "{l}");
         }
+    }
+
+    /// A real `/proc/PID/stat` line, with a `comm` that holds a space and parentheses.
+    const STAT: &str = "4242 (live vote (x)) S 1 4242 4242 0 -1 4194560 1203 0 0 0 \
+        250 75 0 0 20 0 17 0 123456 1234567168 2500 18446744073709551615 1 1 0 0 0 0 0 4096 \
+        17475 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0";
+
+    const STATUS: &str = "Name:\tlivevote\nUmask:\t0022\nState:\tS (sleeping)\n\
+        VmPeak:\t 1205640 kB\nVmSize:\t 1205636 kB\nVmRSS:\t   10000 kB\nThreads:\t17\n";
+
+    const LIMITS: &str =
+        "Limit                     Soft Limit           Hard Limit           Units     \n\
+        Max cpu time              unlimited            unlimited            seconds   \n\
+        Max open files            1024                 524288               files     \n";
+
+    #[test]
+    fn process_metrics_from_proc_texts() {
+        use super::process::*;
+        assert_eq!(
+            parse_stat(STAT),
+            Some(Stat {
+                utime: 250,
+                stime: 75,
+                threads: 17,
+                start_ticks: 123_456,
+                virtual_bytes: 1_234_567_168,
+            })
+        );
+        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
+        assert_eq!(parse_status_kb(STATUS, "VmRSS"), Some(10_240_000));
+        assert_eq!(parse_status_kb(STATUS, "VmSwap"), None);
+        assert_eq!(
+            parse_btime("cpu  1 2 3\nintr 5\nbtime 1764633600\nprocesses 9\n"),
+            Some(1_764_633_600)
+        );
+        assert_eq!(parse_max_open_files(LIMITS), Some(1024));
+        let unlimited = LIMITS.replace("1024                 524288", "unlimited unlimited");
+        assert_eq!(parse_max_open_files(&unlimited), None);
+        let p = Process::from_texts(
+            Some(STAT),
+            Some(STATUS),
+            Some("btime 1764633600\n"),
+            Some(LIMITS),
+            Some(9),
+        );
+        let mut text = String::new();
+        p.render(&mut text);
+        for line in [
+            "process_cpu_seconds_total 3.25",
+            "process_resident_memory_bytes 10240000",
+            "process_virtual_memory_bytes 1234567168",
+            "process_threads 17",
+            "process_start_time_seconds 1764634834.56",
+            "process_open_fds 9",
+            "process_max_fds 1024",
+            "# TYPE process_cpu_seconds_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        // What cannot be read is left out, not reported as 0.
+        let mut none = String::new();
+        Process::from_texts(None, None, None, None, None).render(&mut none);
+        assert_eq!(none, "");
+        // This process, from the real /proc.
+        let me = Process::read();
+        assert!(me.threads.is_some_and(|n| n >= 1), "{me:?}");
+        assert!(me.resident_bytes.is_some_and(|n| n > 0), "{me:?}");
+        assert!(me.open_fds.is_some_and(|n| n >= 3), "{me:?}");
     }
 }

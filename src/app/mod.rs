@@ -119,7 +119,7 @@ impl App {
                     &settings,
                 );
                 for line in report {
-                    eprintln!("livevote: {line}");
+                    crate::log::report(&line);
                 }
                 let votes = Arc::new(votes);
                 let v = Arc::clone(&votes);
@@ -135,7 +135,7 @@ impl App {
                 let (votes, report) =
                     Votes::durable(&config.candidates, store, recovery, &settings);
                 for line in report {
-                    eprintln!("livevote: {line}");
+                    crate::log::report(&line);
                 }
                 let votes = Arc::new(votes);
                 let (v, m) = (Arc::clone(&votes), Arc::clone(&metrics));

@@ -192,6 +192,7 @@ impl App {
         let (presence, _) = self.votes.presence();
         let g = Gauges {
             http_connections: self.admission.open(),
+            max_connections: self.config.limits.max_connections,
             ws_subscribers: self.hub.subscribers(),
             sse_streams: self.votes.local_connected()[1],
             presence,
@@ -199,11 +200,11 @@ impl App {
             ws_buffered_bytes: self.ws_budget.used(),
             vote_ids: self.votes.id_stats(),
         };
-        Response::with_body(
-            Status::Ok,
-            "text/plain; version=0.0.4; charset=utf-8",
-            self.metrics.render(&g),
-        )
+        Response::with_body(Status::Ok, "text/plain; version=0.0.4; charset=utf-8", {
+            let mut text = self.metrics.render(&g);
+            super::metrics::process::Process::read().render(&mut text);
+            text
+        })
         .header("Cache-Control", "no-store")
     }
 }
@@ -512,6 +513,12 @@ impl App {
                 };
                 self.metrics.resume(Kind::LongPoll, kind);
                 self.metrics.sent(Kind::LongPoll, 1, body.len() as u64, 1);
+                if let super::votes::Catchup::Delta { votes, .. } = &c {
+                    let newest = votes.last().and_then(|v| self.votes.counted_at(v.version));
+                    if let Some(at) = newest {
+                        self.metrics.delivered(Kind::LongPoll, at.elapsed());
+                    }
+                }
                 body
             }
             // Nothing new in the tally (presence changed, or the wait timed out): the tutorial's

@@ -30,8 +30,8 @@ fn event(out: &mut String, epoch: &str, version: Option<u64>, data: &str) {
     out.push_str("\n\n");
 }
 
-/// Runs one event stream until the client goes away or the server shuts down.
-pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
+/// Runs one event stream until the client goes away or the server shuts down; returns the bytes it sent.
+pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> u64 {
     let votes = &app.votes;
     let _viewer = votes.viewer(Kind::Sse, cursor.viewer.as_deref());
     let _ = stream.set_write_timeout(Some(app.config.limits.write_timeout));
@@ -50,6 +50,9 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
     let (mut messages, mut updates) = (2, 1);
     // One writer for the stream: it keeps the send timeout set, not one setsockopt per event.
     let mut writer = crate::net::Writer::new();
+    let mut sent = 0;
+    // The newest vote in `out` (not in the resume): its delivery latency once written.
+    let mut newest = None;
     loop {
         if writer
             .write_all(
@@ -59,15 +62,19 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
             )
             .is_err()
         {
-            return;
+            return sent;
         }
+        sent += out.len() as u64;
         metrics.sent(Kind::Sse, messages, out.len() as u64, updates);
+        if let Some(at) = newest.take().and_then(|v| votes.counted_at(v)) {
+            metrics.delivered(Kind::Sse, at.elapsed());
+        }
         (messages, updates) = (0, 0);
         out.clear();
         // Shutting down: the stream ends, and the browser reconnects (elsewhere) after the
         // `retry` it was given.
         if votes.ending() {
-            return;
+            return sent;
         }
         match votes.wait(
             at,
@@ -85,6 +92,7 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
                     at = c.version;
                 }
                 (messages, updates) = (list.len() as u64, list.len() as u64);
+                newest = list.last().map(|c| c.version);
             }
             Some(Wake::Votes(Catchup::Snapshot(s))) => {
                 // Perhaps a new epoch (a shared store restarted empty): its ids from now on.
@@ -92,6 +100,7 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) {
                 at = s.version;
                 (messages, updates) = (1, 1);
                 metrics.coalesce();
+                newest = Some(at);
                 event(&mut out, &epoch, Some(at), &json::snapshot(&s, true));
             }
             Some(Wake::Presence(c, p)) => {

@@ -21,9 +21,9 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::access_log::AccessLog;
+use super::access_log::{AccessLog, Entry, RequestLine};
 use super::chunked;
 use super::error::Error;
 use super::request::{BodyFraming, HeadScan, Parse, Request, Version};
@@ -61,8 +61,9 @@ pub enum Reply {
     Upgrade(Response, Upgrade),
 }
 
-/// The continuation of an upgraded connection.
-pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) + Send>;
+/// The continuation of an upgraded connection; it returns when the connection has ended, with
+/// the bytes it sent (for the access log's line).
+pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> u64 + Send>;
 
 /// The application side of an HTTP connection.
 pub trait Handler: Send + Sync {
@@ -105,10 +106,43 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Set
     // The upgraded connection runs from this shallow frame, not from inside the HTTP loop's:
     // every stack page a connection thread touches stays resident for the connection's life,
     // and a long-lived WebSocket or event stream should not sit below the HTTP loop's frames.
-    if let Some((then, stream, leftover)) = serve_http(stream, peer, handler, s) {
-        then(stream, leftover);
+    if let Some((then, stream, leftover, line)) = serve_http(stream, peer, handler, s) {
+        let bytes = then(stream, leftover);
+        // The connection's one line, now that it has ended: its bytes, its whole duration.
+        if let (Some(log), Some(l)) = (s.access_log, line) {
+            log.entry(&Entry {
+                time: SystemTime::now(),
+                remote: peer.ip(),
+                request: Some(RequestLine {
+                    method: &l.method,
+                    target: &l.target,
+                    protocol: l.protocol,
+                }),
+                status: l.status,
+                bytes,
+                duration: l.started.elapsed(),
+                referer: l.referer.as_deref(),
+                user_agent: l.user_agent.as_deref(),
+                connection: Some(if l.status == 101 { "websocket" } else { "sse" }),
+            });
+        }
     }
 }
+
+/// What an upgraded connection's access-log line needs from its request, kept (only while the
+/// access log is on) until the connection ends.
+struct UpgradeLine {
+    method: String,
+    target: String,
+    protocol: &'static str,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    status: u16,
+    started: Instant,
+}
+
+/// What [`serve_http`] hands over for an upgrade.
+type Upgraded = (Upgrade, TcpStream, Vec<u8>, Option<UpgradeLine>);
 
 /// The HTTP part of [`serve`]: requests until the connection closes, or the upgrade to run.
 #[inline(never)]
@@ -117,7 +151,7 @@ fn serve_http(
     peer: SocketAddr,
     handler: &dyn Handler,
     s: &Settings,
-) -> Option<(Upgrade, TcpStream, Vec<u8>)> {
+) -> Option<Upgraded> {
     let limits = s.limits;
     let _ = stream.set_nodelay(true);
     // Every write goes through `writer`, which sets the send timeout it needs.
@@ -175,17 +209,26 @@ fn serve_http(
                 )
                 .is_ok();
                 handler.observe(resp.status, 0);
-                log_line(s, peer, Some(&req), resp.status, 0, started);
                 if !ok {
+                    log_line(s, peer, Some(&req), resp.status, 0, started);
                     return None;
                 }
+                let line = s.access_log.map(|_| UpgradeLine {
+                    method: cut_at_char(&req.method, MAX_LOGGED_METHOD).to_owned(),
+                    target: cut_at_char(&req.target, MAX_LOGGED_TARGET).to_owned(),
+                    protocol: req.version.as_str(),
+                    referer: logged_header(&req, "referer").map(str::to_owned),
+                    user_agent: logged_header(&req, "user-agent").map(str::to_owned),
+                    status: resp.status.code(),
+                    started,
+                });
                 // What runs next sets its own timeouts; leave it the plain one.
                 let _ = stream.set_write_timeout(Some(limits.write_timeout));
                 // The HTTP buffers are done with: free them before a long-lived upgrade.
                 drop(out);
                 let leftover = buf.filled().to_vec();
                 drop(buf);
-                return Some((then, stream, leftover));
+                return Some((then, stream, leftover, line));
             }
         }
     }
@@ -306,6 +349,17 @@ fn send(
 /// Most bytes of a request target an access-log line shows; the rest is cut.
 const MAX_LOGGED_TARGET: usize = 512;
 
+/// Most bytes of a `Referer` or `User-Agent` an access-log line shows.
+const MAX_LOGGED_HEADER: usize = 256;
+
+/// Most bytes of a method an access-log line shows.
+const MAX_LOGGED_METHOD: usize = 32;
+
+/// A header for the access log, cut to [`MAX_LOGGED_HEADER`].
+fn logged_header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.header(name).map(|v| cut_at_char(v, MAX_LOGGED_HEADER))
+}
+
 /// `s` cut to at most `max` bytes, at a character boundary.
 fn cut_at_char(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -329,15 +383,23 @@ fn log_line(
     let Some(log) = s.access_log else {
         return;
     };
-    let (method, target) = req.map_or(("-", "-"), |r| (r.method.as_str(), r.target.as_str()));
     // A line's size is bounded, so the queue's memory is too (ACCESS_LOG_QUEUE lines).
-    let target = cut_at_char(target, MAX_LOGGED_TARGET);
     // Offered to the log's own thread, never written here: a slow stderr must not stall us.
-    log.log(format!(
-        "{peer} \"{method} {target}\" {} {bytes} {:.1}ms",
-        status.code(),
-        started.elapsed().as_secs_f64() * 1000.0
-    ));
+    log.entry(&Entry {
+        time: SystemTime::now(),
+        remote: peer.ip(),
+        request: req.map(|r| RequestLine {
+            method: cut_at_char(&r.method, MAX_LOGGED_METHOD),
+            target: cut_at_char(&r.target, MAX_LOGGED_TARGET),
+            protocol: r.version.as_str(),
+        }),
+        status: status.code(),
+        bytes: bytes as u64,
+        duration: started.elapsed(),
+        referer: req.and_then(|r| logged_header(r, "referer")),
+        user_agent: req.and_then(|r| logged_header(r, "user-agent")),
+        connection: None,
+    });
 }
 
 #[cfg(test)]

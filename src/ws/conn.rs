@@ -68,6 +68,8 @@ struct Half<T> {
     /// Reused to encode small frames, so sending one allocates nothing.
     scratch: Vec<u8>,
     state: WriteState,
+    /// Bytes the socket has taken so far (for the access log).
+    sent: u64,
     /// The application's per-connection write state.
     ext: T,
 }
@@ -101,6 +103,7 @@ impl<T> Sender<T> {
                 pending: Vec::new(),
                 scratch: Vec::new(),
                 state: WriteState::Open,
+                sent: 0,
                 ext,
             }),
             write_timeout,
@@ -132,6 +135,11 @@ impl<T> Sender<T> {
 
     pub fn write_timeout(&self) -> Duration {
         self.write_timeout
+    }
+
+    /// Bytes the socket has taken so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.lock().half.sent
     }
 
     /// Sends one frame, waiting (up to the write timeout from now) until the socket has taken
@@ -255,9 +263,10 @@ impl<T> Locked<'_, T> {
     /// connection (a frame may be half out).
     fn write_until(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
         let pending = std::mem::take(&mut self.half.pending);
-        let mut r = write_all(&self.half.stream, &pending, deadline);
+        let h = &mut *self.half;
+        let mut r = write_all(&h.stream, &pending, deadline, &mut h.sent);
         if r.is_ok() {
-            r = write_all(&self.half.stream, bytes, deadline);
+            r = write_all(&h.stream, bytes, deadline, &mut h.sent);
         }
         if r.is_err() {
             self.half.state = WriteState::Dead;
@@ -293,7 +302,11 @@ impl<T> Locked<'_, T> {
         if bytes.is_empty() {
             return Wrote::All;
         }
-        match retry_interrupted(|| write(&self.half.stream, bytes)) {
+        let r = retry_interrupted(|| write(&self.half.stream, bytes));
+        if let Ok(n) = r {
+            self.half.sent += n as u64;
+        }
+        match r {
             Ok(n) if n == bytes.len() => Wrote::All,
             Ok(n) => {
                 // The start of a frame went out: the rest must follow before anything else.
@@ -320,6 +333,7 @@ impl<T> Locked<'_, T> {
         match retry_interrupted(|| write_nonblocking(&self.half.stream, &self.half.pending)) {
             Ok(n) => {
                 self.half.pending.drain(..n);
+                self.half.sent += n as u64;
             }
             Err(e) if is_timeout(&e) => {}
             Err(e) => {
@@ -337,11 +351,20 @@ impl<T> Locked<'_, T> {
     }
 }
 
-fn write_all(mut stream: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+/// Writes `bytes` by `deadline`, adding what the socket takes to `sent`.
+fn write_all(
+    mut stream: &TcpStream,
+    mut bytes: &[u8],
+    deadline: Instant,
+    sent: &mut u64,
+) -> io::Result<()> {
     while !bytes.is_empty() {
         match stream.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
+            Ok(n) => {
+                bytes = &bytes[n..];
+                *sent += n as u64;
+            }
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

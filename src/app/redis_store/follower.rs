@@ -93,10 +93,10 @@ impl Follower {
         let Some(since) = self.down_since.take() else {
             return;
         };
-        eprintln!(
-            "livevote: redis: reachable again after {:.1} s; the copy is resynchronised",
+        crate::log::info(&format!(
+            "redis: reachable again after {:.1} s; the copy is resynchronised",
             since.elapsed().as_secs_f64()
-        );
+        ));
         self.metrics.redis.reconnects.fetch_add(1, Relaxed);
         self.metrics.redis.up.store(1, Relaxed);
         votes.set_degraded(false);
@@ -106,7 +106,9 @@ impl Follower {
         self.synced = false;
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
-            eprintln!("livevote: redis: unreachable ({e}); votes are refused until it is back");
+            crate::log::error(&format!(
+                "redis: unreachable ({e}); votes are refused until it is back"
+            ));
         }
         self.metrics.redis.up.store(0, Relaxed);
         votes.set_degraded(true);
@@ -131,12 +133,11 @@ impl Follower {
             // Redis's version went back within our epoch: it lost acknowledged votes, and
             // their versions would be reused. A new epoch, so no cursor holding them stays
             // valid (only if no other instance did it first).
-            eprintln!(
-                "livevote: redis: its version {} is behind the {version} this instance saw in \
-                 the same epoch (acknowledged votes were lost: see appendfsync); starting a \
-                 new epoch",
+            crate::log::warn(&format!(
+                "redis: its version {} is behind the {version} this instance saw in the same \
+                 epoch (acknowledged votes were lost: see appendfsync); starting a new epoch",
                 poll.version
-            );
+            ));
             let keys = [self.target.keys.epoch(), self.target.keys.version()];
             let args = [
                 epoch.into_bytes(),
@@ -163,7 +164,7 @@ impl Follower {
 
     fn snapshot(&mut self, votes: &Votes, poll: &PollState) -> Result<(), Error> {
         if poll.candidates != self.target.candidates {
-            eprintln!("livevote: redis: the poll's candidates changed in Redis; following them");
+            crate::log::info("redis: the poll's candidates changed in Redis; following them");
             self.target.candidates.clone_from(&poll.candidates);
         }
         votes.follow_snapshot(&poll.epoch, &poll.candidates, &poll.counts, poll.version);

@@ -374,7 +374,7 @@ impl Votes {
                 let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(s) = s.as_mut() {
                     if let Err(e) = s.checkpoint(c.version, &c.counts, &c.recent) {
-                        eprintln!("livevote: checkpoint failed: {e}");
+                        crate::log::error(&format!("checkpoint failed: {e}"));
                     }
                 }
             }
