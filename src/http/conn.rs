@@ -20,7 +20,7 @@
 //! [`net::Writer`]: crate::net::Writer
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::access_log::AccessLog;
@@ -70,6 +70,12 @@ pub trait Handler: Send + Sync {
 
     /// Told of every response written (status, body bytes), errors included: for metrics.
     fn observe(&self, _status: Status, _bytes: usize) {}
+
+    /// The client's address for the access log: the peer's, unless the handler knows better
+    /// (a trusted reverse proxy in front names the real client).
+    fn client(&self, _req: &Request, peer: SocketAddr) -> IpAddr {
+        peer.ip()
+    }
 }
 
 /// Per-connection settings.
@@ -133,12 +139,20 @@ fn serve_http(
                 let resp = Response::error(e.status(), &e.to_string()).closing();
                 let _ = send(&stream, &mut writer, &mut out, &resp, false, false, limits);
                 handler.observe(e.status(), resp.body.len());
-                log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
+                log_line(
+                    s,
+                    peer.ip(),
+                    None,
+                    e.status(),
+                    resp.body.len(),
+                    Instant::now(),
+                );
                 net::linger_close(&stream, LINGER);
                 return None;
             }
         };
         let head_only = req.method == "HEAD";
+        let client = handler.client(&req, peer);
         match handler.handle(&req, &body, peer) {
             Reply::Response(resp) => {
                 let keep = keep_alive(&req) && !resp.close;
@@ -153,7 +167,7 @@ fn serve_http(
                 )
                 .is_ok();
                 handler.observe(resp.status, resp.body.len());
-                log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
+                log_line(s, client, Some(&req), resp.status, resp.body.len(), started);
                 if !ok {
                     return None;
                 }
@@ -175,7 +189,7 @@ fn serve_http(
                 )
                 .is_ok();
                 handler.observe(resp.status, 0);
-                log_line(s, peer, Some(&req), resp.status, 0, started);
+                log_line(s, client, Some(&req), resp.status, 0, started);
                 if !ok {
                     return None;
                 }
@@ -320,7 +334,7 @@ fn cut_at_char(s: &str, max: usize) -> &str {
 
 fn log_line(
     s: &Settings,
-    peer: SocketAddr,
+    client: IpAddr,
     req: Option<&Request>,
     status: Status,
     bytes: usize,
@@ -334,7 +348,7 @@ fn log_line(
     let target = cut_at_char(target, MAX_LOGGED_TARGET);
     // Offered to the log's own thread, never written here: a slow stderr must not stall us.
     log.log(format!(
-        "{peer} \"{method} {target}\" {} {bytes} {:.1}ms",
+        "{client} \"{method} {target}\" {} {bytes} {:.1}ms",
         status.code(),
         started.elapsed().as_secs_f64() * 1000.0
     ));
