@@ -9,7 +9,7 @@
 # free port in a temp directory, so the system service named PACKAGE that installing may start
 # is stopped and disabled again; a service that was already running is left alone (quietly
 # skipped where systemctl/service do not exist). Runs as root, or through sudo when it exists.
-# Used by install-redis.sh and install-nginx.sh.
+# Used by install-redis.sh, install-nginx.sh and install-proxy-deps.sh.
 set -euo pipefail
 
 PACKAGE="$1"

@@ -40,7 +40,10 @@ fn main() -> ExitCode {
     };
     match server.local_addr() {
         Ok(addr) => {
-            eprintln!("livevote listening on http://{addr}/  (vote page: http://{addr}/index)");
+            let base = &server.app().config.base_path;
+            eprintln!(
+                "livevote listening on http://{addr}/  (vote page: http://{addr}{base}/index)"
+            );
             // On every interface, clients use names we cannot guess (a LAN address, a host
             // name): say which ones are answered, or the first visitor meets a bare 421.
             if addr.ip().is_unspecified() {
