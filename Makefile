@@ -5,7 +5,7 @@ CARGO ?= cargo
 ADDR  ?= 127.0.0.1:8080
 
 .PHONY: run build release test lint unit redis-deps promtool-deps packaging packaging-deps \
-	fuzz-check conformance e2e clean
+	proxy-deps fuzz-check conformance e2e clean
 
 ## Build and serve http://127.0.0.1:8080 (ADDR=host:port to change).
 run: release
@@ -49,14 +49,21 @@ packaging: release packaging-deps
 packaging-deps:
 	bash scripts/install-systemd-analyze.sh
 
+## openssl, nginx and caddy from Debian's apt, each only when missing (the services the
+## packages may start are stopped again): scripts/install-proxy-deps.sh.
+proxy-deps:
+	bash scripts/install-proxy-deps.sh
+
 ## RFC 6455 conformance: the Autobahn cases (sections 1-10) against /chatsocket.
 conformance: release
 	bash scripts/conformance.sh
 
 ## Browser tests: the release server driven in Debian's Chromium by playwright-core (e2e/).
 ## Installs chromium, fonts-noto-cjk (apt) and e2e/node_modules (npm ci) when missing, and
-## redis-server and nginx for the run through `make cluster`'s balancer (7-cluster).
-e2e: release cluster-deps
+## redis-server and nginx for the run through `make cluster`'s balancer (7-cluster), and
+## openssl, nginx and caddy for the run behind deploy/nginx/livevote.conf with TLS and the
+## `caddy validate` of deploy/caddy/Caddyfile (8-proxy).
+e2e: release cluster-deps proxy-deps
 	bash e2e/install.sh
 	cd e2e && node run.js
 

@@ -56,14 +56,18 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 class Server {
-  constructor() {
+  // `base`: the server's --base-path (passed by the test among its args), which url() puts
+  // before every path; `accessLog`: without --quiet, the access log collects in `log`.
+  constructor({ base = '', accessLog = false } = {}) {
     this.port = 0; // chosen by the OS on the first start, kept for every restart
     this.child = null;
     this.log = '';
+    this.basePath = base;
+    this.accessLog = accessLog;
   }
 
   get origin() { return `http://127.0.0.1:${this.port}`; }
-  url(p = '/') { return this.origin + p; }
+  url(p = '/') { return this.origin + this.basePath + p; }
 
   // Starts target/release/livevote on 127.0.0.1 (a free port the first time, the same port
   // after that), serving the pages built into the binary (no --www).
@@ -88,7 +92,8 @@ class Server {
     // Memory-only unless a test asks for a journal (`--data`): each test starts from zero, and
     // a restart is a new epoch.
     const storage = extraArgs.includes('--data') ? [] : ['--memory'];
-    const args = ['--addr', `127.0.0.1:${this.port}`, '--quiet', ...storage, ...extraArgs];
+    const quiet = this.accessLog ? [] : ['--quiet'];
+    const args = ['--addr', `127.0.0.1:${this.port}`, ...quiet, ...storage, ...extraArgs];
     const child = spawn(BIN, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     live.add(child);
     let stderr = '';
@@ -353,8 +358,8 @@ class Viewer {
   }
 }
 
-async function openViewer(browser, server, pathAndQuery, { name, javaScriptEnabled = true, setup } = {}) {
-  const context = await browser.newContext({ javaScriptEnabled, viewport: { width: 1000, height: 800 } });
+async function openViewer(browser, server, pathAndQuery, { name, javaScriptEnabled = true, setup, contextOptions = {} } = {}) {
+  const context = await browser.newContext({ javaScriptEnabled, viewport: { width: 1000, height: 800 }, ...contextOptions });
   const page = await context.newPage();
   const v = new Viewer(name || pathAndQuery, context, page);
   context.on('request', (r) => v.requests.push(r.url()));

@@ -172,6 +172,16 @@ pub struct Config {
     /// What every Redis key starts with (several deployments can share one Redis). Default
     /// [`DEFAULT_REDIS_PREFIX`]. `--redis-prefix`.
     pub redis_prefix: String,
+    /// Reverse proxies whose forwarding headers are believed: from a peer inside one of these
+    /// blocks, the client's address comes from `Forwarded` / `X-Forwarded-For` and the scheme
+    /// and host from `proto=`/`host=` / `X-Forwarded-Proto` / `-Host` (`http::forwarded`);
+    /// from any other peer those headers are ignored. Default none. `--trusted-proxy CIDR`,
+    /// repeatable (a bare address is one host).
+    pub trusted_proxies: Vec<crate::http::forwarded::Cidr>,
+    /// Everything is served under this prefix (`/polls`: `/polls/index`, `/polls/vote`…), as a
+    /// proxy passes it through; anything outside it is `404`. Default empty (the root).
+    /// `--base-path` (rules: `http::base_path::check`).
+    pub base_path: String,
     pub limits: Limits,
 }
 
@@ -192,6 +202,8 @@ impl Default for Config {
             data: None,
             redis: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
+            trusted_proxies: Vec::new(),
+            base_path: String::new(),
             limits: Limits::default(),
         }
     }
@@ -288,6 +300,9 @@ OPTIONS:
   --quiet                     no access log on stderr
   --log-format FORMAT         [default: combined]  access log and messages: combined, common
                               (the NCSA formats, UTC) or json (one object per line)
+  --trusted-proxy CIDR        a reverse proxy to believe (repeatable; ADDR or ADDR/BITS):
+                              its Forwarded / X-Forwarded-* headers name the client
+  --base-path PATH            serve everything under PATH, e.g. /polls [default: the root]
   --max-request-line BYTES    [default: 8192]      longer → 414
   --max-header-bytes BYTES    [default: 16384]     larger head → 431
   --max-headers N             [default: 100]       more → 431
@@ -360,6 +375,8 @@ pub const FLAGS: &[(&str, Arity)] = &[
     ("--redis-prefix", Arity::Value),
     ("--quiet", Arity::Switch),
     ("--log-format", Arity::Value),
+    ("--trusted-proxy", Arity::Repeated),
+    ("--base-path", Arity::Value),
     ("--max-request-line", Arity::Value),
     ("--max-header-bytes", Arity::Value),
     ("--max-headers", Arity::Value),
@@ -634,6 +651,11 @@ fn configure(
                 cfg.redis_prefix = value;
             }
             "--longpoll-timeout" => cfg.longpoll_timeout = secs(&name, &value)?,
+            "--trusted-proxy" => cfg.trusted_proxies.push(
+                crate::http::forwarded::Cidr::parse(&value)
+                    .map_err(|e| UsageError(format!("--trusted-proxy: {e}")))?,
+            ),
+            "--base-path" => cfg.base_path = value,
             "--allow-origin" => cfg
                 .allow_origins
                 .push(value.trim_end_matches('/').to_string()),
@@ -774,6 +796,8 @@ impl Config {
                 l.shutdown_delay, l.shutdown_timeout
             )));
         }
+        crate::http::base_path::check(&self.base_path)
+            .map_err(|e| UsageError(format!("--base-path: {e}")))?;
         if self.candidates.is_empty() {
             return Err(UsageError("no candidates".into()));
         }
@@ -1025,7 +1049,9 @@ mod tests {
             (_, "DIR") => "/srv/livevote/www",
             (_, "SECS") => "7.5",
             (_, "BYTES" | "N") => "300000",
+            ("--base-path", "PATH") => "/polls",
             (_, "PATH") => "/var/lib/livevote/votes.journal",
+            (_, "CIDR") => "10.0.0.0/8",
             (_, "PREFIX") => "pfx",
             (_, "FORMAT") => "json",
             (_, "NAME[:PORT]") => "vote.lan",
@@ -1095,10 +1121,10 @@ mod tests {
                     } else {
                         "other.lan"
                     };
-                    let two = if flag == "--allow-origin" {
-                        "http://other.example"
-                    } else {
-                        two
+                    let two = match flag.as_str() {
+                        "--allow-origin" => "http://other.example",
+                        "--trusted-proxy" => "2001:db8::/32",
+                        _ => two,
                     };
                     (
                         vec![flag.as_str(), sample(&flag, &meta), flag.as_str(), two],
@@ -1254,6 +1280,47 @@ mod tests {
                 .data,
             None
         );
+    }
+
+    #[test]
+    fn trusted_proxies_and_the_base_path() {
+        let c = run(&[]).unwrap();
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.base_path, "");
+        let c = run(&[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy=10.0.0.0/8",
+            "--trusted-proxy",
+            "::1",
+            "--base-path",
+            "/polls",
+        ])
+        .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        assert_eq!(c.base_path, "/polls");
+        let c = run_env(&[], &[("LIVEVOTE_TRUSTED_PROXY", "127.0.0.1, fd00::/8")]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        for bad in [
+            &["--trusted-proxy", "10.0.0.1/8"][..],
+            &["--trusted-proxy", "proxy.lan"],
+            &["--trusted-proxy", "10.0.0.0/33"],
+            &["--base-path", "polls"],
+            &["--base-path", "/polls/"],
+            &["--base-path", "/a/../b"],
+            &["--base-path", "/a b"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+        let e = run_env(&[], &[("LIVEVOTE_BASE_PATH", "/x/")]).unwrap_err();
+        assert!(e.0.starts_with("LIVEVOTE_BASE_PATH: "), "{e}");
+        // A Config built in code gets the same check.
+        let c = Config {
+            base_path: "nope".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -67,8 +67,9 @@ fn main() -> ExitCode {
     };
     match server.local_addr() {
         Ok(addr) => {
+            let base = &server.app().config.base_path;
             log::info(&format!(
-                "listening on http://{addr}/  (vote page: http://{addr}/index)"
+                "listening on http://{addr}/  (vote page: http://{addr}{base}/index)"
             ));
             // On every interface, clients use names we cannot guess (a LAN address, a host
             // name): say which ones are answered, or the first visitor meets a bare 421.

@@ -1,10 +1,14 @@
-// livevote — the tutorial's chat client, talking to the echo server at ws(s)://HOST/chatsocket.
+// livevote — the tutorial's chat client, talking to the echo server at ws(s)://HOST/chatsocket
+// (relative to this page, so that it works under a --base-path too).
 // Lines appended to #content: "connected" on open, each message received, "closed" on close.
 // Received data goes in through textContent only: it is never parsed as HTML.
 'use strict';
 
 (() => {
-  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/chatsocket';
+  const url = new URL('chatsocket', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = '';
+  url.hash = '';
   const form = document.getElementById('form');
   const txt = document.getElementById('txt');
   const closeBtn = document.getElementById('close');

@@ -61,6 +61,10 @@
   const LABELS = { ws: 'WebSocket', sse: 'Server-Sent Events', longpoll: 'Long-polling', poll: 'Polling' };
 
   const body = document.body;
+  // `--base-path` (the server renders it; empty at the root): every URL this page asks for is
+  // below it, so the page works behind a proxy that serves it under a prefix.
+  const BASE = body.dataset.base || '';
+  const at = (p) => BASE + p;
   const list = document.getElementById('candidates');
   const statusEl = document.getElementById('status');
   const versionEl = document.getElementById('version');
@@ -155,7 +159,7 @@
     span.textContent = String(count);
     const form = document.createElement('form');
     form.method = 'post';
-    form.action = '/vote';
+    form.action = at('/vote');
     const hidden = (n, v) => {
       const input = document.createElement('input');
       input.type = 'hidden';
@@ -167,7 +171,7 @@
     button.type = 'submit';
     button.setAttribute('aria-label', 'Vote for ' + name);
     button.textContent = 'Vote';
-    form.append(hidden('uid', uid), hidden('back', body.dataset.back || '/index'), button);
+    form.append(hidden('uid', uid), hidden('back', body.dataset.back || at('/index')), button);
     li.append(String(name), span, form);
     return li;
   }
@@ -411,7 +415,7 @@
       epoch: null, // the run this connection's stream belongs to (set by its resume)
       sent: null, // the cursor it was opened with
       cleanup() {},
-      vote(uid) { return ctx.postVote('/vote', 'uid', uid); },
+      vote(uid) { return ctx.postVote(at('/vote'), 'uid', uid); },
       verified() {
         if (conn.closed || conn.isVerified) return;
         conn.isVerified = true;
@@ -494,7 +498,7 @@
     open(hooks) {
       const conn = baseConn('ws', hooks);
       const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
-        '/get_new_vote?' + cursorQuery(conn, { viewer });
+        at('/get_new_vote?') + cursorQuery(conn, { viewer });
       let sock;
       try {
         sock = new WebSocket(url);
@@ -521,7 +525,7 @@
           ctx.notice(`Vote sent for ${nameOf(uid)}`);
           return Promise.resolve();
         }
-        return ctx.postVote('/vote', 'uid', uid);
+        return ctx.postVote(at('/vote'), 'uid', uid);
       };
       return conn;
     },
@@ -536,7 +540,7 @@
       const conn = baseConn('sse', hooks);
       let es;
       try {
-        es = new EventSource('/events?' + cursorQuery(conn, { viewer }));
+        es = new EventSource(at('/events?') + cursorQuery(conn, { viewer }));
       } catch (err) {
         setTimeout(() => conn.down('cannot open an EventSource'), 0);
         return conn;
@@ -576,7 +580,7 @@
         let first = true;
         while (!conn.closed) {
           const sentPv = first ? 0 : ctx.presenceVersion();
-          const url = '/get_new_vote?' + cursorQuery(conn, { viewer, pv: sentPv });
+          const url = at('/get_new_vote?') + cursorQuery(conn, { viewer, pv: sentPv });
           const sent = conn.sent;
           abort = new AbortController();
           const timer = setTimeout(() => abort.abort(), LONGPOLL_ABORT_MS);
@@ -637,7 +641,7 @@
         const giveUp = setTimeout(() => abort.abort(), POLL_TIMEOUT_MS);
         let data = null;
         try {
-          const res = await fetch(`/votes?viewer=${encodeURIComponent(viewer)}&transport=poll`, {
+          const res = await fetch(at(`/votes?viewer=${encodeURIComponent(viewer)}&transport=poll`), {
             cache: 'no-cache',
             signal: abort.signal,
           });
@@ -664,7 +668,7 @@
       };
       const run = () => { tick().catch(() => conn.down('poll failed')); };
       run();
-      conn.vote = (uid) => ctx.postVote('/ticket', 'nid', uid);
+      conn.vote = (uid) => ctx.postVote(at('/ticket'), 'nid', uid);
       return conn;
     },
   };
@@ -832,7 +836,7 @@
     const conn = current && !current.conn.closed ? current.conn : null;
     // vote() handles its own errors; the catch only guarantees no unhandled rejection.
     Promise.resolve()
-      .then(() => (conn ? conn.vote(uid) : ctx.postVote('/vote', 'uid', uid)))
+      .then(() => (conn ? conn.vote(uid) : ctx.postVote(at('/vote'), 'uid', uid)))
       .catch(() => ctx.notice('Vote failed'));
   }
 

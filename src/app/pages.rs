@@ -38,6 +38,8 @@ pub struct Page<'a> {
     /// `auto` or the forced transport.
     pub transport: &'a str,
     pub title: &'a str,
+    /// `--base-path` (empty: the root): what every link, script and form action starts with.
+    pub base: &'a str,
     /// This page's own path and query, where the no-JavaScript forms come back to.
     pub back: &'a str,
     pub presence: &'a Counts,
@@ -68,9 +70,10 @@ impl Template {
                 "EPOCH" => html_escape(&mut out, &s.epoch),
                 "TRANSPORT" => html_escape(&mut out, page.transport),
                 "BACK" => html_escape(&mut out, page.back),
+                "BASE" => html_escape(&mut out, page.base),
                 "PRESENCE_VERSION" => out.push_str(&page.presence_version.to_string()),
                 "PRESENCE_TEXT" => html_escape(&mut out, &page.presence.text()),
-                "CANDIDATES" => candidates(&mut out, s, page.back),
+                "CANDIDATES" => candidates(&mut out, s, page),
                 other => {
                     out.push_str("{{");
                     out.push_str(other);
@@ -86,7 +89,7 @@ impl Template {
 
 /// The tutorial's `<li id="user_ID">NAME<span>COUNT</span></li>`, with the candidate's share
 /// for the bar (`--share`) and a real form, so voting works without JavaScript.
-fn candidates(out: &mut String, s: &Snapshot, back: &str) {
+fn candidates(out: &mut String, s: &Snapshot, page: &Page) {
     let total: u64 = s.candidates.iter().map(|c| c.count).sum();
     for c in &s.candidates {
         let share = if total == 0 {
@@ -100,10 +103,12 @@ fn candidates(out: &mut String, s: &Snapshot, back: &str) {
         html_escape(out, &c.name);
         out.push_str("<span>");
         out.push_str(&c.count.to_string());
-        out.push_str("</span><form method=\"post\" action=\"/vote\"><input type=\"hidden\" name=\"uid\" value=\"");
+        out.push_str("</span><form method=\"post\" action=\"");
+        html_escape(out, page.base);
+        out.push_str("/vote\"><input type=\"hidden\" name=\"uid\" value=\"");
         html_escape(out, &c.uid);
         out.push_str("\"><input type=\"hidden\" name=\"back\" value=\"");
-        html_escape(out, back);
+        html_escape(out, page.back);
         out.push_str("\"><button type=\"submit\" aria-label=\"Vote for ");
         html_escape(out, &c.name);
         out.push_str("\">Vote</button></form></li>\n");
@@ -223,6 +228,7 @@ mod tests {
         let page = Page {
             transport: "ws",
             title: "T&",
+            base: "",
             back: "/index?a=1&b=2",
             presence: &counts,
             presence_version: 4,
@@ -238,6 +244,22 @@ mod tests {
         assert_eq!(
             t.render(&s, &page),
             "3 viewers: 1 WebSocket, 0 SSE, 2 long-polling, 0 polling|4|/index?a=1&amp;b=2"
+        );
+        // Under a base path, the forms post below it.
+        let t = Template {
+            text: "{{BASE}}|{{CANDIDATES}}".into(),
+        };
+        let page = Page {
+            base: "/polls",
+            back: "/polls/index",
+            ..page
+        };
+        let html = t.render(&s, &page);
+        assert!(html.starts_with("/polls|"), "{html}");
+        assert!(html.contains("action=\"/polls/vote\""), "{html}");
+        assert!(
+            html.contains("name=\"back\" value=\"/polls/index\""),
+            "{html}"
         );
     }
 }

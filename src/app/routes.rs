@@ -15,8 +15,10 @@ use super::votes::{valid_vote_id, VoteError, Wake};
 use super::{json, App, MAX_RESUME_DELTA};
 use crate::config::valid_id;
 use crate::config::Config;
+use crate::http::base_path::{self, Under};
 use crate::http::conn::{Handler, Reply};
 use crate::http::form;
+use crate::http::forwarded::{self, Client, Proto};
 use crate::http::request::{split_host, target_authority};
 use crate::http::{Request, Response, Status};
 use crate::ws::handshake;
@@ -66,6 +68,11 @@ impl Handler for App {
         // Written: no longer in flight (an error answered before any handling has none).
         drop(IN_FLIGHT.with(RefCell::take));
     }
+
+    /// The access log's address: the client a trusted proxy names, else the peer.
+    fn client(&self, req: &Request, peer: SocketAddr) -> IpAddr {
+        self.client_of(req, peer).ip
+    }
 }
 
 impl App {
@@ -76,17 +83,33 @@ impl App {
         if let Some(r) = self.health(req) {
             return Reply::Response(r);
         }
+        // Who this is from: the peer, or what a trusted proxy in front says.
+        let client = self.client_of(req, peer);
         // Before anything else, so no route (votes, WebSockets, /metrics) answers a name we
         // are not: the DNS-rebinding guard.
-        if let Err(r) = self.host_allowed(req) {
+        if let Err(r) = self.host_allowed(req, &client) {
             return Reply::Response(r);
         }
         let get = req.method == "GET" || req.method == "HEAD";
         // Route on the decoded path, so `/%69ndex` is `/index`; it is decoded exactly once.
-        let path = match form::percent_decode(req.path.as_bytes(), false) {
+        let decoded = match form::percent_decode(req.path.as_bytes(), false) {
             Ok(p) => p,
             Err(_) => {
                 return Reply::Response(Response::error(Status::BadRequest, "malformed path"))
+            }
+        };
+        // Under `--base-path`, the routes are below it, and nothing is outside it.
+        let path = match base_path::split(&self.config.base_path, &decoded) {
+            Under::Inside(p) => p,
+            Under::Bare => return Reply::Response(self.to_base(req)),
+            Under::Outside => {
+                return Reply::Response(Response::error(
+                    Status::NotFound,
+                    &format!(
+                        "not found (this server serves under {}/)",
+                        self.config.base_path
+                    ),
+                ))
             }
         };
         if !KNOWN_METHODS.contains(&req.method.as_str()) {
@@ -96,16 +119,16 @@ impl App {
                 "method not implemented",
             ));
         }
-        let resp = match path.as_str() {
+        let resp = match path {
             "/get_new_vote" if handshake::is_upgrade_request(req) => {
                 let cursor = match query(req).map(|q| cursor_of(&q)) {
                     Ok(Ok(c)) => c,
                     Ok(Err(r)) | Err(r) => return Reply::Response(r.closing()),
                 };
-                return self.upgrade(req, super::live::Endpoint::Votes(cursor));
+                return self.upgrade(req, &client, super::live::Endpoint::Votes(cursor));
             }
             "/chatsocket" if handshake::is_upgrade_request(req) => {
-                return self.upgrade(req, super::live::Endpoint::Chat)
+                return self.upgrade(req, &client, super::live::Endpoint::Chat)
             }
             "/events" if req.method == "GET" => return self.events(req, peer),
             // The stream's head, without a stream.
@@ -114,15 +137,17 @@ impl App {
                 .header("Cache-Control", "no-store")
                 .header("X-Accel-Buffering", "no")
                 .streaming(),
-            "/vote" if req.method == "POST" => self.vote(req, body, "uid", Route::Vote),
-            "/ticket" if req.method == "POST" => self.vote(req, body, "nid", Route::Ticket),
+            "/vote" if req.method == "POST" => self.vote(req, &client, body, "uid", Route::Vote),
+            "/ticket" if req.method == "POST" => {
+                self.vote(req, &client, body, "nid", Route::Ticket)
+            }
             "/vote" | "/ticket" => not_allowed("POST"),
             _ if !get => not_allowed(GET_HEAD),
             "/" => self.file(req, "/home.html"),
             "/index" => self.index(req),
-            "/votes" => self.tally(req, peer),
+            "/votes" => self.tally(req, client.ip),
             "/metrics" => self.metrics_page(),
-            "/get_new_vote" => self.long_poll(req, peer),
+            "/get_new_vote" => self.long_poll(req, client.ip),
             "/chat" => self.file(req, "/chat.html"),
             "/chatsocket" => Response::error(
                 Status::UpgradeRequired,
@@ -187,6 +212,34 @@ impl App {
 }
 
 impl App {
+    /// The client behind `peer`: `peer` itself, unless it is one of `--trusted-proxy`; then
+    /// what its forwarding headers say (`http::forwarded`).
+    fn client_of(&self, req: &Request, peer: SocketAddr) -> Client {
+        let proxies = &self.config.trusted_proxies;
+        if !forwarded::trusted(proxies, peer.ip()) {
+            return Client::direct(peer.ip());
+        }
+        let h = forwarded::Headers {
+            forwarded: req.header_values("forwarded").collect(),
+            x_forwarded_for: req.header_values("x-forwarded-for").collect(),
+            x_forwarded_proto: req.header_values("x-forwarded-proto").collect(),
+            x_forwarded_host: req.header_values("x-forwarded-host").collect(),
+        };
+        forwarded::resolve(peer.ip(), proxies, &h)
+    }
+
+    /// `/polls` (the base path without its slash): `308` to `/polls/`, so that the landing
+    /// page's relative links resolve below the base.
+    fn to_base(&self, req: &Request) -> Response {
+        let to = match &req.query {
+            Some(q) => format!("{}/?{q}", self.config.base_path),
+            None => format!("{}/", self.config.base_path),
+        };
+        Response::text(Status::PermanentRedirect, format!("see {to}\n")).header("Location", to)
+    }
+}
+
+impl App {
     /// `GET /metrics`: Prometheus text format.
     fn metrics_page(&self) -> Response {
         let (presence, _) = self.votes.presence();
@@ -238,8 +291,12 @@ fn cursor_of(q: &[(String, String)]) -> Result<Cursor, Response> {
 
 /// A `back` address for a no-JavaScript form: a path on this server, nothing else (an open
 /// redirect would let any site bounce users through us).
-fn local_path(back: &str) -> Option<&str> {
+fn local_path<'a>(back: &'a str, base: &str) -> Option<&'a str> {
     let ok = back.starts_with('/')
+        && matches!(
+            base_path::split(base, back.split('?').next().unwrap_or("")),
+            Under::Inside(_)
+        )
         && !back.starts_with("//")
         && back.len() <= 2048
         && back
@@ -289,6 +346,7 @@ impl App {
         let page = Page {
             transport,
             title: "Live vote",
+            base: &self.config.base_path,
             back: &back,
             presence: &counts,
             presence_version: pv,
@@ -302,10 +360,17 @@ impl App {
 
     /// `POST /vote` (`uid`) and `POST /ticket` (`nid`): the field from a form body, or else
     /// from the query string.
-    fn vote(&self, req: &Request, body: &[u8], field: &str, route: Route) -> Response {
+    fn vote(
+        &self,
+        req: &Request,
+        client: &Client,
+        body: &[u8],
+        field: &str,
+        route: Route,
+    ) -> Response {
         // Cross-site request forgery: a page elsewhere may make a browser post here, but the
         // browser then names that page's origin. The twin of the WebSocket origin check.
-        if !self.origin_allowed(req) {
+        if !self.origin_allowed(req, client) {
             return Response::error(
                 Status::Forbidden,
                 "cross-origin vote refused (Origin does not match Host)",
@@ -345,7 +410,8 @@ impl App {
         }
         // A no-JavaScript form names the page to go back to: answer with a redirect there
         // (303: the browser follows with a GET, so a reload does not vote again).
-        let back = form::get(&from_body, "back").and_then(local_path);
+        let back =
+            form::get(&from_body, "back").and_then(|b| local_path(b, &self.config.base_path));
         let voted = self.votes.vote_once(id, vote_id).map(|v| {
             self.metrics.vote(route, v.replayed);
             v.change
@@ -380,14 +446,14 @@ impl App {
 
     /// `GET /votes`: the whole tally. The ETag is the tally's epoch and version, so a poller
     /// asking `If-None-Match` gets a bodiless `304` while nothing changed.
-    fn tally(&self, req: &Request, peer: SocketAddr) -> Response {
+    fn tally(&self, req: &Request, client: IpAddr) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
         };
         let polling = form::get(&q, "transport") == Some("poll");
         if polling {
-            self.seen(&q, Kind::Poll, peer);
+            self.seen(&q, Kind::Poll, client);
             self.metrics.request(Kind::Poll);
         }
         // An ETag taken on a faster instance (several behind one balancer): not answered
@@ -430,10 +496,10 @@ impl App {
 
     /// Counts a polling or long-polling viewer that named itself (up to the per-address cap:
     /// made-up ids from one client cannot crowd out everyone else).
-    fn seen(&self, q: &[(String, String)], kind: Kind, peer: SocketAddr) {
+    fn seen(&self, q: &[(String, String)], kind: Kind, client: IpAddr) {
         if let Some(id) = form::get(q, "viewer").filter(|id| valid_viewer(id)) {
             let cap = self.config.limits.max_viewers_per_ip;
-            self.votes.viewer_seen(id, kind, peer.ip(), cap);
+            self.votes.viewer_seen(id, kind, client, cap);
         }
     }
 
@@ -470,7 +536,7 @@ impl App {
     /// `GET /get_new_vote[?since=V&epoch=E]`: answers at once when the client is behind,
     /// else waits for the next vote or the timeout. Without `since`, waits for the next vote
     /// like the tutorial did.
-    fn long_poll(&self, req: &Request, peer: SocketAddr) -> Response {
+    fn long_poll(&self, req: &Request, client: IpAddr) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
@@ -486,7 +552,7 @@ impl App {
                 return Response::error(Status::BadRequest, "'pv' must be a presence version")
             }
         };
-        self.seen(&q, Kind::LongPoll, peer);
+        self.seen(&q, Kind::LongPoll, client);
         self.metrics.request(Kind::LongPoll);
         let epoch = cursor.epoch.as_deref();
         let now = self.votes.version();
@@ -532,7 +598,7 @@ impl App {
 
     /// Validates a WebSocket handshake and the browser's `Origin`, and hands the connection to
     /// the endpoint after the `101`.
-    fn upgrade(&self, req: &Request, endpoint: super::live::Endpoint) -> Reply {
+    fn upgrade(&self, req: &Request, client: &Client, endpoint: super::live::Endpoint) -> Reply {
         let accept = match handshake::validate(req) {
             Ok(a) => a,
             Err(e) => {
@@ -545,7 +611,7 @@ impl App {
                 return Reply::Response(r.closing());
             }
         };
-        if !self.origin_allowed(req) {
+        if !self.origin_allowed(req, client) {
             return Reply::Response(
                 Response::error(
                     Status::Forbidden,
@@ -566,10 +632,21 @@ impl App {
     }
 
     /// `421 Misdirected Request` (RFC 9110 §15.5.20) for a Host (or absolute-form authority)
-    /// that is not one of [`host_names`]; already checked for syntax by the parser.
-    fn host_allowed(&self, req: &Request) -> Result<(), Response> {
+    /// that is not one of [`host_names`]; already checked for syntax by the parser. Behind a
+    /// trusted proxy that names the Host the browser used, that one is checked instead (a
+    /// malformed one is `400`).
+    fn host_allowed(&self, req: &Request, client: &Client) -> Result<(), Response> {
+        if let Some(h) = &client.host {
+            if split_host(h).is_err() {
+                return Err(Response::error(
+                    Status::BadRequest,
+                    "malformed forwarded host (X-Forwarded-Host or Forwarded host=)",
+                )
+                .closing());
+            }
+        }
         // HTTP/1.0 may come without Host: it names no one else either.
-        let Some(authority) = authority(req) else {
+        let Some(authority) = own_authority(req, client) else {
             return Ok(());
         };
         let Ok((host, port)) = split_host(authority) else {
@@ -593,7 +670,11 @@ impl App {
     /// (a missing port is the scheme's default), scheme `http` or `https` (TLS may end in a
     /// proxy in front, which forwards the same Host) — or be listed with `--allow-origin`.
     /// `null` (sandboxed frames, some redirects) names no origin we can trust: refused.
-    pub fn origin_allowed(&self, req: &Request) -> bool {
+    ///
+    /// Behind a trusted proxy the authority is the Host the browser used (`X-Forwarded-Host`,
+    /// `Forwarded` `host=`), and when the proxy names the scheme (`X-Forwarded-Proto`, `proto=`)
+    /// the Origin must have that scheme.
+    pub fn origin_allowed(&self, req: &Request, client: &Client) -> bool {
         let Some(origin) = req.header("origin") else {
             return true;
         };
@@ -610,7 +691,7 @@ impl App {
         {
             return true;
         }
-        authority(req).is_some_and(|own| same_origin(origin, own))
+        own_authority(req, client).is_some_and(|own| same_origin(origin, own, client.proto))
     }
 }
 
@@ -624,6 +705,11 @@ const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 /// Host), else the Host header; None for HTTP/1.0 without Host.
 fn authority(req: &Request) -> Option<&str> {
     target_authority(&req.target).or_else(|| req.header("host").map(str::trim))
+}
+
+/// The authority the browser named: a trusted proxy's forwarded host, else [`authority`].
+fn own_authority<'a>(req: &'a Request, client: &'a Client) -> Option<&'a str> {
+    client.host.as_deref().or_else(|| authority(req))
 }
 
 /// What the server answers to: `localhost`, `127.0.0.1`, `[::1]` (any port), the bind address
@@ -678,11 +764,15 @@ fn same_host(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Does `origin` (`scheme://host[:port]`, as a browser serialises it) name `authority`?
-fn same_origin(origin: &str, authority: &str) -> bool {
+/// Does `origin` (`scheme://host[:port]`, as a browser serialises it) name `authority`,
+/// reached over `proto` when a trusted proxy said which (else either scheme)?
+fn same_origin(origin: &str, authority: &str, proto: Option<Proto>) -> bool {
     let Some((scheme, rest)) = origin.split_once("://") else {
         return false;
     };
+    if proto.is_some_and(|p| !scheme.eq_ignore_ascii_case(p.as_str())) {
+        return false;
+    }
     let default = if scheme.eq_ignore_ascii_case("http") {
         80
     } else if scheme.eq_ignore_ascii_case("https") {
@@ -761,10 +851,49 @@ mod host_tests {
             ("http://[::1]:3", "[::1]:3", true),
         ] {
             assert_eq!(
-                same_origin(origin, authority),
+                same_origin(origin, authority, None),
                 want,
                 "{origin} vs {authority}"
             );
         }
+    }
+
+    #[test]
+    fn a_forwarded_scheme_decides_the_origins_scheme() {
+        let https = Some(Proto::Https);
+        let http = Some(Proto::Http);
+        for (origin, authority, proto, want) in [
+            ("https://vote.example", "vote.example", https, true),
+            ("http://vote.example", "vote.example", https, false),
+            ("https://vote.example", "vote.example", http, false),
+            ("http://vote.example", "vote.example", http, true),
+            (
+                "https://vote.example:8443",
+                "vote.example:8443",
+                https,
+                true,
+            ),
+            ("https://vote.example", "vote.example:443", https, true),
+            ("HTTPS://vote.example", "vote.example", https, true),
+        ] {
+            assert_eq!(
+                same_origin(origin, authority, proto),
+                want,
+                "{origin} vs {authority} {proto:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn back_paths_stay_local_and_under_the_base() {
+        assert_eq!(local_path("/index?x=1", ""), Some("/index?x=1"));
+        assert_eq!(local_path("//evil.example/", ""), None);
+        assert_eq!(local_path("http://evil.example/", ""), None);
+        assert_eq!(
+            local_path("/polls/index?t=ws", "/polls"),
+            Some("/polls/index?t=ws")
+        );
+        assert_eq!(local_path("/index", "/polls"), None);
+        assert_eq!(local_path("/pollsx/index", "/polls"), None);
     }
 }

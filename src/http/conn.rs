@@ -20,7 +20,7 @@
 //! [`net::Writer`]: crate::net::Writer
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::access_log::{AccessLog, Entry, RequestLine};
@@ -71,6 +71,12 @@ pub trait Handler: Send + Sync {
 
     /// Told of every response written (status, body bytes), errors included: for metrics.
     fn observe(&self, _status: Status, _bytes: usize) {}
+
+    /// The client's address for the access log: the peer's, unless the handler knows better
+    /// (a trusted reverse proxy in front names the real client).
+    fn client(&self, _req: &Request, peer: SocketAddr) -> IpAddr {
+        peer.ip()
+    }
 }
 
 /// Per-connection settings.
@@ -112,7 +118,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Set
         if let (Some(log), Some(l)) = (s.access_log, line) {
             log.entry(&Entry {
                 time: SystemTime::now(),
-                remote: peer.ip(),
+                remote: l.client,
                 request: Some(RequestLine {
                     method: &l.method,
                     target: &l.target,
@@ -132,6 +138,8 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Set
 /// What an upgraded connection's access-log line needs from its request, kept (only while the
 /// access log is on) until the connection ends.
 struct UpgradeLine {
+    /// Who it is from (a trusted proxy's client, else the peer).
+    client: IpAddr,
     method: String,
     target: String,
     protocol: &'static str,
@@ -167,12 +175,20 @@ fn serve_http(
                 let resp = Response::error(e.status(), &e.to_string()).closing();
                 let _ = send(&stream, &mut writer, &mut out, &resp, false, false, limits);
                 handler.observe(e.status(), resp.body.len());
-                log_line(s, peer, None, e.status(), resp.body.len(), Instant::now());
+                log_line(
+                    s,
+                    peer.ip(),
+                    None,
+                    e.status(),
+                    resp.body.len(),
+                    Instant::now(),
+                );
                 net::linger_close(&stream, LINGER);
                 return None;
             }
         };
         let head_only = req.method == "HEAD";
+        let client = handler.client(&req, peer);
         match handler.handle(&req, &body, peer) {
             Reply::Response(resp) => {
                 let keep = keep_alive(&req) && !resp.close;
@@ -187,7 +203,7 @@ fn serve_http(
                 )
                 .is_ok();
                 handler.observe(resp.status, resp.body.len());
-                log_line(s, peer, Some(&req), resp.status, resp.body.len(), started);
+                log_line(s, client, Some(&req), resp.status, resp.body.len(), started);
                 if !ok {
                     return None;
                 }
@@ -210,10 +226,11 @@ fn serve_http(
                 .is_ok();
                 handler.observe(resp.status, 0);
                 if !ok {
-                    log_line(s, peer, Some(&req), resp.status, 0, started);
+                    log_line(s, client, Some(&req), resp.status, 0, started);
                     return None;
                 }
                 let line = s.access_log.map(|_| UpgradeLine {
+                    client,
                     method: cut_at_char(&req.method, MAX_LOGGED_METHOD).to_owned(),
                     target: cut_at_char(&req.target, MAX_LOGGED_TARGET).to_owned(),
                     protocol: req.version.as_str(),
@@ -374,7 +391,7 @@ fn cut_at_char(s: &str, max: usize) -> &str {
 
 fn log_line(
     s: &Settings,
-    peer: SocketAddr,
+    client: IpAddr,
     req: Option<&Request>,
     status: Status,
     bytes: usize,
@@ -387,7 +404,7 @@ fn log_line(
     // Offered to the log's own thread, never written here: a slow stderr must not stall us.
     log.entry(&Entry {
         time: SystemTime::now(),
-        remote: peer.ip(),
+        remote: client,
         request: req.map(|r| RequestLine {
             method: cut_at_char(&r.method, MAX_LOGGED_METHOD),
             target: cut_at_char(&r.target, MAX_LOGGED_TARGET),

@@ -11,6 +11,7 @@ pub enum Status {
     NoContent,
     SeeOther,
     NotModified,
+    PermanentRedirect,
     BadRequest,
     Forbidden,
     NotFound,
@@ -30,13 +31,14 @@ pub enum Status {
 }
 
 /// The one table: status, code, registered reason phrase.
-const TABLE: [(Status, u16, &str); 22] = [
+const TABLE: [(Status, u16, &str); 23] = [
     (Status::Continue, 100, "Continue"),
     (Status::SwitchingProtocols, 101, "Switching Protocols"),
     (Status::Ok, 200, "OK"),
     (Status::NoContent, 204, "No Content"),
     (Status::SeeOther, 303, "See Other"),
     (Status::NotModified, 304, "Not Modified"),
+    (Status::PermanentRedirect, 308, "Permanent Redirect"),
     (Status::BadRequest, 400, "Bad Request"),
     (Status::Forbidden, 403, "Forbidden"),
     (Status::NotFound, 404, "Not Found"),
@@ -119,6 +121,7 @@ mod tests {
         (204, "No Content"),
         (303, "See Other"),
         (304, "Not Modified"),
+        (308, "Permanent Redirect"),
         (400, "Bad Request"),
         (403, "Forbidden"),
         (404, "Not Found"),
