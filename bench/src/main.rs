@@ -6,11 +6,14 @@
 //! lines (BENCHMARKS.md), keeping everything else in the file.
 //!
 //! ```text
-//! livevote-bench --server target/release/livevote --www www [--peer bench/target/release/peer_tungstenite] [--out BENCHMARKS.md]
+//! livevote-bench --server target/release/livevote --www www \
+//!     [--peer-tungstenite bench/target/release/peer_tungstenite] [--peer-node bench/peer_node [--node PATH]] \
+//!     [--out BENCHMARKS.md]
 //! ```
 //!
 //! Environment: `BENCH_RUNS` (runs per scenario, default 3), `BENCH_ONLY` (comma-separated
-//! scenario ids), `BENCH_PEERS=0` (livevote only), `BENCH_VOTES` (50),
+//! scenario ids), `BENCH_PEERS=0` (livevote only; `tungstenite`, `node`: those peers only),
+//! `BENCH_VOTES` (50),
 //! `BENCH_VOTE_INTERVAL_MS` (20), `BENCH_HTTP_SECONDS` (5), `BENCH_CAPACITY_MAX` (20000,
 //! capped by this process's open-files limit), `BENCH_CAPACITY_STEP` (1000),
 //! `BENCH_QUIET_WAIT` (10: seconds to wait before each run for other work on the machine to
