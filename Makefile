@@ -88,8 +88,13 @@ fuzz-check:
 ## Benchmarks (bench/: its own crate and workspace, so `cargo test` and `make test` never build
 ## it): the server and the load generator in release mode, every scenario against a fresh server
 ## on 127.0.0.1, a table of medians, and the results section of BENCHMARKS.md rewritten.
-## Not part of `make test`. BENCH_RUNS (default 3) runs per scenario; BENCH_ONLY=id,id for some
-## scenarios; BENCH_PEERS=0 without the tungstenite peer; more knobs in bench/src/main.rs.
+## Every scenario the peers implement also runs, alternating run by run with livevote, against
+## the two comparison peers: bench/src/bin/peer_tungstenite.rs (std threads, httparse,
+## tungstenite) and bench/peer_node/server.js (node's http and ws; `npm ci` from its lockfile
+## when bench/peer_node/node_modules is missing). Prints the table and the regression gate
+## (`gate ...` lines: livevote's ratios against the peers). Not part of `make test`.
+## BENCH_RUNS (default 3) runs per scenario; BENCH_ONLY=id,id for some scenarios; BENCH_PEERS=0
+## livevote only (BENCH_PEERS=tungstenite or =node: one peer); more knobs in bench/src/main.rs.
 ## Two builds side by side: BASE (a git revision) against the tree, alternating (scripts/bench-ab.sh).
 .PHONY: bench-ab
 bench-ab:
@@ -98,8 +103,11 @@ bench-ab:
 .PHONY: bench
 bench: release redis-deps
 	$(CARGO) build --release --manifest-path bench/Cargo.toml
+	test -f bench/peer_node/node_modules/ws/package.json || \
+		(cd bench/peer_node && npm ci --no-audit --no-fund --loglevel=error)
 	bench/target/release/livevote-bench --server target/release/livevote --www www \
-		--peer bench/target/release/peer_tungstenite --out BENCHMARKS.md
+		--peer-tungstenite bench/target/release/peer_tungstenite \
+		--peer-node bench/peer_node --out BENCHMARKS.md
 
 ## Many instances on this machine (issue 10): Debian's redis-server (durable: AOF, appendfsync
 ## always) in a temp dir, three release instances sharing it through --redis, and Debian's nginx

@@ -6,11 +6,14 @@
 //! lines (BENCHMARKS.md), keeping everything else in the file.
 //!
 //! ```text
-//! livevote-bench --server target/release/livevote --www www [--peer bench/target/release/peer_tungstenite] [--out BENCHMARKS.md]
+//! livevote-bench --server target/release/livevote --www www \
+//!     [--peer-tungstenite bench/target/release/peer_tungstenite] [--peer-node bench/peer_node [--node PATH]] \
+//!     [--out BENCHMARKS.md]
 //! ```
 //!
 //! Environment: `BENCH_RUNS` (runs per scenario, default 3), `BENCH_ONLY` (comma-separated
-//! scenario ids), `BENCH_PEERS=0` (livevote only), `BENCH_VOTES` (50),
+//! scenario ids), `BENCH_PEERS=0` (livevote only; `tungstenite`, `node`: those peers only),
+//! `BENCH_VOTES` (50),
 //! `BENCH_VOTE_INTERVAL_MS` (20), `BENCH_HTTP_SECONDS` (5), `BENCH_CAPACITY_MAX` (20000,
 //! capped by this process's open-files limit), `BENCH_CAPACITY_STEP` (1000),
 //! `BENCH_QUIET_WAIT` (10: seconds to wait before each run for other work on the machine to
@@ -32,10 +35,21 @@ use report::{fmt_value, median, summarize, RunResult, Unit};
 use scen::{Knobs, Step};
 use sys::{Launch, Server, Target};
 
+/// Whether a scenario runs against the comparison peers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peers {
+    /// Against livevote and every peer, alternating.
+    Run,
+    /// The peers do not implement it (SSE, the durable journal): their rows say so.
+    NotImplemented,
+    /// Not a comparison with the peers (the many-instance scenarios).
+    Skip,
+}
+
 struct Scenario {
     id: &'static str,
     title: &'static str,
-    peers: bool,
+    peers: Peers,
     /// Wall-clock bound of one run (setup included); past it the run is reported as timed out.
     limit: Duration,
     /// The issue's target, as text.
@@ -46,70 +60,70 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "ws_fanout_1k",
         title: "WS fan-out N=1,000",
-        peers: true,
+        peers: Peers::Run,
         limit: Duration::from_secs(60),
         target: "p99 ≤ 8 ms",
     },
     Scenario {
         id: "ws_fanout_10k",
         title: "WS fan-out N=10,000",
-        peers: true,
+        peers: Peers::Run,
         limit: Duration::from_secs(150),
         target: "all connected, p99 ≤ 60 ms",
     },
     Scenario {
         id: "longpoll_1k",
         title: "long-poll fan-out N=1,000",
-        peers: false,
+        peers: Peers::Run,
         limit: Duration::from_secs(60),
         target: "p99 ≤ 12 ms, none missed",
     },
     Scenario {
         id: "sse_1k",
         title: "SSE fan-out N=1,000",
-        peers: false,
+        peers: Peers::NotImplemented,
         limit: Duration::from_secs(60),
         target: "–",
     },
     Scenario {
         id: "get_index",
         title: "GET /index, 50 keep-alive conns",
-        peers: false,
+        peers: Peers::Run,
         limit: Duration::from_secs(60),
         target: "≥ 110,000 req/s",
     },
     Scenario {
         id: "post_vote_memory",
         title: "POST /vote (--memory), 50 conns",
-        peers: false,
+        peers: Peers::Run,
         limit: Duration::from_secs(60),
         target: "≥ 120,000 req/s",
     },
     Scenario {
         id: "post_vote_durable",
         title: "POST /vote (--data, journal), 50 conns",
-        peers: false,
+        peers: Peers::NotImplemented,
         limit: Duration::from_secs(60),
         target: "reported beside",
     },
     Scenario {
         id: "idle_memory_5k",
         title: "idle WS memory, 5,000 open",
-        peers: true,
+        peers: Peers::Run,
         limit: Duration::from_secs(90),
         target: "≤ 8 KiB/conn",
     },
     Scenario {
         id: "echo",
         title: "echo 50 × 2,000 × 128 B",
-        peers: true,
+        peers: Peers::Run,
         limit: Duration::from_secs(90),
         target: "≥ 125,000 msg/s",
     },
     Scenario {
         id: "capacity",
         title: "WS capacity, default limits",
-        peers: true,
+        peers: Peers::Run,
         limit: Duration::from_secs(300),
         target: "≥ 15,000",
     },
@@ -117,28 +131,28 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "cluster_ws_fanout_1k",
         title: "WS fan-out N=1,000 over 3 instances",
-        peers: false,
+        peers: Peers::Skip,
         limit: Duration::from_secs(60),
         target: "p99 ≤ 1.5× one instance",
     },
     Scenario {
         id: "cluster_ws_fanout_10k",
         title: "WS fan-out N=10,000 over 3 instances",
-        peers: false,
+        peers: Peers::Skip,
         limit: Duration::from_secs(150),
         target: "p99 ≤ 1.5× one instance",
     },
     Scenario {
         id: "cluster_post_vote",
         title: "POST /vote through Redis over 3 instances, 50 conns (1 instance: --data journal)",
-        peers: false,
+        peers: Peers::Skip,
         limit: Duration::from_secs(60),
         target: "≥ 1.0× one durable instance",
     },
     Scenario {
         id: "cluster_capacity",
         title: "WS capacity over 3 instances, one vote reaching all",
-        peers: false,
+        peers: Peers::Skip,
         limit: Duration::from_secs(420),
         target: "≥ 40,000",
     },
@@ -175,7 +189,8 @@ fn check(id: &str, runs: &[RunResult]) -> Option<bool> {
 /// The headline metric compared with the peer: (key, lower is better).
 fn headline(id: &str) -> Option<(&'static str, bool)> {
     match id {
-        "ws_fanout_1k" | "ws_fanout_10k" => Some(("p99", true)),
+        "ws_fanout_1k" | "ws_fanout_10k" | "longpoll_1k" => Some(("p99", true)),
+        "get_index" | "post_vote_memory" => Some(("CPU/req", true)),
         "idle_memory_5k" => Some(("RSS/conn", true)),
         "echo" => Some(("msg/s", false)),
         "capacity" | "cluster_capacity" => Some(("held", false)),
@@ -188,6 +203,8 @@ fn headline(id: &str) -> Option<(&'static str, bool)> {
 struct Row {
     scenario: &'static Scenario,
     target: Target,
+    /// A peer's row for a scenario it does not implement: nothing is run.
+    unsupported: bool,
     runs: Vec<RunResult>,
     failures: Vec<String>,
     stderr_notes: Vec<String>,
@@ -204,7 +221,12 @@ fn env_num(name: &str, default: f64) -> f64 {
 
 struct Args {
     server: PathBuf,
+    /// The bare peer's binary (`--peer-tungstenite`, or `--peer` as before).
     peer: Option<PathBuf>,
+    /// The node peer's directory (bench/peer_node: server.js, package.json, package-lock.json).
+    peer_node: Option<PathBuf>,
+    /// The node binary (`--node`, default `node` on PATH).
+    node: PathBuf,
     www: PathBuf,
     out: Option<PathBuf>,
 }
@@ -213,6 +235,8 @@ fn parse_args() -> Args {
     let mut a = Args {
         server: PathBuf::from("target/release/livevote"),
         peer: None,
+        peer_node: None,
+        node: PathBuf::from("node"),
         www: PathBuf::from("www"),
         out: None,
     };
@@ -226,11 +250,13 @@ fn parse_args() -> Args {
         };
         match x.as_str() {
             "--server" => a.server = PathBuf::from(val()),
-            "--peer" => a.peer = Some(PathBuf::from(val())),
+            "--peer" | "--peer-tungstenite" => a.peer = Some(PathBuf::from(val())),
+            "--peer-node" => a.peer_node = Some(PathBuf::from(val())),
+            "--node" => a.node = PathBuf::from(val()),
             "--www" => a.www = PathBuf::from(val()),
             "--out" => a.out = Some(PathBuf::from(val())),
             "-h" | "--help" => {
-                println!("usage: livevote-bench --server PATH --www DIR [--peer PATH] [--out BENCHMARKS.md]\n(see bench/src/main.rs for the BENCH_* environment)");
+                println!("usage: livevote-bench --server PATH --www DIR [--peer-tungstenite PATH] [--peer-node DIR [--node PATH]] [--out BENCHMARKS.md]\n(see bench/src/main.rs for the BENCH_* environment)");
                 std::process::exit(0);
             }
             _ => {
@@ -259,7 +285,16 @@ fn main() {
         .ok()
         .filter(|s| !s.trim().is_empty())
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
-    let peers = env_num("BENCH_PEERS", 1.0) != 0.0 && args.peer.is_some();
+    let peers = select_peers(&args);
+    // The node peer's package (ws), installed from its lockfile when missing.
+    let node_setup = peers
+        .contains(&Target::Node)
+        .then(|| install_node_peer(&args));
+    let node_error = node_setup.as_ref().and_then(|r| r.as_ref().err().cloned());
+    let node_info = node_setup.and_then(|r| r.ok());
+    if let Some(e) = &node_error {
+        eprintln!("livevote-bench: the node peer cannot run: {e}");
+    }
     // The load generator needs one descriptor per connection, plus some to spare.
     let fd_room = (nofile as usize).saturating_sub(200);
     let knobs = Knobs {
@@ -277,7 +312,15 @@ fn main() {
     let load_at_start = sys::loadavg();
     eprintln!(
         "livevote-bench: {runs} run(s) per scenario; open files {nofile}/{nofile_hard}; peers {}",
-        if peers { "on" } else { "off" }
+        if peers.is_empty() {
+            "off".to_string()
+        } else {
+            peers
+                .iter()
+                .map(|t| t.short())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
 
     let mut rows: Vec<Row> = Vec::new();
@@ -288,19 +331,20 @@ fn main() {
             }
         }
         let mut targets = vec![Target::Livevote];
-        if sc.peers && peers {
-            targets.push(Target::Peer);
+        if sc.peers != Peers::Skip {
+            targets.extend(peers.iter().copied());
         }
         if is_cluster(sc.id) {
             targets.push(Target::Cluster);
         }
-        // Runs alternate between the servers (livevote, peer, livevote, …), so that both
-        // see the same background load on a shared machine.
+        // Runs alternate between the servers (livevote, tungstenite, node, livevote, …), so
+        // that all see the same background load on a shared machine.
         let mut scenario_rows: Vec<Row> = targets
             .iter()
             .map(|&target| Row {
                 scenario: sc,
                 target,
+                unsupported: target.is_peer() && sc.peers == Peers::NotImplemented,
                 runs: Vec::new(),
                 failures: Vec::new(),
                 stderr_notes: Vec::new(),
@@ -311,6 +355,13 @@ fn main() {
         for run in 1..=runs {
             for row in scenario_rows.iter_mut() {
                 let target = row.target;
+                if row.unsupported {
+                    continue;
+                }
+                if let (Target::Node, Some(e)) = (target, &node_error) {
+                    row.failures.push(e.clone());
+                    continue;
+                }
                 let t = Instant::now();
                 wait_for_quiet(quiet_wait);
                 let launch = launch_for(sc.id, target, &args, &www, &tmp, run);
@@ -400,15 +451,24 @@ fn main() {
 
     let table = render_table(&rows, runs);
     println!("\n{table}");
+    let gates = gate_lines(&rows);
+    for g in &gates {
+        println!("{g}");
+    }
     println!("load generator + servers: {total:.0} s in all");
     if let Some(out) = &args.out {
-        let block = render_block(&rows, runs, &table, &knobs, &args, total, &load_at_start);
+        let about = About {
+            total,
+            load_at_start: &load_at_start,
+            node_info: node_info.as_deref(),
+        };
+        let block = render_block(&rows, runs, &table, &gates, &knobs, &args, &about);
         match write_block(out, &block) {
             Ok(()) => eprintln!("livevote-bench: results written to {}", out.display()),
             Err(e) => eprintln!("livevote-bench: cannot write {}: {e}", out.display()),
         }
     }
-    let failed = rows.iter().any(|r| r.runs.is_empty());
+    let failed = rows.iter().any(|r| !r.unsupported && r.runs.is_empty());
     std::process::exit(if failed { 1 } else { 0 });
 }
 
@@ -436,8 +496,20 @@ fn wait_for_quiet(limit: Duration) {
 
 fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run: usize) -> Launch {
     match target {
-        Target::Peer => Launch {
+        Target::Tungstenite => Launch {
             bin: args.peer.clone().expect("peer binary"),
+            pre: vec![],
+            args: vec![],
+        },
+        Target::Node => Launch {
+            bin: args.node.clone(),
+            pre: vec![args
+                .peer_node
+                .as_ref()
+                .expect("node peer directory")
+                .join("server.js")
+                .to_string_lossy()
+                .into()],
             args: vec![],
         },
         Target::Livevote | Target::Cluster => {
@@ -466,6 +538,7 @@ fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run:
             }
             Launch {
                 bin: args.server.clone(),
+                pre: vec![],
                 args: a,
             }
         }
@@ -518,6 +591,268 @@ fn cluster_ratio(r: &Row, by_id: &BTreeMap<(&str, Target), &Row>) -> Option<bool
     }
 }
 
+/// The median of `key` over a row's runs (NaN without runs).
+fn med_of(row: &Row, key: &str) -> f64 {
+    median(row.runs.iter().filter_map(|x| x.get(key)).collect())
+}
+
+/// The peer with the best median `key` in scenario `id` (lowest when `lower`), among the peers
+/// that have runs.
+fn best_peer(rows: &[Row], id: &str, key: &str, lower: bool) -> Option<Target> {
+    rows.iter()
+        .filter(|r| r.scenario.id == id && r.target.is_peer() && !r.runs.is_empty())
+        .map(|r| (r.target, med_of(r, key)))
+        .filter(|(_, v)| !v.is_nan())
+        .min_by(|a, b| {
+            let o = a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal);
+            if lower {
+                o
+            } else {
+                o.reverse()
+            }
+        })
+        .map(|(t, _)| t)
+}
+
+/// The peers to run: those given on the command line, less what `BENCH_PEERS` leaves out
+/// (`0`: none; `tungstenite`, `node`, or both comma-separated: only those; unset or `1`: all).
+fn select_peers(args: &Args) -> Vec<Target> {
+    let want = std::env::var("BENCH_PEERS").unwrap_or_default();
+    let want = want.trim();
+    let mut v = Vec::new();
+    if want == "0" {
+        return v;
+    }
+    let all = want.is_empty() || want == "1";
+    let named = |n: &str| all || want.split(',').any(|x| x.trim() == n);
+    if args.peer.is_some() && named("tungstenite") {
+        v.push(Target::Tungstenite);
+    }
+    if args.peer_node.is_some() && named("node") {
+        v.push(Target::Node);
+    }
+    v
+}
+
+/// The node peer's versions ("node v20.…, ws 8.…"), after `npm ci` in its directory when
+/// `node_modules/ws` is missing (from the committed package-lock.json; the directory's .npmrc
+/// keeps registry addresses out of the lockfile).
+fn install_node_peer(args: &Args) -> Result<String, String> {
+    let dir = args.peer_node.as_ref().expect("node peer directory");
+    if !dir.join("server.js").is_file() {
+        return Err(format!("{} has no server.js", dir.display()));
+    }
+    let node = std::process::Command::new(&args.node)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", args.node.display()))?;
+    let node_version = String::from_utf8_lossy(&node.stdout).trim().to_string();
+    let ws_manifest = dir.join("node_modules/ws/package.json");
+    if !ws_manifest.is_file() {
+        eprintln!(
+            "livevote-bench: npm ci in {} (the node peer's ws package)",
+            dir.display()
+        );
+        let st = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(dir)
+            .status()
+            .map_err(|e| format!("cannot run npm: {e}"))?;
+        if !st.success() || !ws_manifest.is_file() {
+            return Err(format!("npm ci in {} failed ({st})", dir.display()));
+        }
+    }
+    let manifest = std::fs::read(&ws_manifest).unwrap_or_default();
+    let ws_version = http::json_str(&manifest, "version").unwrap_or_else(|| "?".into());
+    Ok(format!("node {node_version}, ws {ws_version}"))
+}
+
+/// One of the issue's ratios: livevote's median `key` against a peer's (`None`: the best peer
+/// by `key`) in scenario `id`.
+struct Gate {
+    id: &'static str,
+    /// The metric's key in the results, and its name in the line.
+    key: &'static str,
+    name: &'static str,
+    against: Option<Target>,
+    lower_better: bool,
+    /// The line's ratio is "x better" (peer / livevote for a lower-is-better metric) rather
+    /// than livevote / peer.
+    better: bool,
+    target: f64,
+    /// A second ratio shown on the same line, against the best peer: (key, name, lower better).
+    also: Option<(&'static str, &'static str, bool)>,
+}
+
+const GATES: &[Gate] = &[
+    Gate {
+        id: "get_index",
+        key: "CPU/req",
+        name: "cpu/req",
+        against: Some(Target::Tungstenite),
+        lower_better: true,
+        better: false,
+        target: 0.80,
+        also: Some(("req/s", "req/s", false)),
+    },
+    Gate {
+        id: "post_vote_memory",
+        key: "CPU/req",
+        name: "cpu/req",
+        against: Some(Target::Tungstenite),
+        lower_better: true,
+        better: false,
+        target: 0.80,
+        also: Some(("req/s", "req/s", false)),
+    },
+    Gate {
+        id: "longpoll_1k",
+        key: "p99",
+        name: "p99",
+        against: Some(Target::Node),
+        lower_better: true,
+        better: false,
+        target: 0.70,
+        also: None,
+    },
+    Gate {
+        id: "echo",
+        key: "msg/s",
+        name: "msg/s",
+        against: Some(Target::Tungstenite),
+        lower_better: false,
+        better: false,
+        target: 1.10,
+        also: Some(("CPU/msg", "cpu/msg", true)),
+    },
+    Gate {
+        id: "idle_memory_5k",
+        key: "RSS/conn",
+        name: "rss/conn",
+        against: Some(Target::Node),
+        lower_better: true,
+        better: false,
+        target: 1.00,
+        also: None,
+    },
+    Gate {
+        id: "ws_fanout_1k",
+        key: "p99",
+        name: "p99",
+        against: None,
+        lower_better: true,
+        better: true,
+        target: 3.00,
+        also: None,
+    },
+    Gate {
+        id: "ws_fanout_10k",
+        key: "p99",
+        name: "p99",
+        against: None,
+        lower_better: true,
+        better: true,
+        target: 3.00,
+        also: None,
+    },
+];
+
+/// The regression gate: one line per ratio of the issue, for every gated scenario that ran,
+/// from the medians of the runs, e.g.
+/// `gate get_index cpu/req 0.93x tungstenite (target <=0.80) missed; req/s 0.72x tungstenite [...]`.
+fn gate_lines(rows: &[Row]) -> Vec<String> {
+    let unit_of = |r: &Row, key: &str| {
+        r.runs
+            .iter()
+            .flat_map(|x| x.metrics.iter())
+            .find(|m| m.key == key)
+            .map_or(Unit::Count, |m| m.unit)
+    };
+    let mut out = Vec::new();
+    for g in GATES {
+        let Some(lv) = rows
+            .iter()
+            .find(|r| r.scenario.id == g.id && r.target == Target::Livevote)
+        else {
+            continue;
+        };
+        let head = format!("gate {} {}", g.id, g.name);
+        let peer = g
+            .against
+            .or_else(|| best_peer(rows, g.id, g.key, g.lower_better));
+        let prow = peer.and_then(|t| rows.iter().find(|r| r.scenario.id == g.id && r.target == t));
+        let Some(prow) = prow.filter(|p| !p.runs.is_empty()) else {
+            let who = g.against.map_or("any peer", |t| t.short());
+            out.push(format!("{head} n/a (no runs of {who})"));
+            continue;
+        };
+        if lv.runs.is_empty() {
+            out.push(format!("{head} n/a (no livevote runs)"));
+            continue;
+        }
+        let ours = med_of(lv, g.key);
+        let theirs = med_of(prow, g.key);
+        let ratio = if g.better {
+            theirs / ours
+        } else {
+            ours / theirs
+        };
+        let met = if g.better || !g.lower_better {
+            ratio >= g.target
+        } else {
+            ratio <= g.target
+        };
+        let unit = unit_of(lv, g.key);
+        let mut line = format!(
+            "{head} {ratio:.2}x {}{} (target {}{:.2}) {}",
+            if g.better { "better than " } else { "" },
+            prow.target.short(),
+            if g.better || !g.lower_better {
+                ">="
+            } else {
+                "<="
+            },
+            g.target,
+            if met { "met" } else { "missed" }
+        );
+        if let Some((key, name, lower)) = g.also {
+            if let Some(b) = best_peer(rows, g.id, key, lower) {
+                let brow = rows
+                    .iter()
+                    .find(|r| r.scenario.id == g.id && r.target == b)
+                    .expect("the best peer has a row");
+                let _ = write!(
+                    line,
+                    "; {name} {:.2}x {}",
+                    med_of(lv, key) / med_of(brow, key),
+                    b.short()
+                );
+            }
+        }
+        let _ = write!(
+            line,
+            " [livevote {}, {} {}",
+            fmt_value(ours, unit),
+            prow.target.short(),
+            fmt_value(theirs, unit)
+        );
+        // A fan-out peer that held fewer subscribers than livevote had an easier job.
+        let (lc, pc) = (med_of(lv, "connected"), med_of(prow, "connected"));
+        if !lc.is_nan() && !pc.is_nan() && pc < lc {
+            let _ = write!(
+                line,
+                "; {} connected {} of {}",
+                prow.target.short(),
+                report::thousands(pc),
+                report::thousands(lc)
+            );
+        }
+        line.push(']');
+        out.push(line);
+    }
+    out
+}
+
 fn mean(v: impl Iterator<Item = f64>) -> f64 {
     let v: Vec<f64> = v.collect();
     median(v)
@@ -527,7 +862,7 @@ fn render_table(rows: &[Row], runs: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| scenario | server | result (median of {runs} run{}) | load generator CPU | server CPU | other CPU | measured | issue target | target met | vs peer (or one instance) |",
+        "| scenario | server | result (median of {runs} run{}) | load generator CPU | server CPU | other CPU | measured | issue target | target met | vs best peer (or one instance) |",
         if runs == 1 { "" } else { "s" }
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
@@ -536,6 +871,15 @@ fn render_table(rows: &[Row], runs: usize) -> String {
         .map(|r| ((r.scenario.id, r.target), r))
         .collect();
     for r in rows {
+        if r.unsupported {
+            let _ = writeln!(
+                s,
+                "| {} | {} | not implemented by this peer | – | – | – | – |  |  |  |",
+                r.scenario.title,
+                r.target.name()
+            );
+            continue;
+        }
         let result = if r.runs.is_empty() {
             format!("**failed**: {}", r.failures.join("; "))
         } else {
@@ -578,7 +922,7 @@ fn render_table(rows: &[Row], runs: usize) -> String {
         let judged = match r.target {
             Target::Livevote => !is_cluster(r.scenario.id),
             Target::Cluster => true,
-            Target::Peer => false,
+            Target::Tungstenite | Target::Node => false,
         };
         let (target, met) = if judged {
             let ratio = cluster_ratio(r, &by_id);
@@ -595,11 +939,16 @@ fn render_table(rows: &[Row], runs: usize) -> String {
         } else {
             ("".into(), "".into())
         };
-        // Peers are compared with livevote; three instances with one instance.
+        // Livevote is compared with the best peer; three instances with one instance.
+        let best = headline(r.scenario.id)
+            .and_then(|(key, lower)| best_peer(rows, r.scenario.id, key, lower));
         let (against, other_name) = match r.target {
-            Target::Cluster => (Some(Target::Livevote), "1 instance"),
-            Target::Livevote if !is_cluster(r.scenario.id) => (Some(Target::Peer), "peer"),
-            _ => (None, ""),
+            Target::Cluster => (Some(Target::Livevote), "1 instance".to_string()),
+            Target::Livevote if !is_cluster(r.scenario.id) => match best {
+                Some(b) => (Some(b), format!("best peer ({})", b.short())),
+                None => (None, String::new()),
+            },
+            _ => (None, String::new()),
         };
         let vs = match (against, headline(r.scenario.id)) {
             (Some(against), Some((key, lower_better))) => {
@@ -661,15 +1010,29 @@ fn limit_line(s: &sys::ProcSample, nofile: &str) -> String {
     )
 }
 
+/// What the results block says about the whole run.
+struct About<'a> {
+    /// Seconds for the scenarios.
+    total: f64,
+    load_at_start: &'a str,
+    /// The node peer's versions, when it ran.
+    node_info: Option<&'a str>,
+}
+
 fn render_block(
     rows: &[Row],
     runs: usize,
     table: &str,
+    gates: &[String],
     k: &Knobs,
     args: &Args,
-    total: f64,
-    load_at_start: &str,
+    about: &About,
 ) -> String {
+    let About {
+        total,
+        load_at_start,
+        node_info,
+    } = *about;
     let mut s = String::new();
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -709,15 +1072,22 @@ fn render_block(
     );
     let _ = writeln!(
         s,
-        "Load generator: `bench/target/release/livevote-bench --server {} --www {}{}` (tokio, 2 worker threads, on the same 2 cores as the server). \
+        "Load generator: `bench/target/release/livevote-bench --server {} --www {}{}{}` (tokio, 2 worker threads, on the same 2 cores as the server). \
 Servers: `livevote --addr 127.0.0.1:PORT --www www --quiet --max-connections-per-ip 0 --memory` (durable POST: `--data TMP/votes.journal` instead of `--memory`); \
-the capacity run uses exactly these flags, so every other limit is the default. Peer: `peer_tungstenite --addr 127.0.0.1:PORT` (bench/src/bin/peer_tungstenite.rs).\n",
+the capacity run uses exactly these flags, so every other limit is the default. \
+Peers (the same scenario definitions, alternating with livevote run by run): `peer_tungstenite --addr 127.0.0.1:PORT` (bench/src/bin/peer_tungstenite.rs: std threads, httparse, tungstenite) \
+and `node bench/peer_node/server.js --addr 127.0.0.1:PORT` (node's http and the ws package{}); see the method section above for what they implement.\n",
         args.server.display(),
         args.www.display(),
         args.peer
             .as_ref()
-            .map(|p| format!(" --peer {}", p.display()))
-            .unwrap_or_default()
+            .map(|p| format!(" --peer-tungstenite {}", p.display()))
+            .unwrap_or_default(),
+        args.peer_node
+            .as_ref()
+            .map(|p| format!(" --peer-node {}", p.display()))
+            .unwrap_or_default(),
+        node_info.map(|i| format!(": {i}")).unwrap_or_default()
     );
     let _ = writeln!(
         s,
@@ -729,6 +1099,16 @@ HTTP: 50 keep-alive connections, one request in flight each, {} s. CPU columns: 
         k.http_seconds
     );
     s.push_str(table);
+    if !gates.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Regression gate\n\nThe issue's ratios, livevote against the peers of this run (medians of the runs; `make bench` prints the same lines):\n\n```text"
+        );
+        for g in gates {
+            let _ = writeln!(s, "{g}");
+        }
+        let _ = writeln!(s, "```");
+    }
     // Capacity detail.
     for r in rows.iter().filter(|r| r.scenario.id == "capacity") {
         let _ = writeln!(s, "\n### Capacity ramp: {} (last run)\n", r.target.name());

@@ -4,6 +4,8 @@
 pub enum Unit {
     /// Milliseconds (stored as ms).
     Ms,
+    /// Microseconds (stored as µs).
+    Us,
     PerSec,
     KiB,
     Count,
@@ -23,6 +25,16 @@ pub fn ms(key: &'static str, ns: u64) -> Metric {
         key,
         value: ns as f64 / 1e6,
         unit: Unit::Ms,
+        show_worst: false,
+    }
+}
+
+/// A duration given in seconds, stored and shown in microseconds.
+pub fn us(key: &'static str, seconds: f64) -> Metric {
+    Metric {
+        key,
+        value: seconds * 1e6,
+        unit: Unit::Us,
         show_worst: false,
     }
 }
@@ -132,6 +144,7 @@ pub fn fmt_value(v: f64, unit: Unit) -> String {
         Unit::Ms if v < 1.0 => format!("{v:.2} ms"),
         Unit::Ms if v < 100.0 => format!("{v:.1} ms"),
         Unit::Ms => format!("{v:.0} ms"),
+        Unit::Us => format!("{v:.1} µs"),
         Unit::PerSec => format!("{}/s", thousands(v)),
         Unit::KiB => format!("{v:.1} KiB"),
         Unit::Count => thousands(v),
@@ -139,7 +152,9 @@ pub fn fmt_value(v: f64, unit: Unit) -> String {
 }
 
 /// Metrics shown with their range over the runs.
-const RANGED: [&str; 6] = ["p99", "req/s", "msg/s", "RTT p99", "RSS/conn", "held"];
+const RANGED: [&str; 8] = [
+    "p99", "req/s", "msg/s", "RTT p99", "RSS/conn", "held", "CPU/req", "CPU/msg",
+];
 
 /// Medians of every metric over the successful runs, in the first run's order.
 pub fn summarize(runs: &[RunResult]) -> String {
@@ -160,6 +175,7 @@ pub fn summarize(runs: &[RunResult]) -> String {
                     " [{}–{}]",
                     fmt_value(lo, m.unit)
                         .trim_end_matches(" ms")
+                        .trim_end_matches(" µs")
                         .trim_end_matches("/s")
                         .trim_end_matches(" KiB"),
                     fmt_value(hi, m.unit)

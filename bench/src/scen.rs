@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::http::{self, find, json_str, json_u64};
-use crate::report::{bad, count, kib, ms, pct, rate, RunResult};
-use crate::sys::{self, Info, Target};
+use crate::report::{bad, count, kib, ms, pct, rate, us, RunResult};
+use crate::sys::{self, Info};
 
 /// Handshakes in flight at once while opening many connections.
 const CONNECT_CONCURRENCY: usize = 128;
@@ -275,7 +275,8 @@ async fn finish_fanout(
 /// `interval`; each delivery is timed against its vote's send time.
 pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, String> {
     let t0 = Instant::now();
-    let resume = info.target != Target::Peer;
+    // Livevote sends a resume first; the peers have none.
+    let resume = !info.target.is_peer();
     // The voter connects first, so its own presence change is published before the votes.
     let mut voter = ws_connect(info.port, "/get_new_vote")
         .await
@@ -446,11 +447,14 @@ async fn first_resume(ws: &mut Ws) -> Result<u64, String> {
 
 const POST_VOTE: &[u8] = b"POST /vote HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5\r\n\r\nuid=1";
 
-/// Votes `votes` times over POST /vote; returns (version, send time) per vote.
-async fn http_voter(port: u16, k: &Knobs, t0: Instant) -> Result<Vec<(u64, u64)>, String> {
+/// Votes `votes` times over POST /vote, from version `v0`; returns (version, send time) per
+/// vote. Livevote answers the vote's version; the peers answer `ok`, and since this voter is the
+/// only one, each of its votes is the next version.
+async fn http_voter(port: u16, k: &Knobs, t0: Instant, v0: u64) -> Result<Vec<(u64, u64)>, String> {
     let mut c = http::Conn::connect(port).await?;
     let mut sends = Vec::with_capacity(k.votes);
     let start = tokio::time::Instant::now();
+    let mut at = v0;
     for i in 0..k.votes {
         tokio::time::sleep_until(start + k.vote_interval * i as u32).await;
         let t = ns_since(t0);
@@ -458,7 +462,12 @@ async fn http_voter(port: u16, k: &Knobs, t0: Instant) -> Result<Vec<(u64, u64)>
         if rep.status != 200 {
             return Err(format!("POST /vote: HTTP {}", rep.status));
         }
-        let v = json_u64(&rep.body, "version").ok_or("POST /vote: no version")?;
+        let v = match json_u64(&rep.body, "version") {
+            Some(v) => v,
+            None if rep.body == b"ok" => at + 1,
+            None => return Err("POST /vote: no version".into()),
+        };
+        at = v;
         sends.push((v, t));
     }
     Ok(sends)
@@ -558,7 +567,7 @@ pub async fn longpoll_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResul
     let win = Window::open(info.pid);
     let req0 = requests.load(Ordering::Relaxed);
     last.store(v0 + k.votes as u64, Ordering::Relaxed);
-    let sends = http_voter(info.port, k, t0).await?;
+    let sends = http_voter(info.port, k, t0, v0).await?;
     let rw = fan.close(win, connected).await;
     let polls = requests.load(Ordering::Relaxed) - req0;
     let (mut r, errors) = finish_fanout(stop_tx, handles, &sends, n, &rw).await;
@@ -676,7 +685,7 @@ pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, St
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let win = Window::open(info.pid);
     last.store(v0 + k.votes as u64, Ordering::Relaxed);
-    let sends = http_voter(info.port, k, t0).await?;
+    let sends = http_voter(info.port, k, t0, v0).await?;
     let rw = fan.close(win, connected).await;
     let (mut r, errors) = finish_fanout(stop_tx, handles, &sends, n, &rw).await;
     if !errors.is_empty() {
@@ -754,6 +763,8 @@ pub async fn http_throughput(
     lat.sort_unstable();
     r.metrics = vec![
         rate("req/s", lat.len() as f64 / elapsed),
+        // The server's CPU per answered request, over the measured phase.
+        us("CPU/req", r.server_cpu_s / lat.len().max(1) as f64),
         ms("p50", pct(&lat, 50.0)),
         ms("p99", pct(&lat, 99.0)),
         ms("max", lat.last().copied().unwrap_or(0)),
@@ -830,6 +841,8 @@ pub async fn echo(
     rtt.sort_unstable();
     r.metrics = vec![
         rate("msg/s", rtt.len() as f64 / elapsed),
+        // The server's CPU per echoed message, over the measured phase.
+        us("CPU/msg", r.server_cpu_s / rtt.len().max(1) as f64),
         ms("RTT p50", pct(&rtt, 50.0)),
         ms("RTT p99", pct(&rtt, 99.0)),
         bad("failed clients", errs.len() as f64),

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     Livevote,
-    Peer,
+    /// The bare thread-per-connection peer (bench/src/bin/peer_tungstenite.rs).
+    Tungstenite,
+    /// node's `http` and `ws` (bench/peer_node/server.js).
+    Node,
     /// Three livevote instances on one Redis (`--redis`), clients spread over them.
     Cluster,
 }
@@ -20,8 +23,24 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Livevote => "livevote",
-            Target::Peer => "tungstenite peer",
+            Target::Tungstenite => "tungstenite peer",
+            Target::Node => "node ws peer",
             Target::Cluster => "livevote ×3 + Redis",
+        }
+    }
+
+    /// A comparison peer (not livevote): it speaks only the subset the scenarios drive.
+    pub fn is_peer(self) -> bool {
+        matches!(self, Target::Tungstenite | Target::Node)
+    }
+
+    /// The one-word name in the gate lines.
+    pub fn short(self) -> &'static str {
+        match self {
+            Target::Livevote => "livevote",
+            Target::Tungstenite => "tungstenite",
+            Target::Node => "node",
+            Target::Cluster => "cluster",
         }
     }
 }
@@ -30,6 +49,8 @@ impl Target {
 #[derive(Clone, Debug)]
 pub struct Launch {
     pub bin: PathBuf,
+    /// Arguments before `--addr` (node's script).
+    pub pre: Vec<String>,
     /// Extra arguments after `--addr 127.0.0.1:PORT`.
     pub args: Vec<String>,
 }
@@ -75,7 +96,8 @@ impl Server {
         let stderr_path = tmp.join(format!("{tag}.stderr"));
         let err = fs::File::create(&stderr_path).map_err(|e| format!("{e}"))?;
         let mut cmd = Command::new(&launch.bin);
-        cmd.arg("--addr")
+        cmd.args(&launch.pre)
+            .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
             .args(&launch.args)
             .stdin(Stdio::null())
