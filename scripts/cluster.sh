@@ -238,12 +238,13 @@ EOF
 start_instance() {
     local n="$1" logf="$RUN/livevote-$1.log" pid port rc
     # --redis: the shared tally (with --data or --memory it would be a usage error).
-    # Per-address caps off: every client reaches an instance from nginx's address (127.0.0.1),
-    # since forwarded client addresses are not trusted yet, so a per-address cap would be a
-    # cap on everyone together.
+    # nginx (127.0.0.1) is a trusted proxy: its X-Forwarded-For names the client, for the
+    # per-client viewer cap, presence and the access log. The connection cap counts before any
+    # header is read, so it would count nginx for everyone together: off (nginx limits per
+    # client instead, as deploy/nginx/livevote-proxy.conf does).
     setsid "$BIN" --addr 127.0.0.1:0 --www "$ROOT/www" \
         --redis "redis://127.0.0.1:$REDIS_PORT" \
-        --max-connections-per-ip 0 --max-viewers-per-ip 0 \
+        --trusted-proxy 127.0.0.1 --max-connections-per-ip 0 \
         </dev/null >> "$logf" 2>&1 &
     pid=$!
     record_pid "livevote$n" "$pid" "$BIN"
@@ -337,9 +338,9 @@ livevote cluster, files in $RUN
   Open this URL in several browsers:   $url
   (add ?transport=ws, sse, longpoll or poll to force one transport)
 
-Forwarded client addresses are not trusted yet: every client reaches an instance from
-nginx's address (127.0.0.1), so each instance runs with its per-address caps off
-(--max-connections-per-ip 0 --max-viewers-per-ip 0).
+nginx is a trusted proxy (--trusted-proxy 127.0.0.1): the instances see each client's own
+address in X-Forwarded-For. Their per-address connection cap counts before any header is
+read, so it would count nginx for everyone: it is off (--max-connections-per-ip 0).
 EOF
 }
 

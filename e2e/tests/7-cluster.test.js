@@ -66,7 +66,7 @@ describe('make cluster: three instances on one Redis behind nginx', () => {
   it('nginx spreads requests over all three, which share one tally', { timeout: 60000 }, () => withLogs(async () => {
     assert.equal(cluster.instances.length, 3, 'three instances');
     assert.equal(cluster.pageUrl, `http://127.0.0.1:${cluster.ports.nginx}/index`, 'the one URL printed');
-    assert.match(cluster.startOutput, /--max-connections-per-ip 0 --max-viewers-per-ip 0/, 'says the per-address caps are off');
+    assert.match(cluster.startOutput, /--trusted-proxy 127\.0\.0\.1/, 'says nginx is trusted for client addresses');
 
     // Round-robin, no stickiness: nine requests through nginx reach every instance. The
     // access log is written by a thread of its own, so wait (bounded) for the lines.
