@@ -114,25 +114,34 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Set
     // and a long-lived WebSocket or event stream should not sit below the HTTP loop's frames.
     if let Some((then, stream, leftover, line)) = serve_http(stream, peer, handler, s) {
         let bytes = then(stream, leftover);
-        // The connection's one line, now that it has ended: its bytes, its whole duration.
         if let (Some(log), Some(l)) = (s.access_log, line) {
-            log.entry(&Entry {
-                time: SystemTime::now(),
-                remote: l.client,
-                request: Some(RequestLine {
-                    method: &l.method,
-                    target: &l.target,
-                    protocol: l.protocol,
-                }),
-                status: l.status,
-                bytes,
-                duration: l.started.elapsed(),
-                referer: l.referer.as_deref(),
-                user_agent: l.user_agent.as_deref(),
-                connection: Some(if l.status == 101 { "websocket" } else { "sse" }),
-            });
+            log_upgraded(log, &l, bytes);
         }
     }
+}
+
+/// The upgraded connection's one line, now that it has ended: its bytes, its whole duration.
+/// Never inlined, and the request's fields boxed: `serve`'s frame sits under the upgraded
+/// connection for its whole life, and holding them there cost one more resident stack page
+/// per idle WebSocket (measured: 8.0 → 12.0 KiB of stack per connection at 2,000; idle_memory_5k
+/// 11.7 → 15.8 KiB per connection).
+#[inline(never)]
+fn log_upgraded(log: &AccessLog, l: &UpgradeLine, bytes: u64) {
+    log.entry(&Entry {
+        time: SystemTime::now(),
+        remote: l.client,
+        request: Some(RequestLine {
+            method: &l.method,
+            target: &l.target,
+            protocol: l.protocol,
+        }),
+        status: l.status,
+        bytes,
+        duration: l.started.elapsed(),
+        referer: l.referer.as_deref(),
+        user_agent: l.user_agent.as_deref(),
+        connection: Some(if l.status == 101 { "websocket" } else { "sse" }),
+    });
 }
 
 /// What an upgraded connection's access-log line needs from its request, kept (only while the
@@ -150,7 +159,7 @@ struct UpgradeLine {
 }
 
 /// What [`serve_http`] hands over for an upgrade.
-type Upgraded = (Upgrade, TcpStream, Vec<u8>, Option<UpgradeLine>);
+type Upgraded = (Upgrade, TcpStream, Vec<u8>, Option<Box<UpgradeLine>>);
 
 /// The HTTP part of [`serve`]: requests until the connection closes, or the upgrade to run.
 #[inline(never)]
@@ -229,15 +238,17 @@ fn serve_http(
                     log_line(s, client, Some(&req), resp.status, 0, started);
                     return None;
                 }
-                let line = s.access_log.map(|_| UpgradeLine {
-                    client,
-                    method: cut_at_char(&req.method, MAX_LOGGED_METHOD).to_owned(),
-                    target: cut_at_char(&req.target, MAX_LOGGED_TARGET).to_owned(),
-                    protocol: req.version.as_str(),
-                    referer: logged_header(&req, "referer").map(str::to_owned),
-                    user_agent: logged_header(&req, "user-agent").map(str::to_owned),
-                    status: resp.status.code(),
-                    started,
+                let line = s.access_log.map(|_| {
+                    Box::new(UpgradeLine {
+                        client,
+                        method: cut_at_char(&req.method, MAX_LOGGED_METHOD).to_owned(),
+                        target: cut_at_char(&req.target, MAX_LOGGED_TARGET).to_owned(),
+                        protocol: req.version.as_str(),
+                        referer: logged_header(&req, "referer").map(str::to_owned),
+                        user_agent: logged_header(&req, "user-agent").map(str::to_owned),
+                        status: resp.status.code(),
+                        started,
+                    })
                 });
                 // What runs next sets its own timeouts; leave it the plain one.
                 let _ = stream.set_write_timeout(Some(limits.write_timeout));
