@@ -14,7 +14,7 @@
 //! - [`http`]: the pure request parser, responses, and the per-connection HTTP loop.
 //! - [`ws`]: the pure frame codec, handshake, message assembly, and the WebSocket I/O loop.
 //! - [`redis`]: a hand-written Redis client (RESP codec, connection, reconnecting client);
-//!   nothing in it knows votes. Not used by the server yet.
+//!   nothing in it knows votes; `app::redis_store` uses it for `--redis`.
 //! - [`app`]: the vote table (no HTTP types), routes, pages, static files.
 //! - [`server`]: the accept loop, one thread per connection, and the graceful shutdown.
 //! - [`signals`]: SIGTERM and SIGINT (libc's `signal`, through a self-pipe).
