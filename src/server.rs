@@ -396,12 +396,7 @@ impl SystemLimits {
 /// None elsewhere or when unlimited).
 fn open_files_limit() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    crate::app::metrics::process::parse_max_open_files(&text).and_then(|n| usize::try_from(n).ok())
 }
 
 #[cfg(test)]
