@@ -11,15 +11,14 @@ mod common;
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::Instant;
 
-use common::binary::{BIN, START_LIMIT};
+use common::binary::{Livevote, BIN, START_LIMIT};
 use common::tempdir::TempDir;
 use common::*;
 
@@ -79,60 +78,9 @@ fn output(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
-/// A running server; killed (by its handle) and reaped when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts it and waits for its `listening on http://ADDR/` line.
-    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = command(dir, args, env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn livevote");
-        let pipe = child.stderr.take().expect("stderr is piped");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let mut server = Server {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            stderr,
-        };
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let status = server.child.try_wait();
-                panic!(
-                    "livevote did not start ({status:?}): {}",
-                    server.stderr.lock().unwrap().join("\n")
-                );
-            };
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                server.addr = rest.split('/').next().unwrap().parse().unwrap();
-                return server;
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A running server in `dir` (the shared helper: killed by its handle and reaped when dropped).
+fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Livevote {
+    Livevote::start_command(command(dir, args, env))
 }
 
 const LOCAL: [&str; 3] = ["--addr", "127.0.0.1:0", "--quiet"];
@@ -180,7 +128,7 @@ fn assert_cached(addr: SocketAddr, path: &str, ctype: &str, body: &[u8]) -> Stri
 fn the_binary_serves_its_built_in_pages_from_any_directory() {
     let dir = TempDir::new("ops-embedded");
     // No --www, and nothing in the working directory: the pages come from the binary.
-    let server = Server::start(dir.path(), &args(&["--memory"]), &[]);
+    let server = start(dir.path(), &args(&["--memory"]), &[]);
     let addr = server.addr;
     let repo = www();
 
@@ -234,7 +182,7 @@ fn www_serves_from_disk_with_etags_that_follow_the_file() {
     fs::copy(www().join("index.template"), www_dir.join("index.template")).unwrap();
     fs::write(www_dir.join("app.js"), "let a = 1;\n").unwrap();
     let site = www_dir.to_str().unwrap();
-    let server = Server::start(dir.path(), &args(&["--memory", "--www", site]), &[]);
+    let server = start(dir.path(), &args(&["--memory", "--www", site]), &[]);
     let addr = server.addr;
     let ctype = "text/javascript; charset=utf-8";
     let first = assert_cached(addr, "/app.js", ctype, b"let a = 1;\n");
@@ -248,7 +196,7 @@ fn www_serves_from_disk_with_etags_that_follow_the_file() {
     assert_ne!(r.header("etag"), Some(first.as_str()));
     // The same variable works for it.
     drop(server);
-    let server = Server::start(dir.path(), &args(&["--memory"]), &[("LIVEVOTE_WWW", site)]);
+    let server = start(dir.path(), &args(&["--memory"]), &[("LIVEVOTE_WWW", site)]);
     assert_eq!(get(server.addr, "/app.js").body, b"let a = 2;\n");
 }
 
@@ -268,7 +216,7 @@ fn variables_apply_and_flags_override_them() {
         ("LIVEVOTE_MAX_BODY", "16"),
         ("LIVEVOTE_MEMORY", "true"),
     ];
-    let server = Server::start(dir.path(), &args(&[]), &env);
+    let server = start(dir.path(), &args(&[]), &env);
     assert_eq!(names(server.addr), ["Alice", "Bob"]);
     let long = "uid=a&x=0123456789";
     assert_eq!(
@@ -280,7 +228,7 @@ fn variables_apply_and_flags_override_them() {
     drop(server);
 
     // The flags win: --candidate replaces the variable's whole list, --max-body its value.
-    let server = Server::start(
+    let server = start(
         dir.path(),
         &args(&["--candidate", "c=Carol", "--max-body", "1000"]),
         &env,
@@ -321,7 +269,7 @@ fn a_bad_variable_exits_2_naming_it() {
         &bad,
     );
     assert_eq!(o.status.code(), Some(0));
-    let server = Server::start(dir.path(), &args(&["--memory", "--max-body", "100"]), &bad);
+    let server = start(dir.path(), &args(&["--memory", "--max-body", "100"]), &bad);
     assert_eq!(post(server.addr, "/vote", "uid=1").status, 200);
 }
 
@@ -374,7 +322,7 @@ fn state_directory_holds_the_default_journal() {
     let listed = format!("{}:{}", state.display(), other.display());
     let env = [("STATE_DIRECTORY", listed.as_str())];
     // No --data, --memory or --redis: the default journal, in the first directory listed.
-    let server = Server::start(dir.path(), &args(&[]), &env);
+    let server = start(dir.path(), &args(&[]), &env);
     assert_eq!(vote_and_count(server.addr, 2), 2);
     let journal = state.join("votes.journal");
     assert!(
@@ -388,13 +336,13 @@ fn state_directory_holds_the_default_journal() {
     assert!(!other.exists());
     drop(server);
     // A restart finds them there.
-    let server = Server::start(dir.path(), &args(&[]), &env);
+    let server = start(dir.path(), &args(&[]), &env);
     assert_eq!(vote_and_count(server.addr, 1), 3);
     drop(server);
 
     // Without it: data/votes.journal under the working directory, as before.
     let plain = TempDir::new("ops-nostate");
-    let server = Server::start(plain.path(), &args(&[]), &[]);
+    let server = start(plain.path(), &args(&[]), &[]);
     assert_eq!(vote_and_count(server.addr, 1), 1);
     let journal = plain.path().join("data").join("votes.journal");
     assert!(
@@ -405,7 +353,7 @@ fn state_directory_holds_the_default_journal() {
 
     // --data still decides.
     let chosen = dir.path().join("chosen.journal");
-    let server = Server::start(
+    let server = start(
         dir.path(),
         &args(&["--data", chosen.to_str().unwrap()]),
         &env,

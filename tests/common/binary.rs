@@ -43,9 +43,15 @@ impl Livevote {
     fn spawn_with_lines(
         args: impl IntoIterator<Item = impl AsRef<OsStr>>,
     ) -> (Livevote, mpsc::Receiver<String>) {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+        Livevote::spawn_command(cmd)
+    }
+
+    /// [`spawn_with_lines`](Self::spawn_with_lines) for a command the caller built (its own
+    /// directory and environment).
+    fn spawn_command(mut cmd: Command) -> (Livevote, mpsc::Receiver<String>) {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -79,7 +85,15 @@ impl Livevote {
 
     /// Spawns the binary with `args` and waits for its `listening on http://ADDR/` line.
     pub fn start(args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Livevote {
-        let (mut server, rx) = Livevote::spawn_with_lines(args);
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+        Livevote::start_command(cmd)
+    }
+
+    /// [`start`](Self::start) for a command the caller built (its own directory and
+    /// environment).
+    pub fn start_command(cmd: Command) -> Livevote {
+        let (mut server, rx) = Livevote::spawn_command(cmd);
         let deadline = Instant::now() + START_LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
