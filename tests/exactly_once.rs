@@ -166,7 +166,13 @@ impl Store for GatedStore {
         false
     }
 
-    fn checkpoint(&mut self, _: u64, _: &[(String, u64)], _: &[RecentVote]) -> io::Result<()> {
+    fn checkpoint(
+        &mut self,
+        _: u64,
+        _: &[(String, u64)],
+        _: &[RecentVote],
+        _: &livevote::app::store::Standing,
+    ) -> io::Result<()> {
         Ok(())
     }
 }
@@ -195,6 +201,7 @@ fn nothing_recovered() -> Recovery {
         recent: Vec::new(),
         lost: 0,
         report: Vec::new(),
+        standing: Default::default(),
     }
 }
 
@@ -339,7 +346,13 @@ impl Store for UndoFailsStore {
         false
     }
 
-    fn checkpoint(&mut self, _: u64, _: &[(String, u64)], _: &[RecentVote]) -> io::Result<()> {
+    fn checkpoint(
+        &mut self,
+        _: u64,
+        _: &[(String, u64)],
+        _: &[RecentVote],
+        _: &livevote::app::store::Standing,
+    ) -> io::Result<()> {
         Ok(())
     }
 }

@@ -14,15 +14,53 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::journal;
 use crate::config::Config;
 
-/// One acknowledged vote: the tally's `version` after it, the candidate, the client's vote id,
-/// and when it was counted (wall-clock milliseconds since the Unix epoch), so the vote id's
-/// exactly-once window survives a restart.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One acknowledged change of the tally: its `version`, the candidate, the client's vote id,
+/// when it was counted (wall-clock milliseconds since the Unix epoch), so the vote id's
+/// exactly-once window survives a restart, and what it did (`entry`: a vote, unless a poll's
+/// voter rules or its state made it something else).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     pub version: u64,
+    /// The candidate voted for; empty for a [`Entry::Mark`].
     pub uid: String,
     pub vote_id: Option<String>,
     pub at_ms: u64,
+    pub entry: Entry,
+}
+
+/// What one record did to the tally.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Entry {
+    /// `uid` +1: every click counts (the `unlimited` mode, and the seed's poll).
+    #[default]
+    Vote,
+    /// A voter's vote in a one-vote-per-voter poll (`once`, `change`): `uid` +1 and, when the
+    /// voter moved their vote, `from` −1 in the same version; the voter now stands on `uid`.
+    Ballot { voter: String, from: Option<String> },
+    /// The poll's state changed, as a version of its own, so that every client's cursor sees
+    /// it (its next answer is a snapshot).
+    Mark(Mark),
+}
+
+/// A change of a poll's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Votes are refused from here on.
+    Closed,
+    /// Votes are taken again.
+    Opened,
+    /// Every count back to zero and every voter forgotten (the state stays).
+    Reset,
+}
+
+/// What a poll's voters stand on and whether it is closed: the part of a poll's state that
+/// changes with its records, kept in checkpoints with the counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// (voter, uid) for every voter of a one-vote-per-voter poll, in no particular order.
+    pub voters: Vec<(String, String)>,
+    /// The last [`Mark::Closed`] has not been followed by a [`Mark::Opened`].
+    pub closed: bool,
 }
 
 /// A vote remembered by its vote id, so a retry gets the same answer: candidate `uid` had `count`
@@ -88,6 +126,8 @@ pub struct Recovery {
     pub lost: u64,
     /// Lines for stderr: what was recovered, in how long, and every damage found and repaired.
     pub report: Vec<String>,
+    /// The voters and the state, as the records and the checkpoint left them.
+    pub standing: Standing,
 }
 
 /// A failed commit whose records may still be recovered later (see [`Store::commit`]).
@@ -142,13 +182,14 @@ pub trait Store: Send {
         Ok(())
     }
 
-    /// Stores the whole tally at `version` (the last committed one) and the remembered vote
-    /// ids, so recovery can start from it. A failed checkpoint loses nothing.
+    /// Stores the whole tally at `version` (the last committed one), the remembered vote ids
+    /// and the standing, so recovery can start from it. A failed checkpoint loses nothing.
     fn checkpoint(
         &mut self,
         version: u64,
         counts: &[(String, u64)],
         recent: &[RecentVote],
+        standing: &Standing,
     ) -> io::Result<()>;
 }
 

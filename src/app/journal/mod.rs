@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::store::{now_ms, Committed, Store};
-pub use super::store::{RecentVote, Record, Recovery};
+pub use super::store::{Entry, Mark, RecentVote, Record, Recovery, Standing};
 
 /// Longest candidate uid a record can hold (the configuration's rule, `ids::CANDIDATE`).
 const MAX_UID: usize = crate::ids::CANDIDATE.max;
@@ -372,6 +372,7 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
         recent: tally.recent,
         lost: tally.lost,
         report,
+        standing: Standing::default(),
     };
     Ok((journal, recovery))
 }
@@ -405,6 +406,7 @@ impl Store for Journal {
         version: u64,
         counts: &[(String, u64)],
         recent: &[RecentVote],
+        _standing: &Standing,
     ) -> io::Result<()> {
         Journal::checkpoint(self, version, counts, recent)
     }

@@ -44,6 +44,7 @@ fn vote(v: u64) -> Record {
         uid: UIDS[(v % 3) as usize].to_string(),
         vote_id: v.is_multiple_of(2).then(|| format!("id-{v}")),
         at_ms: at(v),
+        entry: Default::default(),
     }
 }
 
@@ -140,6 +141,7 @@ fn records_round_trip_at_every_size() {
             uid: uid.to_string(),
             vote_id: vote_id.map(str::to_string),
             at_ms: version.wrapping_mul(7),
+            entry: Default::default(),
         };
         check_record(&r).expect("valid");
         let mut buf = vec![];
@@ -285,6 +287,7 @@ fn invalid_ids_are_refused_before_writing() {
             uid: uid.to_string(),
             vote_id: vote_id.map(str::to_string),
             at_ms: 0,
+            entry: Default::default(),
         };
         assert!(check_record(&r).is_err(), "{r:?}");
     }
@@ -500,6 +503,7 @@ fn commits_out_of_sequence_or_with_bad_ids_write_nothing() {
         uid: "no spaces".into(),
         vote_id: None,
         at_ms: at(5),
+        entry: Default::default(),
     };
     let refused = [
         votes(5, 6),                    // a gap
@@ -548,6 +552,7 @@ fn a_torn_tail_is_cut_off_at_every_cut_point() {
             uid: "dave".into(),
             vote_id: Some("retry-5".into()),
             at_ms: at(5),
+            entry: Default::default(),
         };
         j.commit(std::slice::from_ref(&next)).expect("commit");
         drop(j);
@@ -939,6 +944,7 @@ fn a_format_1_journal_opens_its_ids_get_the_opening_time_and_it_is_upgraded() {
         uid: "bob".into(),
         vote_id: Some("id-5".into()),
         at_ms: opened + 7,
+        entry: Default::default(),
     };
     j.commit(std::slice::from_ref(&next)).expect("commit");
     drop(j);

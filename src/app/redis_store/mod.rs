@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
-use super::store::{self, Committed, RecentVote, Record, Recovery, Store};
+use super::store::{self, Committed, RecentVote, Record, Recovery, Standing, Store};
 use crate::redis::{self, Client, Options, RedisUrl, Value};
 use keys::Keys;
 use scripts::{PollState, Script};
@@ -198,6 +198,7 @@ pub fn open(
         recent: Vec::new(),
         lost: 0,
         report,
+        standing: Standing::default(),
     };
     Ok(Opened {
         store: RedisStore {
@@ -310,7 +311,13 @@ impl Store for RedisStore {
     }
 
     /// Redis keeps the whole tally at every vote: nothing to do.
-    fn checkpoint(&mut self, _: u64, _: &[(String, u64)], _: &[RecentVote]) -> io::Result<()> {
+    fn checkpoint(
+        &mut self,
+        _: u64,
+        _: &[(String, u64)],
+        _: &[RecentVote],
+        _: &Standing,
+    ) -> io::Result<()> {
         Ok(())
     }
 }

@@ -269,6 +269,7 @@ impl Votes {
                         uid: t.names[p.candidate].0.clone(),
                         vote_id: p.vote_id.clone(),
                         at_ms,
+                        entry: Default::default(),
                     })
                     .collect();
                 (batch, records, base)
@@ -373,7 +374,9 @@ impl Votes {
             if let Some(c) = checkpoint {
                 let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(s) = s.as_mut() {
-                    if let Err(e) = s.checkpoint(c.version, &c.counts, &c.recent) {
+                    if let Err(e) =
+                        s.checkpoint(c.version, &c.counts, &c.recent, &Default::default())
+                    {
                         crate::log::error(&format!("checkpoint failed: {e}"));
                     }
                 }
