@@ -182,6 +182,19 @@ pub struct Config {
     /// proxy passes it through; anything outside it is `404`. Default empty (the root).
     /// `--base-path` (rules: `http::base_path::check`).
     pub base_path: String,
+    /// The default poll's question. Default "Live vote". `--question`.
+    pub question: String,
+    /// The admin API's bearer token; None: a random one is made at start and printed once.
+    /// `--admin-token`.
+    pub admin_token: Option<String>,
+    /// The address people open to vote, shown (and drawn as a QR code) by the presenter view;
+    /// None: the address the presenter used. `--public-url`.
+    pub public_url: Option<String>,
+    /// Most polls, the default one included; more → `409`. Default 1,000. `--max-polls`.
+    pub max_polls: usize,
+    /// Most voters one `once`/`change` poll remembers; a new one beyond → `503`. Default
+    /// 100,000. `--max-voters`.
+    pub max_voters: usize,
     pub limits: Limits,
 }
 
@@ -204,6 +217,11 @@ impl Default for Config {
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
             trusted_proxies: Vec::new(),
             base_path: String::new(),
+            question: DEFAULT_QUESTION.to_string(),
+            admin_token: None,
+            public_url: None,
+            max_polls: crate::app::polls::DEFAULT_MAX_POLLS,
+            max_voters: crate::app::polls::DEFAULT_MAX_VOTERS,
             limits: Limits::default(),
         }
     }
@@ -232,6 +250,11 @@ impl fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// The default poll's question unless `--question` says otherwise.
+pub const DEFAULT_QUESTION: &str = "Live vote";
+/// Shortest admin token: a guessable one would hand the polls to anyone.
+pub const MIN_ADMIN_TOKEN: usize = 16;
 
 /// What Redis keys start with unless `--redis-prefix` says otherwise.
 pub const DEFAULT_REDIS_PREFIX: &str = "livevote";
@@ -303,6 +326,13 @@ OPTIONS:
   --trusted-proxy CIDR        a reverse proxy to believe (repeatable; ADDR or ADDR/BITS):
                               its Forwarded / X-Forwarded-* headers name the client
   --base-path PATH            serve everything under PATH, e.g. /polls [default: the root]
+  --question TEXT             the default poll's question [default: Live vote]
+  --admin-token TOKEN         the admin API's bearer token, 16+ characters [default: a random
+                              one, printed once at start]
+  --public-url URL            the join address the presenter view shows [default: the
+                              address the presenter used]
+  --max-polls N               [default: 1000]      polls, the default one included → 409
+  --max-voters N              [default: 100000]    voters per one-vote poll; beyond → 503
   --max-request-line BYTES    [default: 8192]      longer → 414
   --max-header-bytes BYTES    [default: 16384]     larger head → 431
   --max-headers N             [default: 100]       more → 431
@@ -377,6 +407,11 @@ pub const FLAGS: &[(&str, Arity)] = &[
     ("--log-format", Arity::Value),
     ("--trusted-proxy", Arity::Repeated),
     ("--base-path", Arity::Value),
+    ("--question", Arity::Value),
+    ("--admin-token", Arity::Value),
+    ("--public-url", Arity::Value),
+    ("--max-polls", Arity::Value),
+    ("--max-voters", Arity::Value),
     ("--max-request-line", Arity::Value),
     ("--max-header-bytes", Arity::Value),
     ("--max-headers", Arity::Value),
@@ -656,6 +691,34 @@ fn configure(
                     .map_err(|e| UsageError(format!("--trusted-proxy: {e}")))?,
             ),
             "--base-path" => cfg.base_path = value,
+            "--question" => {
+                cfg.question = crate::app::polls::meta::question(&value)
+                    .map_err(|e| UsageError(format!("--question: {e}")))?
+            }
+            "--admin-token" => {
+                let ok =
+                    value.len() >= MIN_ADMIN_TOKEN && value.bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(UsageError(format!(
+                        "--admin-token: at least {MIN_ADMIN_TOKEN} printable ASCII characters, \
+                         no spaces"
+                    )));
+                }
+                cfg.admin_token = Some(value)
+            }
+            "--public-url" => {
+                let ok = (value.starts_with("http://") || value.starts_with("https://"))
+                    && value.len() <= 512
+                    && value.bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(UsageError(format!(
+                        "--public-url: '{value}' is not an http:// or https:// URL"
+                    )));
+                }
+                cfg.public_url = Some(value.trim_end_matches('/').to_string())
+            }
+            "--max-polls" => cfg.max_polls = count(&name, &value)?.max(1),
+            "--max-voters" => cfg.max_voters = count(&name, &value)?,
             "--allow-origin" => cfg
                 .allow_origins
                 .push(value.trim_end_matches('/').to_string()),
@@ -765,6 +828,11 @@ fn minimum(flag: &str) -> usize {
 }
 
 impl Config {
+    /// `--max-polls`, at least the default poll.
+    pub fn limits_max_polls(&self) -> usize {
+        self.max_polls.max(1)
+    }
+
     /// Checks every rule a configuration must follow, whoever built it: each limit at least its
     /// minimum, each timeout within [1 ms, 1 day], candidates present, well-formed and unique.
     pub fn validate(&self) -> Result<(), UsageError> {
@@ -1050,6 +1118,9 @@ mod tests {
             (_, "SECS") => "7.5",
             (_, "BYTES" | "N") => "300000",
             ("--base-path", "PATH") => "/polls",
+            (_, "TEXT") => "Lunch?",
+            (_, "TOKEN") => "0123456789abcdef-token",
+            ("--public-url", "URL") => "https://vote.example/x",
             (_, "PATH") => "/var/lib/livevote/votes.journal",
             (_, "CIDR") => "10.0.0.0/8",
             (_, "PREFIX") => "pfx",

@@ -32,6 +32,13 @@ pub const VIEWER: IdRule = IdRule {
     min: 8,
     max: 64,
 };
+/// A poll (`/p/ID`, the API's `id`).
+pub const POLL: IdRule = IdRule {
+    what: "poll id",
+    min: 1,
+    max: 32,
+};
+
 /// An epoch, the name of one run of the tally (generated: 16 hex digits).
 pub const EPOCH: IdRule = IdRule {
     what: "epoch",
@@ -84,7 +91,7 @@ mod tests {
 
     #[test]
     fn rules_accept_exactly_their_alphabet_and_lengths() {
-        for rule in [CANDIDATE, VOTE, VIEWER, EPOCH] {
+        for rule in [CANDIDATE, VOTE, VIEWER, EPOCH, POLL] {
             assert!(rule.accepts(&"a".repeat(rule.min)), "{rule:?}");
             assert!(rule.accepts(&"Z9_-".repeat(16)[..rule.max]), "{rule:?}");
             assert!(!rule.accepts(&"a".repeat(rule.max + 1)), "{rule:?}");

@@ -17,6 +17,7 @@
 //!   nothing in it knows votes; `app::redis_store` uses it for `--redis`.
 //! - [`app`]: the vote table (no HTTP types), routes, pages, static files.
 //! - [`server`]: the accept loop, one thread per connection, and the graceful shutdown.
+//! - [`sign`]: HMAC-SHA1 signed cookie values and constant-time comparison.
 //! - [`signals`]: SIGTERM and SIGINT (libc's `signal`, through a self-pipe).
 //! - [`probe`]: `livevote probe [URL]`, a health check without curl.
 //!
@@ -35,5 +36,6 @@ pub mod net;
 pub mod probe;
 pub mod redis;
 pub mod server;
+pub mod sign;
 pub mod signals;
 pub mod ws;

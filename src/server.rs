@@ -287,7 +287,7 @@ fn drain(
         "no longer accepting; closing {websockets} WebSocket(s) (1001), ending \
          {streams} event stream(s) and the long-polls"
     ));
-    app.votes.end_streams();
+    app.polls.end_streams();
     let cut_at = (Instant::now() + crate::ws::conn::CLOSE_TIMEOUT).min(deadline);
     app.sockets
         .close_all(live::GOING_AWAY, live::SHUTTING_DOWN, cut_at);
@@ -296,7 +296,7 @@ fn drain(
         app.sockets.kill_all();
     }
     let answered = wait_until(deadline, || app.requests_in_flight() == 0);
-    let closed = answered && app.votes.close(deadline);
+    let closed = answered && app.polls.close(deadline);
     let all_gone = wait_until(deadline, || app.sockets.is_empty());
     if answered && closed && all_gone {
         Drained::Clean

@@ -81,6 +81,13 @@ pub struct Subscriber {
     /// On the catch-up list: whoever lists it sets this, so a peer is listed once without
     /// searching the list (a search per stalled peer made each pass quadratic).
     listed: AtomicBool,
+    /// The voter its upgrade's cookie named, for a reveal after their vote.
+    voter: Option<String>,
+    /// It may see the poll's counts (the presenter, a voter in `after_vote` who voted):
+    /// when the poll hides them from others, it gets the full messages.
+    sees: AtomicBool,
+    /// It holds the admin cookie: it sees every count, whatever the poll's state.
+    presenter: bool,
 }
 
 impl Subscriber {
@@ -89,7 +96,36 @@ impl Subscriber {
             tx: Sender::new(stream, write_timeout, true, Written::default())?,
             stale: AtomicU64::new(0),
             listed: AtomicBool::new(false),
+            voter: None,
+            sees: AtomicBool::new(true),
+            presenter: false,
         })
+    }
+
+    /// Who this subscriber is to the poll: `voter`, and whether they see the counts now.
+    pub fn viewer(mut self, voter: Option<String>, sees: bool, presenter: bool) -> Self {
+        self.voter = voter;
+        self.sees = AtomicBool::new(sees || presenter);
+        self.presenter = presenter;
+        self
+    }
+
+    /// Sets whether it sees the counts (the presenter always does).
+    pub fn set_sees(&self, sees: bool) {
+        self.sees.store(sees || self.presenter, Ordering::Release);
+    }
+
+    pub fn sees(&self) -> bool {
+        self.sees.load(Ordering::Acquire)
+    }
+
+    pub fn voter(&self) -> Option<&str> {
+        self.voter.as_deref()
+    }
+
+    /// From now on it sees the counts; true if it did not before.
+    pub fn reveal(&self) -> bool {
+        !self.sees.swap(true, Ordering::AcqRel)
     }
 
     fn mark_stale(&self) -> Offer {

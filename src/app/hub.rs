@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::cursor::Cursor;
 use super::fanout::{Offer, Sequenced, Subscriber};
 use super::metrics::Metrics;
+use super::polls::meta::Results;
 use super::presence::Kind;
 use super::votes::Wake;
 use super::votes::{Catchup, Votes};
@@ -29,12 +30,20 @@ const CATCH_UP_EVERY: Duration = Duration::from_millis(20);
 
 pub struct Hub {
     votes: Arc<Votes>,
+    /// Who sees the poll's counts: when not everyone does, every message is encoded twice,
+    /// with the counts and without (`json::live_hidden`).
+    results: Results,
     metrics: Arc<Metrics>,
     subs: Mutex<Subs>,
     /// Wakes an idle broadcaster when the first subscriber joins.
     joined: Condvar,
     next_id: AtomicU64,
     laggards: Mutex<Vec<(Arc<Subscriber>, Instant)>>,
+    /// Wakes the catch-up thread when someone lags: with nobody behind it sleeps (a thousand
+    /// polls' hubs must not wake fifty times a second each for nothing).
+    lagged: Condvar,
+    /// The poll is gone: both threads end.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 /// The subscribers, and what an idle broadcaster needs to start again.
@@ -71,14 +80,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Hub {
     /// Starts the broadcaster and catch-up threads.
-    pub fn start(votes: Arc<Votes>, metrics: Arc<Metrics>) -> io::Result<Arc<Hub>> {
+    pub fn start(
+        votes: Arc<Votes>,
+        metrics: Arc<Metrics>,
+        results: Results,
+    ) -> io::Result<Arc<Hub>> {
         let hub = Arc::new(Hub {
             votes,
+            results,
             metrics,
             subs: Mutex::new(Subs::default()),
             joined: Condvar::new(),
             next_id: AtomicU64::new(1),
             laggards: Mutex::new(Vec::new()),
+            lagged: Condvar::new(),
+            stopped: Default::default(),
         });
         // Read the version here, not in the thread: a vote cast before the thread first runs
         // must still be broadcast.
@@ -114,6 +130,23 @@ impl Hub {
         lock(&self.subs).list.len()
     }
 
+    /// Closes every subscriber with `code` and ends both threads (the poll was deleted).
+    pub fn stop(&self, code: u16, reason: &str) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let subs = lock(&self.subs);
+        for (_, tx) in &subs.list {
+            tx.tx.close_now(code, reason);
+        }
+        self.joined.notify_all();
+        drop(subs);
+        drop(lock(&self.laggards));
+        self.lagged.notify_all();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
     /// Returns at once while anyone subscribes; otherwise waits (votes unseen) until someone
     /// does, and gives the cursor to go on from (see [`Subs::joined_at`]).
     fn await_subscriber(&self) -> Option<(String, u64)> {
@@ -122,7 +155,7 @@ impl Hub {
             return None;
         }
         subs.idle = true;
-        while subs.joined_at.is_none() {
+        while subs.joined_at.is_none() && !self.stopping() {
             subs = self
                 .joined
                 .wait(subs)
@@ -132,19 +165,73 @@ impl Hub {
         subs.joined_at.take()
     }
 
-    /// The whole tally as one frame, tagged with its version.
-    fn snapshot_frame(&self) -> Sequenced {
+    /// The whole tally as one frame, tagged with its version: with the counts, and (when the
+    /// poll hides them from some) without.
+    fn snapshot_frames(&self) -> (Sequenced, Option<Sequenced>) {
         let s = self.votes.snapshot();
         let mut batch = Sequenced::default();
-        batch.push(s.version, OpCode::Text, json::snapshot(&s, true).as_bytes());
-        batch
+        batch.push(
+            s.version,
+            OpCode::Text,
+            json::snapshot(&s, true, true).as_bytes(),
+        );
+        let hidden = self.hides().then(|| {
+            let mut h = Sequenced::default();
+            h.push(
+                s.version,
+                OpCode::Text,
+                json::snapshot(&s, true, false).as_bytes(),
+            );
+            h
+        });
+        (batch, hidden)
+    }
+
+    /// Whether some subscribers may not see the counts now (the poll's rule and state).
+    fn hides(&self) -> bool {
+        !self.results.visible(self.votes.poll_closed(), false, false)
+    }
+
+    /// Whether `tx` may see the counts now.
+    fn sees(&self, tx: &Subscriber) -> bool {
+        tx.sees() || !self.hides()
+    }
+
+    /// Decides again for every subscriber whether it sees the counts: a reset forgets who
+    /// voted (after_vote). Rare (a state mark): one look at the voters per subscriber.
+    fn refresh_sight(&self) {
+        if self.results != Results::AfterVote {
+            return;
+        }
+        for (_, tx) in lock(&self.subs).list.iter() {
+            let voted = tx
+                .voter()
+                .is_some_and(|v| self.votes.voted_for(v).is_some());
+            tx.set_sees(voted);
+        }
+    }
+
+    /// `voter` has voted: their subscribers that did not see the counts get a snapshot with
+    /// them (through the catch-up thread), and the full messages from now on.
+    pub fn reveal_to(&self, voter: &str) {
+        let revealed: Vec<Arc<Subscriber>> = lock(&self.subs)
+            .list
+            .iter()
+            .filter(|(_, tx)| tx.voter() == Some(voter) && tx.reveal())
+            .map(|(_, tx)| Arc::clone(tx))
+            .collect();
+        for tx in &revealed {
+            tx.new_epoch();
+        }
+        self.lagging(revealed);
     }
 
     /// Sends the resume message (docs/PROTOCOL.md) from the subscriber's own thread, on
     /// connect: what the client missed since its cursor, or the whole tally; then presence.
     pub fn send_resume(&self, tx: &Subscriber, cursor: &Cursor) -> io::Result<()> {
         let catchup = cursor.catch_up(&self.votes);
-        let (msg, version) = json::resume(&catchup, cursor.since, &self.votes.epoch());
+        let visible = self.sees(tx);
+        let (msg, version) = json::resume(&catchup, cursor.since, &self.votes.epoch(), visible);
         self.metrics.request(Kind::Ws);
         self.metrics.resume(Kind::Ws, json::resume_kind(&catchup));
         let (counts, pv) = self.votes.presence();
@@ -168,7 +255,7 @@ impl Hub {
                 (epoch, seen) = (e, v);
             }
             // Shutting down: the WebSockets are being closed (`live::Sockets`).
-            if self.votes.ending() {
+            if self.votes.ending() || self.stopping() {
                 return;
             }
             let batch = match self.votes.wait(
@@ -208,7 +295,14 @@ impl Hub {
                     for c in &votes {
                         batch.push(c.version, OpCode::Text, json::live_change(c).as_bytes());
                     }
-                    batch
+                    let hidden = self.hides().then(|| {
+                        let mut h = Sequenced::default();
+                        for c in &votes {
+                            h.push(c.version, OpCode::Text, json::live_hidden(c).as_bytes());
+                        }
+                        h
+                    });
+                    (batch, hidden)
                 }
                 Some(Wake::Votes(Catchup::Snapshot(s))) if s.epoch != epoch => {
                     // A new epoch: every subscriber starts over from its tally.
@@ -225,12 +319,20 @@ impl Hub {
                     self.lagging(all);
                     continue;
                 }
-                Some(Wake::Votes(Catchup::Snapshot(_))) => self.snapshot_frame(),
+                Some(Wake::Votes(Catchup::Snapshot(_))) => {
+                    // A state mark (close, open, reset) may change who sees the counts.
+                    self.refresh_sight();
+                    self.snapshot_frames()
+                }
             };
+            let (batch, hidden) = batch;
             let Some(last) = batch.last() else { continue };
             let first = seen + 1;
             seen = last;
-            let (sent, stalled) = self.fan_out(|tx| tx.offer(&batch));
+            let (sent, stalled) = self.fan_out(|tx| match &hidden {
+                Some(h) if !tx.sees() => tx.offer(h),
+                _ => tx.offer(&batch),
+            });
             let frames = batch.starts.len() as u64;
             self.metrics.broadcast();
             self.metrics.sent(
@@ -278,16 +380,32 @@ impl Hub {
         }
         let now = Instant::now();
         let mut lag = lock(&self.laggards);
+        let was_empty = lag.is_empty();
         lag.extend(
             stalled
                 .into_iter()
                 .filter(|tx| tx.list())
                 .map(|tx| (tx, now)),
         );
+        if was_empty && !lag.is_empty() {
+            self.lagged.notify_one();
+        }
     }
 
     fn catch_up_loop(&self) {
         loop {
+            {
+                let mut lag = lock(&self.laggards);
+                while lag.is_empty() && !self.stopping() {
+                    lag = self
+                        .lagged
+                        .wait(lag)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+            if self.stopping() {
+                return;
+            }
             thread::sleep(CATCH_UP_EVERY);
             let mut work = std::mem::take(&mut *lock(&self.laggards));
             if work.is_empty() {
@@ -296,13 +414,16 @@ impl Hub {
             // One snapshot per tally version, not one per stale peer: a pass over thousands of
             // them takes the tally lock (and encodes the tally) only when the tally moved.
             // (A snapshot at least as new as the current version is as good as a fresh one.)
-            let memo = RefCell::new(Sequenced::default());
-            let latest = || {
+            let memo = RefCell::new((Sequenced::default(), None));
+            let latest = |sees: bool| {
                 let mut memo = memo.borrow_mut();
-                if memo.last() < Some(self.votes.version()) {
-                    *memo = self.snapshot_frame();
+                if memo.0.last() < Some(self.votes.version()) {
+                    *memo = self.snapshot_frames();
                 }
-                let snap = memo.clone();
+                let snap = match &memo.1 {
+                    Some(h) if !sees => h.clone(),
+                    _ => memo.0.clone(),
+                };
                 self.metrics.coalesce();
                 self.metrics.sent(Kind::Ws, 1, snap.bytes.len() as u64, 1);
                 snap
@@ -311,7 +432,7 @@ impl Hub {
                 |tx: &Arc<Subscriber>, behind_since: &Instant| match tx.try_flush(behind_since) {
                     Err(_) => false,
                     Ok(false) => true,
-                    Ok(true) => match tx.catch_up(&latest) {
+                    Ok(true) => match tx.catch_up(&|| latest(tx.sees())) {
                         Offer::Closed => false,
                         // Behind for a whole write timeout without catching up once: a peer that
                         // does not read must not hold its thread and socket forever.

@@ -6,61 +6,117 @@ use super::presence::{Counts, Kind};
 use super::votes::{Catchup, Change, Snapshot};
 use crate::json::{self as w, Array, Object};
 
-/// The tally's members: `"version":N,"epoch":"E","candidates":[{"uid","name","count"},…]`.
-pub fn snapshot_fields(o: &mut Object, s: &Snapshot) {
+/// The tally's members: `"version":N,"epoch":"E","candidates":[{"uid","name","count"},…],
+/// "state":"open","total":T`. For a viewer who may not see the results (`visible` false),
+/// the candidates have no `count` and `"hidden":true` follows: the total is all they learn.
+pub fn snapshot_fields(o: &mut Object, s: &Snapshot, visible: bool) {
     o.u64("version", s.version)
         .str("epoch", &s.epoch)
         .array("candidates", |a| {
             for c in &s.candidates {
                 a.object(|o| {
-                    o.str("uid", &c.uid)
-                        .str("name", &c.name)
-                        .u64("count", c.count);
+                    o.str("uid", &c.uid).str("name", &c.name);
+                    if visible {
+                        o.u64("count", c.count);
+                    }
                 });
             }
-        });
+        })
+        .str("state", if s.closed { "closed" } else { "open" })
+        .u64("total", s.total());
+    if !visible {
+        o.bool("hidden", true);
+    }
 }
 
-/// `{"version":N,"epoch":"E","candidates":[…]}`, led by `"type":"snapshot"` when `typed` (the
-/// live streams' snapshot message).
-pub fn snapshot(s: &Snapshot, typed: bool) -> String {
+/// `{"version":N,"epoch":"E","candidates":[…],…}`, led by `"type":"snapshot"` when `typed`
+/// (the live streams' snapshot message).
+pub fn snapshot(s: &Snapshot, typed: bool, visible: bool) -> String {
     w::to_object(|o| {
         if typed {
             o.str("type", "snapshot");
         }
-        snapshot_fields(o, s);
+        snapshot_fields(o, s, visible);
     })
 }
 
-/// The answer to a vote: `{"uid":"1","count":5,"version":N,"epoch":"E"}`.
-pub fn vote_result(c: &Change, epoch: &str) -> String {
+/// A poll as the admin API shows it: `id`, `question`, `mode`, `results`, then the tally's
+/// members (every count) and `voters`.
+pub fn poll(p: &crate::app::polls::Poll) -> String {
+    let s = p.votes.snapshot();
     w::to_object(|o| {
-        o.str("uid", &c.uid)
-            .u64("count", c.count)
-            .u64("version", c.version)
-            .str("epoch", epoch);
+        poll_fields(o, &p.meta, &s, true);
+        o.u64("voters", p.votes.voters() as u64);
+    })
+}
+
+/// A poll's own members, then its tally's ([`snapshot_fields`]).
+pub fn poll_fields(o: &mut Object, m: &crate::app::polls::meta::Meta, s: &Snapshot, visible: bool) {
+    o.str("id", &m.id)
+        .str("question", &m.question)
+        .str("mode", m.mode.name())
+        .str("results", m.results.name());
+    snapshot_fields(o, s, visible);
+}
+
+/// The answer to a vote: `{"uid":"1","count":5,"version":N,"epoch":"E"}`, and the moved
+/// vote's other count (`change` mode) in `changes`. Where the voter may not see the results
+/// yet: `{"uid":"1","version":N,"epoch":"E","hidden":true}`.
+pub fn vote_result(c: &Change, epoch: &str, visible: bool) -> String {
+    w::to_object(|o| {
+        o.str("uid", &c.uid);
+        if visible {
+            o.u64("count", c.count);
+        }
+        o.u64("version", c.version).str("epoch", epoch);
+        if !visible {
+            o.bool("hidden", true);
+        } else if let Some((from, count)) = &c.moved {
+            o.array("changes", |a| {
+                changes_array(a, &[(&c.uid, c.count), (from, *count)]);
+            });
+        }
     })
 }
 
 /// A WebSocket voter's acknowledgement:
 /// `{"type":"ack","vote_id":"…","uid":"1","count":5,"version":N,"replayed":false}`.
-pub fn ack(vote_id: &str, c: &Change, replayed: bool) -> String {
+pub fn ack(vote_id: &str, c: &Change, replayed: bool, visible: bool) -> String {
     w::to_object(|o| {
         o.str("type", "ack")
             .str("vote_id", vote_id)
-            .str("uid", &c.uid)
-            .u64("count", c.count)
-            .u64("version", c.version)
-            .bool("replayed", replayed);
+            .str("uid", &c.uid);
+        if visible {
+            o.u64("count", c.count);
+        }
+        o.u64("version", c.version).bool("replayed", replayed);
+        if !visible {
+            o.bool("hidden", true);
+        }
     })
 }
 
-/// The live broadcast of one vote: `{"uid":"1","count":5,"version":N}`.
+/// The live broadcast of one vote: `{"uid":"1","count":5,"version":N}`; a moved vote
+/// (`change` mode) adds `"changes":[{"uid":"1","count":5},{"uid":"2","count":3}]`, both
+/// counts of its one version.
 pub fn live_change(c: &Change) -> String {
     w::to_object(|o| {
         o.str("uid", &c.uid)
             .u64("count", c.count)
             .u64("version", c.version);
+        if let Some((from, count)) = &c.moved {
+            o.array("changes", |a| {
+                changes_array(a, &[(&c.uid, c.count), (from, *count)]);
+            });
+        }
+    })
+}
+
+/// The same vote for a viewer who may not see the results: `{"version":N,"total":T}` — no
+/// candidate, so not even which option moved.
+pub fn live_hidden(c: &Change) -> String {
+    w::to_object(|o| {
+        o.u64("version", c.version).u64("total", c.total);
     })
 }
 
@@ -98,6 +154,10 @@ pub fn outcome_unknown(uid: Option<&str>) -> String {
 fn latest_counts(votes: &[Change]) -> Vec<(&str, u64)> {
     let mut latest: Vec<(&str, u64)> = Vec::new();
     for v in votes {
+        if let Some((from, count)) = &v.moved {
+            latest.retain(|(u, _)| u != from);
+            latest.push((from, *count));
+        }
         latest.retain(|(u, _)| *u != v.uid);
         latest.push((&v.uid, v.count));
     }
@@ -156,7 +216,7 @@ pub fn resume_kind(c: &Catchup) -> &'static str {
 
 /// The first message after every (re)connect (docs/PROTOCOL.md), and the version it brings
 /// the client to.
-pub fn resume(c: &Catchup, since: Option<u64>, epoch: &str) -> (String, u64) {
+pub fn resume(c: &Catchup, since: Option<u64>, epoch: &str, visible: bool) -> (String, u64) {
     let to = match c {
         Catchup::Delta { from, votes } => votes.last().map_or(*from, |v| v.version),
         Catchup::Snapshot(s) => s.version,
@@ -166,13 +226,19 @@ pub fn resume(c: &Catchup, since: Option<u64>, epoch: &str) -> (String, u64) {
         match c {
             Catchup::Delta { from, votes } => {
                 o.u64("from", *from).u64("to", to).str("epoch", epoch);
-                if !votes.is_empty() {
-                    o.array("changes", |a| changes_array(a, &latest_counts(votes)));
+                match votes.last() {
+                    Some(last) if !visible => {
+                        o.u64("total", last.total).bool("hidden", true);
+                    }
+                    Some(_) => {
+                        o.array("changes", |a| changes_array(a, &latest_counts(votes)));
+                    }
+                    None => {}
                 }
             }
             Catchup::Snapshot(s) => {
                 o.u64("from", since.unwrap_or(0)).u64("to", to);
-                snapshot_fields(o, s);
+                snapshot_fields(o, s, visible);
             }
         }
     });
@@ -191,6 +257,7 @@ pub fn longpoll(
     since: u64,
     waited: bool,
     epoch: &str,
+    visible: bool,
     more: impl FnOnce(&mut Object),
 ) -> String {
     let (kind, from, version, changes): (&str, u64, u64, Vec<(&str, u64)>) = match c {
@@ -213,19 +280,33 @@ pub fn longpoll(
                 .collect(),
         ),
     };
+    let total = match c {
+        Catchup::Delta { votes, .. } => votes.last().map(|v| v.total),
+        Catchup::Snapshot(s) => Some(s.total()),
+    };
     w::to_object(|o| {
         o.bool("status", true);
         match changes.last() {
-            Some((uid, count)) => o.object("data", |o| {
+            Some((uid, count)) if visible => o.object("data", |o| {
                 o.str("uid", uid).u64("count", *count);
             }),
-            None => o.null("data"),
+            _ => o.null("data"),
         };
         o.u64("version", version)
             .u64("from", from)
             .str("kind", kind)
-            .str("epoch", epoch)
-            .array("changes", |a| changes_array(a, &changes));
+            .str("epoch", epoch);
+        if visible {
+            o.array("changes", |a| changes_array(a, &changes));
+        } else {
+            o.array("changes", |_| {}).bool("hidden", true);
+            if let Some(t) = total {
+                o.u64("total", t);
+            }
+        }
+        if let Catchup::Snapshot(s) = c {
+            o.str("state", if s.closed { "closed" } else { "open" });
+        }
         more(o);
     })
 }
@@ -249,9 +330,9 @@ pub fn presence_members(o: &mut Object, counts: &Counts, pv: u64) {
 }
 
 /// `GET /votes`: the tally, then its presence.
-pub fn tally(s: &Snapshot, counts: &Counts, pv: u64) -> String {
+pub fn tally(s: &Snapshot, counts: &Counts, pv: u64, visible: bool) -> String {
     w::to_object(|o| {
-        snapshot_fields(o, s);
+        snapshot_fields(o, s, visible);
         presence_members(o, counts, pv);
     })
 }

@@ -10,18 +10,25 @@ use std::time::{Duration, Instant};
 use super::cursor::Cursor;
 use super::fanout::{Subscriber, Written};
 use super::metrics::{Metrics, Route};
+use super::polls::Poll;
 use super::presence::Kind;
-use super::votes::{valid_vote_id, VoteError, Votes};
+use super::votes::{valid_vote_id, VoteError};
 use super::{chat, json, App};
 use crate::config::valid_id;
 use crate::ws::conn::{self, Ended, Sender, Settings};
 use crate::ws::frame::{CloseCode, OpCode};
 use crate::ws::message::Message;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    /// The live tally, resuming from the client's cursor.
-    Votes(Cursor),
+    /// A poll's live tally, resuming from the client's cursor; `voter` is the upgrade's
+    /// voter cookie (votes over the socket follow the poll's rules with it), `admin` whether
+    /// it carried the admin cookie (the presenter sees hidden results).
+    Votes {
+        poll: Arc<Poll>,
+        cursor: Cursor,
+        voter: Option<String>,
+        admin: bool,
+    },
     Chat,
 }
 
@@ -31,30 +38,39 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
     let stream = Arc::new(stream);
     let settings = Settings {
         max_message: match endpoint {
-            Endpoint::Votes(_) => l.ws_max_vote_message,
+            Endpoint::Votes { .. } => l.ws_max_vote_message,
             Endpoint::Chat => l.ws_max_chat_message,
         },
         ping_interval: l.ws_ping_interval,
         pong_timeout: l.ws_pong_timeout,
     };
     match endpoint {
-        Endpoint::Votes(cursor) => {
+        Endpoint::Votes {
+            poll,
+            cursor,
+            voter,
+            admin,
+        } => {
+            let Ok(hub) = poll.hub() else { return 0 };
+            let sees = poll.visible_to(voter.as_deref(), admin);
             let Ok(sub) = Subscriber::new(Arc::clone(&stream), l.write_timeout) else {
                 return 0;
             };
-            let sub = Arc::new(sub);
+            let sub = Arc::new(sub.viewer(voter.clone(), sees, admin));
             let _open = app.sockets.open(Arc::clone(&sub) as Arc<dyn GoingAway>);
             // Opened as a shutdown began: after its close-all, so it closes itself.
-            if app.votes.ending() {
+            if poll.votes.ending() {
                 sub.tx.close_now(GOING_AWAY, SHUTTING_DOWN);
             }
-            let _viewer = app.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
+            let _viewer = poll.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
             // Subscribe before the resume, so no vote falls between the two (broadcasts wait
             // until the resume is written; see `Subscriber::offer`).
-            let _subscription = app.hub.subscribe(Arc::clone(&sub));
-            if app.hub.send_resume(&sub, &cursor).is_ok() {
+            let _subscription = hub.subscribe(Arc::clone(&sub));
+            if hub.send_resume(&sub, &cursor).is_ok() {
                 let mut ep = VoteSocket {
-                    votes: &app.votes,
+                    poll: &poll,
+                    voter: voter.as_deref(),
+                    admin,
                     metrics: &app.metrics,
                 };
                 let ended = conn::run(
@@ -206,7 +222,11 @@ fn close_code(e: &Ended) -> u16 {
 
 /// `/get_new_vote` over WebSocket: a text message naming a candidate is a vote.
 struct VoteSocket<'a> {
-    votes: &'a Votes,
+    poll: &'a Poll,
+    /// The upgrade's voter cookie. A poll that counts voters refuses votes without one (the
+    /// page has one: its first HTTP vote, or its page load, set it).
+    voter: Option<&'a str>,
+    admin: bool,
     metrics: &'a Metrics,
 }
 
@@ -237,17 +257,36 @@ impl conn::Endpoint<Written> for VoteSocket<'_> {
         } else if vote_id.as_deref().is_some_and(|v| !valid_vote_id(v)) {
             Some(json::error_with_uid("malformed vote_id", &uid, true))
         } else {
-            match self.votes.vote_once(&uid, vote_id.as_deref()) {
+            let votes = &self.poll.votes;
+            match votes.cast(&uid, vote_id.as_deref(), self.voter) {
                 // The broadcaster delivers the new count to everyone, this client included;
                 // a client that named its vote also gets an acknowledgement (the same one
                 // again for a retry).
                 Ok(v) => {
                     self.metrics.vote(Route::WebSocket, v.replayed);
-                    vote_id.map(|id| json::ack(&id, &v.change, v.replayed))
+                    if let Some(voter) = self.voter {
+                        self.poll.voted(voter);
+                    }
+                    let visible = self.poll.visible_to(self.voter, self.admin);
+                    vote_id.map(|id| json::ack(&id, &v.change, v.replayed, visible))
                 }
                 Err(VoteError::UnknownCandidate(uid)) => {
                     Some(json::error_with_uid("unknown candidate", &uid, true))
                 }
+                Err(VoteError::Closed) => Some(json::error_with_uid("poll closed", &uid, true)),
+                Err(VoteError::AlreadyVoted { .. }) => {
+                    Some(json::error_with_uid("already voted", &uid, true))
+                }
+                Err(VoteError::VotersFull) => Some(json::error_with_uid(
+                    "too many voters, try again later",
+                    &uid,
+                    true,
+                )),
+                Err(VoteError::NoVoter) => Some(json::error_with_uid(
+                    "this poll counts one vote per voter: load its page first (no voter cookie)",
+                    &uid,
+                    true,
+                )),
                 Err(VoteError::NotStored(_)) => Some(json::error_with_uid(
                     "vote not stored, try again",
                     &uid,

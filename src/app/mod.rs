@@ -1,8 +1,10 @@
 //! The application: the vote table, the routes, pages and static files, and the live
 //! WebSocket endpoints. Knows HTTP requests and responses, never sockets' bytes.
 
+pub mod admin;
 pub mod chat;
 pub mod cursor;
+pub mod export;
 pub mod fanout;
 pub mod hub;
 pub mod journal;
@@ -10,6 +12,7 @@ pub mod json;
 pub mod live;
 pub mod metrics;
 pub mod pages;
+pub mod polls;
 pub mod presence;
 pub mod redis_store;
 pub mod routes;
@@ -39,9 +42,15 @@ const PRESENCE_TICK: std::time::Duration = std::time::Duration::from_millis(250)
 /// Everything the handlers share.
 pub struct App {
     pub config: Config,
+    /// Every poll; the default one's table and hub are also `votes` and `hub`.
+    pub polls: Arc<polls::Polls>,
+    /// The admin API's token and the secret cookies are signed with.
+    pub admin: admin::Keys,
     pub votes: Arc<Votes>,
     pub files: StaticFiles,
     pub template: pages::Template,
+    /// The presenter view's template.
+    pub presenter: pages::Template,
     pub hub: Arc<hub::Hub>,
     /// Bytes all WebSocket connections may hold for messages being received.
     pub ws_budget: Arc<Budget>,
@@ -87,11 +96,16 @@ impl App {
             io::Error::new(e.kind(), format!("--www {dir}: {e}"))
         })?;
         let template = pages::Template::load(&files)?;
+        // A `--www DIR` from before the presenter view has no template for it: the built-in one.
+        let presenter = pages::Template::load_named(&files, pages::PRESENT_FILE).or_else(|_| {
+            pages::Template::load_named(&StaticFiles::new(None)?, pages::PRESENT_FILE)
+        })?;
         let metrics = Arc::new(metrics::Metrics::default());
         let settings = votes::Settings {
             vote_id_window: config.limits.vote_id_window,
             vote_id_memory: config.limits.vote_id_memory,
             vote_timeout: config.limits.vote_timeout,
+            rules: Default::default(),
         };
         let opened = open_store(&config)?;
         let store_kind = match (&config.redis, &opened, &config.data) {
@@ -145,25 +159,52 @@ impl App {
                 votes
             }
         };
-        let hub = hub::Hub::start(Arc::clone(&votes), Arc::clone(&metrics))?;
-        let v = Arc::downgrade(&votes);
+        let default_meta = polls::meta::Meta {
+            id: polls::meta::DEFAULT_ID.to_string(),
+            question: config.question.clone(),
+            options: config.candidates.clone(),
+            mode: votes::Mode::Unlimited,
+            results: polls::meta::Results::Always,
+            created_ms: 0,
+        };
+        let default =
+            polls::Poll::new(default_meta, Arc::clone(&votes), Arc::clone(&metrics), true)?;
+        let hub = Arc::clone(default.hub()?);
+        let polls_dir = config.data.as_ref().map(|d| store::suffixed(d, ".polls"));
+        let polls = Arc::new(polls::Polls::open(
+            default,
+            polls::Making {
+                settings: settings.clone(),
+                max_polls: config.limits_max_polls(),
+                max_voters: config.max_voters,
+                dir: polls_dir,
+                metrics: Arc::clone(&metrics),
+            },
+        )?);
+        let admin = admin::Keys::open(&config)?;
+        let p = Arc::downgrade(&polls);
         let local_presence = config.redis.is_none();
         std::thread::Builder::new()
             .name("presence".into())
             .spawn(move || {
                 // With Redis, presence is the total over every instance (redis_store).
-                while let Some(votes) = v.upgrade().filter(|_| local_presence) {
-                    votes.publish_presence();
-                    drop(votes);
+                while let Some(polls) = p.upgrade().filter(|_| local_presence) {
+                    for poll in polls.all() {
+                        poll.votes.publish_presence();
+                    }
+                    drop(polls);
                     std::thread::sleep(PRESENCE_TICK);
                 }
             })?;
         let ws_budget = Arc::new(Budget::new(config.limits.ws_max_buffered));
         Ok(Arc::new_cyclic(|me| App {
             config,
+            polls,
+            admin,
             votes,
             files,
             template,
+            presenter,
             hub,
             ws_budget,
             admission: Arc::new(Admission::default()),

@@ -32,6 +32,8 @@ pub struct Template {
 }
 
 pub const TEMPLATE_FILE: &str = "index.template";
+/// The presenter view's template.
+pub const PRESENT_FILE: &str = "present.template";
 
 /// What a page view adds to the tally.
 pub struct Page<'a> {
@@ -44,12 +46,32 @@ pub struct Page<'a> {
     pub back: &'a str,
     pub presence: &'a Counts,
     pub presence_version: u64,
+    /// Where the poll's routes are (`BASE` for the default poll, `BASE/p/ID` for others):
+    /// what the page's script and forms ask.
+    pub root: &'a str,
+    /// The page's own path without its query (`BASE/index`, `BASE/p/ID`).
+    pub page: &'a str,
+    /// The viewer may see the counts; otherwise none is written (only the total).
+    pub visible: bool,
+    /// The candidate this viewer's vote stands on (`once`, `change`).
+    pub voted: Option<&'a str>,
+    /// The poll's `mode` and `results`, for the script.
+    pub mode: &'a str,
+    pub results: &'a str,
+    /// The presenter view's join address, and its QR code as SVG markup (ours, trusted).
+    pub join: &'a str,
+    pub qr: &'a str,
 }
 
 impl Template {
     /// [`TEMPLATE_FILE`] from the static files (built in, or `--www DIR`'s).
     pub fn load(files: &StaticFiles) -> io::Result<Template> {
-        let text = files.private_text(TEMPLATE_FILE)?;
+        Template::load_named(files, TEMPLATE_FILE)
+    }
+
+    /// Another template from the static files (`present.template`).
+    pub fn load_named(files: &StaticFiles, name: &str) -> io::Result<Template> {
+        let text = files.private_text(name)?;
         Ok(Template { text })
     }
 
@@ -74,6 +96,17 @@ impl Template {
                 "PRESENCE_VERSION" => out.push_str(&page.presence_version.to_string()),
                 "PRESENCE_TEXT" => html_escape(&mut out, &page.presence.text()),
                 "CANDIDATES" => candidates(&mut out, s, page),
+                "ROOT" => html_escape(&mut out, page.root),
+                "PAGE" => html_escape(&mut out, page.page),
+                "TOTAL" => out.push_str(&s.total().to_string()),
+                "STATE" => out.push_str(if s.closed { "closed" } else { "open" }),
+                "HIDDEN" => out.push_str(if page.visible { "false" } else { "true" }),
+                "MODE" => html_escape(&mut out, page.mode),
+                "RESULTS" => html_escape(&mut out, page.results),
+                "VOTED" => html_escape(&mut out, page.voted.unwrap_or("")),
+                "STATUS_TEXT" => status_text(&mut out, s, page),
+                "JOIN_URL" => html_escape(&mut out, page.join),
+                "QR" => out.push_str(page.qr),
                 other => {
                     out.push_str("{{");
                     out.push_str(other);
@@ -87,24 +120,72 @@ impl Template {
     }
 }
 
+/// The line under the question: the total, the leader (when the viewer sees the counts), the
+/// viewer's own vote and the poll's state.
+fn status_text(out: &mut String, s: &Snapshot, page: &Page) {
+    let total = s.total();
+    out.push_str(&format!(
+        "{total} vote{}",
+        if total == 1 { "" } else { "s" }
+    ));
+    if page.visible && total > 0 {
+        let top = s.candidates.iter().map(|c| c.count).max().unwrap_or(0);
+        let leaders: Vec<&str> = s
+            .candidates
+            .iter()
+            .filter(|c| c.count == top)
+            .map(|c| c.name.as_str())
+            .collect();
+        out.push_str(if leaders.len() == 1 {
+            " · leading: "
+        } else {
+            " · tied: "
+        });
+        html_escape(out, &leaders.join(", "));
+    }
+    if let Some(name) = page
+        .voted
+        .and_then(|v| s.candidates.iter().find(|c| c.uid == v))
+    {
+        out.push_str(" · You voted for ");
+        html_escape(out, &name.name);
+    }
+    if s.closed {
+        out.push_str(" · This poll is closed");
+    } else if !page.visible {
+        out.push_str(" · Results are hidden for now");
+    }
+}
+
 /// The tutorial's `<li id="user_ID">NAME<span>COUNT</span></li>`, with the candidate's share
-/// for the bar (`--share`) and a real form, so voting works without JavaScript.
+/// for the bar (`--share`) and a real form, so voting works without JavaScript. A viewer who
+/// may not see the counts gets no count (an empty `<span>`) and no share.
 fn candidates(out: &mut String, s: &Snapshot, page: &Page) {
     let total: u64 = s.candidates.iter().map(|c| c.count).sum();
     for c in &s.candidates {
-        let share = if total == 0 {
+        let share = if total == 0 || !page.visible {
             0.0
         } else {
             c.count as f64 * 100.0 / total as f64
         };
         out.push_str("      <li id=\"user_");
         html_escape(out, &c.uid);
-        out.push_str(&format!("\" tabindex=\"0\" style=\"--share:{share:.1}%\">"));
+        out.push_str(&format!("\" tabindex=\"0\" style=\"--share:{share:.1}%\""));
+        if page.voted == Some(c.uid.as_str()) {
+            out.push_str(" class=\"mine\"");
+        }
+        out.push('>');
         html_escape(out, &c.name);
         out.push_str("<span>");
-        out.push_str(&c.count.to_string());
-        out.push_str("</span><form method=\"post\" action=\"");
-        html_escape(out, page.base);
+        if page.visible {
+            out.push_str(&c.count.to_string());
+        }
+        out.push_str("</span>");
+        if page.visible {
+            out.push_str(&format!("<small class=\"pct\">{share:.0}%</small>"));
+        }
+        out.push_str("<form method=\"post\" action=\"");
+        html_escape(out, page.root);
         out.push_str("/vote\"><input type=\"hidden\" name=\"uid\" value=\"");
         html_escape(out, &c.uid);
         out.push_str("\"><input type=\"hidden\" name=\"back\" value=\"");
@@ -223,6 +304,7 @@ mod tests {
                 name: "<i>{{VERSION}}</i>".into(),
                 count: 3,
             }],
+            closed: false,
         };
         let counts = Counts([1, 0, 2, 0]);
         let page = Page {
@@ -232,11 +314,19 @@ mod tests {
             back: "/index?a=1&b=2",
             presence: &counts,
             presence_version: 4,
+            root: "",
+            page: "/index",
+            visible: true,
+            voted: None,
+            mode: "unlimited",
+            results: "always",
+            join: "",
+            qr: "",
         };
         let html = t.render(&s, &page);
         assert_eq!(
             html,
-            "<b data-v=\"7\">T&amp;</b><ul>      <li id=\"user_1\" tabindex=\"0\" style=\"--share:100.0%\">&lt;i&gt;{{VERSION}}&lt;/i&gt;<span>3</span><form method=\"post\" action=\"/vote\"><input type=\"hidden\" name=\"uid\" value=\"1\"><input type=\"hidden\" name=\"back\" value=\"/index?a=1&amp;b=2\"><button type=\"submit\" aria-label=\"Vote for &lt;i&gt;{{VERSION}}&lt;/i&gt;\">Vote</button></form></li>\n</ul>{{NOPE}}{{"
+            "<b data-v=\"7\">T&amp;</b><ul>      <li id=\"user_1\" tabindex=\"0\" style=\"--share:100.0%\">&lt;i&gt;{{VERSION}}&lt;/i&gt;<span>3</span><small class=\"pct\">100%</small><form method=\"post\" action=\"/vote\"><input type=\"hidden\" name=\"uid\" value=\"1\"><input type=\"hidden\" name=\"back\" value=\"/index?a=1&amp;b=2\"><button type=\"submit\" aria-label=\"Vote for &lt;i&gt;{{VERSION}}&lt;/i&gt;\">Vote</button></form></li>\n</ul>{{NOPE}}{{"
         );
         let t = Template {
             text: "{{PRESENCE_TEXT}}|{{PRESENCE_VERSION}}|{{BACK}}".into(),
@@ -251,6 +341,7 @@ mod tests {
         };
         let page = Page {
             base: "/polls",
+            root: "/polls",
             back: "/polls/index",
             ..page
         };

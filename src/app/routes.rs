@@ -9,8 +9,11 @@ use std::sync::Arc;
 use super::cursor::{self, Cursor};
 use super::metrics::{Gauges, Route};
 use super::pages::{self, Page};
+use super::polls::meta::DEFAULT_ID;
+use super::polls::Poll;
 use super::presence::{valid_viewer, Kind};
 use super::sse;
+use super::votes::Votes;
 use super::votes::{valid_vote_id, VoteError, Wake};
 use super::{json, App, MAX_RESUME_DELTA};
 use crate::config::valid_id;
@@ -119,35 +122,55 @@ impl App {
                 "method not implemented",
             ));
         }
-        let resp = match path {
-            "/get_new_vote" if handshake::is_upgrade_request(req) => {
-                let cursor = match query(req).map(|q| cursor_of(&q)) {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(r)) | Err(r) => return Reply::Response(r.closing()),
-                };
-                return self.upgrade(req, &client, super::live::Endpoint::Votes(cursor));
+        // `/p/ID…`: a poll's own routes; everything else is the default poll's, or the
+        // server's.
+        if let Some(rest) = path.strip_prefix("/p/") {
+            let (id, sub) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            let Some(poll) = self.polls.get(id) else {
+                return Reply::Response(Response::error(Status::NotFound, "no such poll"));
+            };
+            let page = match sub {
+                "" | "/" => Some("/index"),
+                "/present" => Some("/present"),
+                _ => None,
+            };
+            return match page {
+                Some(p) if get => Reply::Response(self.page(req, &client, &poll, p)),
+                Some(_) => Reply::Response(not_allowed(GET_HEAD)),
+                None => self
+                    .poll_route(req, body, peer, &client, &poll, sub)
+                    .unwrap_or_else(|| {
+                        Reply::Response(Response::error(Status::NotFound, "not found"))
+                    }),
+            };
+        }
+        if let Some(rest) = path.strip_prefix("/api/polls") {
+            if rest.is_empty() || rest.starts_with('/') {
+                return Reply::Response(self.api(req, &client, body, rest));
             }
+        }
+        let default = Arc::clone(self.polls.default_poll());
+        if let Some(reply) = self.poll_route(req, body, peer, &client, &default, path) {
+            return reply;
+        }
+        let resp = match path {
             "/chatsocket" if handshake::is_upgrade_request(req) => {
                 return self.upgrade(req, &client, super::live::Endpoint::Chat)
             }
-            "/events" if req.method == "GET" => return self.events(req, peer),
-            // The stream's head, without a stream.
-            "/events" if req.method == "HEAD" => Response::new(Status::Ok)
-                .header("Content-Type", "text/event-stream; charset=utf-8")
-                .header("Cache-Control", "no-store")
-                .header("X-Accel-Buffering", "no")
-                .streaming(),
-            "/vote" if req.method == "POST" => self.vote(req, &client, body, "uid", Route::Vote),
             "/ticket" if req.method == "POST" => {
-                self.vote(req, &client, body, "nid", Route::Ticket)
+                self.vote(req, &client, body, "nid", Route::Ticket, &default)
             }
-            "/vote" | "/ticket" => not_allowed("POST"),
+            "/ticket" => not_allowed("POST"),
+            "/admin" if req.method == "POST" => self.admin_login(req, &client, body),
             _ if !get => not_allowed(GET_HEAD),
             "/" => self.file(req, "/home.html"),
-            "/index" => self.index(req),
-            "/votes" => self.tally(req, client.ip),
+            "/index" => self.page(req, &client, &default, "/index"),
+            "/present" => self.page(req, &client, &default, "/present"),
+            "/admin" => self.file(req, "/admin.html"),
             "/metrics" => self.metrics_page(),
-            "/get_new_vote" => self.long_poll(req, client.ip),
             "/chat" => self.file(req, "/chat.html"),
             "/chatsocket" => Response::error(
                 Status::UpgradeRequired,
@@ -158,6 +181,55 @@ impl App {
             path => self.file(req, path),
         };
         Reply::Response(resp)
+    }
+
+    /// The routes every poll has, `path` below the poll's own root: None for any other path.
+    fn poll_route(
+        &self,
+        req: &Request,
+        body: &[u8],
+        peer: SocketAddr,
+        client: &Client,
+        poll: &Arc<Poll>,
+        path: &str,
+    ) -> Option<Reply> {
+        let get = req.method == "GET" || req.method == "HEAD";
+        let resp = match path {
+            "/get_new_vote" if handshake::is_upgrade_request(req) => {
+                let cursor = match query(req).map(|q| cursor_of(&q)) {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(r)) | Err(r) => return Some(Reply::Response(r.closing())),
+                };
+                let caller = self.caller(req, client);
+                let endpoint = super::live::Endpoint::Votes {
+                    poll: Arc::clone(poll),
+                    cursor,
+                    voter: caller.voter,
+                    admin: caller.admin,
+                };
+                return Some(self.upgrade(req, client, endpoint));
+            }
+            "/events" if req.method == "GET" => return Some(self.events(req, client, peer, poll)),
+            // The stream's head, without a stream.
+            "/events" if req.method == "HEAD" => Response::new(Status::Ok)
+                .header("Content-Type", "text/event-stream; charset=utf-8")
+                .header("Cache-Control", "no-store")
+                .header("X-Accel-Buffering", "no")
+                .streaming(),
+            "/vote" if req.method == "POST" => {
+                self.vote(req, client, body, "uid", Route::Vote, poll)
+            }
+            "/vote" => not_allowed("POST"),
+            "/votes" | "/get_new_vote" | "/results.csv" | "/results.json" if !get => {
+                not_allowed(GET_HEAD)
+            }
+            "/votes" => self.tally(req, client, poll),
+            "/get_new_vote" => self.long_poll(req, client, poll),
+            "/results.csv" => self.export(req, client, poll, super::export::Format::Csv),
+            "/results.json" => self.export(req, client, poll, super::export::Format::Json),
+            _ => return None,
+        };
+        Some(Reply::Response(resp))
     }
 
     /// `GET /healthz` (alive: `200`, with details) and `GET /readyz` (`200` when not draining
@@ -262,6 +334,51 @@ impl App {
     }
 }
 
+/// The join address as a QR code (SVG markup). Placeholder until the QR encoder lands.
+fn qr_svg(_join: &str) -> String {
+    String::new()
+}
+
+/// Where a poll's routes are: the base path for the default poll, `BASE/p/ID` for others.
+fn poll_root(base: &str, poll: &Poll) -> String {
+    if poll.id() == DEFAULT_ID {
+        base.to_string()
+    } else {
+        format!("{base}/p/{}", poll.id())
+    }
+}
+
+/// The answer to a vote that got no count.
+pub fn vote_error(e: VoteError) -> Response {
+    match e {
+        VoteError::UnknownCandidate(uid) => Response::json(
+            Status::NotFound,
+            json::error_with_uid("unknown candidate", &uid, false),
+        ),
+        VoteError::Closed => Response::error(Status::Conflict, "poll closed"),
+        VoteError::AlreadyVoted { uid } => Response::json(
+            Status::Conflict,
+            crate::json::to_object(|o| {
+                o.str("error", "already voted")
+                    .opt_str("uid", uid.as_deref());
+            }),
+        ),
+        VoteError::NoVoter => Response::error(Status::BadRequest, &e.to_string()),
+        // Not counted (not stored, or no room for one more vote id or voter), or not known
+        // to be: the client may retry, and with its vote id a retry counts at most once.
+        e => {
+            let r = match e {
+                VoteError::OutcomeUnknown => {
+                    Response::json(Status::ServiceUnavailable, json::outcome_unknown(None))
+                }
+                _ => Response::error(Status::ServiceUnavailable, &e.to_string()),
+            };
+            let wait = e.retry_after().unwrap_or_default().as_secs_f64().ceil();
+            r.header("Retry-After", wait.max(1.0).to_string())
+        }
+    }
+}
+
 fn not_allowed(allow: &'static str) -> Response {
     Response::error(Status::MethodNotAllowed, "method not allowed").header("Allow", allow)
 }
@@ -313,7 +430,8 @@ impl App {
             .unwrap_or_else(|| Response::error(Status::NotFound, "not found"))
     }
 
-    fn index(&self, req: &Request) -> Response {
+    /// A poll's page: the vote page (`/index`, `/p/ID`) or the presenter view (`present`).
+    fn page(&self, req: &Request, client: &Client, poll: &Arc<Poll>, which: &str) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
@@ -333,27 +451,99 @@ impl App {
                 }
             },
         };
+        let base = &self.config.base_path;
+        let root = poll_root(base, poll);
+        if which == "/present" {
+            return self.present(req, client, poll, &root);
+        }
         // Where the no-JavaScript forms come back to: this page, as a local path (an
         // absolute-form request target names the host too).
         let back = match &req.query {
             Some(q) => format!("{}?{q}", req.path),
             None => req.path.clone(),
         };
+        let caller = self.caller(req, client);
+        let voted = caller
+            .voter
+            .as_deref()
+            .and_then(|v| poll.votes.voted_for(v));
         // Rendered on every request: caching the page per version was measured (get_index,
         // 2×3 runs side by side) and gave no gain beyond the noise.
-        let snap = self.votes.snapshot();
-        let (counts, pv) = self.votes.presence();
+        let snap = poll.votes.snapshot();
+        let (counts, pv) = poll.votes.presence();
+        let own = if poll.id() == DEFAULT_ID {
+            format!("{base}/index")
+        } else {
+            root.clone()
+        };
         let page = Page {
             transport,
-            title: "Live vote",
-            base: &self.config.base_path,
+            title: &poll.meta.question,
+            base,
             back: &back,
             presence: &counts,
             presence_version: pv,
+            root: &root,
+            page: &own,
+            visible: poll.visible_to(caller.voter.as_deref(), caller.admin),
+            voted: voted.as_deref(),
+            mode: poll.meta.mode.name(),
+            results: poll.meta.results.name(),
+            join: "",
+            qr: "",
         };
         pages::html_headers(Response::html(
             Status::Ok,
             self.template.render(&snap, &page),
+        ))
+        .header("Cache-Control", "no-store")
+    }
+
+    /// The presenter view: the question, big live bars (every count for the admin), the join
+    /// address in large letters and its QR code, drawn here as SVG.
+    fn present(&self, req: &Request, client: &Client, poll: &Arc<Poll>, root: &str) -> Response {
+        let caller = self.caller(req, client);
+        let own = if poll.id() == DEFAULT_ID {
+            format!("{}/index", self.config.base_path)
+        } else {
+            root.to_string()
+        };
+        let join = match &self.config.public_url {
+            Some(u) => format!(
+                "{u}{}",
+                own.strip_prefix(&self.config.base_path).unwrap_or(&own)
+            ),
+            None => {
+                let scheme = match client.proto {
+                    Some(Proto::Https) => "https",
+                    _ => "http",
+                };
+                let host = own_authority(req, client).unwrap_or("localhost");
+                format!("{scheme}://{host}{own}")
+            }
+        };
+        let qr = qr_svg(&join);
+        let snap = poll.votes.snapshot();
+        let (counts, pv) = poll.votes.presence();
+        let page = Page {
+            transport: TRANSPORTS[0],
+            title: &poll.meta.question,
+            base: &self.config.base_path,
+            back: &own,
+            presence: &counts,
+            presence_version: pv,
+            root,
+            page: &own,
+            visible: poll.visible_to(None, caller.admin),
+            voted: None,
+            mode: poll.meta.mode.name(),
+            results: poll.meta.results.name(),
+            join: &join,
+            qr: &qr,
+        };
+        pages::html_headers(Response::html(
+            Status::Ok,
+            self.presenter.render(&snap, &page),
         ))
         .header("Cache-Control", "no-store")
     }
@@ -367,6 +557,7 @@ impl App {
         body: &[u8],
         field: &str,
         route: Route,
+        poll: &Poll,
     ) -> Response {
         // Cross-site request forgery: a page elsewhere may make a browser post here, but the
         // browser then names that page's origin. The twin of the WebSocket origin check.
@@ -412,48 +603,58 @@ impl App {
         // (303: the browser follows with a GET, so a reload does not vote again).
         let back =
             form::get(&from_body, "back").and_then(|b| local_path(b, &self.config.base_path));
-        let voted = self.votes.vote_once(id, vote_id).map(|v| {
+        // Who votes: the voter cookie, or (in a poll that counts voters) a new one.
+        let caller = self.caller(req, client);
+        let mut cookie = None;
+        let voter = match caller.voter {
+            None if poll.counts_voters() => match self.new_voter(client) {
+                Ok((v, c)) => {
+                    cookie = Some(c);
+                    Some(v)
+                }
+                Err(e) => return Response::error(Status::InternalServerError, &e.to_string()),
+            },
+            v => v,
+        };
+        let voted = poll.votes.cast(id, vote_id, voter.as_deref()).map(|v| {
             self.metrics.vote(route, v.replayed);
             v.change
         });
-        match voted {
+        if voted.is_ok() {
+            if let Some(v) = &voter {
+                poll.voted(v);
+            }
+        }
+        let visible = poll.visible_to(voter.as_deref(), caller.admin);
+        let resp = match voted {
             Ok(_) if back.is_some() => {
                 let to = back.unwrap_or("/index");
                 Response::text(Status::SeeOther, format!("vote counted; see {to}\n"))
                     .header("Location", to)
             }
-            Ok(change) => {
-                Response::json(Status::Ok, json::vote_result(&change, &self.votes.epoch()))
-            }
-            Err(VoteError::UnknownCandidate(uid)) => Response::json(
-                Status::NotFound,
-                json::error_with_uid("unknown candidate", &uid, false),
+            Ok(change) => Response::json(
+                Status::Ok,
+                json::vote_result(&change, &poll.votes.epoch(), visible),
             ),
-            // Not counted (not stored, or no room for one more vote id), or not known to be:
-            // the client may retry, and with its vote id a retry counts at most once.
-            Err(e) => {
-                let r = match e {
-                    VoteError::OutcomeUnknown => {
-                        Response::json(Status::ServiceUnavailable, json::outcome_unknown(None))
-                    }
-                    _ => Response::error(Status::ServiceUnavailable, &e.to_string()),
-                };
-                let wait = e.retry_after().unwrap_or_default().as_secs_f64().ceil();
-                r.header("Retry-After", wait.max(1.0).to_string())
-            }
+            Err(e) => vote_error(e),
+        };
+        match cookie {
+            Some(c) => resp.header("Set-Cookie", c),
+            None => resp,
         }
     }
 
     /// `GET /votes`: the whole tally. The ETag is the tally's epoch and version, so a poller
     /// asking `If-None-Match` gets a bodiless `304` while nothing changed.
-    fn tally(&self, req: &Request, client: IpAddr) -> Response {
+    fn tally(&self, req: &Request, client: &Client, poll: &Poll) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
         };
+        let votes = &poll.votes;
         let polling = form::get(&q, "transport") == Some("poll");
         if polling {
-            self.seen(&q, Kind::Poll, client);
+            self.seen(&q, Kind::Poll, client.ip, votes);
             self.metrics.request(Kind::Poll);
         }
         // An ETag taken on a faster instance (several behind one balancer): not answered
@@ -468,12 +669,16 @@ impl App {
             })
             .and_then(|(e, rest)| Some((e, rest.split('-').next()?.parse::<u64>().ok()?)))
         {
-            self.votes.await_cursor(version, Some(epoch));
+            votes.await_cursor(version, Some(epoch));
         }
-        let snap = self.votes.snapshot();
-        let (counts, pv) = self.votes.presence();
-        // The cursor, plus the presence version: a changed viewer count is news to a poller.
-        let etag = format!("\"{}-{}-{pv}\"", snap.epoch, snap.version);
+        let caller = self.caller(req, client);
+        let visible = poll.visible_to(caller.voter.as_deref(), caller.admin);
+        let snap = votes.snapshot();
+        let (counts, pv) = votes.presence();
+        // The cursor, plus the presence version (a changed viewer count is news to a poller)
+        // and whether the counts were shown (a reveal is news too).
+        let seen = if visible { "" } else { "-h" };
+        let etag = format!("\"{}-{}-{pv}{seen}\"", snap.epoch, snap.version);
         let fresh = req
             .header_values("if-none-match")
             .flat_map(|v| v.split(','))
@@ -484,7 +689,14 @@ impl App {
         let resp = if fresh {
             Response::new(Status::NotModified)
         } else {
-            let body = json::tally(&snap, &counts, pv);
+            let body = if poll.id() == DEFAULT_ID {
+                json::tally(&snap, &counts, pv, visible)
+            } else {
+                crate::json::to_object(|o| {
+                    json::poll_fields(o, &poll.meta, &snap, visible);
+                    json::presence_members(o, &counts, pv);
+                })
+            };
             if polling {
                 self.metrics.sent(Kind::Poll, 1, body.len() as u64, 1);
             }
@@ -496,15 +708,15 @@ impl App {
 
     /// Counts a polling or long-polling viewer that named itself (up to the per-address cap:
     /// made-up ids from one client cannot crowd out everyone else).
-    fn seen(&self, q: &[(String, String)], kind: Kind, client: IpAddr) {
+    fn seen(&self, q: &[(String, String)], kind: Kind, client: IpAddr, votes: &Votes) {
         if let Some(id) = form::get(q, "viewer").filter(|id| valid_viewer(id)) {
             let cap = self.config.limits.max_viewers_per_ip;
-            self.votes.viewer_seen(id, kind, client, cap);
+            votes.viewer_seen(id, kind, client, cap);
         }
     }
 
     /// `GET /events`: hands the connection to an event stream.
-    fn events(&self, req: &Request, peer: SocketAddr) -> Reply {
+    fn events(&self, req: &Request, client: &Client, peer: SocketAddr, poll: &Arc<Poll>) -> Reply {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return Reply::Response(r),
@@ -527,16 +739,18 @@ impl App {
             .header("X-Accel-Buffering", "no")
             .streaming();
         let app = self.shared();
+        let caller = self.caller(req, client);
+        let poll = Arc::clone(poll);
         Reply::Upgrade(
             head,
-            Box::new(move |stream, _| sse::serve(&app, cursor, stream, peer)),
+            Box::new(move |stream, _| sse::serve(&app, &poll, &caller, cursor, stream, peer)),
         )
     }
 
     /// `GET /get_new_vote[?since=V&epoch=E]`: answers at once when the client is behind,
     /// else waits for the next vote or the timeout. Without `since`, waits for the next vote
     /// like the tutorial did.
-    fn long_poll(&self, req: &Request, client: IpAddr) -> Response {
+    fn long_poll(&self, req: &Request, client: &Client, poll: &Poll) -> Response {
         let q = match query(req) {
             Ok(q) => q,
             Err(r) => return r,
@@ -552,14 +766,15 @@ impl App {
                 return Response::error(Status::BadRequest, "'pv' must be a presence version")
             }
         };
-        self.seen(&q, Kind::LongPoll, client);
+        let votes = &poll.votes;
+        self.seen(&q, Kind::LongPoll, client.ip, votes);
         self.metrics.request(Kind::LongPoll);
         let epoch = cursor.epoch.as_deref();
-        let now = self.votes.version();
+        let now = votes.version();
         let since = cursor.since.unwrap_or(now);
-        let waited = since == now && epoch.is_none_or(|e| e == self.votes.epoch());
+        let waited = since == now && epoch.is_none_or(|e| e == votes.epoch());
         self.metrics.long_poll(true);
-        let answer = self.votes.wait(
+        let answer = votes.wait(
             since,
             epoch,
             pv,
@@ -567,11 +782,14 @@ impl App {
             self.config.longpoll_timeout,
         );
         self.metrics.long_poll(false);
-        let (counts, pv) = self.votes.presence();
+        let (counts, pv) = votes.presence();
         let presence = |o: &mut crate::json::Object| json::presence_members(o, &counts, pv);
         let body = match answer {
             Some(Wake::Votes(c)) => {
-                let body = json::longpoll(&c, since, waited, &self.votes.epoch(), presence);
+                // Decided when answering: a vote, a close or a reveal meanwhile counts.
+                let caller = self.caller(req, client);
+                let visible = poll.visible_to(caller.voter.as_deref(), caller.admin);
+                let body = json::longpoll(&c, since, waited, &votes.epoch(), visible, presence);
                 let kind = if waited {
                     "live"
                 } else {
@@ -579,8 +797,8 @@ impl App {
                 };
                 self.metrics.resume(Kind::LongPoll, kind);
                 self.metrics.sent(Kind::LongPoll, 1, body.len() as u64, 1);
-                if let super::votes::Catchup::Delta { votes, .. } = &c {
-                    let newest = votes.last().and_then(|v| self.votes.counted_at(v.version));
+                if let super::votes::Catchup::Delta { votes: list, .. } = &c {
+                    let newest = list.last().and_then(|v| votes.counted_at(v.version));
                     if let Some(at) = newest {
                         self.metrics.delivered(Kind::LongPoll, at.elapsed());
                     }
@@ -590,7 +808,7 @@ impl App {
             // Nothing new in the tally (presence changed, or the wait timed out): the tutorial's
             // "no news" answer, with the current presence.
             Some(Wake::Presence(..)) | None => {
-                json::longpoll_timeout(self.votes.version(), &self.votes.epoch(), presence)
+                json::longpoll_timeout(votes.version(), &votes.epoch(), presence)
             }
         };
         Response::json(Status::Ok, body)

@@ -6,7 +6,9 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::admin::Caller;
 use super::cursor::Cursor;
+use super::polls::Poll;
 use super::presence::Kind;
 use super::votes::{Catchup, Wake};
 use super::{json, App, MAX_LIVE_DELTA};
@@ -31,15 +33,26 @@ fn event(out: &mut String, epoch: &str, version: Option<u64>, data: &str) {
 }
 
 /// Runs one event stream until the client goes away or the server shuts down; returns the bytes it sent.
-pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> u64 {
-    let votes = &app.votes;
+pub fn serve(
+    app: &App,
+    poll: &Poll,
+    caller: &Caller,
+    cursor: Cursor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> u64 {
+    let votes = &poll.votes;
+    // Whether this viewer sees the counts, decided again at every wake-up: their own vote
+    // (after_vote) or the poll's close (after_close) reveals them with a snapshot.
+    let sees = || poll.visible_to(caller.voter.as_deref(), caller.admin);
+    let mut visible = sees();
     let _viewer = votes.viewer(Kind::Sse, cursor.viewer.as_deref());
     let _ = stream.set_write_timeout(Some(app.config.limits.write_timeout));
     let mut epoch = votes.epoch();
     let mut degraded = false;
 
     let catchup = cursor.catch_up(votes);
-    let (resume, mut at) = json::resume(&catchup, cursor.since, &epoch);
+    let (resume, mut at) = json::resume(&catchup, cursor.since, &epoch, visible);
     let metrics = &app.metrics;
     metrics.request(Kind::Sse);
     metrics.resume(Kind::Sse, json::resume_kind(&catchup));
@@ -86,22 +99,41 @@ pub fn serve(app: &App, cursor: Cursor, stream: TcpStream, peer: SocketAddr) -> 
             // A comment line: keeps proxies from closing an idle stream, and finds out
             // whether the client is still there.
             None => out.push_str(": hb\n\n"),
-            Some(Wake::Votes(Catchup::Delta { votes: list, .. })) => {
+            Some(Wake::Votes(Catchup::Delta { votes: list, .. })) if visible || !sees() => {
                 for c in &list {
-                    event(&mut out, &epoch, Some(c.version), &json::live_change(c));
+                    let msg = if visible {
+                        json::live_change(c)
+                    } else {
+                        json::live_hidden(c)
+                    };
+                    event(&mut out, &epoch, Some(c.version), &msg);
                     at = c.version;
                 }
                 (messages, updates) = (list.len() as u64, list.len() as u64);
                 newest = list.last().map(|c| c.version);
             }
+            // Revealed just now: the whole tally, with its counts.
+            Some(Wake::Votes(Catchup::Delta { .. })) => {
+                visible = true;
+                let s = votes.snapshot();
+                at = s.version;
+                (messages, updates) = (1, 1);
+                event(&mut out, &epoch, Some(at), &json::snapshot(&s, true, true));
+            }
             Some(Wake::Votes(Catchup::Snapshot(s))) => {
+                visible = sees();
                 // Perhaps a new epoch (a shared store restarted empty): its ids from now on.
                 epoch.clone_from(&s.epoch);
                 at = s.version;
                 (messages, updates) = (1, 1);
                 metrics.coalesce();
                 newest = Some(at);
-                event(&mut out, &epoch, Some(at), &json::snapshot(&s, true));
+                event(
+                    &mut out,
+                    &epoch,
+                    Some(at),
+                    &json::snapshot(&s, true, visible),
+                );
             }
             Some(Wake::Presence(c, p)) => {
                 pv = p;

@@ -205,6 +205,13 @@ pub fn open(config: &Config) -> io::Result<Option<(Box<dyn Store>, Recovery)>> {
     }
 }
 
+/// `path` with `suffix` added to its file name (`votes.journal` → `votes.journal.polls`).
+pub fn suffixed(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
+}
+
 /// A new epoch: the time in nanoseconds mixed with the process id, as 16 hex digits.
 pub fn new_epoch() -> String {
     let nanos = SystemTime::now()

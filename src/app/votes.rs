@@ -18,7 +18,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::presence::{Counts, Kind, Presence, Viewers};
-use super::store::{now_ms, Store};
+use super::store::{now_ms, Mark, Standing, Store};
 use commit::Durable;
 pub use ids::IdStats;
 use ids::VoteIds;
@@ -50,6 +50,8 @@ pub struct Settings {
     pub vote_id_window: Duration,
     pub vote_id_memory: usize,
     pub vote_timeout: Duration,
+    /// The poll's voter rules (default: every click counts).
+    pub rules: Rules,
 }
 
 impl Default for Settings {
@@ -58,6 +60,7 @@ impl Default for Settings {
             vote_id_window: DEFAULT_VOTE_ID_WINDOW,
             vote_id_memory: DEFAULT_VOTE_ID_MEMORY,
             vote_timeout: DEFAULT_VOTE_TIMEOUT,
+            rules: Rules::default(),
         }
     }
 }
@@ -75,12 +78,58 @@ pub struct Voted {
     pub replayed: bool,
 }
 
-/// One vote's effect: candidate `uid` has `count` votes as of `version`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One vote's effect: candidate `uid` has `count` votes as of `version`; a voter who moved
+/// their vote (`change` mode) also took one from `moved.0`, which has `moved.1` now. A poll's
+/// state mark has an empty `uid` (it is a version of its own; clients get a snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Change {
     pub uid: String,
     pub count: u64,
     pub version: u64,
+    pub moved: Option<(String, u64)>,
+    /// Every candidate's votes together after it (what a viewer who may not see the counts
+    /// is told). 0 where unknown (a replayed answer).
+    pub total: u64,
+}
+
+/// Who may vote how often in a poll.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Every click counts (the seed's rule).
+    #[default]
+    Unlimited,
+    /// One vote per voter; a second one is refused.
+    Once,
+    /// One vote per voter, who may move it: the old option −1 and the new +1 in one version.
+    Change,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Unlimited, Mode::Once, Mode::Change];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Unlimited => "unlimited",
+            Mode::Once => "once",
+            Mode::Change => "change",
+        }
+    }
+
+    /// Whether votes are counted per voter.
+    pub fn per_voter(self) -> bool {
+        self != Mode::Unlimited
+    }
+}
+
+/// A poll's voter rules and state, given to its vote table at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub mode: Mode,
+    /// Most voters remembered (`once`, `change`); a new voter beyond it is refused.
+    pub max_voters: usize,
+    /// In `unlimited` mode, remember who voted (for `after_vote` results); a voter beyond
+    /// `max_voters` still counts, unremembered.
+    pub track: bool,
 }
 
 /// One candidate as shown to clients.
@@ -97,6 +146,15 @@ pub struct Snapshot {
     pub version: u64,
     pub epoch: String,
     pub candidates: Vec<Candidate>,
+    /// The poll is closed.
+    pub closed: bool,
+}
+
+impl Snapshot {
+    /// Every candidate's votes together.
+    pub fn total(&self) -> u64 {
+        self.candidates.iter().map(|c| c.count).sum()
+    }
 }
 
 /// What a client that last saw some version needs to be current.
@@ -124,13 +182,25 @@ pub enum VoteError {
     /// still inside its window: not counted, and the id is not remembered. Room comes back
     /// after `retry_after`.
     VoteIdsFull { retry_after: Duration },
+    /// The poll is closed: nothing changed.
+    Closed,
+    /// `once`: this voter has voted (for `uid`), or a vote of theirs is being stored.
+    AlreadyVoted { uid: Option<String> },
+    /// `once`/`change`: the poll remembers as many voters as it may (`--max-voters`).
+    VotersFull,
+    /// A one-vote-per-voter poll got a vote with no voter.
+    NoVoter,
 }
 
 impl VoteError {
     /// When a client may usefully try again, for the errors that are worth a retry.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            VoteError::UnknownCandidate(_) => None,
+            VoteError::UnknownCandidate(_)
+            | VoteError::Closed
+            | VoteError::AlreadyVoted { .. }
+            | VoteError::VotersFull
+            | VoteError::NoVoter => None,
             VoteError::NotStored(_) | VoteError::OutcomeUnknown => Some(Duration::from_secs(1)),
             VoteError::VoteIdsFull { retry_after } => Some(*retry_after),
         }
@@ -150,6 +220,10 @@ impl fmt::Display for VoteError {
                 "too many recent vote ids to remember another: not counted; retry later, or \
                  vote without a vote_id",
             ),
+            VoteError::Closed => f.write_str("poll closed"),
+            VoteError::AlreadyVoted { .. } => f.write_str("already voted"),
+            VoteError::VotersFull => f.write_str("too many voters"),
+            VoteError::NoVoter => f.write_str("this poll counts one vote per voter: no voter"),
         }
     }
 }
@@ -169,9 +243,14 @@ struct Tally {
     counts: Vec<u64>,
     index: HashMap<String, usize>,
     version: u64,
-    /// (candidate index, count after the vote, when it was counted) for versions
-    /// `version - len + 1 ..= version`.
-    history: VecDeque<(usize, u64, Instant)>,
+    /// What each of the versions `version - len + 1 ..= version` did.
+    history: VecDeque<Step>,
+    /// The poll's voter rules.
+    rules: Rules,
+    /// Each voter's candidate (`once`, `change`).
+    voters: HashMap<String, usize>,
+    /// The poll is closed (a [`Mark::Closed`]): votes are refused.
+    poll_closed: bool,
     /// Viewers by transport; under the same lock so that one condvar wakes waiters for both.
     presence: Presence,
     /// Answers to recent votes by vote id.
@@ -189,25 +268,157 @@ struct Tally {
     closed: bool,
 }
 
+/// What one version did: candidate `i` got to `count` (and `from`, when a voter moved their
+/// vote, lost one), or, with `i == MARK`, the poll's state changed.
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    i: usize,
+    count: u64,
+    from: Option<(usize, u64)>,
+    total: u64,
+    at: Instant,
+}
+
+/// [`Step::i`] of a state mark: a client whose catch-up crosses one gets a snapshot.
+const MARK: usize = usize::MAX;
+
+/// What a queued or applied change does, by candidate index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// +1 for the candidate.
+    Vote(usize),
+    /// +1 for the candidate by `voter`, −1 for `from` (their earlier vote) when given.
+    Ballot {
+        i: usize,
+        voter: String,
+        from: Option<usize>,
+    },
+    Mark(Mark),
+}
+
 impl Tally {
-    /// Applies one vote for candidate `i`, counted at `at_ms`; returns its effect.
-    fn apply(&mut self, i: usize, vote_id: Option<&str>, at_ms: u64) -> Change {
-        self.counts[i] += 1;
+    /// Applies one change, counted at `at_ms`; returns its effect.
+    fn apply_act(&mut self, act: &Act, vote_id: Option<&str>, at_ms: u64) -> Change {
         self.version += 1;
-        let count = self.counts[i];
-        if self.history.len() == HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back((i, count, Instant::now()));
-        let change = Change {
-            uid: self.names[i].0.clone(),
-            count,
-            version: self.version,
+        let (i, from) = match act {
+            Act::Vote(i) => (*i, None),
+            Act::Ballot { i, voter, from } => {
+                let from = from.map(|f| {
+                    self.counts[f] = self.counts[f].saturating_sub(1);
+                    (f, self.counts[f])
+                });
+                self.voters.insert(voter.clone(), *i);
+                (*i, from)
+            }
+            Act::Mark(m) => {
+                match m {
+                    Mark::Closed => self.poll_closed = true,
+                    Mark::Opened => self.poll_closed = false,
+                    Mark::Reset => {
+                        self.counts.iter_mut().for_each(|c| *c = 0);
+                        self.retired.clear();
+                        self.voters.clear();
+                    }
+                }
+                let total = self.counts.iter().sum();
+                self.push_step(Step {
+                    i: MARK,
+                    count: 0,
+                    from: None,
+                    total,
+                    at: Instant::now(),
+                });
+                return Change {
+                    version: self.version,
+                    ..Change::default()
+                };
+            }
         };
+        self.counts[i] += 1;
+        let count = self.counts[i];
+        let total = self.counts.iter().sum();
+        self.push_step(Step {
+            i,
+            count,
+            from,
+            total,
+            at: Instant::now(),
+        });
+        let change = self.change_of(i, count, from, self.version, total);
         if let Some(id) = vote_id {
             self.ids.insert(id, &change, at_ms);
         }
         change
+    }
+
+    fn push_step(&mut self, step: Step) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(step);
+    }
+
+    fn change_of(
+        &self,
+        i: usize,
+        count: u64,
+        from: Option<(usize, u64)>,
+        version: u64,
+        total: u64,
+    ) -> Change {
+        Change {
+            uid: self.names[i].0.clone(),
+            count,
+            version,
+            moved: from.map(|(f, c)| (self.names[f].0.clone(), c)),
+            total,
+        }
+    }
+
+    /// What `rules` make of a vote by `voter` for candidate `i`: the act to apply, or why not.
+    /// `Ok(None)`: a `change` voter voting again for the candidate they stand on (nothing
+    /// changes).
+    fn ballot(&self, i: usize, voter: Option<&str>) -> Result<Option<Act>, VoteError> {
+        if !self.rules.mode.per_voter() {
+            let track = voter.filter(|v| {
+                self.rules.track
+                    && (self.voters.contains_key(*v) || self.voters.len() < self.rules.max_voters)
+            });
+            return Ok(Some(match track {
+                Some(v) => Act::Ballot {
+                    i,
+                    voter: v.to_string(),
+                    from: None,
+                },
+                None => Act::Vote(i),
+            }));
+        }
+        let voter = voter.ok_or(VoteError::NoVoter)?;
+        let standing = self.voters.get(voter).copied();
+        match (self.rules.mode, standing) {
+            (Mode::Once, Some(s)) => Err(VoteError::AlreadyVoted {
+                uid: Some(self.names[s].0.clone()),
+            }),
+            (_, Some(s)) if s == i => Ok(None),
+            (_, None) if self.voters.len() >= self.rules.max_voters => Err(VoteError::VotersFull),
+            (_, from) => Ok(Some(Act::Ballot {
+                i,
+                voter: voter.to_string(),
+                from,
+            })),
+        }
+    }
+
+    /// The voters, for a checkpoint.
+    fn standing(&self) -> Standing {
+        Standing {
+            voters: self
+                .voters
+                .iter()
+                .map(|(v, &i)| (v.clone(), self.names[i].0.clone()))
+                .collect(),
+            closed: self.poll_closed,
+        }
     }
 }
 
@@ -268,7 +479,11 @@ impl Votes {
                     .map(|(i, (id, _))| (id.clone(), i))
                     .collect(),
                 version: 0,
-                history: VecDeque::with_capacity(HISTORY),
+                // Grown as votes come: a thousand quiet polls hold next to nothing.
+                history: VecDeque::new(),
+                rules: settings.rules.clone(),
+                voters: HashMap::new(),
+                poll_closed: false,
                 presence: Presence::default(),
                 ids: VoteIds::new(settings.vote_id_window, settings.vote_id_memory),
                 durable: None,
@@ -344,6 +559,19 @@ impl Votes {
     /// which case the first answer is given again and nothing changes. With a store, waits at
     /// most `--vote-timeout` for it (see [`VoteError::OutcomeUnknown`]).
     pub fn vote_once(&self, uid: &str, vote_id: Option<&str>) -> Result<Voted, VoteError> {
+        self.cast(uid, vote_id, None)
+    }
+
+    /// [`vote_once`](Votes::vote_once) by `voter`, under the poll's [`Rules`]: in `once` and
+    /// `change` polls a voter's votes are decided one at a time (one being stored makes the
+    /// next wait for its outcome), so two tabs voting at the same moment count once. A vote id
+    /// counted before gets its first answer whatever the rules would say now.
+    pub fn cast(
+        &self,
+        uid: &str,
+        vote_id: Option<&str>,
+        voter: Option<&str>,
+    ) -> Result<Voted, VoteError> {
         let deadline = Instant::now() + self.timeout;
         let mut t = self.lock();
         if t.closed {
@@ -375,15 +603,64 @@ impl Votes {
         let Some(&i) = t.index.get(uid) else {
             return Err(VoteError::UnknownCandidate(uid.to_string()));
         };
+        if t.poll_closed {
+            return Err(VoteError::Closed);
+        }
+        // This voter's earlier vote, still being stored, decides what this one may do.
+        while let Some(first) = voter
+            .filter(|_| t.rules.mode.per_voter())
+            .and_then(|v| t.durable.as_ref()?.inflight_voter(v))
+        {
+            let (g, in_time) = Self::wait_on(self.answered.of(first), t, deadline);
+            t = g;
+            if !in_time {
+                return Err(VoteError::OutcomeUnknown);
+            }
+        }
+        let Some(act) = t.ballot(i, voter)? else {
+            // Already standing on this candidate: nothing changes.
+            let (version, total) = (t.version, t.counts.iter().sum());
+            return Ok(Voted {
+                change: t.change_of(i, t.counts[i], None, version, total),
+                replayed: true,
+            });
+        };
         if let Some(id) = vote_id.filter(|_| local_ids) {
             let pending = t.durable.as_ref().map_or(0, Durable::inflight);
             t.ids
                 .admit(id.len(), pending, now)
                 .map_err(|retry_after| VoteError::VoteIdsFull { retry_after })?;
         }
+        self.submit(t, act, vote_id, now, deadline)
+    }
+
+    /// Changes the poll's state (close, open, reset) as a version of its own, through the
+    /// store like a vote; returns that version.
+    pub fn mark(&self, mark: Mark) -> Result<u64, VoteError> {
+        let deadline = Instant::now() + self.timeout;
+        let t = self.lock();
+        if t.closed {
+            return Err(VoteError::NotStored(
+                "the server is shutting down".to_string(),
+            ));
+        }
+        self.submit(t, Act::Mark(mark), None, now_ms(), deadline)
+            .map(|v| v.change.version)
+    }
+
+    /// Applies `act` at once (memory), or queues it for the committer and waits until it is
+    /// stored and counted.
+    fn submit(
+        &self,
+        mut t: MutexGuard<'_, Tally>,
+        act: Act,
+        vote_id: Option<&str>,
+        now: u64,
+        deadline: Instant,
+    ) -> Result<Voted, VoteError> {
         let Some(d) = t.durable.as_mut() else {
             // In memory: counted at once.
-            let change = t.apply(i, vote_id, now);
+            let change = t.apply_act(&act, vote_id, now);
             let watched = t.watchers > 0;
             drop(t);
             self.changed(watched);
@@ -392,8 +669,7 @@ impl Votes {
                 replayed: false,
             });
         };
-        // With a store: queue it for the committer and wait until it is stored and counted.
-        let ticket = d.enqueue(i, vote_id);
+        let ticket = d.enqueue(act, vote_id);
         self.queued.notify_one();
         loop {
             let d = t.durable.as_mut().expect("durable mode");
@@ -416,6 +692,22 @@ impl Votes {
         }
     }
 
+    /// Whether the poll is closed.
+    pub fn poll_closed(&self) -> bool {
+        self.lock().poll_closed
+    }
+
+    /// The candidate `voter` stands on (`once`, `change`), if they have voted.
+    pub fn voted_for(&self, voter: &str) -> Option<String> {
+        let t = self.lock();
+        t.voters.get(voter).map(|&i| t.names[i].0.clone())
+    }
+
+    /// Voters remembered (`once`, `change`), for the metrics.
+    pub fn voters(&self) -> usize {
+        self.lock().voters.len()
+    }
+
     /// The remembered vote ids, for the metrics.
     pub fn id_stats(&self) -> IdStats {
         self.lock().ids.stats()
@@ -430,7 +722,7 @@ impl Votes {
         let t = self.lock();
         let back = t.version.checked_sub(version)? as usize;
         let i = t.history.len().checked_sub(back + 1)?;
-        t.history.get(i).map(|&(_, _, at)| at)
+        t.history.get(i).map(|s| s.at)
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -452,6 +744,7 @@ impl Votes {
                     count,
                 })
                 .collect(),
+            closed: t.poll_closed,
         }
     }
 
@@ -496,24 +789,19 @@ impl Votes {
     ) -> Catchup {
         let behind = t.version.wrapping_sub(since);
         let same_epoch = epoch.is_none_or(|e| e == t.epoch);
+        let missed = |skip| t.history.iter().skip(skip);
         if !same_epoch
             || since > t.version
             || behind > max_delta as u64
             || behind > t.history.len() as u64
+            // The poll's state changed meanwhile: only a snapshot says so.
+            || missed(t.history.len() - behind as usize).any(|s| s.i == MARK)
         {
             return Catchup::Snapshot(self.snapshot_of(t));
         }
-        let skip = t.history.len() - behind as usize;
-        let votes = t
-            .history
-            .iter()
-            .skip(skip)
+        let votes = missed(t.history.len() - behind as usize)
             .enumerate()
-            .map(|(k, &(i, count, _))| Change {
-                uid: t.names[i].0.clone(),
-                count,
-                version: since + 1 + k as u64,
-            })
+            .map(|(k, s)| t.change_of(s.i, s.count, s.from, since + 1 + k as u64, s.total))
             .collect();
         Catchup::Delta { from: since, votes }
     }
@@ -656,10 +944,14 @@ impl Votes {
             };
             t.counts[i] = *count;
             t.version = *version;
-            if t.history.len() == HISTORY {
-                t.history.pop_front();
-            }
-            t.history.push_back((i, *count, Instant::now()));
+            let total = t.counts.iter().sum();
+            t.push_step(Step {
+                i,
+                count: *count,
+                from: None,
+                total,
+                at: Instant::now(),
+            });
             applied = true;
         }
         (applied, Ok(()))
@@ -878,7 +1170,9 @@ mod tests {
             Change {
                 uid: "1".into(),
                 count: 1,
-                version: 1
+                version: 1,
+                moved: None,
+                total: 1,
             }
         );
         assert_eq!(v.vote("2").unwrap().version, 2);
@@ -906,12 +1200,16 @@ mod tests {
                         Change {
                             uid: "2".into(),
                             count: 1,
-                            version: 2
+                            version: 2,
+                            moved: None,
+                            total: 2,
                         },
                         Change {
                             uid: "1".into(),
                             count: 2,
-                            version: 3
+                            version: 3,
+                            moved: None,
+                            total: 3,
                         },
                     ]
                 );
@@ -963,9 +1261,14 @@ mod tests {
         assert!(!first.replayed);
         let again = v.vote_once("1", Some("abc")).unwrap();
         assert!(again.replayed);
-        assert_eq!(again.change, first.change);
+        // The same answer (the total is not part of it: a replay does not know it).
+        let answer = Change {
+            total: 0,
+            ..first.change.clone()
+        };
+        assert_eq!(again.change, answer);
         // The id names the vote, whatever the retry says.
-        assert_eq!(v.vote_once("2", Some("abc")).unwrap().change, first.change);
+        assert_eq!(v.vote_once("2", Some("abc")).unwrap().change, answer);
         assert_eq!(v.version(), 1);
         assert!(!v.vote_once("1", Some("other")).unwrap().replayed);
         assert_eq!(v.version(), 2);

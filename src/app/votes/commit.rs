@@ -11,13 +11,15 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use super::wakers::Ring;
-use super::{Change, Tally, VoteError, Voted, Votes};
-use crate::app::store::{now_ms, Committed, Outcome, RecentVote, Record, Recovery, Store};
+use super::{Act, Change, Tally, VoteError, Voted, Votes};
+use crate::app::store::{
+    now_ms, Committed, Entry, Outcome, RecentVote, Record, Recovery, Standing, Store,
+};
 
 /// A vote waiting for the store: counted (and answered) only once it is kept.
 struct Pending {
     ticket: u64,
-    candidate: usize,
+    act: Act,
     vote_id: Option<String>,
 }
 
@@ -38,6 +40,13 @@ pub(super) struct Durable {
     unseen: Vec<(String, u64, Vec<Answer>)>,
     /// The committer has taken a batch and not answered it yet.
     committing: bool,
+}
+
+/// Starts a voter's key among the in-flight ids: no vote id has it (`ids::VOTE`).
+const VOTER_KEY: &str = "~";
+
+fn voter_key(voter: &str) -> String {
+    format!("{VOTER_KEY}{voter}")
 }
 
 /// A voter's ticket and its answer.
@@ -77,13 +86,17 @@ impl Durable {
         ring
     }
 
-    /// Queues a vote for candidate `candidate`; returns its ticket.
-    pub(super) fn enqueue(&mut self, candidate: usize, vote_id: Option<&str>) -> u64 {
+    /// Queues `act`; returns its ticket. A ballot's voter is in flight with it, as its vote
+    /// id is: the voter's next vote waits for this one's outcome.
+    pub(super) fn enqueue(&mut self, act: Act, vote_id: Option<&str>) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        if let Act::Ballot { voter, .. } = &act {
+            self.inflight.insert(voter_key(voter), ticket);
+        }
         self.queue.push(Pending {
             ticket,
-            candidate,
+            act,
             vote_id: vote_id.map(str::to_string),
         });
         if let Some(id) = vote_id {
@@ -121,10 +134,11 @@ impl Durable {
         match self.queue.iter().position(|p| p.ticket == ticket) {
             // Not taken by the committer: withdrawn, so certainly not counted.
             Some(at) => {
-                self.queue.remove(at);
+                let p = self.queue.remove(at);
                 if let Some(id) = vote_id {
                     self.inflight.remove(id);
                 }
+                self.forget_voter(&p);
                 VoteError::NotStored("the store did not take the vote in time".to_string())
             }
             // Being stored: the committer resolves it later, under its vote id.
@@ -137,9 +151,23 @@ impl Durable {
         self.inflight.get(vote_id).copied()
     }
 
+    /// The ticket of `voter`'s vote being queued or stored, if one is.
+    pub(super) fn inflight_voter(&self, voter: &str) -> Option<u64> {
+        self.inflight.get(&voter_key(voter)).copied()
+    }
+
+    fn forget_voter(&mut self, p: &Pending) {
+        if let Act::Ballot { voter, .. } = &p.act {
+            self.inflight.remove(&voter_key(voter));
+        }
+    }
+
     /// Vote ids queued or being stored (not remembered yet, but admitted).
     pub(super) fn inflight(&self) -> usize {
-        self.inflight.len()
+        self.inflight
+            .keys()
+            .filter(|k| !k.starts_with(VOTER_KEY))
+            .count()
     }
 
     /// Votes queued, or a batch being stored.
@@ -157,6 +185,8 @@ fn shared_answer(outcome: Option<&Outcome>, uid: &str) -> Result<Voted, VoteErro
             uid: uid.to_string(),
             count,
             version,
+            moved: None,
+            total: 0,
         },
         replayed,
     };
@@ -180,6 +210,7 @@ struct Checkpoint {
     version: u64,
     counts: Vec<(String, u64)>,
     recent: Vec<RecentVote>,
+    standing: Standing,
 }
 
 impl Votes {
@@ -209,6 +240,12 @@ impl Votes {
                 }
             }
             t.version = recovery.version;
+            t.poll_closed = recovery.standing.closed;
+            for (voter, uid) in &recovery.standing.voters {
+                if let Some(&i) = t.index.get(uid) {
+                    t.voters.insert(voter.clone(), i);
+                }
+            }
             // Every remembered id, in order; those whose window has passed go at once. A time
             // after now (a clock that ran ahead and was set back) counts as now: otherwise the
             // ids it stamps would never expire and the window would fill for good.
@@ -218,6 +255,8 @@ impl Votes {
                     uid: r.uid.clone(),
                     count: r.count,
                     version: r.version,
+                    moved: None,
+                    total: 0,
                 };
                 t.ids.insert(&r.vote_id, &change, r.at_ms.min(recovered_at));
             }
@@ -264,12 +303,26 @@ impl Votes {
                 let records: Vec<Record> = batch
                     .iter()
                     .enumerate()
-                    .map(|(k, p)| Record {
-                        version: base + 1 + k as u64,
-                        uid: t.names[p.candidate].0.clone(),
-                        vote_id: p.vote_id.clone(),
-                        at_ms,
-                        entry: Default::default(),
+                    .map(|(k, p)| {
+                        let name = |i: usize| t.names[i].0.clone();
+                        let (uid, entry) = match &p.act {
+                            Act::Vote(i) => (name(*i), Entry::Vote),
+                            Act::Ballot { i, voter, from } => (
+                                name(*i),
+                                Entry::Ballot {
+                                    voter: voter.clone(),
+                                    from: from.map(name),
+                                },
+                            ),
+                            Act::Mark(m) => (String::new(), Entry::Mark(*m)),
+                        };
+                        Record {
+                            version: base + 1 + k as u64,
+                            uid,
+                            vote_id: p.vote_id.clone(),
+                            at_ms,
+                            entry,
+                        }
                     })
                     .collect();
                 (batch, records, base)
@@ -312,7 +365,7 @@ impl Votes {
                             shared_answer(shared.map(|o| &o[k]), &r.uid)
                         }
                         Ok(Committed::AsNumbered) => Ok(Voted {
-                            change: t.apply(p.candidate, p.vote_id.as_deref(), r.at_ms),
+                            change: t.apply_act(&p.act, p.vote_id.as_deref(), r.at_ms),
                             replayed: false,
                         }),
                         // The store could not undo a partial write: a restart may count it.
@@ -348,6 +401,7 @@ impl Votes {
                     if let Some(id) = &p.vote_id {
                         d.inflight.remove(id);
                     }
+                    d.forget_voter(p);
                     if !d.waiting.contains_key(&p.ticket) {
                         continue;
                     }
@@ -374,9 +428,7 @@ impl Votes {
             if let Some(c) = checkpoint {
                 let mut s = self.store.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(s) = s.as_mut() {
-                    if let Err(e) =
-                        s.checkpoint(c.version, &c.counts, &c.recent, &Default::default())
-                    {
+                    if let Err(e) = s.checkpoint(c.version, &c.counts, &c.recent, &c.standing) {
                         crate::log::error(&format!("checkpoint failed: {e}"));
                     }
                 }
@@ -407,6 +459,7 @@ impl Votes {
             version: t.version,
             counts,
             recent: t.ids.recent(),
+            standing: t.standing(),
         })
     }
 }

@@ -112,6 +112,8 @@ impl VoteIds {
     pub fn get(&self, id: &str, now: u64) -> Option<Change> {
         let a = self.answers.get(id)?;
         (now < a.at_ms.saturating_add(self.window_ms)).then(|| Change {
+            moved: None,
+            total: 0,
             uid: a.uid.to_string(),
             count: a.count,
             version: a.version,
@@ -249,6 +251,7 @@ mod tests {
             uid: "1".into(),
             count: version,
             version,
+            ..Change::default()
         }
     }
 

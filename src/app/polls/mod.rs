@@ -1,0 +1,350 @@
+//! Many polls: the registry of every poll this server runs, each with its own vote table and
+//! WebSocket hub, so a vote in one poll never reaches another's subscribers and each poll's
+//! `(epoch, version)` cursor is its own. The seed's poll is `default` (its routes stay where
+//! they were); the others live under `/p/ID`. A journaled server keeps each created poll in a
+//! directory of its own beside the default poll's journal: `PATH.polls/ID/poll.meta` (what
+//! the poll is, written once) and `PATH.polls/ID/votes.journal` (its votes, voters and state,
+//! as the default poll's journal keeps them).
+
+pub mod meta;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use super::hub::Hub;
+use super::metrics::Metrics;
+use super::votes::{Rules, Settings, Votes};
+use meta::{Meta, Results};
+
+/// Default of `--max-polls`: polls one server runs, the default one included.
+pub const DEFAULT_MAX_POLLS: usize = 1000;
+/// Default of `--max-voters`: voters one `once`/`change` poll remembers.
+pub const DEFAULT_MAX_VOTERS: usize = 100_000;
+/// The WebSocket close code and reason for a subscriber of a deleted poll (1001: going away).
+const DELETED: (u16, &str) = (1001, "poll deleted");
+
+/// One poll: what it is, its votes, and its live fan-out (started at its first subscriber, so
+/// quiet polls hold no threads for it).
+pub struct Poll {
+    pub meta: Meta,
+    pub votes: Arc<Votes>,
+    hub: OnceLock<Arc<Hub>>,
+    metrics: Arc<Metrics>,
+    /// A journaled poll's directory (not the default poll's).
+    dir: Option<PathBuf>,
+}
+
+impl Poll {
+    /// A poll over `votes`, its hub started now when `eager` (the default poll's, so its
+    /// broadcaster is there before anyone subscribes, as it always was).
+    pub fn new(
+        meta: Meta,
+        votes: Arc<Votes>,
+        metrics: Arc<Metrics>,
+        eager: bool,
+    ) -> io::Result<Arc<Poll>> {
+        let poll = Poll {
+            meta,
+            votes,
+            hub: OnceLock::new(),
+            metrics,
+            dir: None,
+        };
+        if eager {
+            poll.hub()?;
+        }
+        Ok(Arc::new(poll))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.meta.id
+    }
+
+    /// The poll's hub, started on first use.
+    pub fn hub(&self) -> io::Result<&Arc<Hub>> {
+        if let Some(h) = self.hub.get() {
+            return Ok(h);
+        }
+        // Two first subscribers at once: one hub wins, the other's threads end at once.
+        let hub = Hub::start(
+            Arc::clone(&self.votes),
+            Arc::clone(&self.metrics),
+            self.meta.results,
+        )?;
+        if let Err(lost) = self.hub.set(Arc::clone(&hub)) {
+            lost.stop(DELETED.0, DELETED.1);
+        }
+        Ok(self.hub.get().expect("set above"))
+    }
+
+    /// WebSocket subscribers now (0 while the hub has not started).
+    pub fn subscribers(&self) -> usize {
+        self.hub.get().map_or(0, |h| h.subscribers())
+    }
+
+    /// Whether votes here are counted per voter, or voters are remembered to see results
+    /// after their vote: a vote without a voter cookie then gets one.
+    pub fn counts_voters(&self) -> bool {
+        self.meta.mode.per_voter() || self.meta.results == Results::AfterVote
+    }
+
+    /// `voter` has voted: in `after_vote`, their open WebSockets get a snapshot with the
+    /// counts now (event streams and long-polls see it at their next answer, which this vote
+    /// is).
+    pub fn voted(&self, voter: &str) {
+        if self.meta.results == Results::AfterVote {
+            if let Some(h) = self.hub.get() {
+                h.reveal_to(voter);
+            }
+        }
+    }
+
+    /// Whether a viewer sees the counts now (see [`Results::visible`]).
+    pub fn visible_to(&self, voter: Option<&str>, presenter: bool) -> bool {
+        let r = self.meta.results;
+        if r == Results::Always || presenter {
+            return true;
+        }
+        let voted =
+            r == Results::AfterVote && voter.is_some_and(|v| self.votes.voted_for(v).is_some());
+        r.visible(self.votes.poll_closed(), voted, presenter)
+    }
+
+    /// Ends everything the poll runs: its streams, its hub, its committer.
+    fn end(&self, deadline: Instant) {
+        self.votes.end_streams();
+        if let Some(h) = self.hub.get() {
+            h.stop(DELETED.0, DELETED.1);
+        }
+        self.votes.close(deadline);
+    }
+}
+
+/// Why a poll was not created.
+#[derive(Debug)]
+pub enum CreateError {
+    /// The id is another poll's.
+    Taken,
+    /// `--max-polls` polls run already.
+    TooMany,
+    Io(io::Error),
+}
+
+/// Why a poll was not deleted.
+#[derive(Debug)]
+pub enum DeleteError {
+    /// The default poll stays.
+    Default,
+    NotFound,
+    Io(io::Error),
+}
+
+/// How the registry makes polls.
+pub struct Making {
+    pub settings: Settings,
+    pub max_polls: usize,
+    pub max_voters: usize,
+    /// Where journaled polls live (`PATH.polls`); None: in memory.
+    pub dir: Option<PathBuf>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Every poll, by id, in id order.
+pub struct Polls {
+    list: Mutex<BTreeMap<String, Arc<Poll>>>,
+    default: Arc<Poll>,
+    making: Making,
+}
+
+const META_FILE: &str = "poll.meta";
+const JOURNAL_FILE: &str = "votes.journal";
+
+impl Polls {
+    /// The registry with the default poll, and every poll kept under `making.dir` (their
+    /// recovery reports go to the log).
+    pub fn open(default: Arc<Poll>, making: Making) -> io::Result<Polls> {
+        let mut list = BTreeMap::new();
+        list.insert(default.id().to_string(), Arc::clone(&default));
+        let polls = Polls {
+            list: Mutex::new(list),
+            default,
+            making,
+        };
+        if let Some(dir) = &polls.making.dir {
+            let mut found = Vec::new();
+            match fs::read_dir(dir) {
+                Ok(entries) => {
+                    for e in entries {
+                        let e = e?;
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if crate::ids::POLL.accepts(&name) && e.path().join(META_FILE).exists() {
+                            found.push(e.path());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+            }
+            found.sort();
+            for path in found {
+                let text = fs::read_to_string(path.join(META_FILE))?;
+                let meta = Meta::decode(&text).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                let poll = polls.start(meta, Some(path))?;
+                polls.lock().insert(poll.id().to_string(), poll);
+            }
+        }
+        Ok(polls)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Poll>>> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn default_poll(&self) -> &Arc<Poll> {
+        &self.default
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Poll>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Every poll, in id order.
+    pub fn all(&self) -> Vec<Arc<Poll>> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The vote table for `meta`, from its journal in `dir` (or in memory), with its
+    /// committer running.
+    fn start(&self, meta: Meta, dir: Option<PathBuf>) -> io::Result<Arc<Poll>> {
+        let settings = Settings {
+            rules: Rules {
+                mode: meta.mode,
+                max_voters: self.making.max_voters,
+                track: meta.results == Results::AfterVote,
+            },
+            ..self.making.settings.clone()
+        };
+        let votes = match &dir {
+            None => Arc::new(Votes::with_settings(&meta.options, &settings)),
+            Some(d) => {
+                let (journal, recovery) = super::journal::open(&d.join(JOURNAL_FILE))?;
+                let (votes, report) =
+                    Votes::durable(&meta.options, Box::new(journal), recovery, &settings);
+                for line in report {
+                    crate::log::report(&format!("poll {}: {line}", meta.id));
+                }
+                let votes = Arc::new(votes);
+                let (v, m) = (Arc::clone(&votes), Arc::clone(&self.making.metrics));
+                std::thread::Builder::new()
+                    .name(format!("commit-{}", meta.id))
+                    .spawn(move || v.commit_loop(&|d| m.fsync(d)))?;
+                votes
+            }
+        };
+        let mut poll = Poll {
+            meta,
+            votes,
+            hub: OnceLock::new(),
+            metrics: Arc::clone(&self.making.metrics),
+            dir: None,
+        };
+        poll.dir = dir;
+        Ok(Arc::new(poll))
+    }
+
+    /// Makes a new poll (open, no votes) and keeps it.
+    pub fn create(&self, meta: Meta) -> Result<Arc<Poll>, CreateError> {
+        // Under the registry's lock: two creations of one id, or of the last free place,
+        // cannot both win. Creating a poll is rare; its I/O is a directory and two small files.
+        let mut list = self.lock();
+        if list.contains_key(&meta.id) {
+            return Err(CreateError::Taken);
+        }
+        if list.len() >= self.making.max_polls {
+            return Err(CreateError::TooMany);
+        }
+        let dir = match &self.making.dir {
+            None => None,
+            Some(root) => {
+                let d = root.join(&meta.id);
+                write_meta(&d, &meta).map_err(CreateError::Io)?;
+                Some(d)
+            }
+        };
+        let poll = self.start(meta, dir).map_err(CreateError::Io)?;
+        list.insert(poll.id().to_string(), Arc::clone(&poll));
+        Ok(poll)
+    }
+
+    /// Deletes a poll: its subscribers are closed (WebSocket 1001 "poll deleted"), its streams
+    /// end, and its files go.
+    pub fn delete(&self, id: &str, deadline: Instant) -> Result<(), DeleteError> {
+        if id == meta::DEFAULT_ID {
+            return Err(DeleteError::Default);
+        }
+        let poll = self.lock().remove(id).ok_or(DeleteError::NotFound)?;
+        poll.end(deadline);
+        if let Some(dir) = &poll.dir {
+            // Renamed first, so a crash during the removal leaves no half poll to load.
+            let gone = dir.with_file_name(format!(".deleted-{id}-{}", super::store::now_ms()));
+            fs::rename(dir, &gone).map_err(DeleteError::Io)?;
+            let _ = sync_dir(dir);
+            fs::remove_dir_all(&gone).map_err(DeleteError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// Ends every poll's streams (a shutdown).
+    pub fn end_streams(&self) {
+        for p in self.all() {
+            p.votes.end_streams();
+        }
+    }
+
+    /// Closes every poll's store; false if one was still storing votes at `deadline`.
+    pub fn close(&self, deadline: Instant) -> bool {
+        self.all()
+            .iter()
+            .fold(true, |ok, p| p.votes.close(deadline) && ok)
+    }
+}
+
+/// Writes a new poll's directory and its metadata file durably (temporary file, fsync,
+/// rename, fsync of the directories).
+fn write_meta(dir: &Path, meta: &Meta) -> io::Result<()> {
+    use std::io::Write;
+    fs::create_dir_all(dir)?;
+    let path = dir.join(META_FILE);
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(meta.encode().as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    sync_dir(&path)?;
+    sync_dir(dir)
+}
+
+/// Makes a change in `path`'s directory durable.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => fs::File::open(d)?.sync_all(),
+        _ => Ok(()),
+    }
+}
