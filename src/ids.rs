@@ -45,6 +45,13 @@ pub const EPOCH: IdRule = IdRule {
     min: 1,
     max: 32,
 };
+/// A voter of a one-vote-per-voter poll (kept with the candidate they stand on, in the journal
+/// and its checkpoints): as long as a vote id, so a viewer id or a UUID fits.
+pub const VOTER: IdRule = IdRule {
+    what: "voter id",
+    min: 1,
+    max: 64,
+};
 
 /// The bytes every id is made of.
 pub fn is_id_byte(b: u8) -> bool {
@@ -108,6 +115,12 @@ mod tests {
             CANDIDATE.describe(),
             "candidate id must be 1-32 of A-Z a-z 0-9 _ -"
         );
+    }
+
+    #[test]
+    fn voter_ids_are_as_long_as_vote_ids() {
+        assert!(VOTER.accepts("v") && VOTER.accepts(&"Z9_-".repeat(16)));
+        assert!(!VOTER.accepts("") && !VOTER.accepts(&"a".repeat(65)) && !VOTER.accepts("a b"));
     }
 
     #[test]

@@ -352,10 +352,10 @@ fn garbage_after_the_last_record_is_reported_and_cut_off() {
 // (c) a flipped byte in the middle
 
 /// (offset, length) of every record of a journal, read by the documented format: a header
-/// `"LVJF" | format u16 (2) | base u64 | epoch length u8 | epoch | CRC-32`, then records
+/// `"LVJF" | format u16 (3) | base u64 | epoch length u8 | epoch | CRC-32`, then records
 /// `A7 56 | payload length u16 | CRC-32 | payload`.
 fn records(data: &[u8]) -> Vec<(usize, usize)> {
-    assert_eq!(&data[..6], b"LVJF\x02\x00", "a journal of format 2");
+    assert_eq!(&data[..6], b"LVJF\x03\x00", "a journal of format 3");
     let mut pos = 4 + 2 + 8 + 1 + usize::from(data[14]) + 4;
     let mut out = Vec::new();
     while pos < data.len() {
@@ -443,10 +443,10 @@ fn crc32(bytes: &[u8]) -> u32 {
     !c
 }
 
-/// A journal header of format 2 continuing from version `base`.
+/// A journal header of format 3 continuing from version `base`.
 fn journal_header(epoch: &str, base: u64) -> Vec<u8> {
     let mut out = b"LVJF".to_vec();
-    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&3u16.to_le_bytes());
     out.extend_from_slice(&base.to_le_bytes());
     out.push(epoch.len() as u8);
     out.extend_from_slice(epoch.as_bytes());
@@ -559,7 +559,7 @@ fn a_corrupt_snapshot_stops_start_up_unless_the_journal_has_every_vote() {
     let server = start_on(&dir.journal());
     let addr = server.addr;
     let report = server.stderr_text();
-    assert!(report.contains("upgraded from format 1 to 2"), "{report}");
+    assert!(report.contains("upgraded from format 1 to 3"), "{report}");
     assert_eq!(&fs::read(dir.journal()).unwrap()[..4], b"LVJF");
     assert_eq!(&fs::read(dir.snapshot()).unwrap()[..4], b"LVSF");
     assert_eq!(
@@ -640,10 +640,10 @@ fn a_second_server_on_the_same_journal_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints
 
-/// A journal record of format 2: `A7 56 | payload length u16 | CRC-32 of (length, payload) |
-/// payload`, the payload `type u8 (1: vote) | version u64 | time u64 (ms since the Unix epoch) |
-/// uid length u8 | uid | vote-id length u8 | vote id`. Format 1's payload has neither the type
-/// nor the time.
+/// A vote record of format 3 (and 2, the same): `A7 56 | payload length u16 | CRC-32 of (length,
+/// payload) | payload`, the payload `type u8 (1: vote) | version u64 | time u64 (ms since the
+/// Unix epoch) | uid length u8 | uid | vote-id length u8 | vote id`. Format 1's payload has
+/// neither the type nor the time.
 fn record(version: u64, uid: &str, vote_id: Option<&str>, out: &mut Vec<u8>) {
     let mut payload = vec![1];
     payload.extend_from_slice(&version.to_le_bytes());
@@ -690,7 +690,7 @@ fn a_journal_of_the_previous_format_opens_with_its_votes_and_vote_ids() {
     fs::write(dir.journal(), &data).unwrap();
     let server = start_on(&dir.journal());
     let report = server.stderr_text();
-    assert!(report.contains("upgraded from format 1 to 2"), "{report}");
+    assert!(report.contains("upgraded from format 1 to 3"), "{report}");
     assert!(report.contains("2 vote id(s) remembered"), "{report}");
     let addr = server.addr;
     assert_eq!(version_counts(addr), (3, counts(&[("1", 2), ("2", 1)])));
@@ -710,7 +710,7 @@ fn a_journal_of_the_previous_format_opens_with_its_votes_and_vote_ids() {
     assert_eq!(replay[0]["epoch"].as_str(), epoch);
     let next = cast(addr, &[Ballot::new("new-c", "2")]);
     server.kill9();
-    // Now in format 2, with every vote and vote id, new or old.
+    // Now in format 3, with every vote and vote id, new or old.
     assert_eq!(&fs::read(dir.journal()).unwrap()[..4], b"LVJF");
     let server = start_on(&dir.journal());
     assert!(!server.stderr_text().contains("upgraded"));

@@ -56,7 +56,7 @@ fn a_vote_id_is_answered_as_a_replay_after_a_restart_from_the_new_journal_format
     server.kill9();
     // The journal is in the versioned format, and every record carries its time.
     let bytes = std::fs::read(dir.journal()).expect("journal");
-    assert_eq!(&bytes[..6], b"LVJF\x02\x00", "format header");
+    assert_eq!(&bytes[..6], b"LVJF\x03\x00", "format header");
 
     let server = Livevote::start_local(args(&[]));
     assert!(

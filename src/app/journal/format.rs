@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::ops::RangeInclusive;
 
 use super::crc::{crc32, crc_update};
 use super::files::invalid_input;
@@ -28,37 +29,83 @@ pub(super) fn check_id(what: &str, s: &str, max: usize) -> io::Result<()> {
     }
 }
 
+/// Whether `r` can be written as it is: every id valid, and a mark with neither a candidate nor
+/// a vote id (its record has no room for them, and dropping them silently would lie).
 pub(super) fn check_record(r: &Record) -> io::Result<()> {
+    if let Entry::Mark(m) = r.entry {
+        if !r.uid.is_empty() || r.vote_id.is_some() {
+            return Err(invalid_input(format!(
+                "journal: a mark ({m:?}) carries no candidate and no vote id, but got uid {:?} \
+                 and vote id {:?}",
+                r.uid, r.vote_id
+            )));
+        }
+        return Ok(());
+    }
     check_id("uid", &r.uid, MAX_UID)?;
     if let Some(v) = &r.vote_id {
         check_id("vote id", v, MAX_VOTE_ID)?;
     }
+    if let Entry::Ballot { voter, from } = &r.entry {
+        check_id("voter id", voter, MAX_VOTER)?;
+        if let Some(from) = from {
+            check_id("uid", from, MAX_UID)?;
+        }
+    }
     Ok(())
 }
 
-/// A format of the journal's files: the current one, or an older one still read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A format of the journal's files: the current one, or an older one still read. Ordered from
+/// the oldest, so the oldest of a journal and its snapshot says what an upgrade starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Format {
     /// `LVJ1`/`LVS1`: no format field, no record type, no time. Read only.
     V1,
-    /// `LVJF`/`LVSF` with format 2: typed records, each vote with its time.
+    /// `LVJF`/`LVSF` with format 2: typed records (votes only), each with its time. Read only.
     V2,
+    /// `LVJF`/`LVSF` with format 3: votes, ballots and marks; snapshots with the standing.
+    V3,
 }
 
 impl Format {
-    /// Smallest payload: (type,) version, (time,) a 1-byte uid with its length, no vote id.
-    pub(super) fn min_payload(self) -> usize {
+    /// The number the docs and the reports call it by.
+    pub(super) fn number(self) -> u16 {
         match self {
-            Format::V1 => 8 + 1 + 1 + 1,
-            Format::V2 => 1 + 8 + 8 + 1 + 1 + 1,
+            Format::V1 => 1,
+            Format::V2 => 2,
+            Format::V3 => 3,
         }
     }
 
-    /// Largest payload: the longest uid and vote id.
+    /// Smallest payload of any record of the format: format 1's vote (version, a 1-byte uid
+    /// with its length, no vote id), format 2's typed and timed vote, format 3's mark.
+    pub(super) fn min_payload(self) -> usize {
+        match self {
+            Format::V1 => 8 + 1 + 1 + 1,
+            Format::V2 => *VOTE_PAYLOAD.start(),
+            Format::V3 => MIN_PAYLOAD,
+        }
+    }
+
+    /// Largest payload of any record of the format: format 1's and 2's longest vote, format
+    /// 3's longest ballot.
     pub(super) fn max_payload(self) -> usize {
         match self {
             Format::V1 => 8 + 1 + MAX_UID + 1 + MAX_VOTE_ID,
-            Format::V2 => MAX_PAYLOAD,
+            Format::V2 => *VOTE_PAYLOAD.end(),
+            Format::V3 => MAX_PAYLOAD,
+        }
+    }
+
+    /// The payload lengths a record of type `t` may have in this format (type byte included);
+    /// `None` for a type the format does not have. Format 1 has no types.
+    pub(super) fn payload_of_type(self, t: u8) -> Option<RangeInclusive<usize>> {
+        match (self, t) {
+            (Format::V1, _) => None,
+            (Format::V2 | Format::V3, RECORD_VOTE) => Some(VOTE_PAYLOAD),
+            (Format::V3, RECORD_BALLOT) => Some(BALLOT_PAYLOAD),
+            (Format::V3, RECORD_MARK) => Some(MARK_PAYLOAD),
+            _ => None,
         }
     }
 
@@ -72,10 +119,41 @@ impl Format {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct RecordRef<'a> {
     pub(super) version: u64,
+    /// The candidate; empty for a mark.
     pub(super) uid: &'a str,
     pub(super) vote_id: Option<&'a str>,
     /// When it was counted (ms since the Unix epoch); `None` in format 1.
     pub(super) at_ms: Option<u64>,
+    pub(super) entry: EntryRef<'a>,
+}
+
+/// What a record did, borrowed from the journal's bytes ([`Entry`]'s shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum EntryRef<'a> {
+    Vote,
+    Ballot {
+        voter: &'a str,
+        from: Option<&'a str>,
+    },
+    Mark(Mark),
+}
+
+/// A mark's byte in a type-3 record.
+fn mark_code(m: Mark) -> u8 {
+    match m {
+        Mark::Closed => 1,
+        Mark::Opened => 2,
+        Mark::Reset => 3,
+    }
+}
+
+fn mark_of(code: u8) -> Option<Mark> {
+    match code {
+        1 => Some(Mark::Closed),
+        2 => Some(Mark::Opened),
+        3 => Some(Mark::Reset),
+        _ => None,
+    }
 }
 
 /// Why bytes are not a record.
@@ -101,22 +179,41 @@ impl fmt::Display for Defect {
     }
 }
 
-/// Appends `r` as a format-2 vote record; `r` must be valid ([`check_record`]).
+/// Appends `r` as a format-3 record of its entry's type (a vote, a ballot or a mark); `r` must
+/// be valid ([`check_record`]).
 pub(super) fn encode_record(r: &Record, out: &mut Vec<u8>) {
-    let vote_id = r.vote_id.as_deref().unwrap_or("");
-    let len = 1 + 8 + 8 + 1 + r.uid.len() + 1 + vote_id.len();
-    debug_assert!((Format::V2.min_payload()..=MAX_PAYLOAD).contains(&len));
     let start = out.len();
     out.extend_from_slice(&RECORD_MAGIC);
-    out.extend_from_slice(&(len as u16).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.push(RECORD_VOTE);
+    out.extend_from_slice(&[0; 6]); // payload length and CRC-32, once the payload is there
+    let kind = match r.entry {
+        Entry::Vote => RECORD_VOTE,
+        Entry::Ballot { .. } => RECORD_BALLOT,
+        Entry::Mark(_) => RECORD_MARK,
+    };
+    out.push(kind);
     out.extend_from_slice(&r.version.to_le_bytes());
     out.extend_from_slice(&r.at_ms.to_le_bytes());
-    out.push(r.uid.len() as u8);
-    out.extend_from_slice(r.uid.as_bytes());
-    out.push(vote_id.len() as u8);
-    out.extend_from_slice(vote_id.as_bytes());
+    // An id with its length byte; an absent one is just the length 0.
+    let push = |out: &mut Vec<u8>, s: &str| {
+        out.push(s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    };
+    match &r.entry {
+        Entry::Mark(m) => out.push(mark_code(*m)),
+        entry => {
+            push(out, &r.uid);
+            push(out, r.vote_id.as_deref().unwrap_or(""));
+            if let Entry::Ballot { voter, from } = entry {
+                push(out, voter);
+                push(out, from.as_deref().unwrap_or(""));
+            }
+        }
+    }
+    let len = out.len() - start - FRAME;
+    debug_assert!(Format::V3
+        .payload_of_type(kind)
+        .is_some_and(|bounds| bounds.contains(&len)));
+    out[start + 2..start + 4].copy_from_slice(&(len as u16).to_le_bytes());
     let crc = !crc_update(
         crc_update(!0, &out[start + 2..start + 4]),
         &out[start + FRAME..],
@@ -154,32 +251,49 @@ pub(super) fn decode_record(
     Ok(Some((record, total)))
 }
 
+/// A checksum-valid payload of `format` as a record. A type the format does not have is
+/// [`Defect::Type`] whatever its length (a newer writer's, not damage); a known type whose
+/// length or fields do not fit is [`Defect::Payload`].
 fn decode_payload(p: &[u8], format: Format) -> Result<RecordRef<'_>, Defect> {
     let mut r = Reader::new(p);
-    let at_ms = match format {
-        Format::V1 => None,
-        Format::V2 => match r.u8() {
-            Some(RECORD_VOTE) => None,
-            Some(t) => return Err(Defect::Type(t)),
-            None => return Err(Defect::Payload),
-        },
+    let kind = match format {
+        Format::V1 => RECORD_VOTE,
+        Format::V2 | Format::V3 => {
+            let t = r.u8().ok_or(Defect::Payload)?;
+            let bounds = format.payload_of_type(t).ok_or(Defect::Type(t))?;
+            if !bounds.contains(&p.len()) {
+                return Err(Defect::Payload);
+            }
+            t
+        }
     };
     let fields = (|| {
         let version = r.u64()?;
         let at_ms = match format {
-            Format::V1 => at_ms,
-            Format::V2 => Some(r.u64()?),
+            Format::V1 => None,
+            Format::V2 | Format::V3 => Some(r.u64()?),
         };
-        let uid = r.id(MAX_UID)?;
-        let vote_id = match r.u8()? {
-            0 => None,
-            n => Some(id(r.take(usize::from(n))?, MAX_VOTE_ID)?),
+        let (uid, vote_id, entry) = match kind {
+            RECORD_MARK => ("", None, EntryRef::Mark(mark_of(r.u8()?)?)),
+            _ => {
+                let uid = r.id(MAX_UID)?;
+                let vote_id = r.optional_id(MAX_VOTE_ID)?;
+                let entry = match kind {
+                    RECORD_BALLOT => EntryRef::Ballot {
+                        voter: r.id(MAX_VOTER)?,
+                        from: r.optional_id(MAX_UID)?,
+                    },
+                    _ => EntryRef::Vote,
+                };
+                (uid, vote_id, entry)
+            }
         };
         r.is_empty().then_some(RecordRef {
             version,
             uid,
             vote_id,
             at_ms,
+            entry,
         })
     })();
     fields.ok_or(Defect::Payload)
@@ -212,10 +326,7 @@ impl fmt::Display for HeaderError {
         match self {
             HeaderError::Short => f.write_str("too short"),
             HeaderError::Magic => f.write_str("not a livevote journal"),
-            HeaderError::Format(v) => write!(
-                f,
-                "format {v}, newer than this version reads (up to {FORMAT})"
-            ),
+            HeaderError::Format(v) => unknown_format(f, *v),
             HeaderError::Epoch => f.write_str("bad epoch"),
             HeaderError::Checksum => f.write_str("checksum"),
             HeaderError::Version => f.write_str("impossible base version"),
@@ -223,7 +334,19 @@ impl fmt::Display for HeaderError {
     }
 }
 
-/// A format-2 header; `epoch` must be valid ([`new_epoch`] or a decoded one).
+/// A format field this version does not read: a newer writer's, or nonsense.
+fn unknown_format(f: &mut fmt::Formatter<'_>, v: u16) -> fmt::Result {
+    if v > FORMAT {
+        write!(
+            f,
+            "format {v}, newer than this version reads (up to {FORMAT})"
+        )
+    } else {
+        write!(f, "format {v}, not one this version knows")
+    }
+}
+
+/// A header of the current format; `epoch` must be valid ([`new_epoch`] or a decoded one).
 pub(super) fn encode_header(epoch: &str, base: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + 2 + 8 + 1 + epoch.len() + 4);
     out.extend_from_slice(JOURNAL_MAGIC);
@@ -254,7 +377,8 @@ fn format_of(
     }
     r.take(magic.len()).ok_or(HeaderError::Short)?;
     match r.u16().ok_or(HeaderError::Short)? {
-        FORMAT => Ok(Format::V2),
+        2 => Ok(Format::V2),
+        3 => Ok(Format::V3),
         v => Err(HeaderError::Format(v)),
     }
 }
@@ -293,14 +417,17 @@ pub(super) struct Snapshot {
     pub(super) version: u64,
     pub(super) counts: Vec<(String, u64)>,
     pub(super) recent: Vec<RecentVote>,
+    /// Empty in formats 1 and 2, which had no voters and no state.
+    pub(super) standing: Standing,
 }
 
-/// Checks what the caller hands to a checkpoint, then encodes it in format 2.
+/// Checks what the caller hands to a checkpoint, then encodes it in the current format.
 pub(super) fn encode_snapshot(
     epoch: &str,
     version: u64,
     counts: &[(String, u64)],
     recent: &[RecentVote],
+    standing: &Standing,
 ) -> io::Result<Vec<u8>> {
     let mut seen = HashMap::with_capacity(counts.len());
     for (uid, _) in counts {
@@ -315,7 +442,21 @@ pub(super) fn encode_snapshot(
         check_id("vote id", &v.vote_id, MAX_VOTE_ID)?;
         check_id("uid", &v.uid, MAX_UID)?;
     }
-    let (Ok(n), Ok(m)) = (u32::try_from(counts.len()), u32::try_from(recent.len())) else {
+    let mut voters = HashMap::with_capacity(standing.voters.len());
+    for (voter, uid) in &standing.voters {
+        check_id("voter id", voter, MAX_VOTER)?;
+        check_id("uid", uid, MAX_UID)?;
+        if voters.insert(voter.as_str(), ()).is_some() {
+            return Err(invalid_input(format!(
+                "journal: voter {voter:?} appears twice in a checkpoint"
+            )));
+        }
+    }
+    let (Ok(n), Ok(m), Ok(w)) = (
+        u32::try_from(counts.len()),
+        u32::try_from(recent.len()),
+        u32::try_from(standing.voters.len()),
+    ) else {
         return Err(invalid_input("journal: checkpoint too large".to_string()));
     };
     let mut body = Vec::new();
@@ -338,7 +479,15 @@ pub(super) fn encode_snapshot(
         body.extend_from_slice(&v.version.to_le_bytes());
         body.extend_from_slice(&v.at_ms.to_le_bytes());
     }
-    let mut out = Vec::with_capacity(snapshot_head(Format::V2) + body.len() + 4);
+    body.extend_from_slice(&w.to_le_bytes());
+    for (voter, uid) in &standing.voters {
+        body.push(voter.len() as u8);
+        body.extend_from_slice(voter.as_bytes());
+        body.push(uid.len() as u8);
+        body.extend_from_slice(uid.as_bytes());
+    }
+    body.push(u8::from(standing.closed));
+    let mut out = Vec::with_capacity(snapshot_head(Format::V3) + body.len() + 4);
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
@@ -352,7 +501,7 @@ pub(super) fn encode_snapshot(
 fn snapshot_head(format: Format) -> usize {
     match format {
         Format::V1 => 4 + 8,
-        Format::V2 => 4 + 2 + 8,
+        Format::V2 | Format::V3 => 4 + 2 + 8,
     }
 }
 
@@ -361,7 +510,7 @@ fn snapshot_head(format: Format) -> usize {
 fn min_recent_entry(format: Format) -> usize {
     match format {
         Format::V1 => 1 + 1 + 1 + 1 + 8 + 8,
-        Format::V2 => 1 + 1 + 1 + 1 + 8 + 8 + 8,
+        Format::V2 | Format::V3 => 1 + 1 + 1 + 1 + 8 + 8 + 8,
     }
 }
 
@@ -379,10 +528,7 @@ impl fmt::Display for SnapshotError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SnapshotError::Magic => f.write_str("not a livevote snapshot"),
-            SnapshotError::Format(v) => write!(
-                f,
-                "format {v}, newer than this version reads (up to {FORMAT})"
-            ),
+            SnapshotError::Format(v) => unknown_format(f, *v),
             SnapshotError::Length => f.write_str("wrong length"),
             SnapshotError::Checksum => f.write_str("checksum"),
             SnapshotError::Content => f.write_str("bad content"),
@@ -442,7 +588,7 @@ pub(super) fn decode_snapshot(buf: &[u8], legacy_ms: u64) -> Result<Snapshot, Sn
         let version = r.u64().ok_or(bad)?;
         let at_ms = match format {
             Format::V1 => legacy_ms,
-            Format::V2 => r.u64().ok_or(bad)?,
+            Format::V2 | Format::V3 => r.u64().ok_or(bad)?,
         };
         recent.push(RecentVote {
             vote_id,
@@ -451,6 +597,28 @@ pub(super) fn decode_snapshot(buf: &[u8], legacy_ms: u64) -> Result<Snapshot, Sn
             version,
             at_ms,
         });
+    }
+    let mut standing = Standing::default();
+    if format == Format::V3 {
+        let w = r.u32().ok_or(bad)? as usize;
+        if w > r.remaining() / MIN_VOTER_ENTRY {
+            return Err(bad);
+        }
+        standing.voters.reserve_exact(w);
+        let mut seen = HashMap::with_capacity(w);
+        for _ in 0..w {
+            let voter = r.id(MAX_VOTER).ok_or(bad)?;
+            let uid = r.id(MAX_UID).ok_or(bad)?;
+            if seen.insert(voter, ()).is_some() {
+                return Err(bad);
+            }
+            standing.voters.push((voter.to_string(), uid.to_string()));
+        }
+        standing.closed = match r.u8().ok_or(bad)? {
+            0 => false,
+            1 => true,
+            _ => return Err(bad),
+        };
     }
     if !r.is_empty() {
         return Err(bad);
@@ -461,6 +629,7 @@ pub(super) fn decode_snapshot(buf: &[u8], legacy_ms: u64) -> Result<Snapshot, Sn
         version,
         counts,
         recent,
+        standing,
     })
 }
 
@@ -516,5 +685,14 @@ impl<'a> Reader<'a> {
     fn id(&mut self, max: usize) -> Option<&'a str> {
         let n = usize::from(self.u8()?);
         id(self.take(n)?, max)
+    }
+
+    /// A length byte, then an id of that many bytes, or none if the length is 0: `None` if
+    /// the bytes are neither.
+    fn optional_id(&mut self, max: usize) -> Option<Option<&'a str>> {
+        match self.u8()? {
+            0 => Some(None),
+            n => Some(Some(id(self.take(usize::from(n))?, max)?)),
+        }
     }
 }

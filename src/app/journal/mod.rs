@@ -16,39 +16,56 @@
 //! # On-disk format
 //! Integers are little-endian; CRC-32 is CRC-32/IEEE (reflected polynomial `0xEDB88320`, the one
 //! of zip and Ethernet). Ids are ASCII `A-Z a-z 0-9 _ -`: uids and epochs 1–32 bytes, vote ids
-//! 1–64 bytes. Times are wall-clock milliseconds since the Unix epoch (u64). Format 2, written
-//! by this version:
+//! and voter ids 1–64 bytes. Times are wall-clock milliseconds since the Unix epoch (u64).
+//! Format 3, written by this version:
 //! ```text
-//! journal header  "LVJF" | format u16 (2) | base version u64 | epoch length u8 | epoch
+//! journal header  "LVJF" | format u16 (3) | base version u64 | epoch length u8 | epoch
 //!                 | CRC-32 of all before
-//! record          A7 56 | payload length u16 (20..=116) | CRC-32 of (length, payload) | payload
+//! record          A7 56 | payload length u16 (18..=213) | CRC-32 of (length, payload) | payload
 //! payload         record type u8 | the type's fields
-//!   type 1, vote  version u64 | time u64 | uid length u8 | uid | vote-id length u8 (0: none)
-//!                 | vote id
-//! snapshot        "LVSF" | format u16 (2) | body length u64 | body | CRC-32 of all before
+//!   type 1, vote    version u64 | time u64 | uid length u8 | uid | vote-id length u8 (0: none)
+//!                   | vote id                                             (payload 20..=115)
+//!   type 2, ballot  version u64 | time u64 | uid length u8 | uid | vote-id length u8 (0: none)
+//!                   | vote id | voter length u8 | voter | from length u8 (0: none) | from
+//!                                                                         (payload 23..=213)
+//!   type 3, mark    version u64 | time u64 | mark u8 (1 closed, 2 opened, 3 reset)
+//!                                                                         (payload 18)
+//! snapshot        "LVSF" | format u16 (3) | body length u64 | body | CRC-32 of all before
 //! body            epoch length u8 | epoch | version u64
 //!                 | n u32 | n × (uid length u8 | uid | count u64)
 //!                 | m u32 | m × (vote-id length u8 | vote id | uid length u8 | uid
 //!                            | count after the vote u64 | version u64 | time u64)
+//!                 | voters u32 | voters × (voter length u8 | voter | uid length u8 | uid)
+//!                 | closed u8 (0 open, 1 closed)
 //! ```
 //! The records of one journal have consecutive versions `base + 1, base + 2, …`; the record
 //! magic starts with a byte that no id contains, and together with the length bound, the
 //! checksum and that sequence it lets recovery find the next good record after a damaged one.
+//! A vote counts one for its uid. A ballot is a voter's vote in a one-vote-per-voter poll: one
+//! for its uid and, when the voter moved their vote, one less for `from`, in the same version;
+//! the voter now stands on its uid. A mark changes the poll's state in a version of its own:
+//! closed, opened again, or reset (every count to 0 and every voter forgotten). The snapshot's
+//! voters and `closed` are that standing at its version.
 //!
 //! **Versions.** The magic names the kind of file, the format field its layout: a later format
 //! raises the field (a reader refuses one newer than it knows, saying so), and a later record
 //! type is a new type byte (a reader refuses a checksum-valid record of a type it does not
 //! know rather than guess what it meant). So new record types are additive.
 //!
+//! **Format 2** (read, never written): the same header, record framing and snapshot with the
+//! format field 2, records of type 1 only (payload length 20..=115), and a snapshot body that
+//! ends after the remembered votes (no voters, no `closed`: nothing but votes existed).
+//!
 //! **Format 1** (read, never written): `"LVJ1" | base version u64 | epoch length u8 | epoch |
 //! CRC-32` as the header; records `A7 56 | length u16 (11..=106) | CRC-32 | version u64 | uid
 //! length u8 | uid | vote-id length u8 | vote id` (no type, no time); snapshot `"LVS1" | body
 //! length u64 | body | CRC-32` with remembered votes `vote id | uid | count u64 | version u64`
 //! (no time). Its remembered vote ids get the time of opening, so they are kept for a whole
-//! `--vote-id-window` after the restart (a retry then is still answered). Having read format 1,
-//! [`open`] upgrades at once: a checkpoint writes the tally as a format-2 snapshot and a fresh
-//! format-2 journal (a crash in between is harmless, as for any checkpoint), so records of two
-//! formats never share a file.
+//! `--vote-id-window` after the restart (a retry then is still answered).
+//!
+//! Having read format 1 or 2 (the journal's or the snapshot's), [`open`] upgrades at once: a
+//! checkpoint writes the tally as a format-3 snapshot and a fresh format-3 journal (a crash in
+//! between is harmless, as for any checkpoint), so records of two formats never share a file.
 //!
 //! # Recovery ([`open`])
 //! - The snapshot, if present, must be valid: a corrupt one is an error (refusing to start beats
@@ -56,7 +73,9 @@
 //!   every vote. A journal that starts after version 0 with no snapshot, or after the snapshot,
 //!   or from another epoch, is an error too: votes would be missing.
 //! - An unreadable journal header is an error.
-//! - Records with versions up to the snapshot's are already counted and are skipped.
+//! - Records with versions up to the snapshot's are already counted and are skipped; the rest
+//!   are applied in order, on top of the snapshot's counts and standing. A ballot whose `from`
+//!   has no vote left to take leaves that count at 0, with one report line for all of them.
 //! - A damaged record (bad magic, length, checksum, content, or out of sequence) followed later
 //!   by a good record whose version continues plausibly (no more votes missing than could fit in
 //!   the skipped bytes) is reported and skipped, with the number of votes lost; counting resumes
@@ -82,6 +101,7 @@ use scan::*;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -92,6 +112,8 @@ pub use super::store::{Entry, Mark, RecentVote, Record, Recovery, Standing};
 const MAX_UID: usize = crate::ids::CANDIDATE.max;
 /// Longest vote id a record can hold (`ids::VOTE`).
 const MAX_VOTE_ID: usize = crate::ids::VOTE.max;
+/// Longest voter id a ballot or a checkpoint can hold (`ids::VOTER`).
+const MAX_VOTER: usize = crate::ids::VOTER.max;
 /// Longest epoch a header can hold (`ids::EPOCH`); generated epochs are 16 hex digits.
 const MAX_EPOCH: usize = crate::ids::EPOCH.max;
 
@@ -101,7 +123,7 @@ const JOURNAL_MAGIC: &[u8; 4] = b"LVJF";
 /// Starts every snapshot file of the current format; a format version u16 follows.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"LVSF";
 /// The format this version writes (and the newest it reads).
-const FORMAT: u16 = 2;
+const FORMAT: u16 = 3;
 /// Starts a journal of format 1 (no format field, records without time): read, then upgraded.
 const JOURNAL_MAGIC_V1: &[u8; 4] = b"LVJ1";
 /// Starts a snapshot of format 1 (remembered votes without time).
@@ -111,12 +133,28 @@ const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"LVS1";
 const RECORD_MAGIC: [u8; 2] = [0xA7, 0x56];
 /// Record framing: magic, payload length u16, CRC-32.
 const FRAME: usize = 2 + 2 + 4;
-/// The record type of a vote (format 2). Types are additive: a reader that meets a type it does
-/// not know refuses to start rather than guess what the record meant.
+/// The record type of a vote (formats 2 and 3). Types are additive: a reader that meets a type
+/// it does not know refuses to start rather than guess what the record meant.
 const RECORD_VOTE: u8 = 1;
-/// Largest payload of any format: type, version, time, the longest uid and the longest vote id
-/// with their lengths.
-const MAX_PAYLOAD: usize = 1 + 8 + 8 + 1 + MAX_UID + 1 + MAX_VOTE_ID;
+/// The record type of a voter's ballot (format 3).
+const RECORD_BALLOT: u8 = 2;
+/// The record type of a poll's state mark (format 3).
+const RECORD_MARK: u8 = 3;
+/// Payload lengths of a vote: type, version, time, a uid and an optional vote id with their
+/// lengths.
+const VOTE_PAYLOAD: RangeInclusive<usize> =
+    1 + 8 + 8 + 1 + 1 + 1..=1 + 8 + 8 + 1 + MAX_UID + 1 + MAX_VOTE_ID;
+/// Payload lengths of a ballot: a vote's fields, then a voter and an optional `from` uid with
+/// their lengths.
+const BALLOT_PAYLOAD: RangeInclusive<usize> =
+    *VOTE_PAYLOAD.start() + 1 + 1 + 1..=*VOTE_PAYLOAD.end() + 1 + MAX_VOTER + 1 + MAX_UID;
+/// Payload length of a mark: type, version, time, the mark.
+const MARK_PAYLOAD: RangeInclusive<usize> = 1 + 8 + 8 + 1..=1 + 8 + 8 + 1;
+/// Smallest payload of the current format: a mark's. With the framing it bounds how many
+/// records a damaged stretch of bytes can have held.
+const MIN_PAYLOAD: usize = *MARK_PAYLOAD.start();
+/// Largest payload of any format: the longest ballot's.
+const MAX_PAYLOAD: usize = *BALLOT_PAYLOAD.end();
 /// Versions read from disk above this are damage, not votes; keeps `version + 1` from overflowing.
 const MAX_VERSION: u64 = 1 << 62;
 /// A snapshot larger than this is refused before it is read (one with 1,000,000 remembered
@@ -125,6 +163,8 @@ const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
 
 /// Smallest count entry in a snapshot: a 1-byte uid with its length, the count.
 const MIN_COUNT_ENTRY: usize = 1 + 1 + 8;
+/// Smallest voter entry in a snapshot: a 1-byte voter and a 1-byte uid with their lengths.
+const MIN_VOTER_ENTRY: usize = 1 + 1 + 1 + 1;
 
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
 const LOCK_SUFFIX: &str = ".lock";
@@ -212,8 +252,15 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
         },
     };
     let covered = snapshot.as_ref().map_or(0, |s| s.version);
-    let old_format = header.as_ref().is_some_and(|h| h.format == Format::V1)
-        || snapshot.as_ref().is_some_and(|s| s.format == Format::V1);
+    // The oldest format of the two files, if older than the current one (both are upgraded).
+    let old_format = [
+        header.as_ref().map(|h| h.format),
+        snapshot.as_ref().map(|s| s.format),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .filter(|&f| f < Format::V3);
 
     let mut tally = Tally::default();
     if let Some(s) = &mut snapshot {
@@ -221,6 +268,10 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
             tally.set(&uid, n);
         }
         tally.recent = std::mem::take(&mut s.recent);
+        for (voter, uid) in std::mem::take(&mut s.standing.voters) {
+            tally.stand(&voter, &uid);
+        }
+        tally.standing.closed = s.standing.closed;
         if s.format == Format::V1 {
             tally.legacy += tally.recent.len() as u64;
         }
@@ -325,6 +376,14 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
         }
     };
 
+    if let Some((n, first)) = tally.unbacked {
+        report.push(format!(
+            "journal: {} ballot(s) moved a vote away from a candidate that had none (the first \
+             at version {}); that count stays at 0",
+            thousands(n),
+            thousands(first)
+        ));
+    }
     let total: u64 = tally.counts.iter().map(|(_, n)| n).sum();
     report.push(format!(
         "journal: recovered {} votes (snapshot at {} + {} records) in {} ms",
@@ -333,6 +392,17 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
         thousands(tally.applied),
         started.elapsed().as_millis()
     ));
+    if !tally.standing.voters.is_empty() || tally.standing.closed {
+        report.push(format!(
+            "journal: {} voter(s) standing on a candidate; the poll is {}",
+            thousands(tally.standing.voters.len() as u64),
+            if tally.standing.closed {
+                "closed"
+            } else {
+                "open"
+            }
+        ));
+    }
     let mut journal = Journal {
         path: path.to_path_buf(),
         file,
@@ -347,23 +417,30 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
         #[cfg(test)]
         fail_write_after: None,
     };
-    if old_format {
+    if let Some(old) = old_format {
         // Records of the current format must never follow old ones in one file: rewrite the
         // tally as a checkpoint (snapshot, then a fresh journal) before anything is appended.
+        let old = old.number();
         journal
-            .checkpoint(version, &tally.counts, &tally.recent)
+            .checkpoint(version, &tally.counts, &tally.recent, &tally.standing)
             .map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("journal: upgrading format 1 to {FORMAT} failed: {e}"),
+                    format!("journal: upgrading format {old} to {FORMAT} failed: {e}"),
                 )
             })?;
-        report.push(format!(
-            "journal: upgraded from format 1 to {FORMAT} (checkpoint at version {}); the {} \
-             remembered vote ids it held without a time are kept for a whole window from now",
-            thousands(version),
-            thousands(tally.legacy)
-        ));
+        let mut line = format!(
+            "journal: upgraded from format {old} to {FORMAT} (checkpoint at version {})",
+            thousands(version)
+        );
+        if old == 1 {
+            line.push_str(&format!(
+                "; the {} remembered vote ids it held without a time are kept for a whole \
+                 window from now",
+                thousands(tally.legacy)
+            ));
+        }
+        report.push(line);
     }
     let recovery = Recovery {
         epoch,
@@ -372,7 +449,7 @@ fn open_at(path: &Path, opened_ms: u64) -> io::Result<(Journal, Recovery)> {
         recent: tally.recent,
         lost: tally.lost,
         report,
-        standing: Standing::default(),
+        standing: tally.standing,
     };
     Ok((journal, recovery))
 }
@@ -406,9 +483,9 @@ impl Store for Journal {
         version: u64,
         counts: &[(String, u64)],
         recent: &[RecentVote],
-        _standing: &Standing,
+        standing: &Standing,
     ) -> io::Result<()> {
-        Journal::checkpoint(self, version, counts, recent)
+        Journal::checkpoint(self, version, counts, recent, standing)
     }
 }
 
@@ -468,12 +545,13 @@ impl Journal {
     /// with an empty one continuing from `version`, atomically. A crash between the two is
     /// harmless: the old journal's records are all at or below the snapshot's version. If it
     /// fails, the old journal stays in use. `recent` is the vote-id window to keep across a
-    /// restart.
+    /// restart, `standing` the voters and the state as of `version`.
     pub fn checkpoint(
         &mut self,
         version: u64,
         counts: &[(String, u64)],
         recent: &[RecentVote],
+        standing: &Standing,
     ) -> io::Result<()> {
         self.usable()?;
         if version != self.version {
@@ -482,7 +560,7 @@ impl Journal {
                 self.version
             )));
         }
-        let snapshot = encode_snapshot(&self.epoch, version, counts, recent)?;
+        let snapshot = encode_snapshot(&self.epoch, version, counts, recent, standing)?;
         replace_file(
             &suffixed(&self.path, SNAPSHOT_SUFFIX),
             &snapshot,
@@ -587,17 +665,22 @@ impl SyncStats {
     }
 }
 
-/// Counts and the vote-id window being rebuilt.
+/// Counts, the vote-id window and the standing being rebuilt.
 #[derive(Default)]
 struct Tally {
     counts: Vec<(String, u64)>,
     index: HashMap<String, usize>,
     recent: Vec<RecentVote>,
-    /// Journal records counted on top of the snapshot.
+    standing: Standing,
+    /// Where each voter is in `standing.voters`.
+    voters: HashMap<String, usize>,
+    /// Journal records applied on top of the snapshot.
     applied: u64,
     lost: u64,
     /// Remembered votes without a time of their own (format 1).
     legacy: u64,
+    /// Ballots whose `from` had no vote to take away: how many, and the first one's version.
+    unbacked: Option<(u64, u64)>,
 }
 
 impl Tally {
@@ -611,17 +694,74 @@ impl Tally {
         }
     }
 
-    /// Counts `r`; a record without a time (format 1) is taken as counted at `legacy_ms`.
-    fn apply(&mut self, r: RecordRef<'_>, legacy_ms: u64) {
-        let i = match self.index.get(r.uid) {
+    /// Where `uid` is in `counts`, added at 0 if it is not there yet.
+    fn slot(&mut self, uid: &str) -> usize {
+        match self.index.get(uid) {
             Some(&i) => i,
             None => {
-                self.set(r.uid, 0);
+                self.set(uid, 0);
                 self.counts.len() - 1
             }
-        };
-        self.counts[i].1 += 1;
+        }
+    }
+
+    /// `voter` now stands on `uid`.
+    fn stand(&mut self, voter: &str, uid: &str) {
+        match self.voters.get(voter) {
+            Some(&i) => self.standing.voters[i].1 = uid.to_string(),
+            None => {
+                self.voters
+                    .insert(voter.to_string(), self.standing.voters.len());
+                self.standing
+                    .voters
+                    .push((voter.to_string(), uid.to_string()));
+            }
+        }
+    }
+
+    /// Applies `r`, in the journal's order: a vote counts for its uid; a ballot too, takes one
+    /// from its `from` (never below 0) and moves its voter onto its uid; a mark closes, opens
+    /// or resets (every count 0, retired uids' too, and every voter forgotten; the vote-id
+    /// window stays, so a retry of an earlier vote is still answered, not counted). A record
+    /// without a time (format 1) is taken as counted at `legacy_ms`.
+    fn apply(&mut self, r: RecordRef<'_>, legacy_ms: u64) {
         self.applied += 1;
+        let i = match r.entry {
+            EntryRef::Mark(mark) => {
+                match mark {
+                    Mark::Closed => self.standing.closed = true,
+                    Mark::Opened => self.standing.closed = false,
+                    Mark::Reset => {
+                        for (_, n) in &mut self.counts {
+                            *n = 0;
+                        }
+                        self.standing.voters.clear();
+                        self.voters.clear();
+                    }
+                }
+                return;
+            }
+            EntryRef::Vote => {
+                let i = self.slot(r.uid);
+                self.counts[i].1 += 1;
+                i
+            }
+            EntryRef::Ballot { voter, from } => {
+                let i = self.slot(r.uid);
+                self.counts[i].1 += 1;
+                if let Some(from) = from {
+                    match self.index.get(from) {
+                        Some(&j) if self.counts[j].1 > 0 => self.counts[j].1 -= 1,
+                        _ => {
+                            let (n, _) = self.unbacked.get_or_insert((0, r.version));
+                            *n += 1;
+                        }
+                    }
+                }
+                self.stand(voter, r.uid);
+                i
+            }
+        };
         if let Some(vote_id) = r.vote_id {
             self.recent.push(RecentVote {
                 vote_id: vote_id.to_string(),
