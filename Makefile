@@ -4,8 +4,8 @@
 CARGO ?= cargo
 ADDR  ?= 127.0.0.1:8080
 
-.PHONY: run build release test lint unit redis-deps promtool-deps packaging packaging-deps \
-	proxy-deps fuzz-check conformance e2e clean
+.PHONY: run build release test lint unit redis-deps promtool-deps qr-deps packaging \
+	packaging-deps proxy-deps fuzz-check conformance e2e clean
 
 ## Build and serve http://127.0.0.1:8080 (ADDR=host:port to change).
 run: release
@@ -26,7 +26,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit: redis-deps promtool-deps
+unit: redis-deps promtool-deps qr-deps
 	$(CARGO) test --all-targets
 
 ## Debian's redis-server for the Redis client tests (tests/redis_client.rs), installed only
@@ -38,6 +38,11 @@ redis-deps:
 ## when `promtool` is not on PATH; without its Recommends, and its service stopped again.
 promtool-deps:
 	bash scripts/install-promtool.sh
+
+## Debian's zbar-tools for `zbarimg`, the scanner that decodes the QR codes of src/qr.rs
+## (tests/qr_decode.rs), only when `zbarimg` is not on PATH; without its Recommends.
+qr-deps:
+	bash scripts/install-zbar.sh
 
 ## The Dockerfile (every file it copies exists, it builds as `make release` does, non-root,
 ## HEALTHCHECK, VOLUME) and deploy/systemd/livevote.service (`systemd-analyze verify` and

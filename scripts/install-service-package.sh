@@ -11,8 +11,8 @@
 # skipped where systemctl/service do not exist). Runs as root, or through sudo when it exists.
 # With NO_RECOMMENDS=1, the package's Recommends are not installed (prometheus recommends
 # prometheus-node-exporter, a second service this script would not stop).
-# Used by install-redis.sh, install-nginx.sh, install-promtool.sh, install-systemd-analyze.sh and
-# install-proxy-deps.sh.
+# Used by install-redis.sh, install-nginx.sh, install-promtool.sh, install-systemd-analyze.sh,
+# install-proxy-deps.sh and install-zbar.sh (a package without a service: nothing to stop).
 set -euo pipefail
 
 PACKAGE="$1"

@@ -9,6 +9,8 @@
 //! - [`config`]: `Config` and `Limits`, every default documented in one place.
 //! - [`ids`]: the one owner of id rules (candidates, vote ids, viewers, epochs).
 //! - [`json`]: the JSON writer every message is built with.
+//! - [`qr`]: a QR code encoder (byte mode, versions 1–40) and its SVG, for the presenter page's
+//!   join link.
 //! - [`log`]: levelled messages on stderr and the UTC clock the logs are written with.
 //! - [`net`]: socket helpers: reads and writes under wall-clock deadlines, the receive buffer.
 //! - [`http`]: the pure request parser, responses, and the per-connection HTTP loop.
@@ -34,6 +36,7 @@ pub mod json;
 pub mod log;
 pub mod net;
 pub mod probe;
+pub mod qr;
 pub mod redis;
 pub mod server;
 pub mod sign;
