@@ -99,7 +99,7 @@ impl Keys {
 
     /// The voter a cookie value names, if we signed it.
     pub fn voter_of<'a>(&self, value: &'a str) -> Option<&'a str> {
-        sign::verify(&self.secret, "voter", value).filter(|v| crate::ids::VOTE.accepts(v))
+        sign::verify(&self.secret, "voter", value).filter(|v| crate::ids::VOTER.accepts(v))
     }
 }
 

@@ -334,9 +334,13 @@ impl App {
     }
 }
 
-/// The join address as a QR code (SVG markup). Placeholder until the QR encoder lands.
-fn qr_svg(_join: &str) -> String {
-    String::new()
+/// The join address as a QR code (SVG markup, drawn by `qr`; nothing for an address too
+/// long for any QR code).
+fn qr_svg(join: &str) -> String {
+    match crate::qr::QrCode::encode(join.as_bytes(), crate::qr::Ecc::M) {
+        Ok(code) => code.to_svg(&format!("QR code: {join}")),
+        Err(_) => String::new(),
+    }
 }
 
 /// Where a poll's routes are: the base path for the default poll, `BASE/p/ID` for others.
