@@ -8,8 +8,10 @@ ADDR  ?= 127.0.0.1:8080
 	packaging-deps proxy-deps fuzz-check conformance e2e clean
 
 ## Build and serve http://127.0.0.1:8080 (ADDR=host:port to change).
+## ADMIN_TOKEN=… sets the admin API's token (else one is made and printed at start).
+ADMIN_TOKEN ?=
 run: release
-	./target/release/livevote --addr $(ADDR)
+	./target/release/livevote --addr $(ADDR) $(if $(ADMIN_TOKEN),--admin-token $(ADMIN_TOKEN))
 
 build:
 	$(CARGO) build

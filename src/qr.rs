@@ -706,7 +706,8 @@ impl QrCode {
             ),
             n = n
         );
-        xml_escape(&mut out, title);
+        // The five characters XML and HTML both escape (the SVG is inlined in our pages).
+        crate::http::response::html_escape(&mut out, title);
         let _ = write!(
             out,
             r##"</title><rect width="{n}" height="{n}" fill="#fff"/><path fill="#000" d=""##
@@ -729,20 +730,6 @@ impl QrCode {
         }
         out.push_str(r#""/></svg>"#);
         out
-    }
-}
-
-/// Escapes text for XML content and quoted attributes (the five predefined entities).
-fn xml_escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
     }
 }
 
@@ -1206,7 +1193,7 @@ mod tests {
             .unwrap()
             .to_svg(r#"Join <b>"Tom & Jerry's"</b>"#);
         assert!(svg
-            .contains("<title>Join &lt;b&gt;&quot;Tom &amp; Jerry&apos;s&quot;&lt;/b&gt;</title>"));
+            .contains("<title>Join &lt;b&gt;&quot;Tom &amp; Jerry&#39;s&quot;&lt;/b&gt;</title>"));
         assert_eq!(
             svg.matches('<').count(),
             6,

@@ -38,7 +38,12 @@ fn a_vote_id_retried_after_more_than_100_000_other_ids_is_still_a_replay() {
     }
     let again = v.vote_once("1", Some("early-bird")).expect("retry");
     assert!(again.replayed, "the retry was counted a second time");
-    assert_eq!(again.change, first.change);
+    // The first answer (its total is not part of it: a replay does not know it).
+    assert_eq!(
+        (again.change.uid, again.change.count),
+        (first.change.uid, first.change.count)
+    );
+    assert_eq!(again.change.version, first.change.version);
     assert_eq!(v.version(), 100_002);
 }
 

@@ -308,18 +308,9 @@ impl App {
                 "creating polls with --redis is not built yet: only the default poll runs there",
             );
         }
-        let mime = req.header("content-type").unwrap_or("");
-        let mime = mime.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Response::error(
-                Status::UnsupportedMediaType,
-                "send the poll as application/x-www-form-urlencoded",
-            )
-            .header("Accept-Post", "application/x-www-form-urlencoded");
-        }
-        let fields = match form::parse(body) {
+        let fields = match super::routes::form_body(req, body, "poll", false) {
             Ok(f) => f,
-            Err(e) => return Response::error(Status::BadRequest, &format!("form: {e}")),
+            Err(r) => return r,
         };
         let id = match form::get(&fields, "id") {
             Some(id) if !id.is_empty() => id.to_string(),

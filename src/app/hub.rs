@@ -189,7 +189,9 @@ impl Hub {
 
     /// Whether some subscribers may not see the counts now (the poll's rule and state).
     fn hides(&self) -> bool {
-        !self.results.visible(self.votes.poll_closed(), false, false)
+        // `always` (the default poll) asks nothing of the tally.
+        self.results != Results::Always
+            && !self.results.visible(self.votes.poll_closed(), false, false)
     }
 
     /// Whether `tx` may see the counts now.

@@ -185,6 +185,12 @@ pub struct Gauges {
     pub version: u64,
     pub ws_buffered_bytes: usize,
     pub vote_ids: super::votes::IdStats,
+    /// Polls running, the default one included, and `--max-polls`.
+    pub polls: usize,
+    pub max_polls: usize,
+    /// Voters remembered over every poll, and `--max-voters` (per poll).
+    pub voters: u64,
+    pub max_voters: usize,
 }
 
 impl Metrics {
@@ -310,6 +316,30 @@ impl Metrics {
                 g.presence.get(k)
             );
         }
+        gauge(
+            w,
+            "livevote_polls",
+            "Polls running, the default one included.",
+            g.polls as u64,
+        );
+        gauge(
+            w,
+            "livevote_max_polls",
+            "The cap on polls (--max-polls); beyond it creating one is 409.",
+            g.max_polls as u64,
+        );
+        gauge(
+            w,
+            "livevote_poll_voters",
+            "Voters remembered by one-vote-per-voter and after_vote polls, over every poll.",
+            g.voters,
+        );
+        gauge(
+            w,
+            "livevote_max_voters",
+            "The cap on voters one poll remembers (--max-voters); a new voter beyond it is refused with 503.",
+            g.max_voters as u64,
+        );
         gauge(
             w,
             "livevote_tally_version",
@@ -696,6 +726,10 @@ mod tests {
             version: 9,
             ws_buffered_bytes: 0,
             vote_ids: Default::default(),
+            polls: 1,
+            max_polls: 1000,
+            voters: 0,
+            max_voters: 100_000,
         };
         let text = m.render(&g);
         for line in [

@@ -315,15 +315,20 @@ impl App {
     /// `GET /metrics`: Prometheus text format.
     fn metrics_page(&self) -> Response {
         let (presence, _) = self.votes.presence();
+        let polls = self.polls.all();
         let g = Gauges {
             http_connections: self.admission.open(),
             max_connections: self.config.limits.max_connections,
-            ws_subscribers: self.hub.subscribers(),
+            ws_subscribers: polls.iter().map(|p| p.subscribers()).sum(),
             sse_streams: self.votes.local_connected()[1],
             presence,
             version: self.votes.version(),
             ws_buffered_bytes: self.ws_budget.used(),
             vote_ids: self.votes.id_stats(),
+            polls: polls.len(),
+            max_polls: self.config.limits_max_polls(),
+            voters: polls.iter().map(|p| p.votes.voters() as u64).sum(),
+            max_voters: self.config.max_voters,
         };
         Response::with_body(Status::Ok, "text/plain; version=0.0.4; charset=utf-8", {
             let mut text = self.metrics.render(&g);
@@ -381,6 +386,26 @@ pub fn vote_error(e: VoteError) -> Response {
             r.header("Retry-After", wait.max(1.0).to_string())
         }
     }
+}
+
+/// A form-encoded body's fields (`what` names it in the `415`); an empty body is allowed
+/// without a `Content-Type` when `empty_ok`.
+pub fn form_body(
+    req: &Request,
+    body: &[u8],
+    what: &str,
+    empty_ok: bool,
+) -> Result<Vec<(String, String)>, Response> {
+    let mime = req.header("content-type").unwrap_or("");
+    let mime = mime.split(';').next().unwrap_or("").trim();
+    if !empty_ok && !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(Response::error(
+            Status::UnsupportedMediaType,
+            &format!("send the {what} as application/x-www-form-urlencoded"),
+        )
+        .header("Accept-Post", "application/x-www-form-urlencoded"));
+    }
+    form::parse(body).map_err(|e| Response::error(Status::BadRequest, &format!("form: {e}")))
 }
 
 fn not_allowed(allow: &'static str) -> Response {
@@ -571,20 +596,9 @@ impl App {
                 "cross-origin vote refused (Origin does not match Host)",
             );
         }
-        if !body.is_empty() {
-            let ctype = req.header("content-type").unwrap_or("");
-            let mime = ctype.split(';').next().unwrap_or("").trim();
-            if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-                return Response::error(
-                    Status::UnsupportedMediaType,
-                    "send the vote as application/x-www-form-urlencoded",
-                )
-                .header("Accept-Post", "application/x-www-form-urlencoded");
-            }
-        }
-        let from_body = match form::parse(body) {
+        let from_body = match form_body(req, body, "vote", body.is_empty()) {
             Ok(p) => p,
-            Err(e) => return Response::error(Status::BadRequest, &format!("form: {e}")),
+            Err(r) => return r,
         };
         let from_query = match query(req) {
             Ok(q) => q,

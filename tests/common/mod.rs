@@ -597,7 +597,11 @@ pub fn assert_tutorial_li(page: &str, uid: &str, name_html: &str, count: u64) ->
         li.inner.starts_with(&dom),
         "<li id=\"user_{uid}\"> must start with {dom:?}: {li:?}"
     );
-    let form = &li.inner[dom.len()..];
+    let mut form = &li.inner[dom.len()..];
+    // The share in percent, for a viewer who sees the counts.
+    if let Some(rest) = form.strip_prefix("<small class=\"pct\">") {
+        form = &rest[rest.find("</small>").expect("a closed <small>") + "</small>".len()..];
+    }
     assert!(
         form.starts_with("<form method=\"post\" action=\"/vote\">") && form.ends_with("</form>"),
         "a no-JavaScript vote form: {li:?}"
@@ -1009,11 +1013,21 @@ pub fn resume(j: &Json) -> Resume {
         assert!(keys.contains(k), "resume without {k:?}: {j:?}");
     }
     for k in &keys {
-        // A snapshot may also say `version` (the same as `to`).
+        // A snapshot may also say `version` (the same as `to`), the poll's `state` and
+        // `total` (docs/API.md).
+        let snapshot_extra = ["version", "state", "total"].contains(k) && kind == "snapshot";
         assert!(
-            required.contains(k) || (*k == "version" && kind == "snapshot"),
+            required.contains(k) || snapshot_extra,
             "unexpected field {k:?} in {j:?}"
         );
+        if kind == "snapshot" && j.has("total") {
+            let sum: u64 = j["candidates"]
+                .as_array()
+                .iter()
+                .map(|c| c["count"].as_u64())
+                .sum();
+            assert_eq!(j["total"].as_u64(), sum, "total is the sum: {j:?}");
+        }
     }
     let to = j["to"].as_u64();
     if j.has("version") {

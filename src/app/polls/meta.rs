@@ -319,7 +319,7 @@ mod tests {
             assert!(Meta::from_form(id, &fields(&f), 0).is_err(), "{id:?} {f:?}");
         }
         let many: Vec<(&str, &str)> = std::iter::once(("question", "Q"))
-            .chain(std::iter::repeat(("option", "o")).take(MAX_OPTIONS + 1))
+            .chain(std::iter::repeat_n(("option", "o"), MAX_OPTIONS + 1))
             .collect();
         assert!(Meta::from_form("p", &fields(&many), 0).is_err());
         let at_limit = [

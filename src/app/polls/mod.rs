@@ -320,9 +320,9 @@ impl Polls {
 
     /// Closes every poll's store; false if one was still storing votes at `deadline`.
     pub fn close(&self, deadline: Instant) -> bool {
-        self.all()
-            .iter()
-            .fold(true, |ok, p| p.votes.close(deadline) && ok)
+        // Every one, even after one that timed out (no short circuit).
+        let closed: Vec<bool> = self.all().iter().map(|p| p.votes.close(deadline)).collect();
+        closed.into_iter().all(|c| c)
     }
 }
 
