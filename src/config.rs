@@ -195,6 +195,10 @@ pub struct Config {
     /// Most voters one `once`/`change` poll remembers; a new one beyond → `503`. Default
     /// 100,000. `--max-voters`.
     pub max_voters: usize,
+    /// Most votes per second per voter and per client address (a burst of as many), on
+    /// every transport; beyond it `429` + `Retry-After`. None (default): no limit.
+    /// `--vote-rate`.
+    pub vote_rate: Option<u32>,
     pub limits: Limits,
 }
 
@@ -222,6 +226,7 @@ impl Default for Config {
             public_url: None,
             max_polls: crate::app::polls::DEFAULT_MAX_POLLS,
             max_voters: crate::app::polls::DEFAULT_MAX_VOTERS,
+            vote_rate: None,
             limits: Limits::default(),
         }
     }
@@ -333,6 +338,8 @@ OPTIONS:
                               address the presenter used]
   --max-polls N               [default: 1000]      polls, the default one included → 409
   --max-voters N              [default: 100000]    voters per one-vote poll; beyond → 503
+  --vote-rate N               [default: no limit]  votes per second per voter and address;
+                              beyond → 429 + Retry-After
   --max-request-line BYTES    [default: 8192]      longer → 414
   --max-header-bytes BYTES    [default: 16384]     larger head → 431
   --max-headers N             [default: 100]       more → 431
@@ -412,6 +419,7 @@ pub const FLAGS: &[(&str, Arity)] = &[
     ("--public-url", Arity::Value),
     ("--max-polls", Arity::Value),
     ("--max-voters", Arity::Value),
+    ("--vote-rate", Arity::Value),
     ("--max-request-line", Arity::Value),
     ("--max-header-bytes", Arity::Value),
     ("--max-headers", Arity::Value),
@@ -719,6 +727,15 @@ fn configure(
             }
             "--max-polls" => cfg.max_polls = count(&name, &value)?.max(1),
             "--max-voters" => cfg.max_voters = count(&name, &value)?,
+            "--vote-rate" => match value.trim().parse::<u32>() {
+                Ok(r @ 1..=1_000_000) => cfg.vote_rate = Some(r),
+                _ => {
+                    return Err(UsageError(format!(
+                        "--vote-rate: '{value}' is not a whole number of votes per second \
+                             from 1 to 1000000"
+                    )))
+                }
+            },
             "--allow-origin" => cfg
                 .allow_origins
                 .push(value.trim_end_matches('/').to_string()),

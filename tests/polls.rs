@@ -716,3 +716,87 @@ fn polls_votes_voters_and_states_survive_kill_9() {
     assert_eq!(admin(server.addr, "GET", "/api/polls/once", "").status, 404);
     assert_eq!(admin(server.addr, "GET", "/api/polls/move", "").status, 200);
 }
+
+#[test]
+fn vote_rate_answers_429_with_retry_after_on_http_and_websocket() {
+    let addr = start(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.vote_rate = Some(2);
+    });
+    // A burst of two from this address, then 429 (the address's bucket, whoever votes).
+    assert_eq!(post(addr, "/vote", "uid=1").status, 200);
+    assert_eq!(post(addr, "/vote", "uid=1").status, 200);
+    let r = post(addr, "/vote", "uid=1");
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let mut ws = ws_connect(addr, "/get_new_vote");
+    ws.send(tungstenite::Message::Text(vote_message("1", "r-1")))
+        .unwrap();
+    let e = ws_next_of_type(&mut ws, "error");
+    assert!(e["error"].as_str().contains("too many votes"), "{e:?}");
+    // Nothing refused was counted; after a second there is a token again.
+    assert_eq!(tally(addr).0, 2);
+    wait_for(Duration::from_secs(5), "a token", || {
+        (post(addr, "/vote", "uid=2").status == 200).then_some(())
+    });
+}
+
+#[test]
+fn under_a_base_path_polls_cookies_and_the_join_address_are_below_it() {
+    let addr = start(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.base_path = "/live".into();
+    });
+    let r = admin(
+        addr,
+        "POST",
+        "/live/api/polls",
+        "id=q&question=Q&option=a&option=b&mode=once",
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("location"), Some("/live/p/q"));
+    assert_eq!(
+        admin(addr, "POST", "/api/polls", "question=Q&option=a&option=b").status,
+        404
+    );
+    let r = call(addr, "POST", "/live/p/q/vote", "", "uid=1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.header("set-cookie").unwrap().contains("Path=/live;"),
+        "{r:?}"
+    );
+    let page = get(addr, "/live/p/q").text();
+    assert!(page.contains("data-base=\"/live/p/q\""), "{page}");
+    assert!(page.contains("action=\"/live/p/q/vote\""), "{page}");
+    let present = get(addr, "/live/p/q/present").text();
+    assert!(
+        present.contains("http://localhost/live/p/q</p>"),
+        "{present}"
+    );
+    assert!(present.contains("<svg"), "the QR code: {present}");
+}
+
+#[test]
+fn the_voter_cookie_is_secure_when_the_browser_used_tls_and_the_question_is_shown() {
+    let addr = start(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.trusted_proxies = vec![livevote::http::forwarded::Cidr::parse("127.0.0.1").unwrap()];
+        c.question = "What's for <lunch>?".into();
+    });
+    create(addr, "id=q&question=Q&option=a&option=b&mode=once");
+    let tls = "X-Forwarded-Proto: https\r\n";
+    let r = call(addr, "POST", "/p/q/vote", tls, "uid=1");
+    let c = r.header("set-cookie").unwrap();
+    for attr in ["HttpOnly", "SameSite=Lax", "Max-Age=31536000", "Secure"] {
+        assert!(c.contains(attr), "{attr}: {c}");
+    }
+    let r = call(addr, "POST", "/p/q/vote", "", "uid=1");
+    assert!(!r.header("set-cookie").unwrap().contains("Secure"), "{r:?}");
+    let page = get(addr, "/index").text();
+    assert!(
+        page.contains("<h1 id=\"title\">What&#39;s for &lt;lunch&gt;?</h1>"),
+        "{page}"
+    );
+    let j = get(addr, "/votes").json();
+    assert_eq!(j["state"].as_str(), "open");
+}

@@ -24,6 +24,8 @@ pub enum Endpoint {
     /// voter cookie (votes over the socket follow the poll's rules with it), `admin` whether
     /// it carried the admin cookie (the presenter sees hidden results).
     Votes {
+        /// The client's address (`--vote-rate`).
+        ip: std::net::IpAddr,
         poll: Arc<Poll>,
         cursor: Cursor,
         voter: Option<String>,
@@ -46,6 +48,7 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
     };
     match endpoint {
         Endpoint::Votes {
+            ip,
             poll,
             cursor,
             voter,
@@ -68,6 +71,8 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
             let _subscription = hub.subscribe(Arc::clone(&sub));
             if hub.send_resume(&sub, &cursor).is_ok() {
                 let mut ep = VoteSocket {
+                    app,
+                    ip,
                     poll: &poll,
                     voter: voter.as_deref(),
                     admin,
@@ -222,6 +227,8 @@ fn close_code(e: &Ended) -> u16 {
 
 /// `/get_new_vote` over WebSocket: a text message naming a candidate is a vote.
 struct VoteSocket<'a> {
+    app: &'a App,
+    ip: std::net::IpAddr,
     poll: &'a Poll,
     /// The upgrade's voter cookie. A poll that counts voters refuses votes without one (the
     /// page has one: its first HTTP vote, or its page load, set it).
@@ -256,6 +263,12 @@ impl conn::Endpoint<Written> for VoteSocket<'_> {
             Some(json::error_with_uid("malformed candidate id", &uid, true))
         } else if vote_id.as_deref().is_some_and(|v| !valid_vote_id(v)) {
             Some(json::error_with_uid("malformed vote_id", &uid, true))
+        } else if self.app.rate_limited(self.ip, self.voter).is_err() {
+            Some(json::error_with_uid(
+                "too many votes: slow down",
+                &uid,
+                true,
+            ))
         } else {
             let votes = &self.poll.votes;
             match votes.cast(&uid, vote_id.as_deref(), self.voter) {

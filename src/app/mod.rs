@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pages;
 pub mod polls;
 pub mod presence;
+pub mod rate;
 pub mod redis_store;
 pub mod routes;
 pub mod sse;
@@ -46,6 +47,8 @@ pub struct App {
     pub polls: Arc<polls::Polls>,
     /// The admin API's token and the secret cookies are signed with.
     pub admin: admin::Keys,
+    /// `--vote-rate`, when given.
+    pub rate: Option<rate::RateLimit>,
     pub votes: Arc<Votes>,
     pub files: StaticFiles,
     pub template: pages::Template,
@@ -197,7 +200,9 @@ impl App {
                 }
             })?;
         let ws_budget = Arc::new(Budget::new(config.limits.ws_max_buffered));
+        let rate = config.vote_rate.map(|r| rate::RateLimit::new(f64::from(r)));
         Ok(Arc::new_cyclic(|me| App {
+            rate,
             config,
             polls,
             admin,

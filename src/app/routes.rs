@@ -12,6 +12,7 @@ use super::pages::{self, Page};
 use super::polls::meta::DEFAULT_ID;
 use super::polls::Poll;
 use super::presence::{valid_viewer, Kind};
+use super::rate::Key;
 use super::sse;
 use super::votes::Votes;
 use super::votes::{valid_vote_id, VoteError, Wake};
@@ -25,6 +26,7 @@ use crate::http::forwarded::{self, Client, Proto};
 use crate::http::request::{split_host, target_authority};
 use crate::http::{Request, Response, Status};
 use crate::ws::handshake;
+use std::time::Duration;
 
 /// Transports the vote page knows; the first is the default (`auto`: the page's fallback
 /// ladder, WebSocket → SSE → long-poll → polling).
@@ -202,6 +204,7 @@ impl App {
                 };
                 let caller = self.caller(req, client);
                 let endpoint = super::live::Endpoint::Votes {
+                    ip: client.ip,
                     poll: Arc::clone(poll),
                     cursor,
                     voter: caller.voter,
@@ -634,6 +637,11 @@ impl App {
             },
             v => v,
         };
+        if let Err(wait) = self.rate_limited(client.ip, voter.as_deref()) {
+            let secs = wait.as_secs_f64().ceil().max(1.0);
+            return Response::error(Status::TooManyRequests, "too many votes: slow down")
+                .header("Retry-After", secs.to_string());
+        }
         let voted = poll.votes.cast(id, vote_id, voter.as_deref()).map(|v| {
             self.metrics.vote(route, v.replayed);
             v.change
@@ -660,6 +668,17 @@ impl App {
             Some(c) => resp.header("Set-Cookie", c),
             None => resp,
         }
+    }
+
+    /// `--vote-rate`: takes one vote from the client's address and voter, or says how long to
+    /// wait.
+    pub fn rate_limited(&self, ip: IpAddr, voter: Option<&str>) -> Result<(), Duration> {
+        let Some(rate) = &self.rate else {
+            return Ok(());
+        };
+        let mut keys = vec![Key::addr(ip)];
+        keys.extend(voter.map(|v| Key::Voter(v.to_string())));
+        rate.take(&keys, std::time::Instant::now())
     }
 
     /// `GET /votes`: the whole tally. The ETag is the tally's epoch and version, so a poller
