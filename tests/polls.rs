@@ -800,3 +800,34 @@ fn the_voter_cookie_is_secure_when_the_browser_used_tls_and_the_question_is_show
     let j = get(addr, "/votes").json();
     assert_eq!(j["state"].as_str(), "open");
 }
+
+#[test]
+fn a_page_load_makes_the_voter_and_a_hidden_long_poller_gets_the_counts_after_voting() {
+    let addr = server();
+    create(addr, "id=h&question=Q&option=a&option=b&results=after_vote");
+    Voter::new().vote(addr, "h", "1");
+    let page = get(addr, "/p/h");
+    let cookie = page.header("set-cookie").expect("the page makes the voter");
+    let mut v = Voter::new();
+    v.cookie = Some(cookie.split(';').next().unwrap().to_string());
+    assert!(!leaks_count(&page.text()));
+    // Its long-poll is hidden; after its vote, `hidden=1` brings the whole tally at once.
+    let lp = v.get(addr, "/p/h/get_new_vote?since=0").json();
+    assert!(lp["hidden"].as_bool(), "{lp:?}");
+    v.vote(addr, "h", "2");
+    let version = lp["version"].as_u64();
+    let lp = v
+        .get(addr, &format!("/p/h/get_new_vote?since={version}&hidden=1"))
+        .json();
+    assert_eq!(lp["kind"].as_str(), "snapshot", "{lp:?}");
+    let changes: Vec<u64> = lp["changes"]
+        .as_array()
+        .iter()
+        .map(|c| c["count"].as_u64())
+        .collect();
+    assert_eq!(changes, [1, 1]);
+    // The same page again: their vote is shown, and no new voter is made.
+    let page = v.get(addr, "/p/h");
+    assert!(page.header("set-cookie").is_none());
+    assert!(page.text().contains("You voted for b"), "{}", page.text());
+}

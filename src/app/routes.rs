@@ -524,11 +524,19 @@ impl App {
             join: "",
             qr: "",
         };
-        pages::html_headers(Response::html(
+        let resp = pages::html_headers(Response::html(
             Status::Ok,
             self.template.render(&snap, &page),
         ))
-        .header("Cache-Control", "no-store")
+        .header("Cache-Control", "no-store");
+        // A poll that counts voters gives the page its voter now, so that its tabs, its
+        // WebSocket and its first vote are one voter.
+        if poll.counts_voters() && caller.voter.is_none() {
+            if let Ok((_, cookie)) = self.new_voter(client) {
+                return resp.header("Set-Cookie", cookie);
+            }
+        }
+        resp
     }
 
     /// The presenter view: the question, big live bars (every count for the admin), the join
@@ -811,20 +819,29 @@ impl App {
         let since = cursor.since.unwrap_or(now);
         let waited = since == now && epoch.is_none_or(|e| e == votes.epoch());
         self.metrics.long_poll(true);
-        let answer = votes.wait(
-            since,
-            epoch,
-            pv,
-            MAX_RESUME_DELTA,
-            self.config.longpoll_timeout,
-        );
+        // A client whose last answer was hidden (`hidden=1`) and who may see the counts now
+        // (they voted, the poll closed) needs the whole tally, not a delta.
+        let was_hidden = form::get(&q, "hidden") == Some("1");
+        let caller = self.caller(req, client);
+        let answer = if was_hidden && poll.visible_to(caller.voter.as_deref(), caller.admin) {
+            Some(Wake::Votes(super::votes::Catchup::Snapshot(
+                votes.snapshot(),
+            )))
+        } else {
+            votes.wait(
+                since,
+                epoch,
+                pv,
+                MAX_RESUME_DELTA,
+                self.config.longpoll_timeout,
+            )
+        };
         self.metrics.long_poll(false);
         let (counts, pv) = votes.presence();
         let presence = |o: &mut crate::json::Object| json::presence_members(o, &counts, pv);
         let body = match answer {
             Some(Wake::Votes(c)) => {
                 // Decided when answering: a vote, a close or a reveal meanwhile counts.
-                let caller = self.caller(req, client);
                 let visible = poll.visible_to(caller.voter.as_deref(), caller.admin);
                 let body = json::longpoll(&c, since, waited, &votes.epoch(), visible, presence);
                 let kind = if waited {
