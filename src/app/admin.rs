@@ -199,6 +199,7 @@ impl App {
 
     /// `POST /admin`: the token (`Authorization: Bearer`, or a form's `token`) for the admin
     /// cookie; `logout=1` clears it. `204`, or `303` to `back` for a form.
+    #[inline(never)]
     pub fn admin_login(&self, req: &Request, client: &Client, body: &[u8]) -> Response {
         if !self.origin_allowed(req, client) {
             return Response::error(Status::Forbidden, "cross-origin request refused");
@@ -238,6 +239,7 @@ impl App {
     }
 
     /// `/api/polls[/ID[/ACTION]]` (`rest` is what follows `/api/polls`).
+    #[inline(never)]
     pub fn api(&self, req: &Request, client: &Client, body: &[u8], rest: &str) -> Response {
         if !self.is_admin(req, client) {
             return unauthorized();

@@ -87,6 +87,7 @@ pub fn results_json(m: &Meta, s: &Snapshot) -> String {
 }
 
 impl App {
+    #[inline(never)]
     pub fn export(
         &self,
         req: &Request,

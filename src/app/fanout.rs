@@ -102,12 +102,23 @@ impl Subscriber {
         })
     }
 
-    /// Who this subscriber is to the poll: `voter`, and whether they see the counts now.
-    pub fn viewer(mut self, voter: Option<String>, sees: bool, presenter: bool) -> Self {
-        self.voter = voter;
-        self.sees = AtomicBool::new(sees || presenter);
-        self.presenter = presenter;
-        self
+    /// A subscriber for a poll's viewer: `voter`, whether they see the counts now, whether
+    /// they are the presenter. Built in place behind the `Arc`, in a frame of its own: the
+    /// subscriber is large, and a copy of it on the caller's frame would stay in every idle
+    /// subscriber thread's resident stack.
+    #[inline(never)]
+    pub fn open(
+        stream: Arc<TcpStream>,
+        write_timeout: Duration,
+        voter: Option<String>,
+        sees: bool,
+        presenter: bool,
+    ) -> io::Result<Arc<Self>> {
+        let mut sub = Subscriber::new(stream, write_timeout)?;
+        sub.voter = voter;
+        sub.sees = AtomicBool::new(sees || presenter);
+        sub.presenter = presenter;
+        Ok(Arc::new(sub))
     }
 
     /// Sets whether it sees the counts (the presenter always does).

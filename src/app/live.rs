@@ -20,18 +20,22 @@ use crate::ws::frame::{CloseCode, OpCode};
 use crate::ws::message::Message;
 
 pub enum Endpoint {
-    /// A poll's live tally, resuming from the client's cursor; `voter` is the upgrade's
-    /// voter cookie (votes over the socket follow the poll's rules with it), `admin` whether
-    /// it carried the admin cookie (the presenter sees hidden results).
-    Votes {
-        /// The client's address (`--vote-rate`).
-        ip: std::net::IpAddr,
-        poll: Arc<Poll>,
-        cursor: Cursor,
-        voter: Option<String>,
-        admin: bool,
-    },
+    /// A poll's live tally. Boxed: the endpoint rides on the frames under every idle
+    /// subscriber's read loop, where each byte is resident for the connection's life.
+    Votes(Box<VoteStream>),
     Chat,
+}
+
+/// A poll's live tally, resuming from the client's cursor; `voter` is the upgrade's voter
+/// cookie (votes over the socket follow the poll's rules with it), `admin` whether it
+/// carried the admin cookie (the presenter sees hidden results).
+pub struct VoteStream {
+    /// The client's address (`--vote-rate`).
+    pub ip: std::net::IpAddr,
+    pub poll: Arc<Poll>,
+    pub cursor: Cursor,
+    pub voter: Option<String>,
+    pub admin: bool,
 }
 
 /// Runs an upgraded connection to its end; returns the bytes sent on it after the handshake.
@@ -40,36 +44,26 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
     let stream = Arc::new(stream);
     let settings = Settings {
         max_message: match endpoint {
-            Endpoint::Votes { .. } => l.ws_max_vote_message,
+            Endpoint::Votes(_) => l.ws_max_vote_message,
             Endpoint::Chat => l.ws_max_chat_message,
         },
         ping_interval: l.ws_ping_interval,
         pong_timeout: l.ws_pong_timeout,
     };
     match endpoint {
-        Endpoint::Votes {
-            ip,
-            poll,
-            cursor,
-            voter,
-            admin,
-        } => {
-            let Ok(hub) = poll.hub() else { return 0 };
-            let sees = poll.visible_to(voter.as_deref(), admin);
-            let Ok(sub) = Subscriber::new(Arc::clone(&stream), l.write_timeout) else {
+        Endpoint::Votes(v) => {
+            let VoteStream {
+                ip,
+                poll,
+                cursor,
+                voter,
+                admin,
+            } = *v;
+            let Some(joined) = join(app, &poll, &stream, &cursor, voter.as_deref(), admin) else {
                 return 0;
             };
-            let sub = Arc::new(sub.viewer(voter.clone(), sees, admin));
-            let _open = app.sockets.open(Arc::clone(&sub) as Arc<dyn GoingAway>);
-            // Opened as a shutdown began: after its close-all, so it closes itself.
-            if poll.votes.ending() {
-                sub.tx.close_now(GOING_AWAY, SHUTTING_DOWN);
-            }
-            let _viewer = poll.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
-            // Subscribe before the resume, so no vote falls between the two (broadcasts wait
-            // until the resume is written; see `Subscriber::offer`).
-            let _subscription = hub.subscribe(Arc::clone(&sub));
-            if hub.send_resume(&sub, &cursor).is_ok() {
+            let sub = &joined.sub;
+            if joined.resumed {
                 let mut ep = VoteSocket {
                     app,
                     ip,
@@ -109,6 +103,59 @@ pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>
             tx.bytes_sent()
         }
     }
+}
+
+/// A vote socket's place in its poll, held while it is open: listed for a shutdown, counted
+/// as a viewer, subscribed to the hub, resumed.
+struct Joined<'a> {
+    // Dropped in this order: unsubscribed, then no longer a viewer, then unlisted.
+    _subscription: super::hub::Subscription,
+    _viewer: super::votes::Viewer<'a>,
+    _open: Open<'a>,
+    sub: Arc<Subscriber>,
+    /// The resume went out (else the socket is closed at once).
+    resumed: bool,
+}
+
+/// Joins `poll`'s live tally. In a frame of its own, popped before the read loop starts: an
+/// idle subscriber's thread keeps every stack page it touched, and the handshake's work
+/// (encoding the resume, building the subscriber) is the deepest it goes.
+#[inline(never)]
+fn join<'a>(
+    app: &'a App,
+    poll: &'a Poll,
+    stream: &Arc<TcpStream>,
+    cursor: &Cursor,
+    voter: Option<&str>,
+    admin: bool,
+) -> Option<Joined<'a>> {
+    let hub = poll.hub().ok()?;
+    let sees = poll.visible_to(voter, admin);
+    let sub = Subscriber::open(
+        Arc::clone(stream),
+        app.config.limits.write_timeout,
+        voter.map(str::to_string),
+        sees,
+        admin,
+    )
+    .ok()?;
+    let open = app.sockets.open(Arc::clone(&sub) as Arc<dyn GoingAway>);
+    // Opened as a shutdown began: after its close-all, so it closes itself.
+    if poll.votes.ending() {
+        sub.tx.close_now(GOING_AWAY, SHUTTING_DOWN);
+    }
+    let viewer = poll.votes.viewer(Kind::Ws, cursor.viewer.as_deref());
+    // Subscribe before the resume, so no vote falls between the two (broadcasts wait until
+    // the resume is written; see `Subscriber::offer`).
+    let subscription = hub.subscribe(Arc::clone(&sub));
+    let resumed = hub.send_resume(&sub, cursor).is_ok();
+    Some(Joined {
+        _subscription: subscription,
+        _viewer: viewer,
+        _open: open,
+        sub,
+        resumed,
+    })
 }
 
 /// The close code a shutdown closes WebSockets with (RFC 6455 §7.4.1: going away).

@@ -65,6 +65,7 @@ impl Poll {
     }
 
     /// The poll's hub, started on first use.
+    #[inline(never)]
     pub fn hub(&self) -> io::Result<&Arc<Hub>> {
         if let Some(h) = self.hub.get() {
             return Ok(h);
@@ -104,6 +105,7 @@ impl Poll {
     }
 
     /// Whether a viewer sees the counts now (see [`Results::visible`]).
+    #[inline(never)]
     pub fn visible_to(&self, voter: Option<&str>, presenter: bool) -> bool {
         let r = self.meta.results;
         if r == Results::Always || presenter {
