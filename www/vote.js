@@ -293,12 +293,18 @@
   }
 
   // What a message says about the poll: `hidden` (a boolean; undefined when it does not say),
-  // `state`, `total`. Applied only if `version` is at least as new as the last such news.
+  // `state`, `total`, and `full` when it is the whole tally (a snapshot). Applied only if
+  // `version` is at least as new as the last such news. Counts that become visible through
+  // less than the whole tally (a delta or a vote naming one option: a long-poll's first
+  // answer after the viewer's own vote) leave the other counts unknown: fetch the tally.
   function pollNews(m, version) {
     if (!m || !(version >= info.at)) return;
     info.at = version;
     if (m.state === 'open' || m.state === 'closed') info.closed = m.state === 'closed';
-    if (typeof m.hidden === 'boolean' && m.hidden !== info.hidden) setHidden(m.hidden);
+    if (typeof m.hidden === 'boolean' && m.hidden !== info.hidden) {
+      setHidden(m.hidden);
+      if (!m.hidden && !m.full) fetchTally();
+    }
     if (m.total != null) {
       const total = Math.max(0, toInt(m.total));
       if (info.hidden) info.total = total;
@@ -549,8 +555,11 @@
           ctx.notice(`${moved ? 'Vote moved to' : 'Vote counted for'} ${nameOf(uid)}`);
           // `after_vote`: this voter may see the counts now, but the page's stream may have been
           // opened before the voter cookie existed (this vote set it) and would keep them
-          // hidden. Reconnect, asking for the whole tally.
-          if (info.hidden && data && data.uid != null && data.hidden !== true) refreshStream();
+          // hidden. Reopen it (with the cookie), and fetch the whole tally.
+          if (info.hidden && data && data.uid != null && data.hidden !== true) {
+            refreshStream();
+            fetchTally();
+          }
         } else if (res.status === 404) {
           ctx.notice(`Unknown candidate ${uid}`);
         } else if (res.status === 409 && data && data.error) {
@@ -568,7 +577,30 @@
 
   // What a snapshot (any transport, and /votes) says about the poll: it always says whether
   // the counts are hidden (`"hidden":true`, or no such member).
-  const snapshotNews = (m) => ({ hidden: m.hidden === true, total: m.total, state: m.state });
+  const snapshotNews = (m) => ({ hidden: m.hidden === true, total: m.total, state: m.state, full: true });
+
+  // The whole tally from GET /votes (with this viewer's cookies: what it may see), applied as
+  // any snapshot is. One at a time; a request while one is under way asks again after it.
+  let tallyFetch = null;
+  let tallyAgain = false;
+  function fetchTally() {
+    if (tallyFetch) { tallyAgain = true; return; }
+    tallyFetch = (async () => {
+      try {
+        const res = await fetch(at('/votes'), { cache: 'no-store' });
+        if (!res.ok) return;
+        const data = await res.json();
+        if (data && Array.isArray(data.candidates)) {
+          ctx.snapshot(data.candidates, data.version, data.epoch, false, snapshotNews(data));
+        }
+      } catch (_) {
+        // The live connection's next snapshot brings the page up to date instead.
+      } finally {
+        tallyFetch = null;
+        if (tallyAgain && !leaving) { tallyAgain = false; fetchTally(); }
+      }
+    })();
+  }
 
   // ---------------------------------------------------------------- transports
 
@@ -610,19 +642,16 @@
   function cursorQuery(conn, extra) {
     const q = new URLSearchParams();
     const cur = ctx.cursor();
-    if (cur.epoch && !wantSnapshot) {
+    if (cur.epoch) {
       q.set('since', String(cur.version));
       q.set('epoch', cur.epoch);
       conn.sent = cur;
     } else {
       conn.sent = null;
     }
-    wantSnapshot = false;
     for (const [k, v] of Object.entries(extra || {})) q.set(k, String(v));
     return q.toString();
   }
-  // Set by refreshStream: the next connection sends no cursor, so its answer is a snapshot.
-  let wantSnapshot = false;
 
   // WebSocket and SSE speak the same messages (docs/PROTOCOL.md): a resume first, then votes,
   // coalesced snapshots, presence and errors.
@@ -994,11 +1023,10 @@
   }
 
   // The page may now see counts its connection was opened without (a first vote in an
-  // `after_vote` poll set the voter cookie, which a stream only reads when it opens): drop the
-  // connection and open a fresh one that asks for the whole tally.
+  // `after_vote` poll set the voter cookie, which a WebSocket or an event stream reads only
+  // when it opens): drop the connection and open a fresh one, from the same cursor.
   function refreshStream() {
     if (leaving) return;
-    wantSnapshot = true;
     const cur = current;
     if (cur) {
       current = null;
