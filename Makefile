@@ -69,8 +69,9 @@ conformance: release
 ## Installs chromium, fonts-noto-cjk (apt) and e2e/node_modules (npm ci) when missing, and
 ## redis-server and nginx for the run through `make cluster`'s balancer (7-cluster), and
 ## openssl, nginx and caddy for the run behind deploy/nginx/livevote.conf with TLS and the
-## `caddy validate` of deploy/caddy/Caddyfile (8-proxy).
-e2e: release cluster-deps proxy-deps
+## `caddy validate` of deploy/caddy/Caddyfile (8-proxy), and zbar-tools' zbarimg, which decodes
+## the presenter view's QR code from its screenshot (9-polls).
+e2e: release cluster-deps proxy-deps qr-deps
 	bash e2e/install.sh
 	cd e2e && node run.js
 

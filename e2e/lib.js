@@ -358,8 +358,10 @@ class Viewer {
   }
 }
 
-async function openViewer(browser, server, pathAndQuery, { name, javaScriptEnabled = true, setup, contextOptions = {} } = {}) {
-  const context = await browser.newContext({ javaScriptEnabled, viewport: { width: 1000, height: 800 }, ...contextOptions });
+// `context`: open the page in this existing context (the same cookies: the admin's presenter
+// view) instead of a new one.
+async function openViewer(browser, server, pathAndQuery, { name, javaScriptEnabled = true, setup, contextOptions = {}, context: shared } = {}) {
+  const context = shared || await browser.newContext({ javaScriptEnabled, viewport: { width: 1000, height: 800 }, ...contextOptions });
   const page = await context.newPage();
   const v = new Viewer(name || pathAndQuery, context, page);
   context.on('request', (r) => v.requests.push(r.url()));
@@ -595,11 +597,12 @@ async function candidates(server) {
 // candidates' uids, and the viewers the file opened (closed, with a screenshot each, after it).
 // Registers node:test's before/after hooks; returns { server, browser, uids, viewers }, with
 // browser and uids filled in once the before hook has run.
-function suite(label) {
+// `args`: the server's extra command-line arguments (e.g. `--admin-token`).
+function suite(label, { args = [] } = {}) {
   const { before, after } = require('node:test');
   const s = { server: new Server(), browser: null, uids: null, viewers: [] };
   before(async () => {
-    await s.server.start();
+    await s.server.start(args);
     s.browser = await launchBrowser();
     s.uids = await candidates(s.server);
   });

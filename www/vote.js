@@ -22,6 +22,16 @@
 // The manager runs the fallback ladder WebSocket → SSE → long-poll → polling (`auto`, the
 // default) or one forced transport (`?transport=`), reconnects with jittered exponential
 // backoff, and in `auto` retries the better rungs later, switching only once they are verified.
+//
+// Polls (docs/API.md): one page per poll, its routes under <body data-base> (`BASE` for the
+// default poll, `BASE/p/ID` for others). The body also says the poll's rules and state
+// (data-mode, data-results, data-state, data-hidden, data-voted), and the live messages keep
+// them current: a snapshot carries `state`, `total` and, for a viewer who may not see the counts
+// yet, `"hidden":true` and no count; such a viewer's live votes are `{"version","total"}`. A
+// hidden page shows the total only and never makes a count up (empty <span>, no bar, no %).
+// #summary repeats the server's line (total, leader or tie, "You voted for X", closed/hidden).
+// With <body data-presenter> (www/present.template) the same code drives the presenter view,
+// without the voting gestures.
 'use strict';
 
 (() => {
@@ -71,6 +81,8 @@
   const presenceEl = document.getElementById('presence');
   const noticeEl = document.getElementById('notice');
   const announceEl = document.getElementById('announce');
+  const summaryEl = document.getElementById('summary');
+  const presenter = body.dataset.presenter === 'true';
 
   // ---------------------------------------------------------------- helpers
 
@@ -118,6 +130,27 @@
   // randomUUID exists only in secure contexts (not on plain http to a LAN address).
   const newVoteId = () => (typeof crypto.randomUUID === 'function' ? crypto.randomUUID() : randomToken(32));
 
+  // The poll this page shows: its rules from the render, its state kept current by the live
+  // messages. `at` is the version `closed`/`hidden`/`total` are from, so that older news (from a
+  // second connection during an upgrade) cannot undo newer. `total` is the server's while the
+  // counts are hidden, else the sum of the counts shown.
+  const info = {
+    mode: body.dataset.mode || 'unlimited',
+    results: body.dataset.results || 'always',
+    closed: body.dataset.state === 'closed',
+    hidden: body.dataset.hidden === 'true',
+    total: toInt(summaryEl && summaryEl.dataset.total),
+    voted: body.dataset.voted || '',
+    at: toInt(body.dataset.version),
+  };
+  // A poll that counts voters (one vote each, or counts shown after one's own vote) is voted
+  // over HTTP whatever the transport: only an HTTP answer can set the voter cookie a first vote
+  // gets (a WebSocket vote without it is refused), and it says exactly why a vote was refused
+  // (409 `already voted` names the option).
+  const countsVoters = info.mode !== 'unlimited' || info.results === 'after_vote';
+  // Only the default poll has the tutorial's POST /ticket (polls under /p/ID take /vote).
+  const defaultPoll = !/\/p\/[^/]+$/.test(BASE);
+
   // True while the page is being left: aborted requests and closing sockets are then expected
   // and must not show "reconnecting" nor schedule anything.
   let leaving = false;
@@ -156,7 +189,7 @@
     li.tabIndex = 0;
     li.style.setProperty('--share', '0%');
     const span = document.createElement('span');
-    span.textContent = String(count);
+    span.textContent = count == null || info.hidden ? '' : String(toInt(count));
     const form = document.createElement('form');
     form.method = 'post';
     form.action = at('/vote');
@@ -189,15 +222,95 @@
     if (button) button.setAttribute('aria-label', 'Vote for ' + name);
   }
 
-  // The bars: each candidate's share of all votes, drawn by CSS from --share.
+  const shownCount = (li) => Math.max(0, toInt(countSpan(li) && countSpan(li).textContent));
+
+  // Everything derived from the counts and the poll's state, redrawn after every change: the
+  // bars (each candidate's share of all votes, drawn by CSS from --share) and percentages (as
+  // the server renders them: none while hidden), the voter's own option (li.mine), the Vote
+  // buttons (off while the poll is closed), and #summary.
   function updateShares() {
     const lis = [...items()];
-    const counts = lis.map((li) => Math.max(0, toInt(countSpan(li) && countSpan(li).textContent)));
-    const total = counts.reduce((a, b) => a + b, 0);
+    const counts = lis.map(shownCount);
+    if (!info.hidden) info.total = counts.reduce((a, b) => a + b, 0);
+    const total = info.hidden ? 0 : info.total;
     lis.forEach((li, i) => {
-      const share = (total ? (counts[i] * 100) / total : 0).toFixed(1) + '%';
+      const pct = total ? (counts[i] * 100) / total : 0;
+      const share = pct.toFixed(1) + '%';
       if (li.style.getPropertyValue('--share') !== share) li.style.setProperty('--share', share);
+      let small = li.querySelector(':scope > small.pct');
+      if (info.hidden) {
+        if (small) small.remove();
+      } else {
+        if (!small) {
+          small = document.createElement('small');
+          small.className = 'pct';
+          const span = countSpan(li);
+          if (span) span.after(small); else li.append(small);
+        }
+        const text = pct.toFixed(0) + '%';
+        if (small.textContent !== text) small.textContent = text;
+      }
+      li.classList.toggle('mine', uidOf(li) === info.voted);
+      const button = li.querySelector('button');
+      if (button) button.disabled = info.closed;
     });
+    body.dataset.state = info.closed ? 'closed' : 'open';
+    body.dataset.hidden = info.hidden ? 'true' : 'false';
+    body.dataset.voted = info.voted;
+    if (summaryEl) {
+      const t = summaryText(lis, counts);
+      if (summaryEl.textContent !== t) summaryEl.textContent = t;
+      summaryEl.dataset.total = String(info.total);
+    }
+  }
+
+  // The line under the options, word for word as the server renders it (src/app/pages.rs).
+  function summaryText(lis, counts) {
+    const total = info.total;
+    let t = `${total} vote${total === 1 ? '' : 's'}`;
+    if (!info.hidden && total > 0) {
+      const top = Math.max(...counts);
+      const leaders = lis.filter((_, i) => counts[i] === top).map((li) => nameOf(uidOf(li)));
+      t += (leaders.length === 1 ? ' · leading: ' : ' · tied: ') + leaders.join(', ');
+    }
+    if (info.voted && itemFor(info.voted)) t += ` · You voted for ${nameOf(info.voted)}`;
+    if (info.closed) t += ' · This poll is closed';
+    else if (info.hidden) t += ' · Results are hidden for now';
+    return t;
+  }
+
+  // The counts become hidden (a reopened `after_close` poll, a reset `after_vote` one) or
+  // visible (the reveal). Hidden: every count is taken off the page, and forgotten, so that the
+  // reveal's counts apply whatever their versions.
+  function setHidden(hidden) {
+    info.hidden = hidden;
+    if (!hidden) return;
+    state.seen.clear();
+    for (const li of items()) {
+      const span = countSpan(li);
+      if (span) span.textContent = '';
+    }
+  }
+
+  // What a message says about the poll: `hidden` (a boolean; undefined when it does not say),
+  // `state`, `total`, and `full` when it is the whole tally (a snapshot). Applied only if
+  // `version` is at least as new as the last such news. Counts that become visible through
+  // less than the whole tally (a delta or a vote naming one option: a long-poll's first
+  // answer after the viewer's own vote) leave the other counts unknown: fetch the tally.
+  function pollNews(m, version) {
+    if (!m || !(version >= info.at)) return;
+    info.at = version;
+    if (m.state === 'open' || m.state === 'closed') info.closed = m.state === 'closed';
+    if (typeof m.hidden === 'boolean' && m.hidden !== info.hidden) {
+      setHidden(m.hidden);
+      if (!m.hidden && !m.full) fetchTally();
+    }
+    if (m.total != null) {
+      const total = Math.max(0, toInt(m.total));
+      if (info.hidden) info.total = total;
+      // No vote at all (a reset forgets the voters): nor has this viewer voted.
+      if (total === 0) info.voted = '';
+    }
   }
 
   // Screen readers hear count changes, merged and at most every ANNOUNCE_EVERY_MS.
@@ -223,6 +336,8 @@
     uid = String(uid);
     const li = itemFor(uid);
     if (!li) return false;
+    // Hidden counts are never shown (nor guessed: a count the server did not send stays out).
+    if (info.hidden || count == null) return true;
     if (version <= (state.seen.has(uid) ? state.seen.get(uid) : -Infinity)) return true;
     state.seen.set(uid, version);
     const span = countSpan(li);
@@ -268,10 +383,12 @@
     presenceVersion() { return state.pv; },
 
     /** `changes`: [{uid, count}], all current as of `version`, from a live stream. Versions
-     *  from another run (epoch) are ignored: that run's snapshot brings the page up to date. */
-    changes(changes, version, epoch) {
+     *  from another run (epoch) are ignored: that run's snapshot brings the page up to date.
+     *  `news`: what the message says about the poll (pollNews), if anything. */
+    changes(changes, version, epoch, news) {
       version = Number(version);
       if (!Array.isArray(changes) || !Number.isFinite(version) || !sameEpoch(epoch)) return;
+      pollNews(news, version);
       for (const c of changes) {
         if (c && c.uid != null && !setCount(c.uid, c.count, version)) unknownCandidate();
       }
@@ -285,7 +402,7 @@
      *  does an `authoritative` one (the server answered a cursor ahead of its own: we are
      *  wrong, it is right). Otherwise each count still obeys its candidate's version, so a
      *  snapshot overtaken by newer news on another connection cannot undo it. */
-    snapshot(candidates, version, epoch, authoritative = false) {
+    snapshot(candidates, version, epoch, authoritative = false, news = undefined) {
       version = Number(version);
       if (!Array.isArray(candidates) || !Number.isFinite(version)) return;
       epoch = epoch == null ? state.epoch : String(epoch);
@@ -294,18 +411,23 @@
         state.version = version;
         state.shown = version;
         state.seen.clear();
+        info.at = -Infinity;
         body.dataset.epoch = epoch;
-        // Drop candidates the new run does not have.
-        const keep = new Set(candidates.filter(Boolean).map((c) => 'user_' + c.uid));
-        for (const li of items()) if (!keep.has(li.id)) li.remove();
+        // Drop candidates the new run does not have (a hidden long-poll snapshot lists none:
+        // it says nothing about them).
+        if (candidates.length) {
+          const keep = new Set(candidates.filter(Boolean).map((c) => 'user_' + c.uid));
+          for (const li of items()) if (!keep.has(li.id)) li.remove();
+        }
       }
+      pollNews(news, version);
       for (const c of candidates) {
         if (!c || c.uid == null) continue;
         const uid = String(c.uid);
         const li = itemFor(uid);
         if (!li) {
           if (c.name == null) { unknownCandidate(); continue; }
-          list.append(makeItem(uid, c.name, toInt(c.count)));
+          list.append(makeItem(uid, c.name, c.count));
           state.seen.set(uid, version);
           continue;
         }
@@ -333,17 +455,31 @@
       const to = Number(msg.to != null ? msg.to : msg.version);
       if (msg.kind === 'snapshot') {
         const ahead = !!sent && sent.epoch === String(msg.epoch) && to < sent.version;
-        ctx.snapshot(msg.candidates || msg.changes || [], to, msg.epoch, ahead);
+        ctx.snapshot(msg.candidates || msg.changes || [], to, msg.epoch, ahead, snapshotNews(msg));
       } else {
-        // delta: the counts that changed; live: nothing was missed (the cursor stands).
-        ctx.changes(Array.isArray(msg.changes) ? msg.changes : [], to, msg.epoch);
+        // delta: the counts that changed (or, hidden, only the total); live: nothing was
+        // missed (the cursor stands, and the message says nothing about the poll).
+        const news = msg.kind === 'live' && msg.hidden == null
+          ? undefined
+          : { hidden: msg.hidden === true, total: msg.total, state: msg.state };
+        ctx.changes(Array.isArray(msg.changes) ? msg.changes : [], to, msg.epoch, news);
       }
     },
 
-    /** The answer to an HTTP vote: shown, but not a cursor (votes between may be missing). */
-    voteResult(uid, count, version, epoch) {
+    /** A vote this viewer may not see (`{"version","total"}`): the cursor and the total move,
+     *  no count does (the message does not even say which option moved). */
+    hiddenVote(total, version, epoch) {
+      ctx.changes([], version, epoch, { hidden: true, total });
+    },
+
+    /** The answer to an HTTP vote: shown, but not a cursor (votes between may be missing).
+     *  A moved vote (`change` mode) brings both counts in `changes`. */
+    voteResult(uid, count, version, epoch, changes) {
       version = Number(version);
       if (!Number.isFinite(version) || !sameEpoch(epoch)) return;
+      if (Array.isArray(changes)) {
+        for (const c of changes) if (c && c.uid != null) setCount(c.uid, c.count, version);
+      }
       setCount(uid, count, version);
       if (version > state.shown) state.shown = version;
       updateShares();
@@ -355,6 +491,27 @@
       if (pv != null && Number.isFinite(Number(pv))) state.pv = Number(pv);
       const t = presenceText(p);
       if (presenceEl.textContent !== t) presenceEl.textContent = t;
+    },
+
+    /** The viewer's vote stands on `uid` (polls that count voters). */
+    mine(uid) {
+      info.voted = String(uid);
+      updateShares();
+    },
+
+    /** A vote refused with 409 (HTTP) or a WebSocket `error`: say why, plainly. */
+    refused(error, uid) {
+      if (error === 'poll closed') {
+        info.closed = true;
+        updateShares();
+        ctx.notice('This poll is closed: your vote was not counted');
+      } else if (error === 'already voted') {
+        if (uid != null && itemFor(uid)) ctx.mine(uid);
+        const on = uid != null && itemFor(uid) ? ` for ${nameOf(uid)}` : '';
+        ctx.notice(`You have already voted${on}: one vote per person`);
+      } else {
+        ctx.notice(`Vote failed: ${error}`);
+      }
     },
 
     /** A transient line for the result of the user's own vote. */
@@ -387,10 +544,26 @@
         let data = null;
         try { data = await res.json(); } catch (_) { /* not JSON: report by status */ }
         if (res.ok) {
-          if (data && data.uid != null) ctx.voteResult(data.uid, data.count, data.version, data.epoch);
-          ctx.notice(`Vote counted for ${nameOf(uid)}`);
+          const moved = info.mode === 'change' && info.voted && info.voted !== String(uid);
+          if (data && data.uid != null) {
+            // Hidden (`"hidden":true`): no count in the answer, and none is made up.
+            if (data.hidden !== true) {
+              ctx.voteResult(data.uid, data.count, data.version, data.epoch, data.changes);
+            }
+            if (countsVoters) ctx.mine(data.uid);
+          }
+          ctx.notice(`${moved ? 'Vote moved to' : 'Vote counted for'} ${nameOf(uid)}`);
+          // `after_vote`: this voter may see the counts now, but the page's stream may have been
+          // opened before the voter cookie existed (this vote set it) and would keep them
+          // hidden. Reopen it (with the cookie), and fetch the whole tally.
+          if (info.hidden && data && data.uid != null && data.hidden !== true) {
+            refreshStream();
+            fetchTally();
+          }
         } else if (res.status === 404) {
           ctx.notice(`Unknown candidate ${uid}`);
+        } else if (res.status === 409 && data && data.error) {
+          ctx.refused(data.error, data.uid);
         } else {
           ctx.notice(`Vote failed: ${(data && data.error) || 'HTTP ' + res.status}`);
         }
@@ -401,6 +574,33 @@
     nameOf,
   };
   let noticeTimer = 0;
+
+  // What a snapshot (any transport, and /votes) says about the poll: it always says whether
+  // the counts are hidden (`"hidden":true`, or no such member).
+  const snapshotNews = (m) => ({ hidden: m.hidden === true, total: m.total, state: m.state, full: true });
+
+  // The whole tally from GET /votes (with this viewer's cookies: what it may see), applied as
+  // any snapshot is. One at a time; a request while one is under way asks again after it.
+  let tallyFetch = null;
+  let tallyAgain = false;
+  function fetchTally() {
+    if (tallyFetch) { tallyAgain = true; return; }
+    tallyFetch = (async () => {
+      try {
+        const res = await fetch(at('/votes'), { cache: 'no-store' });
+        if (!res.ok) return;
+        const data = await res.json();
+        if (data && Array.isArray(data.candidates)) {
+          ctx.snapshot(data.candidates, data.version, data.epoch, false, snapshotNews(data));
+        }
+      } catch (_) {
+        // The live connection's next snapshot brings the page up to date instead.
+      } finally {
+        tallyFetch = null;
+        if (tallyAgain && !leaving) { tallyAgain = false; fetchTally(); }
+      }
+    })();
+  }
 
   // ---------------------------------------------------------------- transports
 
@@ -465,7 +665,7 @@
         return;
       case 'snapshot':
         conn.epoch = msg.epoch != null ? String(msg.epoch) : state.epoch;
-        ctx.snapshot(msg.candidates, msg.version, msg.epoch);
+        ctx.snapshot(msg.candidates, msg.version, msg.epoch, false, snapshotNews(msg));
         conn.verified();
         return;
       case 'presence':
@@ -477,6 +677,7 @@
         showDegraded(msg.degraded === true, msg.message);
         return;
       case 'error':
+        if (msg.error === 'poll closed') { ctx.refused(msg.error); return; }
         ctx.notice(msg.uid != null ? `${msg.error || 'error'}: ${msg.uid}` : String(msg.error || 'error'));
         return;
       case 'ack':
@@ -485,9 +686,15 @@
         ctx.notice(`Vote counted for ${nameOf(msg.uid)}`);
         return;
       default:
-        // A vote. It carries no epoch: it belongs to the run this connection resumed in.
-        if (msg.uid != null && msg.version != null && conn.epoch != null) {
-          ctx.changes([{ uid: msg.uid, count: msg.count }], msg.version, conn.epoch);
+        // A vote. It carries no epoch: it belongs to the run this connection resumed in. A
+        // moved vote (`change` mode) lists both counts in `changes`; a vote this viewer may
+        // not see is `{"version","total"}`, with no option at all.
+        if (msg.version == null || conn.epoch == null) return;
+        if (msg.uid != null) {
+          const changes = Array.isArray(msg.changes) ? msg.changes : [{ uid: msg.uid, count: msg.count }];
+          ctx.changes(changes, msg.version, conn.epoch, { hidden: false });
+        } else if (msg.total != null) {
+          ctx.hiddenVote(msg.total, msg.version, conn.epoch);
         }
     }
   }
@@ -604,7 +811,11 @@
           if (msg.presence) ctx.presence(msg.presence, msg.presence_version);
           if (msg.status) {
             const changes = Array.isArray(msg.changes) ? msg.changes : msg.data ? [msg.data] : [];
-            ctx.resume({ kind: msg.kind, to: msg.version, epoch: msg.epoch, changes }, sent);
+            // Every answer with news says whether it is hidden (`"hidden":true`, `total`).
+            ctx.resume({
+              kind: msg.kind, to: msg.version, epoch: msg.epoch, changes,
+              hidden: msg.hidden === true, total: msg.total, state: msg.state,
+            }, sent);
           }
           conn.verified();
           const presenceNews = msg.presence_version != null && Number(msg.presence_version) !== sentPv;
@@ -661,14 +872,16 @@
         if (conn.closed) return;
         if (data) {
           if (data.presence) ctx.presence(data.presence, data.presence_version);
-          ctx.snapshot(data.candidates, data.version, data.epoch);
+          ctx.snapshot(data.candidates, data.version, data.epoch, false, snapshotNews(data));
         }
         conn.verified();
         timer = setTimeout(run, POLL_INTERVAL_MS);
       };
       const run = () => { tick().catch(() => conn.down('poll failed')); };
       run();
-      conn.vote = (uid) => ctx.postVote(at('/ticket'), 'nid', uid);
+      conn.vote = (uid) => (defaultPoll
+        ? ctx.postVote(at('/ticket'), 'nid', uid)
+        : ctx.postVote(at('/vote'), 'uid', uid));
       return conn;
     },
   };
@@ -809,6 +1022,20 @@
     scheduleUpgrade();
   }
 
+  // The page may now see counts its connection was opened without (a first vote in an
+  // `after_vote` poll set the voter cookie, which a WebSocket or an event stream reads only
+  // when it opens): drop the connection and open a fresh one, from the same cursor.
+  function refreshStream() {
+    if (leaving) return;
+    const cur = current;
+    if (cur) {
+      current = null;
+      clearTimeout(upgradeTimer);
+      cur.conn.close();
+    }
+    runPass().catch(() => scheduleReconnect());
+  }
+
   // Back online: do not sit out the rest of a long backoff.
   window.addEventListener('online', () => {
     if (!current && !leaving && reconnectTimer) {
@@ -830,10 +1057,11 @@
   // ---------------------------------------------------------------- voting gestures
 
   // Through the live connection when there is one (WebSocket: the id up the socket; polling:
-  // POST /ticket; the others POST /vote), else over HTTP.
+  // POST /ticket; the others POST /vote), else over HTTP; always over HTTP in a poll that
+  // counts voters (countsVoters). The presenter view does not vote: no gestures there.
   function voteFor(li) {
     const uid = uidOf(li);
-    const conn = current && !current.conn.closed ? current.conn : null;
+    const conn = current && !current.conn.closed && !countsVoters ? current.conn : null;
     // vote() handles its own errors; the catch only guarantees no unhandled rejection.
     Promise.resolve()
       .then(() => (conn ? conn.vote(uid) : ctx.postVote(at('/vote'), 'uid', uid)))
@@ -847,47 +1075,51 @@
   // The Vote button (and its form) votes by itself; gestures on it are not the li's.
   const onButton = (target) => target instanceof Element && !!target.closest('form, button');
 
-  // The no-JavaScript form: with JavaScript, vote without leaving the page.
-  list.addEventListener('submit', (e) => {
-    const li = candidateOf(e.target);
-    if (!li) return;
-    e.preventDefault();
-    voteFor(li);
-  });
-
-  // Double-click votes, as in the tutorial.
-  let lastTap = { li: null, at: 0, voted: false };
-  list.addEventListener('dblclick', (e) => {
-    const li = candidateOf(e.target);
-    if (!li || onButton(e.target)) return;
-    // A double tap we already counted below may also produce a dblclick on some browsers.
-    if (lastTap.li === li && lastTap.voted && performance.now() - lastTap.at < 800) return;
-    voteFor(li);
-  });
-
-  // Double tap on touch screens: not every mobile browser turns it into a dblclick.
-  list.addEventListener('pointerup', (e) => {
-    if (e.pointerType !== 'touch') return;
-    const li = candidateOf(e.target);
-    if (!li || onButton(e.target)) return;
-    const now = performance.now();
-    if (lastTap.li === li && !lastTap.voted && now - lastTap.at < 400) {
-      lastTap = { li, at: now, voted: true };
+  // The voting gestures; the presenter view has none (a click on the projector is no vote).
+  if (!presenter) installGestures();
+  function installGestures() {
+    // The no-JavaScript form: with JavaScript, vote without leaving the page.
+    list.addEventListener('submit', (e) => {
+      const li = candidateOf(e.target);
+      if (!li) return;
+      e.preventDefault();
       voteFor(li);
-    } else {
-      lastTap = { li, at: now, voted: false };
-    }
-  });
+    });
 
-  // Keyboard: Enter or Space on a focused candidate (the button handles its own keys). Held
-  // keys do not repeat votes.
-  list.addEventListener('keydown', (e) => {
-    if (e.key !== 'Enter' && e.key !== ' ') return;
-    const li = candidateOf(e.target);
-    if (!li || e.target !== li) return;
-    e.preventDefault(); // Space would scroll the page
-    if (!e.repeat) voteFor(li);
-  });
+    // Double-click votes, as in the tutorial.
+    let lastTap = { li: null, at: 0, voted: false };
+    list.addEventListener('dblclick', (e) => {
+      const li = candidateOf(e.target);
+      if (!li || onButton(e.target)) return;
+      // A double tap we already counted below may also produce a dblclick on some browsers.
+      if (lastTap.li === li && lastTap.voted && performance.now() - lastTap.at < 800) return;
+      voteFor(li);
+    });
+
+    // Double tap on touch screens: not every mobile browser turns it into a dblclick.
+    list.addEventListener('pointerup', (e) => {
+      if (e.pointerType !== 'touch') return;
+      const li = candidateOf(e.target);
+      if (!li || onButton(e.target)) return;
+      const now = performance.now();
+      if (lastTap.li === li && !lastTap.voted && now - lastTap.at < 400) {
+        lastTap = { li, at: now, voted: true };
+        voteFor(li);
+      } else {
+        lastTap = { li, at: now, voted: false };
+      }
+    });
+
+    // Keyboard: Enter or Space on a focused candidate (the button handles its own keys). Held
+    // keys do not repeat votes.
+    list.addEventListener('keydown', (e) => {
+      if (e.key !== 'Enter' && e.key !== ' ') return;
+      const li = candidateOf(e.target);
+      if (!li || e.target !== li) return;
+      e.preventDefault(); // Space would scroll the page
+      if (!e.repeat) voteFor(li);
+    });
+  }
 
   // ---------------------------------------------------------------- start
 
