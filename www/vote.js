@@ -787,7 +787,10 @@
         let first = true;
         while (!conn.closed) {
           const sentPv = first ? 0 : ctx.presenceVersion();
-          const url = at('/get_new_vote?') + cursorQuery(conn, { viewer, pv: sentPv });
+          // hidden=1: this page shows no counts; once it may see them (its voter voted, the
+          // poll closed), the server answers the whole tally at once.
+          const extra = info.hidden ? { viewer, pv: sentPv, hidden: 1 } : { viewer, pv: sentPv };
+          const url = at('/get_new_vote?') + cursorQuery(conn, extra);
           const sent = conn.sent;
           abort = new AbortController();
           const timer = setTimeout(() => abort.abort(), LONGPOLL_ABORT_MS);
