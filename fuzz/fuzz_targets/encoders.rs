@@ -103,6 +103,10 @@ fn check_metrics(data: &[u8]) {
             expired: data.len() as u64 / 3,
             refused: data.len() as u64 / 5,
         },
+        polls: 1 + data.len() % 7,
+        max_polls: 1000,
+        voters: data.len() as u64,
+        max_voters: 100_000,
     };
     let text = m.render(&g);
     let mut typed: Vec<String> = Vec::new();
