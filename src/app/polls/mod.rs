@@ -260,15 +260,13 @@ impl Polls {
                 votes
             }
         };
-        let mut poll = Poll {
+        Ok(Arc::new(Poll {
             meta,
             votes,
             hub: OnceLock::new(),
             metrics: Arc::clone(&self.making.metrics),
-            dir: None,
-        };
-        poll.dir = dir;
-        Ok(Arc::new(poll))
+            dir,
+        }))
     }
 
     /// Makes a new poll (open, no votes) and keeps it.
