@@ -249,10 +249,11 @@ impl Subscriber {
     }
 
     /// Catch-up path, after [`try_flush`](Subscriber::try_flush) emptied the queue: if this
-    /// peer missed frames, sends it `latest()` — built here, under the lock, so that it is at
-    /// least as new as every frame the peer missed — without waiting, and clears the mark.
-    /// `Sent` when the peer is current (or nothing was missed), `Stale` to try again later.
-    pub fn catch_up(&self, latest: &dyn Fn() -> Sequenced) -> Offer {
+    /// peer missed frames, sends it `latest(seen)` — built here, under the lock, so that it is
+    /// at least as new as every frame the peer missed, from the version it last had (`None`:
+    /// nothing in this epoch) — without waiting, and clears the mark. `Sent` when the peer is
+    /// current (or nothing was missed), `Stale` to try again later.
+    pub fn catch_up(&self, latest: &dyn Fn(Option<u64>) -> Sequenced) -> Offer {
         let Some(mut l) = self.tx.try_lock() else {
             return Offer::Stale;
         };
@@ -266,7 +267,7 @@ impl Subscriber {
         if l.has_pending() || !l.ext().ready {
             return Offer::Stale;
         }
-        let batch = latest();
+        let batch = latest(l.ext().seen);
         if let Some(offer) = write_latest(&mut l, &batch) {
             return offer;
         }
@@ -385,7 +386,7 @@ mod tests {
             move || {
                 let since = Instant::now();
                 let flushed = sub.try_flush(&since);
-                let caught = sub.catch_up(&Sequenced::default);
+                let caught = sub.catch_up(&|_| Sequenced::default());
                 let _ = done.send((flushed.ok(), caught));
             }
         });

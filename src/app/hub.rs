@@ -44,6 +44,10 @@ pub struct Hub {
     lagged: Condvar,
     /// The poll is gone: both threads end.
     stopped: std::sync::atomic::AtomicBool,
+    /// The epoch of the versions subscribers have been sent: a catch-up builds deltas from a
+    /// subscriber's last version only within it. The broadcaster moves it on a new epoch after
+    /// it has cleared every subscriber's version, so no version is read in the wrong epoch.
+    epoch: Mutex<String>,
 }
 
 /// The subscribers, and what an idle broadcaster needs to start again.
@@ -95,10 +99,12 @@ impl Hub {
             laggards: Mutex::new(Vec::new()),
             lagged: Condvar::new(),
             stopped: Default::default(),
+            epoch: Mutex::new(String::new()),
         });
         // Read the version here, not in the thread: a vote cast before the thread first runs
         // must still be broadcast.
         let seen = hub.votes.version();
+        *lock(&hub.epoch) = hub.votes.epoch();
         let h = Arc::clone(&hub);
         thread::Builder::new()
             .name("ws-broadcast".into())
@@ -250,11 +256,13 @@ impl Hub {
 
     fn broadcast_loop(&self, mut seen: u64) {
         let mut pv = self.votes.presence().1;
-        let mut epoch = self.votes.epoch();
+        let mut epoch = lock(&self.epoch).clone();
         let mut degraded = false;
         loop {
             if let Some((e, v)) = self.await_subscriber() {
+                // Nobody was listed: no subscriber holds a version of another epoch.
                 (epoch, seen) = (e, v);
+                lock(&self.epoch).clone_from(&epoch);
             }
             // Shutting down: the WebSockets are being closed (`live::Sockets`).
             if self.votes.ending() || self.stopping() {
@@ -318,6 +326,8 @@ impl Hub {
                     for tx in &all {
                         tx.new_epoch();
                     }
+                    // A subscriber listed meanwhile resumed in the new epoch already.
+                    lock(&self.epoch).clone_from(&epoch);
                     self.lagging(all);
                     continue;
                 }
@@ -394,6 +404,40 @@ impl Hub {
         }
     }
 
+    /// The votes after `since` in the subscribers' epoch, encoded for a peer that does or does
+    /// not see the counts, or None when only a snapshot says what changed (too far behind, a
+    /// state mark, another epoch). Kept in `memo` for the pass: a batch from an older version
+    /// serves every peer that is further on (the peer takes the frames after its version).
+    fn missed(
+        &self,
+        memo: &RefCell<Option<(u64, bool, Sequenced)>>,
+        since: u64,
+        sees: bool,
+    ) -> Option<Sequenced> {
+        let mut memo = memo.borrow_mut();
+        if let Some((from, s, batch)) = &*memo {
+            if *from <= since && *s == sees && batch.last() >= Some(self.votes.version()) {
+                return Some(batch.clone());
+            }
+        }
+        let epoch = lock(&self.epoch).clone();
+        let Catchup::Delta { votes, .. } = self.votes.catch_up(since, Some(&epoch), MAX_LIVE_DELTA)
+        else {
+            return None;
+        };
+        let mut batch = Sequenced::default();
+        for c in &votes {
+            let msg = match self.hides() && !sees {
+                true => json::live_hidden(c),
+                false => json::live_change(c),
+            };
+            batch.push(c.version, OpCode::Text, msg.as_bytes());
+        }
+        batch.last()?;
+        *memo = Some((since, sees, batch.clone()));
+        Some(batch)
+    }
+
     fn catch_up_loop(&self) {
         loop {
             {
@@ -417,24 +461,42 @@ impl Hub {
             // them takes the tally lock (and encodes the tally) only when the tally moved.
             // (A snapshot at least as new as the current version is as good as a fresh one.)
             let memo = RefCell::new((Sequenced::default(), None));
-            let latest = |sees: bool| {
+            let snapshot = |sees: bool| {
                 let mut memo = memo.borrow_mut();
                 if memo.0.last() < Some(self.votes.version()) {
                     *memo = self.snapshot_frames();
                 }
-                let snap = match &memo.1 {
+                match &memo.1 {
                     Some(h) if !sees => h.clone(),
                     _ => memo.0.clone(),
-                };
-                self.metrics.coalesce();
-                self.metrics.sent(Kind::Ws, 1, snap.bytes.len() as u64, 1);
-                snap
+                }
+            };
+            // A peer only a few votes behind (one whose socket was busy for a moment, say with
+            // its own resume) gets those votes rather than the tally, when they are fewer
+            // bytes: a snapshot is for a backlog, not for a short delay.
+            let deltas = RefCell::new(None::<(u64, bool, Sequenced)>);
+            let latest = |seen: Option<u64>, sees: bool| {
+                let snap = snapshot(sees);
+                let missed = seen.and_then(|since| self.missed(&deltas, since, sees));
+                match missed {
+                    Some(d) if d.bytes.len() < snap.bytes.len() => {
+                        let frames = d.starts.len() as u64;
+                        self.metrics
+                            .sent(Kind::Ws, frames, d.bytes.len() as u64, frames);
+                        d
+                    }
+                    _ => {
+                        self.metrics.coalesce();
+                        self.metrics.sent(Kind::Ws, 1, snap.bytes.len() as u64, 1);
+                        snap
+                    }
+                }
             };
             let keep =
                 |tx: &Arc<Subscriber>, behind_since: &Instant| match tx.try_flush(behind_since) {
                     Err(_) => false,
                     Ok(false) => true,
-                    Ok(true) => match tx.catch_up(&|| latest(tx.sees())) {
+                    Ok(true) => match tx.catch_up(&|seen| latest(seen, tx.sees())) {
                         Offer::Closed => false,
                         // Behind for a whole write timeout without catching up once: a peer that
                         // does not read must not hold its thread and socket forever.
@@ -459,5 +521,64 @@ impl Hub {
             // peer that never reads would never reach its write timeout).
             lock(&self.laggards).append(&mut work);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    /// The text of the next frame a client reads (a small unmasked server frame).
+    fn next_text(client: &mut TcpStream) -> String {
+        let mut head = [0; 2];
+        client.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 0x81, "a final text frame");
+        let mut body = vec![0; usize::from(head[1] & 0x7f)];
+        client.read_exact(&mut body).unwrap();
+        String::from_utf8(body).unwrap()
+    }
+
+    #[test]
+    fn a_subscriber_busy_for_a_moment_gets_the_votes_it_missed_not_a_snapshot() {
+        let votes = Arc::new(Votes::new(&[
+            ("1".into(), "a".into()),
+            ("2".into(), "b".into()),
+        ]));
+        let hub = Hub::start(
+            Arc::clone(&votes),
+            Arc::new(Metrics::default()),
+            Results::Always,
+        )
+        .unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let stream = Arc::new(l.accept().unwrap().0);
+        let sub = Subscriber::open(stream, Duration::from_secs(20), None, true, false).unwrap();
+        let _subscription = hub.subscribe(Arc::clone(&sub));
+        sub.send_first(0, OpCode::Text, &[b"resume"]).unwrap();
+        assert_eq!(next_text(&mut client), "resume");
+        // Its own thread holds its sender (as while its resume is still being written) when
+        // the vote is broadcast: the broadcaster cannot wait, and hands it to the catch-up.
+        let held = sub.tx.lock();
+        votes.vote("2").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lock(&hub.laggards).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the busy subscriber was never behind"
+            );
+            thread::yield_now();
+        }
+        drop(held);
+        assert_eq!(
+            next_text(&mut client),
+            r#"{"uid":"2","count":1,"version":1}"#
+        );
+        hub.stop(1001, "done");
     }
 }
