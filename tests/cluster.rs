@@ -607,3 +607,49 @@ fn each_instance_reports_its_own_open_streams_in_metrics() {
     };
     assert_eq!((sse(a.addr), sse(b.addr)), (Some(1), Some(0)));
 }
+
+/// A request with header lines `extra` and a form body.
+fn call(addr: SocketAddr, method: &str, path: &str, extra: &str, body: &str) -> Response {
+    request(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+#[test]
+fn without_an_admin_token_every_instance_accepts_the_one_made_in_redis() {
+    let redis = RedisServer::start(&[]);
+    let a = instance(&redis, &[]);
+    let b = instance(&redis, &[]);
+    let said = a.stderr_text();
+    let token = said
+        .lines()
+        .find_map(|l| l.split_once("kept in Redis for every instance): "))
+        .map(|(_, t)| t.trim().to_string())
+        .unwrap_or_else(|| panic!("the first instance prints the token it made: {said}"));
+    let other = b.stderr_text();
+    assert!(
+        !other.contains(&token) && other.contains("the one in Redis"),
+        "the second one uses it without printing it: {other}"
+    );
+    for addr in [a.addr, b.addr] {
+        let r = call(addr, "GET", "/api/polls", &bearer(&token), "");
+        assert_eq!(r.status, 200, "{r:?}");
+        let r = call(
+            addr,
+            "GET",
+            "/api/polls",
+            &bearer("not-the-token-at-all"),
+            "",
+        );
+        assert_eq!(r.status, 401);
+    }
+}

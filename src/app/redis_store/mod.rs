@@ -216,6 +216,63 @@ pub fn open(
     })
 }
 
+/// The secrets every instance must share: the cookie-signing secret, and the admin token
+/// when none was given.
+pub struct Shared {
+    pub secret: Vec<u8>,
+    pub token: String,
+    /// This instance made the token now (it says it once on stderr; the others do not).
+    pub made_token: bool,
+}
+
+/// The cookie-signing secret (`PREFIX:secret`) and, without `token`, the admin token
+/// (`PREFIX:admin-token`), each made once by whichever instance comes first (`SET NX`) and
+/// read by every one, so every instance accepts the same voter cookies and the same token.
+pub fn shared_secrets(
+    url: &RedisUrl,
+    prefix: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> io::Result<Shared> {
+    let opts = Options {
+        timeout,
+        ..Options::default()
+    };
+    let fail = |e: Error| io::Error::other(format!("--redis {url}: {e}"));
+    let mut client = Client::connect(url.clone(), opts).map_err(|e| fail(Error::Redis(e)))?;
+    let deadline = Instant::now() + timeout;
+    let mut once = |key: String, value: &str| -> Result<String, Error> {
+        let set = [b"SET".as_slice(), key.as_bytes(), value.as_bytes(), b"NX"];
+        let r = client.call_by(&set, deadline).map_err(Error::Redis)?;
+        if let Some(e) = r.error_message() {
+            return Err(Error::Reply(e));
+        }
+        let r = client
+            .call_by(&[b"GET", key.as_bytes()], deadline)
+            .map_err(Error::Redis)?;
+        r.as_bytes()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Reply(format!("{key}: {r:?}")))
+    };
+    let secret = once(format!("{prefix}:secret"), &crate::sign::random_hex(32)?).map_err(fail)?;
+    let (token, made_token) = match token {
+        Some(t) => (t.to_string(), false),
+        None => {
+            let mine = crate::sign::random_hex(16)?;
+            let t = once(format!("{prefix}:admin-token"), &mine).map_err(fail)?;
+            let made = t == mine;
+            (t, made)
+        }
+    };
+    Ok(Shared {
+        secret: secret.into_bytes(),
+        token,
+        made_token,
+    })
+}
+
 /// A warning when Redis may evict keys: an evicted vote id would count its retry again.
 fn eviction_warning(client: &mut Client) -> Option<String> {
     let reply = client.call(&[b"CONFIG", b"GET", b"maxmemory-policy"]);
