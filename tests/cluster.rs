@@ -653,3 +653,51 @@ fn without_an_admin_token_every_instance_accepts_the_one_made_in_redis() {
         assert_eq!(r.status, 401);
     }
 }
+
+#[test]
+fn closing_and_resetting_the_default_poll_on_one_instance_holds_on_every_other() {
+    let redis = RedisServer::start(&[]);
+    let token = "cluster-admin-token-0123456789";
+    let [a, b] = [(); 2].map(|()| instance(&redis, &["--admin-token", token]));
+    vote(a.addr, "1");
+    let mut ws = ws_connect(b.addr, "/get_new_vote");
+    ws_next_non_presence(&mut ws);
+    let r = call(
+        a.addr,
+        "POST",
+        "/api/polls/default/close",
+        &bearer(token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["state"].as_str(), "closed");
+    // Redis says so at once, whether B's copy has followed yet or not.
+    let r = post(b.addr, "/vote", "uid=2");
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["error"].as_str(), "poll closed");
+    let snap = ws_next_of_type_skipping(&mut ws, "snapshot");
+    assert_eq!(snap["state"].as_str(), "closed", "{snap:?}");
+    let r = call(
+        b.addr,
+        "POST",
+        "/api/polls/default/reset",
+        &bearer(token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = call(
+        b.addr,
+        "POST",
+        "/api/polls/default/open",
+        &bearer(token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let (_, _, counts) = converged(&[a.addr, b.addr]);
+    assert_eq!(total(&counts), 0);
+    assert_eq!(vote(b.addr, "2")["count"].as_u64(), 1);
+    // A restarted instance reads the state and the tally from Redis.
+    let c = instance(&redis, &["--admin-token", token]);
+    let (_, _, counts) = converged(&[a.addr, b.addr, c.addr]);
+    assert_eq!(total(&counts), 1);
+}

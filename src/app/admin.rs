@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::json;
-use super::polls::meta::{Meta, DEFAULT_ID};
+use super::polls::meta::Meta;
 use super::polls::{CreateError, DeleteError, Poll};
 use super::store::{now_ms, Mark};
 use super::votes::VoteError;
@@ -373,12 +373,6 @@ impl App {
         };
         if same {
             return Response::json(Status::Ok, json::poll(p));
-        }
-        if self.config.redis.is_some() && p.id() == DEFAULT_ID {
-            return Response::error(
-                Status::NotImplemented,
-                "opening, closing and resetting with --redis is not built yet",
-            );
         }
         match p.votes.mark(mark) {
             Ok(_) => Response::json(Status::Ok, json::poll(p)),

@@ -121,12 +121,19 @@ impl App {
             (Some(url), None) => {
                 // The tally in Redis: this instance's copy follows it.
                 let opened = redis_store::open(
-                    url,
-                    &config.redis_prefix,
-                    &config.candidates,
-                    config.limits.vote_id_window,
-                    config.limits.vote_id_memory,
-                    config.limits.vote_timeout,
+                    &redis_store::Settings {
+                        url: url.clone(),
+                        prefix: config.redis_prefix.clone(),
+                        vote_id_window: config.limits.vote_id_window,
+                        vote_id_memory: config.limits.vote_id_memory,
+                        vote_timeout: config.limits.vote_timeout,
+                    },
+                    &redis_store::PollSpec {
+                        id: redis_store::keys::DEFAULT_POLL,
+                        candidates: &config.candidates,
+                        rules: Default::default(),
+                        create: true,
+                    },
                     Arc::clone(&metrics),
                 )?;
                 let (votes, report) = Votes::durable(

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
-use super::store::{self, Committed, RecentVote, Record, Recovery, Standing, Store};
+use super::store::{self, Committed, Entry, RecentVote, Record, Recovery, Standing, Store};
+use super::votes::Rules;
 use crate::redis::{self, Client, Options, RedisUrl, Value};
 use keys::Keys;
 use scripts::{PollState, Script};
@@ -40,6 +41,11 @@ pub const STREAM_LENGTH: u64 = 16_384;
 /// values per vote in one Lua `unpack`, and Lua's stack takes at most 8,000 (a larger batch is
 /// several runs, in order).
 pub const VOTES_PER_SCRIPT: usize = 1_000;
+
+/// Most records one run takes when the batch holds ballots or marks: a moved ballot is ten
+/// values of its stream entry (voter, uid, count, the old option and its count, each with its
+/// field name), and Lua's `unpack` still takes them all.
+pub const BALLOTS_PER_SCRIPT: usize = 400;
 
 /// Most stream entries a vote batch's reply carries back (the changes after the committer's
 /// copy, every instance's): enough for the votes all instances commit in one round trip, so the
@@ -92,19 +98,57 @@ pub struct Target {
     pub opts: Options,
     /// Written with a new epoch when Redis has lost the poll.
     pub candidates: Vec<(String, String)>,
+    /// Whether this instance may create the poll in Redis when it is not there: the default
+    /// poll, always (an empty Redis is a new epoch); a poll of the admin API only where it is
+    /// made, so a lagging instance never brings a deleted poll back.
+    pub create: bool,
 }
 
 impl Target {
-    /// Creates the poll if Redis does not have it, and reads it whole.
+    /// Creates the poll if Redis does not have it (and we may), and reads it whole.
     pub fn open_poll(&self, client: &mut Client, deadline: Instant) -> Result<PollState, Error> {
-        let mut args = vec![store::new_epoch().into_bytes()];
+        let epoch = if self.create {
+            store::new_epoch()
+        } else {
+            String::new()
+        };
+        let mut args = vec![epoch.into_bytes()];
         for (uid, name) in &self.candidates {
             args.push(uid.clone().into_bytes());
             args.push(name.clone().into_bytes());
         }
-        let reply = Script::new(scripts::OPEN).run(client, &self.keys.tally(), &args, deadline)?;
+        let reply = Script::new(scripts::OPEN).run(client, &self.keys.open(), &args, deadline)?;
         scripts::read_open(&reply)
     }
+}
+
+/// How this instance reaches Redis, for every poll's store (the command line's `--redis`
+/// flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub url: RedisUrl,
+    pub prefix: String,
+    pub vote_id_window: Duration,
+    pub vote_id_memory: usize,
+    pub vote_timeout: Duration,
+}
+
+impl Settings {
+    pub fn options(&self) -> Options {
+        Options {
+            timeout: self.vote_timeout,
+            ..Options::default()
+        }
+    }
+}
+
+/// The poll a store serves.
+pub struct PollSpec<'a> {
+    pub id: &'a str,
+    pub candidates: &'a [(String, String)],
+    pub rules: Rules,
+    /// See [`Target::create`].
+    pub create: bool,
 }
 
 /// The store the committer calls.
@@ -112,6 +156,8 @@ pub struct RedisStore {
     client: Client,
     target: Target,
     vote: Script,
+    /// The poll's voter rules, which the script enforces across instances.
+    rules: Rules,
     window_ms: u64,
     /// Most vote-id records in Redis: `--vote-id-memory` / [`REDIS_BYTES_PER_VOTE_ID`].
     max_ids: u64,
@@ -130,35 +176,27 @@ pub struct Opened {
 
 /// Connects to Redis (failing now when it cannot: a wrong address or password should stop
 /// the start, not every vote), creates the poll if Redis has none (a new epoch and a zero
-/// tally, with our candidates), and reads it.
-pub fn open(
-    url: &RedisUrl,
-    prefix: &str,
-    candidates: &[(String, String)],
-    vote_id_window: Duration,
-    vote_id_memory: usize,
-    vote_timeout: Duration,
-    metrics: Arc<Metrics>,
-) -> io::Result<Opened> {
-    let opts = Options {
-        timeout: vote_timeout,
-        ..Options::default()
-    };
-    let fail = |e: Error| io::Error::other(format!("--redis {url}: {e}"));
+/// tally, with our candidates) and we may, and reads it.
+pub fn open(settings: &Settings, poll: &PollSpec, metrics: Arc<Metrics>) -> io::Result<Opened> {
+    let url = &settings.url;
+    let opts = settings.options();
+    let fail = |e: Error| io::Error::other(format!("--redis {url}, poll {}: {e}", poll.id));
     let mut client = Client::connect(url.clone(), opts).map_err(|e| fail(Error::Redis(e)))?;
     let target = Target {
         url: url.clone(),
-        keys: Keys::new(prefix, keys::DEFAULT_POLL),
+        keys: Keys::new(&settings.prefix, poll.id),
         opts,
-        candidates: candidates.to_vec(),
+        candidates: poll.candidates.to_vec(),
+        create: poll.create,
     };
-    let mut report = eviction_warning(&mut client)
-        .into_iter()
-        .collect::<Vec<_>>();
-    let poll = target
-        .open_poll(&mut client, Instant::now() + vote_timeout)
+    let mut report = Vec::new();
+    if poll.id == keys::DEFAULT_POLL {
+        report.extend(eviction_warning(&mut client));
+    }
+    let state = target
+        .open_poll(&mut client, Instant::now() + settings.vote_timeout)
         .map_err(fail)?;
-    if poll.candidates != candidates {
+    if state.candidates != poll.candidates {
         let list = |c: &[(String, String)]| {
             c.iter()
                 .map(|(u, n)| format!("{u}={n}"))
@@ -168,16 +206,16 @@ pub fn open(
         report.push(format!(
             "redis: the poll in Redis has the candidates {}; the --candidate flags ({}) are \
              not used",
-            list(&poll.candidates),
-            list(candidates)
+            list(&state.candidates),
+            list(poll.candidates)
         ));
     }
     report.push(format!(
         "redis: {url}, poll {}: epoch {}, version {}, {} vote(s)",
-        keys::DEFAULT_POLL,
-        poll.epoch,
-        poll.version,
-        poll.counts.iter().map(|(_, c)| c).sum::<u64>()
+        poll.id,
+        state.epoch,
+        state.version,
+        state.counts.iter().map(|(_, c)| c).sum::<u64>()
     ));
     metrics
         .redis
@@ -188,30 +226,37 @@ pub fn open(
         .up
         .store(1, std::sync::atomic::Ordering::Relaxed);
     let target = Target {
-        candidates: poll.candidates.clone(),
+        candidates: state.candidates.clone(),
         ..target
     };
     let recovery = Recovery {
-        epoch: poll.epoch.clone(),
-        version: poll.version,
-        counts: poll.counts.clone(),
+        epoch: state.epoch.clone(),
+        version: state.version,
+        counts: state.counts.clone(),
         recent: Vec::new(),
         lost: 0,
         report,
-        standing: Standing::default(),
+        standing: Standing {
+            voters: state.voters.clone(),
+            closed: state.closed,
+        },
     };
     Ok(Opened {
         store: RedisStore {
             client,
             target: target.clone(),
             vote: Script::new(scripts::VOTE),
-            window_ms: vote_id_window.as_millis().clamp(1, u128::from(u64::MAX)) as u64,
-            max_ids: (vote_id_memory / REDIS_BYTES_PER_VOTE_ID) as u64,
-            timeout: vote_timeout,
+            rules: poll.rules.clone(),
+            window_ms: settings
+                .vote_id_window
+                .as_millis()
+                .clamp(1, u128::from(u64::MAX)) as u64,
+            max_ids: (settings.vote_id_memory / REDIS_BYTES_PER_VOTE_ID) as u64,
+            timeout: settings.vote_timeout,
             metrics,
         },
         recovery,
-        candidates: poll.candidates,
+        candidates: state.candidates,
         target,
     })
 }
@@ -303,7 +348,12 @@ impl RedisStore {
         let after = records.first().map_or(0, |r| r.version.saturating_sub(1));
         let mut all = Vec::with_capacity(records.len());
         let mut last = None;
-        for chunk in records.chunks(VOTES_PER_SCRIPT) {
+        let per = if records.iter().all(|r| r.entry == Entry::Vote) {
+            VOTES_PER_SCRIPT
+        } else {
+            BALLOTS_PER_SCRIPT
+        };
+        for chunk in records.chunks(per) {
             let r = self.run_votes(chunk, after, deadline)?;
             all.extend(r.outcomes);
             last = Some((r.epoch, r.tail));
@@ -325,7 +375,9 @@ impl RedisStore {
         let mut keys: Vec<String> = self.target.keys.tally().to_vec();
         keys.push(self.target.keys.vote_ids());
         keys.push(self.target.keys.vote_expiry());
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + 2 * records.len());
+        keys.push(self.target.keys.state());
+        keys.push(self.target.keys.voters());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(9 + 2 * records.len());
         args.push(self.window_ms.to_string().into_bytes());
         args.push(STREAM_LENGTH.to_string().into_bytes());
         args.push(self.max_ids.to_string().into_bytes());
@@ -336,6 +388,22 @@ impl RedisStore {
             args.push(r.uid.clone().into_bytes());
             args.push(r.vote_id.clone().unwrap_or_default().into_bytes());
         }
+        // Ballots and marks, by index, after the votes: plain votes pay nothing for them.
+        let mut extras: Vec<Vec<u8>> = Vec::new();
+        for (k, r) in records.iter().enumerate() {
+            let (kind, value) = match &r.entry {
+                Entry::Vote => continue,
+                Entry::Ballot { voter, .. } => ("b", voter.as_str()),
+                Entry::Mark(m) => ("k", m.name()),
+            };
+            extras.push(k.to_string().into_bytes());
+            extras.push(kind.as_bytes().to_vec());
+            extras.push(value.as_bytes().to_vec());
+        }
+        args.push(self.rules.mode.name().as_bytes().to_vec());
+        args.push(self.rules.max_voters.to_string().into_bytes());
+        args.push((extras.len() / 3).to_string().into_bytes());
+        args.extend(extras);
         let reply = self.vote.run(&mut self.client, &keys, &args, deadline)?;
         scripts::read_vote(&reply, records.len())
     }
