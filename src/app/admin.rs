@@ -327,12 +327,6 @@ impl App {
     }
 
     fn api_create(&self, req: &Request, body: &[u8]) -> Response {
-        if self.config.redis.is_some() {
-            return Response::error(
-                Status::NotImplemented,
-                "creating polls with --redis is not built yet: only the default poll runs there",
-            );
-        }
         let fields = match super::routes::form_body(req, body, "poll", false) {
             Ok(f) => f,
             Err(r) => return r,

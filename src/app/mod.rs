@@ -188,9 +188,17 @@ impl App {
                 max_polls: config.limits_max_polls(),
                 max_voters: config.max_voters,
                 dir: polls_dir,
+                redis: config.redis.as_ref().map(|url| redis_store::Settings {
+                    url: url.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    vote_id_window: config.limits.vote_id_window,
+                    vote_id_memory: config.limits.vote_id_memory,
+                    vote_timeout: config.limits.vote_timeout,
+                }),
                 metrics: Arc::clone(&metrics),
             },
         )?);
+        polls::Polls::follow_registry(&polls)?;
         let admin = admin::Keys::open(&config)?;
         let p = Arc::downgrade(&polls);
         let local_presence = config.redis.is_none();

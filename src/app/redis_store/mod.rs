@@ -17,6 +17,7 @@
 pub mod follower;
 pub mod keys;
 pub mod presence;
+pub mod registry;
 pub mod scripts;
 
 use std::fmt;
