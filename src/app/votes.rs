@@ -394,6 +394,15 @@ impl Tally {
             }));
         }
         let voter = voter.ok_or(VoteError::NoVoter)?;
+        if self.shared {
+            // The shared store decides by its own voters (this copy may be a moment behind a
+            // reset or a vote on another instance), in the same script that counts it.
+            return Ok(Some(Act::Ballot {
+                i,
+                voter: voter.to_string(),
+                from: None,
+            }));
+        }
         let standing = self.voters.get(voter).copied();
         match (self.rules.mode, standing) {
             (Mode::Once, Some(s)) => Err(VoteError::AlreadyVoted {
@@ -603,7 +612,9 @@ impl Votes {
         let Some(&i) = t.index.get(uid) else {
             return Err(VoteError::UnknownCandidate(uid.to_string()));
         };
-        if t.poll_closed {
+        // A shared store knows whether the poll is closed now (this copy may be a moment
+        // behind an open on another instance): its script refuses a closed poll's votes.
+        if t.poll_closed && !t.shared {
             return Err(VoteError::Closed);
         }
         // This voter's earlier vote, still being stored, decides what this one may do.

@@ -410,16 +410,20 @@ impl Polls {
 
     /// Brings the polls this instance runs to the registry in Redis: starts the ones it lacks,
     /// stops the ones deleted (or deleted and made again: another meta). Under the registry's
-    /// lock, so a creation or deletion here is never half seen.
-    fn reconcile(&self) -> Result<(), redis_store::Error> {
+    /// lock, so a creation or deletion here is never half seen. True when a poll could not
+    /// be started yet: the instance that made it registers it before it creates its keys
+    /// (they live in another hash slot, so not in the same script), and a follower quick
+    /// enough finds the entry first; it tries again soon, not only at the next change.
+    fn reconcile(&self) -> Result<bool, redis_store::Error> {
         let Some(r) = &self.registry else {
-            return Ok(());
+            return Ok(false);
         };
         let mut stopped = Vec::new();
+        let mut pending = false;
         {
             let mut list = self.lock();
             if self.ending.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(false);
             }
             let wanted: BTreeMap<String, String> = r.load()?.into_iter().collect();
             let gone: Vec<String> = list
@@ -444,8 +448,11 @@ impl Polls {
                     Ok(poll) => {
                         list.insert(id, poll);
                     }
-                    // Tried again at the registry's next change.
-                    Err(e) => crate::log::error(&format!("poll {id}: not started: {e}")),
+                    // Tried again within a registry read (`registry::BLOCK`).
+                    Err(e) => {
+                        crate::log::info(&format!("poll {id}: not started yet: {e}"));
+                        pending = true;
+                    }
                 }
             }
         }
@@ -453,7 +460,7 @@ impl Polls {
             crate::log::info(&format!("poll {}: deleted on another instance", p.id()));
             p.end(Instant::now() + STOP_WAIT);
         }
-        Ok(())
+        Ok(pending)
     }
 
     /// With `--redis`: starts the thread that follows the registry's changes (one blocking
@@ -468,20 +475,20 @@ impl Polls {
             .spawn(move || {
                 let mut watch = registry::Watch::new(&settings);
                 let mut down = false;
+                let mut pending = false;
                 while let Some(polls) = weak.upgrade() {
                     if polls.ending.load(Ordering::Relaxed) {
                         return;
                     }
-                    match watch.wait().and_then(
-                        |changed| {
-                            if changed {
-                                polls.reconcile()
-                            } else {
-                                Ok(())
-                            }
-                        },
-                    ) {
-                        Ok(()) => down = false,
+                    let read = watch.wait().and_then(|changed| match changed || pending {
+                        true => polls.reconcile(),
+                        false => Ok(false),
+                    });
+                    match read {
+                        Ok(p) => {
+                            pending = p;
+                            down = false;
+                        }
                         Err(e) => {
                             if !down {
                                 crate::log::error(&format!("redis: the polls registry: {e}"));
