@@ -615,18 +615,6 @@ fn each_instance_reports_its_own_open_streams_in_metrics() {
     assert_eq!((sse(a.addr), sse(b.addr)), (Some(1), Some(0)));
 }
 
-/// A request with header lines `extra` and a form body.
-fn call(addr: SocketAddr, method: &str, path: &str, extra: &str, body: &str) -> Response {
-    request(
-        addr,
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-}
-
 fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}\r\n")
 }

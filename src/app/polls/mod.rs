@@ -273,27 +273,16 @@ impl Polls {
                     rules: settings.rules.clone(),
                     create,
                 };
-                let opened = redis_store::open(rs, &spec, Arc::clone(&self.making.metrics))?;
-                let (votes, report) = Votes::durable(
-                    &opened.candidates,
-                    Box::new(opened.store),
-                    opened.recovery,
+                let (votes, report) = redis_store::start(
+                    rs,
+                    &spec,
                     &settings,
-                );
+                    format!("commit-{}", meta.id),
+                    Arc::clone(&self.making.metrics),
+                )?;
                 for line in report {
                     crate::log::info(&format!("poll {}: {line}", meta.id));
                 }
-                let votes = Arc::new(votes);
-                let v = Arc::clone(&votes);
-                std::thread::Builder::new()
-                    .name(format!("commit-{}", meta.id))
-                    .spawn(move || v.commit_loop(&|_| {}))?;
-                redis_store::follower::start(
-                    &votes,
-                    opened.target.clone(),
-                    Arc::clone(&self.making.metrics),
-                )?;
-                redis_store::presence::start(&votes, opened.target)?;
                 votes
             }
             None => Arc::new(Votes::with_settings(&meta.options, &settings)),

@@ -175,6 +175,33 @@ pub struct Opened {
     pub target: Target,
 }
 
+/// A poll's tally kept in Redis, running: opened (see [`open`]), this instance's copy built
+/// with `votes` settings, and its committer (thread `commit_name`), stream follower and
+/// presence threads started. Returns the copy and what the opening has to report.
+pub fn start(
+    settings: &Settings,
+    poll: &PollSpec,
+    votes: &super::votes::Settings,
+    commit_name: String,
+    metrics: Arc<Metrics>,
+) -> io::Result<(Arc<super::votes::Votes>, Vec<String>)> {
+    let opened = open(settings, poll, Arc::clone(&metrics))?;
+    let (copy, report) = super::votes::Votes::durable(
+        &opened.candidates,
+        Box::new(opened.store),
+        opened.recovery,
+        votes,
+    );
+    let copy = Arc::new(copy);
+    let v = Arc::clone(&copy);
+    std::thread::Builder::new()
+        .name(commit_name)
+        .spawn(move || v.commit_loop(&|_| {}))?;
+    follower::start(&copy, opened.target.clone(), metrics)?;
+    presence::start(&copy, opened.target)?;
+    Ok((copy, report))
+}
+
 /// Connects to Redis (failing now when it cannot: a wrong address or password should stop
 /// the start, not every vote), creates the poll if Redis has none (a new epoch and a zero
 /// tally, with our candidates) and we may, and reads it.
