@@ -581,12 +581,19 @@ fn vote_id_records_are_capped_in_redis_and_expire_with_the_window() {
         1
     );
     assert_eq!(vote(b.addr, "2")["version"].as_u64(), 4);
-    // After the window, the ids are forgotten: room again, and an old id counts anew.
-    wait_for(CONVERGE, "the window to pass", || {
-        let r = vote_with_id(a.addr, "1", "capped-0");
-        (r.status == 200 && r.json()["version"].as_u64() == 5).then_some(())
+    // After the window, the ids are forgotten: room again, and an old id counts anew. (The
+    // three were recorded one after another, so they expire one after another: each retry
+    // waits for its room rather than assume all three went at once.)
+    let v = wait_for(CONVERGE, "the window to pass", || {
+        let r = vote_with_id(b.addr, "1", "capped-3");
+        (r.status == 200).then(|| r.json()["version"].as_u64())
     });
-    assert_eq!(vote_with_id(b.addr, "1", "capped-3").status, 200);
+    assert_eq!(v, 5, "a refused id was not counted");
+    wait_for(CONVERGE, "the first id to be forgotten", || {
+        let r = vote_with_id(a.addr, "1", "capped-0");
+        // Remembered, it would answer its first version (1) again.
+        (r.status == 200 && r.json()["version"].as_u64() == 6).then_some(())
+    });
     assert_eq!(converged(&[a.addr, b.addr]).0, 6);
 }
 
@@ -606,4 +613,252 @@ fn each_instance_reports_its_own_open_streams_in_metrics() {
         )
     };
     assert_eq!((sse(a.addr), sse(b.addr)), (Some(1), Some(0)));
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+#[test]
+fn without_an_admin_token_every_instance_accepts_the_one_made_in_redis() {
+    let redis = RedisServer::start(&[]);
+    let a = instance(&redis, &[]);
+    let b = instance(&redis, &[]);
+    let said = a.stderr_text();
+    let token = said
+        .lines()
+        .find_map(|l| l.split_once("kept in Redis for every instance): "))
+        .map(|(_, t)| t.trim().to_string())
+        .unwrap_or_else(|| panic!("the first instance prints the token it made: {said}"));
+    let other = b.stderr_text();
+    assert!(
+        !other.contains(&token) && other.contains("the one in Redis"),
+        "the second one uses it without printing it: {other}"
+    );
+    for addr in [a.addr, b.addr] {
+        let r = call(addr, "GET", "/api/polls", &bearer(&token), "");
+        assert_eq!(r.status, 200, "{r:?}");
+        let r = call(
+            addr,
+            "GET",
+            "/api/polls",
+            &bearer("not-the-token-at-all"),
+            "",
+        );
+        assert_eq!(r.status, 401);
+    }
+}
+
+#[test]
+fn closing_and_resetting_the_default_poll_on_one_instance_holds_on_every_other() {
+    let redis = RedisServer::start(&[]);
+    let token = "cluster-admin-token-0123456789";
+    let [a, b] = [(); 2].map(|()| instance(&redis, &["--admin-token", token]));
+    vote(a.addr, "1");
+    let mut ws = ws_connect(b.addr, "/get_new_vote");
+    ws_next_non_presence(&mut ws);
+    let r = call(
+        a.addr,
+        "POST",
+        "/api/polls/default/close",
+        &bearer(token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["state"].as_str(), "closed");
+    // Redis says so at once, whether B's copy has followed yet or not.
+    let r = post(b.addr, "/vote", "uid=2");
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["error"].as_str(), "poll closed");
+    let snap = ws_next_of_type_skipping(&mut ws, "snapshot");
+    assert_eq!(snap["state"].as_str(), "closed", "{snap:?}");
+    let r = call(
+        b.addr,
+        "POST",
+        "/api/polls/default/reset",
+        &bearer(token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = call(
+        b.addr,
+        "POST",
+        "/api/polls/default/open",
+        &bearer(token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let (_, _, counts) = converged(&[a.addr, b.addr]);
+    assert_eq!(total(&counts), 0);
+    assert_eq!(vote(b.addr, "2")["count"].as_u64(), 1);
+    // A restarted instance reads the state and the tally from Redis.
+    let c = instance(&redis, &["--admin-token", token]);
+    let (_, _, counts) = converged(&[a.addr, b.addr, c.addr]);
+    assert_eq!(total(&counts), 1);
+}
+
+/// The `lv_voter=…` pair of a response's `Set-Cookie`.
+fn voter_cookie(r: &Response) -> String {
+    let set = r.header("set-cookie").expect("a voter cookie");
+    let pair = set.split(';').next().unwrap();
+    assert!(pair.starts_with("lv_voter="), "{set}");
+    format!("Cookie: {pair}\r\n")
+}
+
+fn poll_total(addr: SocketAddr, token: &str, id: &str) -> Option<(u64, String)> {
+    let r = call(addr, "GET", &format!("/api/polls/{id}"), &bearer(token), "");
+    (r.status == 200).then(|| {
+        let j = r.json();
+        (j["total"].as_u64(), j["state"].as_str().to_string())
+    })
+}
+
+#[test]
+fn polls_made_closed_reset_and_deleted_on_one_instance_hold_on_every_other() {
+    let redis = RedisServer::start(&[]);
+    let token = "cluster-admin-token-0123456789";
+    let [a, b, c] = [(); 3].map(|()| instance(&redis, &["--admin-token", token]));
+    let auth = bearer(token);
+    let r = call(
+        a.addr,
+        "POST",
+        "/api/polls",
+        &auth,
+        "id=lunch&question=Lunch%3F&option=Pizza&option=Soup&mode=once",
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    // Taken on every instance.
+    let r = call(
+        b.addr,
+        "POST",
+        "/api/polls",
+        &auth,
+        "id=lunch&question=Again&option=x&option=y",
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    for addr in [b.addr, c.addr] {
+        wait_for(CONVERGE, "the poll to start on every instance", || {
+            poll_total(addr, token, "lunch")
+        });
+    }
+    let mut ws = ws_connect(c.addr, "/p/lunch/get_new_vote");
+    ws_next_non_presence(&mut ws);
+
+    // A voter cookie from C counts on B; the same voter on C is refused by Redis's rule.
+    let page = get(c.addr, "/p/lunch");
+    assert_eq!(page.status, 200);
+    let voter = voter_cookie(&page);
+    let r = call(b.addr, "POST", "/p/lunch/vote", &voter, "uid=1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["count"].as_u64(), 1);
+    let r = call(c.addr, "POST", "/p/lunch/vote", &voter, "uid=2");
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["uid"].as_str(), "1", "{r:?}");
+    for addr in [a.addr, b.addr, c.addr] {
+        wait_for(CONVERGE, "the vote on every instance", || {
+            (poll_total(addr, token, "lunch")? == (1, "open".into())).then_some(())
+        });
+    }
+
+    // Closed on A: a vote on B is refused; C's subscriber gets the closing snapshot.
+    let r = call(a.addr, "POST", "/api/polls/lunch/close", &auth, "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post(b.addr, "/p/lunch/vote", "uid=2");
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["error"].as_str(), "poll closed");
+    let snap = ws_next_of_type_skipping(&mut ws, "snapshot");
+    assert_eq!(snap["state"].as_str(), "closed", "{snap:?}");
+
+    // Reset on B: zero everywhere, and the voter may vote again (once reopened).
+    let r = call(b.addr, "POST", "/api/polls/lunch/reset", &auth, "");
+    assert_eq!(r.status, 200, "{r:?}");
+    for addr in [a.addr, b.addr, c.addr] {
+        wait_for(CONVERGE, "zero counts on every instance", || {
+            (poll_total(addr, token, "lunch")? == (0, "closed".into())).then_some(())
+        });
+    }
+    assert_eq!(
+        call(c.addr, "POST", "/api/polls/lunch/open", &auth, "").status,
+        200
+    );
+    let r = call(a.addr, "POST", "/p/lunch/vote", &voter, "uid=2");
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // Deleted on C: gone from A and B, and A's subscriber is told so.
+    let mut on_a = ws_connect(a.addr, "/p/lunch/get_new_vote");
+    ws_next_non_presence(&mut on_a);
+    let r = call(c.addr, "DELETE", "/api/polls/lunch", &auth, "");
+    assert_eq!(r.status, 204, "{r:?}");
+    let close = loop {
+        match on_a.read().expect("A's subscriber reads until the close") {
+            tungstenite::Message::Close(frame) => break frame.expect("a close code"),
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        (u16::from(close.code), &*close.reason),
+        (1001, "poll deleted")
+    );
+    for addr in [a.addr, b.addr] {
+        wait_for(CONVERGE, "the poll to go from every instance", || {
+            let r = call(addr, "GET", "/api/polls/lunch", &auth, "");
+            (r.status == 404).then_some(())
+        });
+    }
+    // The id is free again, everywhere, with a fresh tally.
+    let r = call(
+        b.addr,
+        "POST",
+        "/api/polls",
+        &auth,
+        "id=lunch&question=Again&option=x&option=y",
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json()["total"].as_u64(), 0);
+}
+
+#[test]
+fn a_moved_vote_across_instances_is_one_version_and_max_polls_counts_every_instance() {
+    let redis = RedisServer::start(&[]);
+    let token = "cluster-admin-token-0123456789";
+    let args = ["--admin-token", token, "--max-polls", "2"];
+    let [a, b] = [(); 2].map(|()| instance(&redis, &args));
+    let auth = bearer(token);
+    let r = call(
+        a.addr,
+        "POST",
+        "/api/polls",
+        &auth,
+        "id=mv&question=Q&option=x&option=y&mode=change",
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = call(
+        b.addr,
+        "POST",
+        "/api/polls",
+        &auth,
+        "question=Q&option=x&option=y",
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["error"].as_str(), "too many polls");
+    wait_for(CONVERGE, "the poll on B", || {
+        poll_total(b.addr, token, "mv")
+    });
+    let r = post(a.addr, "/p/mv/vote", "uid=1");
+    assert_eq!(r.status, 200, "{r:?}");
+    let voter = voter_cookie(&r);
+    let v1 = r.json()["version"].as_u64();
+    // Moved on B, which may not have seen the first vote yet: Redis moves it.
+    let r = call(b.addr, "POST", "/p/mv/vote", &voter, "uid=2");
+    assert_eq!(r.status, 200, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["version"].as_u64(), v1 + 1, "one version: {j:?}");
+    assert_eq!(uid_counts(&j["changes"]), counts(&[("2", 1), ("1", 0)]));
+    for addr in [a.addr, b.addr] {
+        wait_for(CONVERGE, "the move on every instance", || {
+            let r = get(addr, "/p/mv/votes");
+            let c = uid_counts(&r.json()["candidates"]);
+            (c == counts(&[("1", 0), ("2", 1)])).then_some(())
+        });
+    }
 }

@@ -26,18 +26,6 @@ fn server() -> SocketAddr {
     })
 }
 
-/// A request with `extra` header lines and a form body.
-fn call(addr: SocketAddr, method: &str, path: &str, extra: &str, body: &str) -> Response {
-    request(
-        addr,
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-}
-
 fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> Response {
     call(addr, method, path, &auth(), body)
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::json;
-use super::polls::meta::{Meta, DEFAULT_ID};
+use super::polls::meta::Meta;
 use super::polls::{CreateError, DeleteError, Poll};
 use super::store::{now_ms, Mark};
 use super::votes::VoteError;
@@ -47,8 +47,31 @@ pub struct Keys {
 impl Keys {
     /// The token the configuration gives (or a random one, printed once on stderr), and the
     /// secret kept beside the journal (`PATH.secret`, made at first start) or made for this
-    /// run (memory, Redis).
+    /// run (memory). With `--redis`, both are kept in Redis ([`super::redis_store::shared_secrets`]).
     pub fn open(config: &Config) -> io::Result<Keys> {
+        if let Some(url) = &config.redis {
+            // Every instance signs and checks with the same secret and token, kept in Redis.
+            let shared = super::redis_store::shared_secrets(
+                url,
+                &config.redis_prefix,
+                config.admin_token.as_deref(),
+                config.limits.vote_timeout,
+            )?;
+            if shared.made_token {
+                // Straight to stderr, once, by the instance that made it.
+                eprintln!(
+                    "livevote: admin token (no --admin-token given; kept in Redis for every \
+                     instance): {}",
+                    shared.token
+                );
+            } else if config.admin_token.is_none() {
+                eprintln!(
+                    "livevote: admin token: the one in Redis (made by the first instance; \
+                     it printed it)"
+                );
+            }
+            return Ok(Keys::new(shared.token, shared.secret));
+        }
         let token = match &config.admin_token {
             Some(t) => t.clone(),
             None => {
@@ -304,12 +327,6 @@ impl App {
     }
 
     fn api_create(&self, req: &Request, body: &[u8]) -> Response {
-        if self.config.redis.is_some() {
-            return Response::error(
-                Status::NotImplemented,
-                "creating polls with --redis is not built yet: only the default poll runs there",
-            );
-        }
         let fields = match super::routes::form_body(req, body, "poll", false) {
             Ok(f) => f,
             Err(r) => return r,
@@ -350,12 +367,6 @@ impl App {
         };
         if same {
             return Response::json(Status::Ok, json::poll(p));
-        }
-        if self.config.redis.is_some() && p.id() == DEFAULT_ID {
-            return Response::error(
-                Status::NotImplemented,
-                "opening, closing and resetting with --redis is not built yet",
-            );
         }
         match p.votes.mark(mark) {
             Ok(_) => Response::json(Status::Ok, json::poll(p)),

@@ -117,34 +117,31 @@ impl App {
             (_, Some(_), Some(_)) => "journal",
             (_, Some(_), None) => "store",
         };
-        let votes = match (&config.redis, opened) {
-            (Some(url), None) => {
+        let redis = config.redis.as_ref().map(|url| redis_store::Settings {
+            url: url.clone(),
+            prefix: config.redis_prefix.clone(),
+            vote_id_window: config.limits.vote_id_window,
+            vote_id_memory: config.limits.vote_id_memory,
+            vote_timeout: config.limits.vote_timeout,
+        });
+        let votes = match (&redis, opened) {
+            (Some(redis), None) => {
                 // The tally in Redis: this instance's copy follows it.
-                let opened = redis_store::open(
-                    url,
-                    &config.redis_prefix,
-                    &config.candidates,
-                    config.limits.vote_id_window,
-                    config.limits.vote_id_memory,
-                    config.limits.vote_timeout,
+                let (votes, report) = redis_store::start(
+                    redis,
+                    &redis_store::PollSpec {
+                        id: redis_store::keys::DEFAULT_POLL,
+                        candidates: &config.candidates,
+                        rules: Default::default(),
+                        create: true,
+                    },
+                    &settings,
+                    "commit".into(),
                     Arc::clone(&metrics),
                 )?;
-                let (votes, report) = Votes::durable(
-                    &opened.candidates,
-                    Box::new(opened.store),
-                    opened.recovery,
-                    &settings,
-                );
                 for line in report {
                     crate::log::report(&line);
                 }
-                let votes = Arc::new(votes);
-                let v = Arc::clone(&votes);
-                std::thread::Builder::new()
-                    .name("commit".into())
-                    .spawn(move || v.commit_loop(&|_| {}))?;
-                redis_store::follower::start(&votes, opened.target.clone(), Arc::clone(&metrics))?;
-                redis_store::presence::start(&votes, opened.target)?;
                 votes
             }
             (_, None) => Arc::new(Votes::with_settings(&config.candidates, &settings)),
@@ -181,9 +178,11 @@ impl App {
                 max_polls: config.limits_max_polls(),
                 max_voters: config.max_voters,
                 dir: polls_dir,
+                redis,
                 metrics: Arc::clone(&metrics),
             },
         )?);
+        polls::Polls::follow_registry(&polls)?;
         let admin = admin::Keys::open(&config)?;
         let p = Arc::downgrade(&polls);
         let local_presence = config.redis.is_none();

@@ -53,6 +53,23 @@ pub enum Mark {
     Reset,
 }
 
+impl Mark {
+    /// Its name in a shared store's change stream.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mark::Closed => "closed",
+            Mark::Opened => "opened",
+            Mark::Reset => "reset",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mark> {
+        [Mark::Closed, Mark::Opened, Mark::Reset]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
+}
+
 /// What a poll's voters stand on and whether it is closed: the part of a poll's state that
 /// changes with its records, kept in checkpoints with the counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,8 +104,34 @@ pub enum Committed {
     Shared {
         epoch: String,
         outcomes: Vec<Outcome>,
-        tail: Vec<(u64, String, u64)>,
+        tail: Vec<Streamed>,
     },
+}
+
+/// One version of a shared store's change stream, as every instance's copy applies it: a vote
+/// (`uid` has `count` now), a voter's ballot (`voter` stands on `uid` now; when they moved
+/// their vote, `from` has its count after the −1, in the same version), or a mark (the
+/// poll's state changed: `uid` is empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Streamed {
+    pub version: u64,
+    pub uid: String,
+    pub count: u64,
+    pub voter: Option<String>,
+    pub from: Option<(String, u64)>,
+    pub mark: Option<Mark>,
+}
+
+impl Streamed {
+    /// A plain vote: `uid` has `count` as of `version`.
+    pub fn vote(version: u64, uid: &str, count: u64) -> Streamed {
+        Streamed {
+            version,
+            uid: uid.to_string(),
+            count,
+            ..Streamed::default()
+        }
+    }
 }
 
 /// What a shared store did with one record.
@@ -102,8 +145,21 @@ pub enum Outcome {
         count: u64,
         version: u64,
     },
+    /// A voter moved their vote (`change`): the record's candidate has `count` as of
+    /// `version`, and `from` (the old one) has the count after its −1, in the same version.
+    Moved {
+        count: u64,
+        version: u64,
+        from: (String, u64),
+    },
     /// The store does not know the candidate (its candidates changed meanwhile): not counted.
     UnknownCandidate,
+    /// The poll is closed (as the store has it, whichever instance closed it): not counted.
+    Closed,
+    /// `once`: the voter has voted (for `uid`), on any instance: not counted.
+    AlreadyVoted { uid: String },
+    /// The poll remembers as many voters as it may: not counted.
+    VotersFull,
     /// Its vote id is new and the store's vote-id records are full of ids still inside their
     /// window: not counted; room comes back after `retry_after_ms`.
     VoteIdsFull { retry_after_ms: u64 },

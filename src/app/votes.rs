@@ -18,7 +18,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::presence::{Counts, Kind, Presence, Viewers};
-use super::store::{now_ms, Mark, Standing, Store};
+use super::store::{now_ms, Mark, Standing, Store, Streamed};
 use commit::Durable;
 pub use ids::IdStats;
 use ids::VoteIds;
@@ -394,6 +394,15 @@ impl Tally {
             }));
         }
         let voter = voter.ok_or(VoteError::NoVoter)?;
+        if self.shared {
+            // The shared store decides by its own voters (this copy may be a moment behind a
+            // reset or a vote on another instance), in the same script that counts it.
+            return Ok(Some(Act::Ballot {
+                i,
+                voter: voter.to_string(),
+                from: None,
+            }));
+        }
         let standing = self.voters.get(voter).copied();
         match (self.rules.mode, standing) {
             (Mode::Once, Some(s)) => Err(VoteError::AlreadyVoted {
@@ -603,7 +612,9 @@ impl Votes {
         let Some(&i) = t.index.get(uid) else {
             return Err(VoteError::UnknownCandidate(uid.to_string()));
         };
-        if t.poll_closed {
+        // A shared store knows whether the poll is closed now (this copy may be a moment
+        // behind an open on another instance): its script refuses a closed poll's votes.
+        if t.poll_closed && !t.shared {
             return Err(VoteError::Closed);
         }
         // This voter's earlier vote, still being stored, decides what this one may do.
@@ -890,14 +901,16 @@ impl Votes {
     }
 
     /// Replaces the copy with the store's whole tally: `names` its candidates in order,
-    /// `counts` by uid. The history is dropped (it no longer leads to this version), so a
-    /// client further behind gets a snapshot; a new epoch moves every client to it.
+    /// `counts` by uid, and its voters and state (`standing`). The history is dropped (it no
+    /// longer leads to this version), so a client further behind gets a snapshot; a new epoch
+    /// moves every client to it.
     pub fn follow_snapshot(
         &self,
         epoch: &str,
         names: &[(String, String)],
         counts: &[(String, u64)],
         version: u64,
+        standing: &Standing,
     ) {
         let mut t = self.lock();
         if t.epoch == epoch && t.version == version && t.names == names {
@@ -917,6 +930,13 @@ impl Votes {
             .iter()
             .map(|(uid, _)| by_uid.get(uid.as_str()).copied().unwrap_or(0))
             .collect();
+        let voters = standing
+            .voters
+            .iter()
+            .filter_map(|(v, uid)| Some((v.clone(), *t.index.get(uid)?)))
+            .collect();
+        t.voters = voters;
+        t.poll_closed = standing.closed;
         t.epoch = epoch.to_string();
         t.version = version;
         t.history.clear();
@@ -928,27 +948,46 @@ impl Votes {
 
     /// [`Votes::follow`] under the tally's lock, for the follower and for the committer (whose
     /// batch's reply carries the stream's tail): true when anything was applied.
-    fn follow_locked(t: &mut Tally, changes: &[(u64, String, u64)]) -> (bool, Result<(), Gap>) {
+    fn follow_locked(t: &mut Tally, changes: &[Streamed]) -> (bool, Result<(), Gap>) {
         let mut applied = false;
-        for (version, uid, count) in changes {
-            if *version <= t.version {
+        for s in changes {
+            if s.version <= t.version {
                 continue;
             }
-            let i = t.index.get(uid.as_str()).copied();
-            let (Some(i), true) = (i, *version == t.version + 1) else {
-                let gap = Gap {
-                    have: t.version,
-                    got: *version,
-                };
+            let gap = Gap {
+                have: t.version,
+                got: s.version,
+            };
+            if s.version != t.version + 1 {
+                return (applied, Err(gap));
+            }
+            if let Some(m) = s.mark {
+                // A version of its own that forces a snapshot, as where it was made.
+                t.apply_act(&Act::Mark(m), None, 0);
+                applied = true;
+                continue;
+            }
+            let i = t.index.get(s.uid.as_str()).copied();
+            let from = match &s.from {
+                None => Some(None),
+                Some((f, c)) => t.index.get(f.as_str()).map(|&f| Some((f, *c))),
+            };
+            let (Some(i), Some(from)) = (i, from) else {
                 return (applied, Err(gap));
             };
-            t.counts[i] = *count;
-            t.version = *version;
+            t.counts[i] = s.count;
+            if let Some((f, c)) = from {
+                t.counts[f] = c;
+            }
+            if let Some(v) = &s.voter {
+                t.voters.insert(v.clone(), i);
+            }
+            t.version = s.version;
             let total = t.counts.iter().sum();
             t.push_step(Step {
                 i,
-                count: *count,
-                from: None,
+                count: s.count,
+                from,
                 total,
                 at: Instant::now(),
             });
@@ -965,10 +1004,10 @@ impl Votes {
             .map_or(Ring::default(), |d| d.release_seen(&epoch, version))
     }
 
-    /// Applies changes from the store's stream, `(version, uid, count)` in order. Those the
-    /// copy has already are skipped; the first that does not follow the copy (a gap, or a
-    /// candidate the copy does not know) stops it. Wakes the waiters once.
-    pub fn follow(&self, changes: &[(u64, String, u64)]) -> Result<(), Gap> {
+    /// Applies changes from the store's stream, in order. Those the copy has already are
+    /// skipped; the first that does not follow the copy (a gap, or a candidate the copy does
+    /// not know) stops it. Wakes the waiters once.
+    pub fn follow(&self, changes: &[Streamed]) -> Result<(), Gap> {
         let mut t = self.lock();
         let (applied, result) = Self::follow_locked(&mut t, changes);
         let released = if applied {
@@ -1356,17 +1395,18 @@ mod tests {
     fn a_follower_applies_changes_in_order_and_reports_a_gap() {
         let v = votes();
         let e = v.epoch();
-        v.follow(&[(1, "1".into(), 1), (2, "2".into(), 1)]).unwrap();
+        let s = Streamed::vote;
+        v.follow(&[s(1, "1", 1), s(2, "2", 1)]).unwrap();
         // Changes the copy has are skipped; the next must follow the copy.
-        v.follow(&[(2, "2".into(), 1), (3, "1".into(), 2)]).unwrap();
+        v.follow(&[s(2, "2", 1), s(3, "1", 2)]).unwrap();
         assert_eq!(v.followed(), (e.clone(), 3));
         assert_eq!(
-            v.follow(&[(5, "1".into(), 3)]),
+            v.follow(&[s(5, "1", 3)]),
             Err(Gap { have: 3, got: 5 }),
             "version 4 is missing"
         );
         assert_eq!(
-            v.follow(&[(4, "9".into(), 1)]),
+            v.follow(&[s(4, "9", 1)]),
             Err(Gap { have: 3, got: 4 }),
             "a candidate the copy does not know"
         );
@@ -1376,15 +1416,62 @@ mod tests {
         }
         // A snapshot replaces the copy: a new epoch, new candidates, no history.
         let names = vec![("x".to_string(), "X".to_string())];
-        v.follow_snapshot("new", &names, &[("x".into(), 7)], 9);
+        let standing = Standing {
+            voters: vec![("v1".into(), "x".into())],
+            closed: true,
+        };
+        v.follow_snapshot("new", &names, &[("x".into(), 7)], 9, &standing);
         let s = v.snapshot();
         assert_eq!((s.epoch.as_str(), s.version), ("new", 9));
         assert_eq!(s.candidates[0].count, 7);
+        assert!(s.closed && v.voted_for("v1").as_deref() == Some("x"));
         assert!(matches!(
             v.catch_up(8, Some("new"), 100),
             Catchup::Snapshot(_)
         ));
         assert!(matches!(v.catch_up(3, Some(&e), 100), Catchup::Snapshot(_)));
+    }
+
+    #[test]
+    fn a_follower_applies_moved_ballots_in_one_version_and_marks_as_snapshots() {
+        let v = votes();
+        let e = v.epoch();
+        let ballot = |version, uid: &str, count, from: Option<(&str, u64)>| Streamed {
+            version,
+            uid: uid.into(),
+            count,
+            voter: Some("v1".into()),
+            from: from.map(|(f, c)| (f.into(), c)),
+            mark: None,
+        };
+        v.follow(&[ballot(1, "1", 1, None), ballot(2, "2", 1, Some(("1", 0)))])
+            .unwrap();
+        let s = v.snapshot();
+        assert_eq!(
+            s.candidates.iter().map(|c| c.count).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(v.voted_for("v1").as_deref(), Some("2"));
+        match v.catch_up(1, Some(&e), 100) {
+            Catchup::Delta { votes, .. } => {
+                assert_eq!(votes.len(), 1);
+                assert_eq!(votes[0].moved, Some(("1".into(), 0)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mark = |version, m| Streamed {
+            version,
+            mark: Some(m),
+            ..Streamed::default()
+        };
+        v.follow(&[mark(3, Mark::Closed)]).unwrap();
+        assert!(v.poll_closed());
+        assert!(matches!(v.catch_up(2, Some(&e), 100), Catchup::Snapshot(_)));
+        v.follow(&[mark(4, Mark::Reset), mark(5, Mark::Opened)])
+            .unwrap();
+        assert!(!v.poll_closed() && v.voted_for("v1").is_none());
+        assert_eq!(v.snapshot().total(), 0);
+        assert_eq!(v.version(), 5);
     }
 
     #[test]

@@ -457,6 +457,18 @@ pub fn method_of(raw: &[u8]) -> String {
         .to_string()
 }
 
+/// `method path` with header lines `extra` (each ending in CRLF) and a form body.
+pub fn call(addr: SocketAddr, method: &str, path: &str, extra: &str, body: &str) -> Response {
+    request(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
 /// Opens a connection, sends `bytes`, and reads one response.
 pub fn request(addr: SocketAddr, bytes: impl AsRef<[u8]>) -> Response {
     Client::connect(addr).call(bytes)

@@ -4,7 +4,10 @@
 //! they were); the others live under `/p/ID`. A journaled server keeps each created poll in a
 //! directory of its own beside the default poll's journal: `PATH.polls/ID/poll.meta` (what
 //! the poll is, written once) and `PATH.polls/ID/votes.journal` (its votes, voters and state,
-//! as the default poll's journal keeps them).
+//! as the default poll's journal keeps them). With `--redis` each poll's tally is under its own
+//! keys in Redis (`redis_store::keys`), and the registry of polls too
+//! (`redis_store::registry`): every instance runs every poll, and learns of new and deleted
+//! ones from the registry's change stream.
 
 pub mod meta;
 
@@ -12,11 +15,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use super::hub::Hub;
 use super::metrics::Metrics;
+use super::redis_store::{self, registry};
 use super::votes::{Rules, Settings, Votes};
 use meta::{Meta, Results};
 
@@ -150,16 +155,25 @@ pub struct Making {
     pub settings: Settings,
     pub max_polls: usize,
     pub max_voters: usize,
-    /// Where journaled polls live (`PATH.polls`); None: in memory.
+    /// Where journaled polls live (`PATH.polls`); None: in memory (or Redis).
     pub dir: Option<PathBuf>,
+    /// `--redis`: every poll's tally, and the registry, in Redis.
+    pub redis: Option<redis_store::Settings>,
     pub metrics: Arc<Metrics>,
 }
+
+/// How long a poll stopped because another instance deleted it may take to finish.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Every poll, by id, in id order.
 pub struct Polls {
     list: Mutex<BTreeMap<String, Arc<Poll>>>,
     default: Arc<Poll>,
     making: Making,
+    /// With `--redis`: the polls every instance runs.
+    registry: Option<registry::Registry>,
+    /// Shutting down: the registry starts no more polls.
+    ending: AtomicBool,
 }
 
 const META_FILE: &str = "poll.meta";
@@ -171,11 +185,17 @@ impl Polls {
     pub fn open(default: Arc<Poll>, making: Making) -> io::Result<Polls> {
         let mut list = BTreeMap::new();
         list.insert(default.id().to_string(), Arc::clone(&default));
+        let registry = making.redis.as_ref().map(registry::Registry::new);
         let polls = Polls {
             list: Mutex::new(list),
             default,
             making,
+            registry,
+            ending: AtomicBool::new(false),
         };
+        if polls.registry.is_some() {
+            polls.reconcile().map_err(io::Error::other)?;
+        }
         if let Some(dir) = &polls.making.dir {
             let mut found = Vec::new();
             match fs::read_dir(dir) {
@@ -200,7 +220,7 @@ impl Polls {
                         format!("{}: {e}", path.display()),
                     )
                 })?;
-                let poll = polls.start(meta, Some(path))?;
+                let poll = polls.start(meta, Some(path), false)?;
                 polls.lock().insert(poll.id().to_string(), poll);
             }
         }
@@ -232,9 +252,10 @@ impl Polls {
         false
     }
 
-    /// The vote table for `meta`, from its journal in `dir` (or in memory), with its
-    /// committer running.
-    fn start(&self, meta: Meta, dir: Option<PathBuf>) -> io::Result<Arc<Poll>> {
+    /// The vote table for `meta`, from its journal in `dir`, from Redis (its keys created
+    /// there when `create`: by the instance that made the poll), or in memory, with its
+    /// committer (and with Redis, its follower and presence threads) running.
+    fn start(&self, meta: Meta, dir: Option<PathBuf>, create: bool) -> io::Result<Arc<Poll>> {
         let settings = Settings {
             rules: Rules {
                 mode: meta.mode,
@@ -244,6 +265,26 @@ impl Polls {
             ..self.making.settings.clone()
         };
         let votes = match &dir {
+            None if self.making.redis.is_some() => {
+                let rs = self.making.redis.as_ref().expect("checked");
+                let spec = redis_store::PollSpec {
+                    id: &meta.id,
+                    candidates: &meta.options,
+                    rules: settings.rules.clone(),
+                    create,
+                };
+                let (votes, report) = redis_store::start(
+                    rs,
+                    &spec,
+                    &settings,
+                    format!("commit-{}", meta.id),
+                    Arc::clone(&self.making.metrics),
+                )?;
+                for line in report {
+                    crate::log::info(&format!("poll {}: {line}", meta.id));
+                }
+                votes
+            }
             None => Arc::new(Votes::with_settings(&meta.options, &settings)),
             Some(d) => {
                 let (journal, recovery) = super::journal::open(&d.join(JOURNAL_FILE))?;
@@ -280,6 +321,34 @@ impl Polls {
         if list.len() >= self.making.max_polls {
             return Err(CreateError::TooMany);
         }
+        if let Some(r) = &self.registry {
+            // Redis decides, for every instance: the hash holds every poll but the default.
+            let io = |e: redis_store::Error| CreateError::Io(io::Error::other(e));
+            match r
+                .register(
+                    &meta.id,
+                    &meta.encode(),
+                    self.making.max_polls.saturating_sub(1),
+                )
+                .map_err(io)?
+            {
+                registry::Registered::Taken => return Err(CreateError::Taken),
+                registry::Registered::Full => return Err(CreateError::TooMany),
+                registry::Registered::Ok => {}
+            }
+            let id = meta.id.clone();
+            return match self.start(meta, None, true) {
+                Ok(poll) => {
+                    list.insert(id, Arc::clone(&poll));
+                    Ok(poll)
+                }
+                Err(e) => {
+                    let keys = self.redis_keys(&id);
+                    let _ = r.unregister(&id, &keys);
+                    Err(CreateError::Io(e))
+                }
+            };
+        }
         let dir = match &self.making.dir {
             None => None,
             Some(root) => {
@@ -288,7 +357,7 @@ impl Polls {
                 Some(d)
             }
         };
-        let poll = self.start(meta, dir).map_err(CreateError::Io)?;
+        let poll = self.start(meta, dir, false).map_err(CreateError::Io)?;
         list.insert(poll.id().to_string(), Arc::clone(&poll));
         Ok(poll)
     }
@@ -299,7 +368,18 @@ impl Polls {
         if id == meta::DEFAULT_ID {
             return Err(DeleteError::Default);
         }
-        let poll = self.lock().remove(id).ok_or(DeleteError::NotFound)?;
+        let poll = {
+            let mut list = self.lock();
+            let poll = list.remove(id).ok_or(DeleteError::NotFound)?;
+            if let Some(r) = &self.registry {
+                // Its keys, then its entry (every instance stops it when it reads that).
+                if let Err(e) = r.unregister(id, &self.redis_keys(id)) {
+                    list.insert(id.to_string(), poll);
+                    return Err(DeleteError::Io(io::Error::other(e)));
+                }
+            }
+            poll
+        };
         poll.end(deadline);
         if let Some(dir) = &poll.dir {
             // Renamed first, so a crash during the removal leaves no half poll to load.
@@ -311,8 +391,110 @@ impl Polls {
         Ok(())
     }
 
+    /// Every key of poll `id` in Redis.
+    fn redis_keys(&self, id: &str) -> Vec<String> {
+        let prefix = self.making.redis.as_ref().map_or("", |r| r.prefix.as_str());
+        redis_store::keys::Keys::new(prefix, id).all()
+    }
+
+    /// Brings the polls this instance runs to the registry in Redis: starts the ones it lacks,
+    /// stops the ones deleted (or deleted and made again: another meta). Under the registry's
+    /// lock, so a creation or deletion here is never half seen. True when a poll could not
+    /// be started yet: the instance that made it registers it before it creates its keys
+    /// (they live in another hash slot, so not in the same script), and a follower quick
+    /// enough finds the entry first; it tries again soon, not only at the next change.
+    fn reconcile(&self) -> Result<bool, redis_store::Error> {
+        let Some(r) = &self.registry else {
+            return Ok(false);
+        };
+        let mut stopped = Vec::new();
+        let mut pending = false;
+        {
+            let mut list = self.lock();
+            if self.ending.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let wanted: BTreeMap<String, String> = r.load()?.into_iter().collect();
+            let gone: Vec<String> = list
+                .iter()
+                .filter(|(id, p)| {
+                    id.as_str() != meta::DEFAULT_ID
+                        && wanted.get(id.as_str()) != Some(&p.meta.encode())
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                stopped.extend(list.remove(&id));
+            }
+            for (id, text) in wanted {
+                if list.contains_key(&id) || id == meta::DEFAULT_ID {
+                    continue;
+                }
+                let started = Meta::decode(&text)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                    .and_then(|m| self.start(m, None, false));
+                match started {
+                    Ok(poll) => {
+                        list.insert(id, poll);
+                    }
+                    // Tried again within a registry read (`registry::BLOCK`).
+                    Err(e) => {
+                        crate::log::info(&format!("poll {id}: not started yet: {e}"));
+                        pending = true;
+                    }
+                }
+            }
+        }
+        for p in stopped {
+            crate::log::info(&format!("poll {}: deleted on another instance", p.id()));
+            p.end(Instant::now() + STOP_WAIT);
+        }
+        Ok(pending)
+    }
+
+    /// With `--redis`: starts the thread that follows the registry's changes (one blocking
+    /// read of its stream at a time); it ends with the registry.
+    pub fn follow_registry(polls: &Arc<Polls>) -> io::Result<()> {
+        let Some(settings) = polls.making.redis.clone() else {
+            return Ok(());
+        };
+        let weak: Weak<Polls> = Arc::downgrade(polls);
+        std::thread::Builder::new()
+            .name("redis-polls".into())
+            .spawn(move || {
+                let mut watch = registry::Watch::new(&settings);
+                let mut down = false;
+                let mut pending = false;
+                while let Some(polls) = weak.upgrade() {
+                    if polls.ending.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let read = watch.wait().and_then(|changed| match changed || pending {
+                        true => polls.reconcile(),
+                        false => Ok(false),
+                    });
+                    match read {
+                        Ok(p) => {
+                            pending = p;
+                            down = false;
+                        }
+                        Err(e) => {
+                            if !down {
+                                crate::log::error(&format!("redis: the polls registry: {e}"));
+                                down = true;
+                            }
+                            drop(polls);
+                            std::thread::sleep(registry::BLOCK);
+                        }
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
     /// Ends every poll's streams (a shutdown).
     pub fn end_streams(&self) {
+        self.ending.store(true, Ordering::Relaxed);
         for p in self.all() {
             p.votes.end_streams();
         }

@@ -167,7 +167,17 @@ impl Follower {
             crate::log::info("redis: the poll's candidates changed in Redis; following them");
             self.target.candidates.clone_from(&poll.candidates);
         }
-        votes.follow_snapshot(&poll.epoch, &poll.candidates, &poll.counts, poll.version);
+        let standing = crate::app::store::Standing {
+            voters: poll.voters.clone(),
+            closed: poll.closed,
+        };
+        votes.follow_snapshot(
+            &poll.epoch,
+            &poll.candidates,
+            &poll.counts,
+            poll.version,
+            &standing,
+        );
         self.metrics.redis.resyncs.fetch_add(1, Relaxed);
         self.synced = true;
         Ok(())

@@ -1,6 +1,16 @@
 //! The Redis key layout of one poll. Every key of a poll carries the same Cluster hash tag,
 //! `{poll:ID}`, so a poll's keys sit in one hash slot: a script may touch them all on a Redis
-//! Cluster, and many polls spread over the slots. Today there is one poll, `default`.
+//! Cluster, and many polls spread over the slots. The default poll is `default`; the polls the
+//! admin API makes have theirs, and the registry of them is under the prefix alone:
+//!
+//! ```text
+//! PREFIX:polls           hash    poll id → its meta (`Meta::encode`), every poll but default
+//! PREFIX:polls-changes   stream  one entry per creation or deletion (op, id)
+//! PREFIX:secret          string  signs voter and admin cookies (made once, SET NX)
+//! PREFIX:admin-token     string  the admin token, when none is given (made once, SET NX)
+//! ```
+//!
+//! A poll's keys:
 //!
 //! ```text
 //! PREFIX:{poll:default}:epoch        string   names this history of votes
@@ -9,6 +19,11 @@
 //! PREFIX:{poll:default}:version      string   the last version (one per vote)
 //! PREFIX:{poll:default}:changes      stream   one entry per batch: id LAST-VERSION-0, fields
 //!                                             f (first version), then u (uid), c (count) per vote
+//!                                             (a ballot: v voter first; moved: m uid, n count
+//!                                             after), or k NAME per mark
+//! PREFIX:{poll:default}:state        string   open (absent) or closed
+//! PREFIX:{poll:default}:voters       hash     voter → the uid they stand on (once, change,
+//!                                             after_vote)
 //! PREFIX:{poll:default}:vote-ids     hash     vote id → "uid count version"
 //! PREFIX:{poll:default}:vote-expiry  zset     vote id → when it expires (ms, Redis's clock)
 //! PREFIX:{poll:default}:presence:instances  zset  instance → expiry (ms, Redis's clock)
@@ -52,6 +67,12 @@ impl Keys {
     pub fn changes(&self) -> String {
         self.key("changes")
     }
+    pub fn state(&self) -> String {
+        self.key("state")
+    }
+    pub fn voters(&self) -> String {
+        self.key("voters")
+    }
     pub fn vote_ids(&self) -> String {
         self.key("vote-ids")
     }
@@ -69,6 +90,28 @@ impl Keys {
     }
     pub fn poll(&self) -> String {
         self.key("presence:poll")
+    }
+
+    /// What [`super::scripts::OPEN`] takes: the tally, the state and the voters.
+    pub fn open(&self) -> Vec<String> {
+        let mut k = self.tally().to_vec();
+        k.push(self.state());
+        k.push(self.voters());
+        k
+    }
+
+    /// Every key of the poll (what deleting it removes).
+    pub fn all(&self) -> Vec<String> {
+        let mut k = self.open();
+        k.extend([
+            self.vote_ids(),
+            self.vote_expiry(),
+            self.instances(),
+            self.connected(),
+            self.longpoll(),
+            self.poll(),
+        ]);
+        k
     }
 
     /// The tally's keys, in the order the scripts take them.
@@ -92,19 +135,8 @@ mod tests {
         let k = Keys::new("livevote", DEFAULT_POLL);
         assert_eq!(k.epoch(), "livevote:{poll:default}:epoch");
         assert_eq!(k.vote_ids(), "livevote:{poll:default}:vote-ids");
-        let all = [
-            k.tally().to_vec(),
-            vec![
-                k.vote_ids(),
-                k.vote_expiry(),
-                k.instances(),
-                k.connected(),
-                k.longpoll(),
-                k.poll(),
-            ],
-        ]
-        .concat();
-        for key in all {
+        assert_eq!(k.all().len(), 13);
+        for key in k.all() {
             // Redis Cluster hashes only what is inside the first {…}.
             let tag = &key[key.find('{').unwrap() + 1..key.find('}').unwrap()];
             assert_eq!(tag, "poll:default", "{key}");

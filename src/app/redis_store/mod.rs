@@ -17,6 +17,7 @@
 pub mod follower;
 pub mod keys;
 pub mod presence;
+pub mod registry;
 pub mod scripts;
 
 use std::fmt;
@@ -25,7 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
-use super::store::{self, Committed, RecentVote, Record, Recovery, Standing, Store};
+use super::store::{self, Committed, Entry, RecentVote, Record, Recovery, Standing, Store};
+use super::votes::Rules;
 use crate::redis::{self, Client, Options, RedisUrl, Value};
 use keys::Keys;
 use scripts::{PollState, Script};
@@ -40,6 +42,11 @@ pub const STREAM_LENGTH: u64 = 16_384;
 /// values per vote in one Lua `unpack`, and Lua's stack takes at most 8,000 (a larger batch is
 /// several runs, in order).
 pub const VOTES_PER_SCRIPT: usize = 1_000;
+
+/// Most records one run takes when the batch holds ballots or marks: a moved ballot is ten
+/// values of its stream entry (voter, uid, count, the old option and its count, each with its
+/// field name), and Lua's `unpack` still takes them all.
+pub const BALLOTS_PER_SCRIPT: usize = 400;
 
 /// Most stream entries a vote batch's reply carries back (the changes after the committer's
 /// copy, every instance's): enough for the votes all instances commit in one round trip, so the
@@ -92,19 +99,57 @@ pub struct Target {
     pub opts: Options,
     /// Written with a new epoch when Redis has lost the poll.
     pub candidates: Vec<(String, String)>,
+    /// Whether this instance may create the poll in Redis when it is not there: the default
+    /// poll, always (an empty Redis is a new epoch); a poll of the admin API only where it is
+    /// made, so a lagging instance never brings a deleted poll back.
+    pub create: bool,
 }
 
 impl Target {
-    /// Creates the poll if Redis does not have it, and reads it whole.
+    /// Creates the poll if Redis does not have it (and we may), and reads it whole.
     pub fn open_poll(&self, client: &mut Client, deadline: Instant) -> Result<PollState, Error> {
-        let mut args = vec![store::new_epoch().into_bytes()];
+        let epoch = if self.create {
+            store::new_epoch()
+        } else {
+            String::new()
+        };
+        let mut args = vec![epoch.into_bytes()];
         for (uid, name) in &self.candidates {
             args.push(uid.clone().into_bytes());
             args.push(name.clone().into_bytes());
         }
-        let reply = Script::new(scripts::OPEN).run(client, &self.keys.tally(), &args, deadline)?;
+        let reply = Script::new(scripts::OPEN).run(client, &self.keys.open(), &args, deadline)?;
         scripts::read_open(&reply)
     }
+}
+
+/// How this instance reaches Redis, for every poll's store (the command line's `--redis`
+/// flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub url: RedisUrl,
+    pub prefix: String,
+    pub vote_id_window: Duration,
+    pub vote_id_memory: usize,
+    pub vote_timeout: Duration,
+}
+
+impl Settings {
+    pub fn options(&self) -> Options {
+        Options {
+            timeout: self.vote_timeout,
+            ..Options::default()
+        }
+    }
+}
+
+/// The poll a store serves.
+pub struct PollSpec<'a> {
+    pub id: &'a str,
+    pub candidates: &'a [(String, String)],
+    pub rules: Rules,
+    /// See [`Target::create`].
+    pub create: bool,
 }
 
 /// The store the committer calls.
@@ -112,6 +157,8 @@ pub struct RedisStore {
     client: Client,
     target: Target,
     vote: Script,
+    /// The poll's voter rules, which the script enforces across instances.
+    rules: Rules,
     window_ms: u64,
     /// Most vote-id records in Redis: `--vote-id-memory` / [`REDIS_BYTES_PER_VOTE_ID`].
     max_ids: u64,
@@ -128,37 +175,56 @@ pub struct Opened {
     pub target: Target,
 }
 
+/// A poll's tally kept in Redis, running: opened (see [`open`]), this instance's copy built
+/// with `votes` settings, and its committer (thread `commit_name`), stream follower and
+/// presence threads started. Returns the copy and what the opening has to report.
+pub fn start(
+    settings: &Settings,
+    poll: &PollSpec,
+    votes: &super::votes::Settings,
+    commit_name: String,
+    metrics: Arc<Metrics>,
+) -> io::Result<(Arc<super::votes::Votes>, Vec<String>)> {
+    let opened = open(settings, poll, Arc::clone(&metrics))?;
+    let (copy, report) = super::votes::Votes::durable(
+        &opened.candidates,
+        Box::new(opened.store),
+        opened.recovery,
+        votes,
+    );
+    let copy = Arc::new(copy);
+    let v = Arc::clone(&copy);
+    std::thread::Builder::new()
+        .name(commit_name)
+        .spawn(move || v.commit_loop(&|_| {}))?;
+    follower::start(&copy, opened.target.clone(), metrics)?;
+    presence::start(&copy, opened.target)?;
+    Ok((copy, report))
+}
+
 /// Connects to Redis (failing now when it cannot: a wrong address or password should stop
 /// the start, not every vote), creates the poll if Redis has none (a new epoch and a zero
-/// tally, with our candidates), and reads it.
-pub fn open(
-    url: &RedisUrl,
-    prefix: &str,
-    candidates: &[(String, String)],
-    vote_id_window: Duration,
-    vote_id_memory: usize,
-    vote_timeout: Duration,
-    metrics: Arc<Metrics>,
-) -> io::Result<Opened> {
-    let opts = Options {
-        timeout: vote_timeout,
-        ..Options::default()
-    };
-    let fail = |e: Error| io::Error::other(format!("--redis {url}: {e}"));
+/// tally, with our candidates) and we may, and reads it.
+pub fn open(settings: &Settings, poll: &PollSpec, metrics: Arc<Metrics>) -> io::Result<Opened> {
+    let url = &settings.url;
+    let opts = settings.options();
+    let fail = |e: Error| io::Error::other(format!("--redis {url}, poll {}: {e}", poll.id));
     let mut client = Client::connect(url.clone(), opts).map_err(|e| fail(Error::Redis(e)))?;
     let target = Target {
         url: url.clone(),
-        keys: Keys::new(prefix, keys::DEFAULT_POLL),
+        keys: Keys::new(&settings.prefix, poll.id),
         opts,
-        candidates: candidates.to_vec(),
+        candidates: poll.candidates.to_vec(),
+        create: poll.create,
     };
-    let mut report = eviction_warning(&mut client)
-        .into_iter()
-        .collect::<Vec<_>>();
-    let poll = target
-        .open_poll(&mut client, Instant::now() + vote_timeout)
+    let mut report = Vec::new();
+    if poll.id == keys::DEFAULT_POLL {
+        report.extend(eviction_warning(&mut client));
+    }
+    let state = target
+        .open_poll(&mut client, Instant::now() + settings.vote_timeout)
         .map_err(fail)?;
-    if poll.candidates != candidates {
+    if state.candidates != poll.candidates {
         let list = |c: &[(String, String)]| {
             c.iter()
                 .map(|(u, n)| format!("{u}={n}"))
@@ -168,16 +234,16 @@ pub fn open(
         report.push(format!(
             "redis: the poll in Redis has the candidates {}; the --candidate flags ({}) are \
              not used",
-            list(&poll.candidates),
-            list(candidates)
+            list(&state.candidates),
+            list(poll.candidates)
         ));
     }
     report.push(format!(
         "redis: {url}, poll {}: epoch {}, version {}, {} vote(s)",
-        keys::DEFAULT_POLL,
-        poll.epoch,
-        poll.version,
-        poll.counts.iter().map(|(_, c)| c).sum::<u64>()
+        poll.id,
+        state.epoch,
+        state.version,
+        state.counts.iter().map(|(_, c)| c).sum::<u64>()
     ));
     metrics
         .redis
@@ -188,31 +254,95 @@ pub fn open(
         .up
         .store(1, std::sync::atomic::Ordering::Relaxed);
     let target = Target {
-        candidates: poll.candidates.clone(),
+        candidates: state.candidates.clone(),
         ..target
     };
     let recovery = Recovery {
-        epoch: poll.epoch.clone(),
-        version: poll.version,
-        counts: poll.counts.clone(),
+        epoch: state.epoch.clone(),
+        version: state.version,
+        counts: state.counts.clone(),
         recent: Vec::new(),
         lost: 0,
         report,
-        standing: Standing::default(),
+        standing: Standing {
+            voters: state.voters.clone(),
+            closed: state.closed,
+        },
     };
     Ok(Opened {
         store: RedisStore {
             client,
             target: target.clone(),
             vote: Script::new(scripts::VOTE),
-            window_ms: vote_id_window.as_millis().clamp(1, u128::from(u64::MAX)) as u64,
-            max_ids: (vote_id_memory / REDIS_BYTES_PER_VOTE_ID) as u64,
-            timeout: vote_timeout,
+            rules: poll.rules.clone(),
+            window_ms: settings
+                .vote_id_window
+                .as_millis()
+                .clamp(1, u128::from(u64::MAX)) as u64,
+            max_ids: (settings.vote_id_memory / REDIS_BYTES_PER_VOTE_ID) as u64,
+            timeout: settings.vote_timeout,
             metrics,
         },
         recovery,
-        candidates: poll.candidates,
+        candidates: state.candidates,
         target,
+    })
+}
+
+/// The secrets every instance must share: the cookie-signing secret, and the admin token
+/// when none was given.
+pub struct Shared {
+    pub secret: Vec<u8>,
+    pub token: String,
+    /// This instance made the token now (it says it once on stderr; the others do not).
+    pub made_token: bool,
+}
+
+/// The cookie-signing secret (`PREFIX:secret`) and, without `token`, the admin token
+/// (`PREFIX:admin-token`), each made once by whichever instance comes first (`SET NX`) and
+/// read by every one, so every instance accepts the same voter cookies and the same token.
+pub fn shared_secrets(
+    url: &RedisUrl,
+    prefix: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> io::Result<Shared> {
+    let opts = Options {
+        timeout,
+        ..Options::default()
+    };
+    let fail = |e: Error| io::Error::other(format!("--redis {url}: {e}"));
+    let mut client = Client::connect(url.clone(), opts).map_err(|e| fail(Error::Redis(e)))?;
+    let deadline = Instant::now() + timeout;
+    let mut once = |key: String, value: &str| -> Result<String, Error> {
+        let set = [b"SET".as_slice(), key.as_bytes(), value.as_bytes(), b"NX"];
+        let r = client.call_by(&set, deadline).map_err(Error::Redis)?;
+        if let Some(e) = r.error_message() {
+            return Err(Error::Reply(e));
+        }
+        let r = client
+            .call_by(&[b"GET", key.as_bytes()], deadline)
+            .map_err(Error::Redis)?;
+        r.as_bytes()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Reply(format!("{key}: {r:?}")))
+    };
+    let secret = once(format!("{prefix}:secret"), &crate::sign::random_hex(32)?).map_err(fail)?;
+    let (token, made_token) = match token {
+        Some(t) => (t.to_string(), false),
+        None => {
+            let mine = crate::sign::random_hex(16)?;
+            let t = once(format!("{prefix}:admin-token"), &mine).map_err(fail)?;
+            let made = t == mine;
+            (t, made)
+        }
+    };
+    Ok(Shared {
+        secret: secret.into_bytes(),
+        token,
+        made_token,
     })
 }
 
@@ -246,7 +376,12 @@ impl RedisStore {
         let after = records.first().map_or(0, |r| r.version.saturating_sub(1));
         let mut all = Vec::with_capacity(records.len());
         let mut last = None;
-        for chunk in records.chunks(VOTES_PER_SCRIPT) {
+        let per = if records.iter().all(|r| r.entry == Entry::Vote) {
+            VOTES_PER_SCRIPT
+        } else {
+            BALLOTS_PER_SCRIPT
+        };
+        for chunk in records.chunks(per) {
             let r = self.run_votes(chunk, after, deadline)?;
             all.extend(r.outcomes);
             last = Some((r.epoch, r.tail));
@@ -268,7 +403,9 @@ impl RedisStore {
         let mut keys: Vec<String> = self.target.keys.tally().to_vec();
         keys.push(self.target.keys.vote_ids());
         keys.push(self.target.keys.vote_expiry());
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + 2 * records.len());
+        keys.push(self.target.keys.state());
+        keys.push(self.target.keys.voters());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(9 + 2 * records.len());
         args.push(self.window_ms.to_string().into_bytes());
         args.push(STREAM_LENGTH.to_string().into_bytes());
         args.push(self.max_ids.to_string().into_bytes());
@@ -279,6 +416,22 @@ impl RedisStore {
             args.push(r.uid.clone().into_bytes());
             args.push(r.vote_id.clone().unwrap_or_default().into_bytes());
         }
+        // Ballots and marks, by index, after the votes: plain votes pay nothing for them.
+        let mut extras: Vec<Vec<u8>> = Vec::new();
+        for (k, r) in records.iter().enumerate() {
+            let (kind, value) = match &r.entry {
+                Entry::Vote => continue,
+                Entry::Ballot { voter, .. } => ("b", voter.as_str()),
+                Entry::Mark(m) => ("k", m.name()),
+            };
+            extras.push(k.to_string().into_bytes());
+            extras.push(kind.as_bytes().to_vec());
+            extras.push(value.as_bytes().to_vec());
+        }
+        args.push(self.rules.mode.name().as_bytes().to_vec());
+        args.push(self.rules.max_voters.to_string().into_bytes());
+        args.push((extras.len() / 3).to_string().into_bytes());
+        args.extend(extras);
         let reply = self.vote.run(&mut self.client, &keys, &args, deadline)?;
         scripts::read_vote(&reply, records.len())
     }

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use super::Error;
-use crate::app::store::Outcome;
+use crate::app::store::{Mark, Outcome, Streamed};
 use crate::redis::{Client, Value};
 
 /// A script and its SHA-1, computed here (the same as Redis's `SCRIPT LOAD` would return).
@@ -65,12 +65,16 @@ impl Script {
 
 /// Creates the poll if Redis does not have it (no epoch: a new Redis, or one restarted
 /// without persistence): a new epoch `ARGV[1]`, the candidates `ARGV[2..]` (uid, name, …)
-/// at zero, version 0, no changes. Then reads the whole poll, in one step.
-/// KEYS: epoch, candidates, counts, version, changes.
-/// Reply: {epoch, version, {uid, name, …}, {uid, count, …}}.
+/// at zero, version 0, no changes, open, no voters. With `ARGV[1]` empty nothing is created:
+/// a poll made by the admin API is created once, by the instance that made it, so a lagging
+/// instance never brings back a deleted one (error `LVNOPOLL`). Then reads the whole poll, in
+/// one step.
+/// KEYS: epoch, candidates, counts, version, changes, state, voters.
+/// Reply: {epoch, version, {uid, name, …}, {uid, count, …}, state, {voter, uid, …}}.
 pub const OPEN: &str = r#"#!lua
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  if ARGV[1] == '' then return redis.error_reply('LVNOPOLL the poll is not in Redis') end
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
   redis.call('SET', KEYS[1], ARGV[1])
   for i = 2, #ARGV, 2 do
     redis.call('RPUSH', KEYS[2], ARGV[i], ARGV[i + 1])
@@ -79,7 +83,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[4], 0)
 end
 return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[4]) or '0',
-        redis.call('LRANGE', KEYS[2], 0, -1), redis.call('HGETALL', KEYS[3])}
+        redis.call('LRANGE', KEYS[2], 0, -1), redis.call('HGETALL', KEYS[3]),
+        redis.call('GET', KEYS[6]) or 'open', redis.call('HGETALL', KEYS[7])}
 "#;
 
 /// Counts a batch of votes, in order, each atomically with its history entry and its vote id
@@ -97,13 +102,29 @@ return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[4]) or '0',
 /// `keep` votes however the batches fall. Profiled on `appendfsync always` with three
 /// instances, the script with four commands per vote spent ~17 µs of Redis per vote in Lua and
 /// in writing each command to the AOF.
-/// KEYS: epoch, candidates, counts, version, changes, vote-id records, vote-id expiries.
+///
+/// Polls with voters and states ride on the same run, at no cost to plain votes: the batch's
+/// ballots and marks are listed after its votes (by index), and only they read or write the
+/// voters hash and the state. Redis is the authority across instances (each instance's vote
+/// table only orders its own voters): a closed poll refuses votes (`X`); a `once` voter who
+/// has voted, on any instance, is answered their choice (`A`); a `change` voter who moves
+/// takes −1 from the old option and +1 to the new in one version (`M`; the stream entry adds
+/// `m`/`n`, the old option and its count, after the vote's `c`); voting again for the option
+/// one stands on changes nothing (`R`, the current count). A ballot's entry names its voter
+/// (`v` before its `u`), so every copy knows who stands where. A mark is a version of its
+/// own (`k` and its name in the entry): `closed`/`opened` set the state; `reset` zeroes the
+/// counts and forgets every voter.
+/// KEYS: epoch, candidates, counts, version, changes, vote-id records, vote-id expiries, state,
+/// voters.
 /// ARGV: window ms, votes kept in the stream, max ids, n, the caller's version `after`, the
-/// most tail entries, then per vote: uid, vote id ('' for none).
-/// Reply: {epoch, tail, per vote {'C', count, version} | {'R', uid, count, version} | {'U'} |
-/// {'F', ms until room}}, where tail is the stream's entries after version `after` (every
-/// instance's changes since the caller's copy, this batch's included), at most the cap: the
-/// caller's copy catches up to its own votes from the reply, without a round trip.
+/// most tail entries, then per vote: uid, vote id ('' for none); then the poll's mode
+/// (`unlimited`, `once`, `change`), its most voters, and the extras: their number, then per
+/// extra its vote's index (from 0), `b` and the voter (a ballot) or `k` and the mark's name.
+/// Reply: {epoch, tail, per vote {'C', count, version} | {'M', count, version, from uid, its
+/// count} | {'R', uid, count, version} | {'U'} | {'F', ms until room} | {'X'} | {'A', uid} |
+/// {'V'}}, where tail is the stream's entries after version `after` (every instance's changes
+/// since the caller's copy, this batch's included), at most the cap: the caller's copy
+/// catches up to its own votes from the reply, without a round trip.
 /// Without an epoch (Redis lost the poll) nothing runs: error `LVNOPOLL`.
 pub const VOTE: &str = r#"#!lua
 local epoch = redis.call('GET', KEYS[1])
@@ -120,6 +141,19 @@ local max_ids, n = tonumber(ARGV[3]), tonumber(ARGV[4])
 local counts, flat = {}, redis.call('HGETALL', KEYS[3])
 for k = 1, #flat, 2 do counts[flat[k]] = tonumber(flat[k + 1]) end
 local version = tonumber(redis.call('GET', KEYS[4]) or '0')
+local base = 7 + 2 * n
+local mode, max_voters = ARGV[base] or 'unlimited', tonumber(ARGV[base + 1] or '0')
+local extra = {}
+for j = 0, tonumber(ARGV[base + 2] or '0') - 1 do
+  local p = base + 3 + 3 * j
+  extra[tonumber(ARGV[p])] = {ARGV[p + 1], ARGV[p + 2]}
+end
+local closed = redis.call('GET', KEYS[8]) == 'closed'
+local state, wiped, stands, vwrites, nvoters = nil, false, {}, {}, nil
+local function standing(v)
+  if stands[v] == nil then stands[v] = (not wiped and redis.call('HGET', KEYS[9], v)) or false end
+  return stands[v]
+end
 -- The batch's vote ids: their records (live ones answer a retry) and whether each is in the
 -- expiry set (one there, even expired, takes no new room).
 local ids, seen = {}, {}
@@ -144,10 +178,46 @@ local first = version + 1
 local entry, changed, records, expiries = {}, {}, {}, {}
 for k = 0, n - 1 do
   local uid, id = ARGV[7 + 2 * k], ARGV[8 + 2 * k]
+  local x = extra[k]
   local p = id ~= '' and prior[id]
-  if p then
+  local voter = x and x[1] == 'b' and x[2]
+  local from, stood = nil, nil
+  if voter and not p and not closed and counts[uid] then
+    stood = standing(voter)
+    if mode ~= 'unlimited' and stood then
+      if mode == 'once' then
+        p = 'A'
+      elseif stood == uid then
+        p = 'S'
+      else
+        from = stood
+      end
+    elseif mode ~= 'unlimited' then
+      if nvoters == nil then nvoters = wiped and 0 or redis.call('HLEN', KEYS[9]) end
+      if nvoters >= max_voters then p = 'V' end
+    end
+  end
+  if p == 'A' then
+    out[#out + 1] = {'A', stood}
+  elseif p == 'S' then
+    out[#out + 1] = {'R', uid, counts[uid], version}
+  elseif p == 'V' then
+    out[#out + 1] = {'V'}
+  elseif p then
     local u, c, v = string.match(p, '^(%S+) (%d+) (%d+)$')
     out[#out + 1] = {'R', u, c, v}
+  elseif x and x[1] == 'k' then
+    version = version + 1
+    if x[2] == 'closed' then closed = true; state = 'closed'
+    elseif x[2] == 'opened' then closed = false; state = 'open'
+    else
+      for u in pairs(counts) do counts[u] = 0; changed[u] = true end
+      wiped, stands, vwrites, nvoters = true, {}, {}, 0
+    end
+    entry[#entry + 1] = 'k'; entry[#entry + 1] = x[2]
+    out[#out + 1] = {'C', 0, version}
+  elseif closed then
+    out[#out + 1] = {'X'}
   elseif not counts[uid] then
     out[#out + 1] = {'U'}
   elseif id ~= '' and held >= max_ids and not listed[id] then
@@ -160,8 +230,23 @@ for k = 0, n - 1 do
     counts[uid] = c
     changed[uid] = true
     version = version + 1
+    if voter then
+      entry[#entry + 1] = 'v'; entry[#entry + 1] = voter
+      stands[voter] = uid; vwrites[voter] = uid
+      if not stood and nvoters then nvoters = nvoters + 1 end
+    end
     entry[#entry + 1] = 'u'; entry[#entry + 1] = uid
     entry[#entry + 1] = 'c'; entry[#entry + 1] = tostring(c)
+    if from then
+      local fc = math.max(0, (counts[from] or 0) - 1)
+      counts[from] = fc
+      changed[from] = true
+      entry[#entry + 1] = 'm'; entry[#entry + 1] = from
+      entry[#entry + 1] = 'n'; entry[#entry + 1] = tostring(fc)
+      out[#out + 1] = {'M', c, version, from, fc}
+    else
+      out[#out + 1] = {'C', c, version}
+    end
     if id ~= '' then
       local rec = uid .. ' ' .. c .. ' ' .. version
       prior[id] = rec
@@ -169,14 +254,18 @@ for k = 0, n - 1 do
       expiries[#expiries + 1] = now + window; expiries[#expiries + 1] = id
       if not listed[id] then listed[id] = true; held = held + 1 end
     end
-    out[#out + 1] = {'C', c, version}
   end
 end
 if version >= first then
   local fields = {}
   for uid in pairs(changed) do fields[#fields + 1] = uid; fields[#fields + 1] = counts[uid] end
-  redis.call('HSET', KEYS[3], unpack(fields))
+  if #fields > 0 then redis.call('HSET', KEYS[3], unpack(fields)) end
   redis.call('SET', KEYS[4], version)
+  if wiped then redis.call('DEL', KEYS[9]) end
+  if state then redis.call('SET', KEYS[8], state) end
+  local vw = {}
+  for v, u in pairs(vwrites) do vw[#vw + 1] = v; vw[#vw + 1] = u end
+  if #vw > 0 then redis.call('HSET', KEYS[9], unpack(vw)) end
   redis.call('XADD', KEYS[5], 'MINID', '~', math.max(0, version - keep), version .. '-0',
              'f', first, unpack(entry))
   if #records > 0 then
@@ -251,6 +340,10 @@ pub struct PollState {
     pub version: u64,
     pub candidates: Vec<(String, String)>,
     pub counts: Vec<(String, u64)>,
+    /// Its state is `closed`.
+    pub closed: bool,
+    /// (voter, uid) for every voter it remembers.
+    pub voters: Vec<(String, String)>,
 }
 
 fn bad(what: &str, v: &Value) -> Error {
@@ -287,7 +380,13 @@ fn pairs<T>(v: &Value, second: impl Fn(&Value) -> Option<T>) -> Option<Vec<(Stri
 pub fn read_open(v: &Value) -> Result<PollState, Error> {
     let read = || {
         let Value::Array(a) = v else { return None };
-        let [epoch, version, candidates, counts] = a.as_slice() else {
+        let (rest, closed, voters) = match a.as_slice() {
+            [rest @ .., state, voters] if a.len() == 6 => {
+                (rest, text(state)? == "closed", pairs(voters, text)?)
+            }
+            rest => (rest, false, Vec::new()),
+        };
+        let [epoch, version, candidates, counts] = rest else {
             return None;
         };
         Some(PollState {
@@ -295,6 +394,8 @@ pub fn read_open(v: &Value) -> Result<PollState, Error> {
             version: number(version)?,
             candidates: pairs(candidates, text)?,
             counts: pairs(counts, number)?,
+            closed,
+            voters,
         })
     };
     read().ok_or_else(|| bad("the poll", v))
@@ -333,7 +434,15 @@ pub fn read_vote(v: &Value, n: usize) -> Result<VoteReply, Error> {
                         count: number(&f[2])?,
                         version: number(&f[3])?,
                     }),
+                    ("M", 5) => Some(Outcome::Moved {
+                        count: number(&f[1])?,
+                        version: number(&f[2])?,
+                        from: (text(&f[3])?, number(&f[4])?),
+                    }),
                     ("U", 1) => Some(Outcome::UnknownCandidate),
+                    ("X", 1) => Some(Outcome::Closed),
+                    ("A", 2) => Some(Outcome::AlreadyVoted { uid: text(&f[1])? }),
+                    ("V", 1) => Some(Outcome::VotersFull),
                     ("F", 2) => Some(Outcome::VoteIdsFull {
                         retry_after_ms: number(&f[1])?,
                     }),
@@ -350,8 +459,8 @@ pub fn read_vote(v: &Value, n: usize) -> Result<VoteReply, Error> {
     read().ok_or_else(|| bad("the votes", v))
 }
 
-/// One change from the stream: `(version, uid, count)`.
-pub type StreamChange = (u64, String, u64);
+/// One change from the stream.
+pub type StreamChange = Streamed;
 
 /// Reads an `XREAD … STREAMS KEY ID` reply: its changes in order (none when the block timed
 /// out).
@@ -377,8 +486,10 @@ pub fn read_changes(v: &Value) -> Result<Vec<StreamChange>, Error> {
 
 /// A stream's entries (`XRANGE`'s reply, or one stream of `XREAD`'s) as changes, in order.
 /// An entry is one batch: its id is the batch's last version, `f` its first (absent: a batch of
-/// one), then `u` (uid) and `c` (count) per vote, one version each; an entry whose votes do not
-/// fill its versions exactly is not believed.
+/// one), then per version either a vote — `v` (its voter, for a ballot), `u` (uid) and `c`
+/// (count), then `m`/`n` (the option it moved from and its count) for a moved vote — or a
+/// mark, `k` and its name; an entry whose changes do not fill its versions exactly is not
+/// believed.
 fn entries(list: &[Value]) -> Option<Vec<StreamChange>> {
     let mut out = Vec::with_capacity(list.len());
     for e in list {
@@ -387,25 +498,39 @@ fn entries(list: &[Value]) -> Option<Vec<StreamChange>> {
             return None;
         };
         let last: u64 = text(id)?.split_once('-')?.0.parse().ok()?;
-        let (mut first, mut uid, mut votes) = (None, None, Vec::new());
+        let (mut first, mut voter, mut uid, mut moved) = (None, None, None, None);
+        let mut changes: Vec<Streamed> = Vec::new();
         for p in f.chunks(2) {
             match (p[0].as_bytes()?, p.get(1)) {
                 (b"f", Some(v)) => first = Some(number(v)?),
+                (b"v", Some(v)) => voter = Some(text(v)?),
                 (b"u", Some(u)) => uid = Some(text(u)?),
-                (b"c", Some(c)) => votes.push((uid.take()?, number(c)?)),
+                (b"c", Some(c)) => changes.push(Streamed {
+                    uid: uid.take()?,
+                    count: number(c)?,
+                    voter: voter.take(),
+                    ..Streamed::default()
+                }),
+                (b"m", Some(m)) => moved = Some(text(m)?),
+                (b"n", Some(n)) => {
+                    let last = changes.last_mut().filter(|c| c.mark.is_none())?;
+                    last.from = Some((moved.take()?, number(n)?));
+                }
+                (b"k", Some(k)) => changes.push(Streamed {
+                    mark: Some(Mark::parse(&text(k)?)?),
+                    ..Streamed::default()
+                }),
                 _ => {}
             }
         }
         let first = first.unwrap_or(last);
-        if first == 0 || last.checked_sub(first)? + 1 != votes.len() as u64 {
+        if first == 0 || last.checked_sub(first)? + 1 != changes.len() as u64 {
             return None;
         }
-        out.extend(
-            votes
-                .into_iter()
-                .enumerate()
-                .map(|(k, (uid, count))| (first + k as u64, uid, count)),
-        );
+        out.extend(changes.into_iter().enumerate().map(|(k, c)| Streamed {
+            version: first + k as u64,
+            ..c
+        }));
     }
     Some(out)
 }
@@ -454,8 +579,19 @@ mod tests {
                 version: 7,
                 candidates: vec![("1".into(), "野味".into()), ("2".into(), "海龙".into())],
                 counts: vec![("2".into(), 3), ("1".into(), 4)],
+                closed: false,
+                voters: vec![],
             }
         );
+        // With its state and voters.
+        let Value::Array(mut a) = v else {
+            unreachable!()
+        };
+        a.push(bulk("closed"));
+        a.push(Value::Array(vec![bulk("v1"), bulk("2")]));
+        let p = read_open(&Value::Array(a)).unwrap();
+        assert!(p.closed);
+        assert_eq!(p.voters, vec![("v1".into(), "2".into())]);
         // An odd pair list, a missing field, a wrong type: errors, not panics.
         for bad in [
             Value::Array(vec![
@@ -494,10 +630,23 @@ mod tests {
             Value::Array(vec![bulk("R"), bulk("2"), bulk("3"), bulk("8")]),
             Value::Array(vec![bulk("U")]),
             Value::Array(vec![bulk("F"), Value::Integer(1500)]),
+            Value::Array(vec![
+                bulk("M"),
+                Value::Integer(2),
+                Value::Integer(10),
+                bulk("1"),
+                Value::Integer(4),
+            ]),
+            Value::Array(vec![bulk("X")]),
+            Value::Array(vec![bulk("A"), bulk("2")]),
+            Value::Array(vec![bulk("V")]),
         ]);
-        let r = read_vote(&v, 4).unwrap();
+        let r = read_vote(&v, 8).unwrap();
         assert_eq!(r.epoch, "e1");
-        assert_eq!(r.tail, vec![(8, "2".into(), 3), (9, "1".into(), 5)]);
+        assert_eq!(
+            r.tail,
+            vec![Streamed::vote(8, "2", 3), Streamed::vote(9, "1", 5)]
+        );
         assert_eq!(
             r.outcomes,
             vec![
@@ -514,10 +663,18 @@ mod tests {
                 Outcome::VoteIdsFull {
                     retry_after_ms: 1500
                 },
+                Outcome::Moved {
+                    count: 2,
+                    version: 10,
+                    from: ("1".into(), 4)
+                },
+                Outcome::Closed,
+                Outcome::AlreadyVoted { uid: "2".into() },
+                Outcome::VotersFull,
             ]
         );
         // One outcome per vote sent, or the reply is not believed.
-        assert!(read_vote(&v, 3).is_err());
+        assert!(read_vote(&v, 7).is_err());
         let short = Value::Array(vec![
             bulk("e1"),
             Value::Array(vec![]),
@@ -540,7 +697,7 @@ mod tests {
         ])]);
         assert_eq!(
             read_changes(&v).unwrap(),
-            vec![(11, "1".into(), 6), (12, "2".into(), 6)]
+            vec![Streamed::vote(11, "1", 6), Streamed::vote(12, "2", 6)]
         );
         assert_eq!(read_changes(&Value::NullArray).unwrap(), vec![]);
         // A batch: one entry, its id the last version, `f` the first, a vote per version.
@@ -571,9 +728,40 @@ mod tests {
         assert_eq!(
             read_changes(&v).unwrap(),
             vec![
-                (11, "1".into(), 6),
-                (12, "2".into(), 6),
-                (13, "1".into(), 7)
+                Streamed::vote(11, "1", 6),
+                Streamed::vote(12, "2", 6),
+                Streamed::vote(13, "1", 7)
+            ]
+        );
+        // Ballots (with their voter, one moved) and a mark: one version each.
+        let v = Value::Array(vec![Value::Array(vec![
+            bulk("k"),
+            Value::Array(vec![batch(
+                "16-0",
+                &[
+                    "f", "14", "v", "a", "u", "1", "c", "1", "v", "a", "u", "2", "c", "1", "m",
+                    "1", "n", "0", "k", "closed",
+                ],
+            )]),
+        ])]);
+        let ballot = |version, uid: &str, from: Option<(&str, u64)>| Streamed {
+            version,
+            uid: uid.into(),
+            count: 1,
+            voter: Some("a".into()),
+            from: from.map(|(f, c)| (f.into(), c)),
+            mark: None,
+        };
+        assert_eq!(
+            read_changes(&v).unwrap(),
+            vec![
+                ballot(14, "1", None),
+                ballot(15, "2", Some(("1", 0))),
+                Streamed {
+                    version: 16,
+                    mark: Some(Mark::Closed),
+                    ..Streamed::default()
+                }
             ]
         );
         for fields in [
@@ -581,6 +769,8 @@ mod tests {
             &["f", "14", "u", "1", "c", "1"],
             &["c", "1", "u", "1"],
             &["f", "13", "u", "1"],
+            &["k", "shut"],
+            &["m", "1", "n", "0"],
         ] {
             let v = Value::Array(vec![Value::Array(vec![
                 bulk("k"),

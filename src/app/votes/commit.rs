@@ -197,7 +197,21 @@ fn shared_answer(outcome: Option<&Outcome>, uid: &str) -> Result<Voted, VoteErro
             count,
             version,
         }) => Ok(voted(uid, *count, *version, true)),
+        Some(Outcome::Moved {
+            count,
+            version,
+            from,
+        }) => {
+            let mut v = voted(uid, *count, *version, false);
+            v.change.moved = Some(from.clone());
+            Ok(v)
+        }
         Some(Outcome::UnknownCandidate) => Err(VoteError::UnknownCandidate(uid.to_string())),
+        Some(Outcome::Closed) => Err(VoteError::Closed),
+        Some(Outcome::AlreadyVoted { uid }) => Err(VoteError::AlreadyVoted {
+            uid: Some(uid.clone()),
+        }),
+        Some(Outcome::VotersFull) => Err(VoteError::VotersFull),
         Some(Outcome::VoteIdsFull { retry_after_ms }) => Err(VoteError::VoteIdsFull {
             retry_after: Duration::from_millis(*retry_after_ms),
         }),
