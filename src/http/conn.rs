@@ -263,7 +263,11 @@ fn serve_http(
 }
 
 /// Reads one request head and its body. Deadlines: `idle_timeout` until the first byte of a
-/// request, then `head_timeout` for the whole head, then `body_timeout` for the body.
+/// request, then `head_timeout` for the whole head, then `body_timeout` for the body. Out of
+/// line: its scanner and decoder are gone from the stack before the request is handled (an
+/// upgrade's handshake is the deepest a connection thread goes, and every page it touches
+/// stays resident under an idle WebSocket).
+#[inline(never)]
 fn read_request(
     stream: &mut TcpStream,
     reader: &mut Reader,
@@ -360,6 +364,7 @@ fn read_body_more(
 pub use crate::net::is_timeout;
 
 /// Writes one response; the whole write must be done within `write_timeout`.
+#[inline(never)]
 fn send(
     stream: &TcpStream,
     writer: &mut Writer,
