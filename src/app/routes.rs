@@ -695,7 +695,7 @@ impl App {
             Ok(_) if back.is_some() => {
                 let to = back.unwrap_or("/index");
                 Response::text(Status::SeeOther, format!("vote counted; see {to}\n"))
-                    .header("Location", to)
+                    .header("Location", to.to_string())
             }
             Ok(change) => Response::json(
                 Status::Ok,

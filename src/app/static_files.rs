@@ -334,7 +334,7 @@ mod tests {
         assert!(!etag.starts_with("W/"), "strong");
         let weak = format!("W/{etag}");
         for matching in [
-            &[etag.as_str()][..],
+            &[&*etag][..],
             &["\"x\", ", &etag],
             &[&weak],
             &["*"],

@@ -1,5 +1,6 @@
 //! Responses and their serialisation (RFC 9112 §4, RFC 9110 §6). Pure: builds bytes, no I/O.
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::status::Status;
@@ -9,7 +10,9 @@ use super::status::Status;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: Status,
-    pub headers: Vec<(&'static str, String)>,
+    /// A value the code names (`"no-store"`) is borrowed, not copied: most headers cost no
+    /// allocation.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Vec<u8>,
     /// Close the connection after this response, whatever the request asked for.
     pub close: bool,
@@ -18,18 +21,23 @@ pub struct Response {
     pub stream: bool,
 }
 
+/// Headers a response usually carries beyond the ones written for it (a page: type, cache,
+/// frame and content policies, a cookie).
+const HEADERS_USUAL: usize = 6;
+
 impl Response {
     pub fn new(status: Status) -> Self {
         Response {
             status,
-            headers: Vec::new(),
+            // Room for the usual few, so adding them does not reallocate.
+            headers: Vec::with_capacity(HEADERS_USUAL),
             body: Vec::new(),
             close: false,
             stream: false,
         }
     }
 
-    pub fn with_body(status: Status, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+    pub fn with_body(status: Status, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
         Response::new(status)
             .header("Content-Type", content_type)
             .body(body)
@@ -58,7 +66,7 @@ impl Response {
         )
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -123,18 +131,24 @@ impl Response {
 /// JSON strings come from the crate's one JSON writer.
 pub use crate::json::string as json_string;
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// Escapes text for HTML element content and quoted attribute values. Copies the runs between
+/// the five special bytes whole (they are ASCII, so a run always ends on a character boundary).
 pub fn html_escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let with = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        out.push_str(with);
+        from = i + 1;
     }
+    out.push_str(&s[from..]);
 }
 
 /// Calls `f` with the current `Date` value, formatted at most once a second per thread.
@@ -228,5 +242,12 @@ mod tests {
         let mut h = String::new();
         html_escape(&mut h, "<b>&\"'");
         assert_eq!(h, "&lt;b&gt;&amp;&quot;&#39;");
+        // Runs between the special bytes, multi-byte characters in them, at both ends.
+        let mut h = String::new();
+        html_escape(&mut h, "野味<海龙>é&");
+        assert_eq!(h, "野味&lt;海龙&gt;é&amp;");
+        let mut h = String::from("kept|");
+        html_escape(&mut h, "plain");
+        assert_eq!(h, "kept|plain");
     }
 }
