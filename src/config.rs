@@ -65,6 +65,10 @@ pub struct Limits {
     /// The server pings a WebSocket peer that has sent nothing for this long. Default 25 s.
     /// `--ws-ping-interval`.
     pub ws_ping_interval: Duration,
+    /// Threads that write one WebSocket broadcast, each with a shard of at least 512
+    /// subscribers (fewer subscribers: one thread). Default: one per two cores
+    /// (`available_parallelism` / 2, at least 1). `--fanout-writers`.
+    pub fanout_writers: usize,
     /// A peer that sends nothing (not even the pong) for this long after a ping is closed with
     /// 1001... Default 25 s. `--ws-pong-timeout`.
     pub ws_pong_timeout: Duration,
@@ -118,6 +122,7 @@ impl Default for Limits {
             ws_max_chat_message: 16 * 1024 * 1024,
             ws_max_buffered: 256 * 1024 * 1024,
             ws_ping_interval: Duration::from_secs(25),
+            fanout_writers: crate::app::hub::Fanout::for_this_machine(),
             ws_pong_timeout: Duration::from_secs(25),
             sse_heartbeat: Duration::from_secs(15),
             thread_stack: 128 * 1024,
@@ -356,6 +361,7 @@ OPTIONS:
   --ws-max-buffered BYTES     [default: 268435456] all connections' messages being received
   --ws-ping-interval SECS     [default: 25]        ping a silent WebSocket peer
   --ws-pong-timeout SECS      [default: 25]        close a peer silent after the ping
+  --fanout-writers N          [default: cores / 2] threads writing one WebSocket broadcast
   --sse-heartbeat SECS        [default: 15]        comment line on an idle SSE stream
   --thread-stack BYTES        [default: 131072]    stack of each connection thread
   --vote-id-window SECS       [default: 600]       a retry with a vote id within it counts once
@@ -435,6 +441,7 @@ pub const FLAGS: &[(&str, Arity)] = &[
     ("--ws-max-chat-message", Arity::Value),
     ("--ws-max-buffered", Arity::Value),
     ("--ws-ping-interval", Arity::Value),
+    ("--fanout-writers", Arity::Value),
     ("--ws-pong-timeout", Arity::Value),
     ("--sse-heartbeat", Arity::Value),
     ("--thread-stack", Arity::Value),
@@ -762,6 +769,7 @@ fn configure(
             "--ws-max-chat-message" => l.ws_max_chat_message = count(&name, &value)?,
             "--ws-max-buffered" => l.ws_max_buffered = count(&name, &value)?,
             "--ws-ping-interval" => l.ws_ping_interval = secs(&name, &value)?,
+            "--fanout-writers" => l.fanout_writers = count(&name, &value)?,
             "--ws-pong-timeout" => l.ws_pong_timeout = secs(&name, &value)?,
             "--sse-heartbeat" => l.sse_heartbeat = secs(&name, &value)?,
             "--thread-stack" => l.thread_stack = count(&name, &value)?,
@@ -803,7 +811,7 @@ type TimeoutOf = fn(&Config) -> Duration;
 /// The smallest value of each size or count limit, by flag: the one owner of these rules, used
 /// by the command line and by [`Config::validate`] (so `Server::bind` applies them to a
 /// `Config` built in code too).
-const MINIMUMS: [(&str, LimitOf, usize); 12] = [
+const MINIMUMS: [(&str, LimitOf, usize); 13] = [
     ("--max-request-line", |l| l.max_request_line, 64),
     ("--max-header-bytes", |l| l.max_header_bytes, 256),
     ("--max-headers", |l| l.max_headers, 1),
@@ -815,6 +823,7 @@ const MINIMUMS: [(&str, LimitOf, usize); 12] = [
     ("--ws-max-chat-message", |l| l.ws_max_chat_message, 1),
     ("--ws-max-buffered", |l| l.ws_max_buffered, 1),
     ("--thread-stack", |l| l.thread_stack, 32 * 1024),
+    ("--fanout-writers", |l| l.fanout_writers, 1),
     ("--vote-id-memory", |l| l.vote_id_memory, 0),
 ];
 

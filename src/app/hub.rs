@@ -28,6 +28,41 @@ use crate::ws::frame::{self, OpCode};
 /// How often the catch-up thread retries stalled subscribers.
 const CATCH_UP_EVERY: Duration = Duration::from_millis(20);
 
+/// How one broadcast is written: by up to `writers` threads, each with a shard of at least
+/// `per_writer` subscribers (`--fanout-writers`). Below that, one thread writes them all: a
+/// writer thread per broadcast costs more than it saves for a few hundred sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    pub writers: usize,
+    pub per_writer: usize,
+}
+
+/// Subscribers a fan-out writer takes at least.
+pub const PER_WRITER: usize = 512;
+
+impl Fanout {
+    /// `writers` threads (at least one), shards of [`PER_WRITER`].
+    pub fn new(writers: usize) -> Fanout {
+        Fanout {
+            writers: writers.max(1),
+            per_writer: PER_WRITER,
+        }
+    }
+
+    /// The default for this machine: one writer per two cores (the clients, the connection
+    /// threads and the other poll's work need the rest), at least one.
+    pub fn for_this_machine() -> usize {
+        thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+
+    /// How many writers a broadcast to `subscribers` uses.
+    fn writers_for(&self, subscribers: usize) -> usize {
+        self.writers
+            .min(subscribers / self.per_writer.max(1))
+            .max(1)
+    }
+}
+
 pub struct Hub {
     votes: Arc<Votes>,
     /// Who sees the poll's counts: when not everyone does, every message is encoded twice,
@@ -44,6 +79,7 @@ pub struct Hub {
     lagged: Condvar,
     /// The poll is gone: both threads end.
     stopped: std::sync::atomic::AtomicBool,
+    fanout: Fanout,
     /// The epoch of the versions subscribers have been sent: a catch-up builds deltas from a
     /// subscriber's last version only within it. The broadcaster moves it on a new epoch after
     /// it has cleared every subscriber's version, so no version is read in the wrong epoch.
@@ -88,6 +124,7 @@ impl Hub {
         votes: Arc<Votes>,
         metrics: Arc<Metrics>,
         results: Results,
+        fanout: Fanout,
     ) -> io::Result<Arc<Hub>> {
         let hub = Arc::new(Hub {
             votes,
@@ -99,6 +136,7 @@ impl Hub {
             laggards: Mutex::new(Vec::new()),
             lagged: Condvar::new(),
             stopped: Default::default(),
+            fanout,
             epoch: Mutex::new(String::new()),
         });
         // Read the version here, not in the thread: a vote cast before the thread first runs
@@ -364,24 +402,44 @@ impl Hub {
     }
 
     /// Offers something to every subscriber: how many took it, and who must be caught up.
-    /// One thread writes them all: splitting the list across both cores was measured
-    /// (`ws_fanout_10k`, 2×3 runs side by side) and gave no clear gain on this machine, where
-    /// the clients need the other core.
-    fn fan_out(&self, offer: impl Fn(&Subscriber) -> Offer) -> (u64, Vec<Arc<Subscriber>>) {
-        let mut sent = 0;
-        let mut stalled = Vec::new();
-        for (_, tx) in lock(&self.subs).list.iter() {
-            match offer(tx) {
-                Offer::Stale => stalled.push(Arc::clone(tx)),
-                Offer::Queued => {
-                    sent += 1;
-                    stalled.push(Arc::clone(tx));
-                }
-                Offer::Sent => sent += 1,
-                Offer::Closed => {}
-            }
+    /// Each offer is a non-blocking write, so one thread goes through thousands of sockets;
+    /// with more cores, the list is split between `--fanout-writers` threads (scoped to this
+    /// broadcast, so a shard never outlives the lock on the list). On this 2-core machine the
+    /// default is one writer: splitting was measured (`ws_fanout_10k`, 2×3 runs side by side)
+    /// and gave no clear gain, the clients needing the other core.
+    fn fan_out(&self, offer: impl Fn(&Subscriber) -> Offer + Sync) -> (u64, Vec<Arc<Subscriber>>) {
+        let subs = lock(&self.subs);
+        let list = subs.list.as_slice();
+        let writers = self.fanout.writers_for(list.len());
+        if writers == 1 {
+            return offer_all(list, &offer);
         }
-        (sent, stalled)
+        let shard = list.len().div_ceil(writers);
+        thread::scope(|scope| {
+            let mut shards = list.chunks(shard);
+            // This thread writes the first shard itself, the others one thread each.
+            let first = shards.next().unwrap_or_default();
+            let others: Vec<_> = shards
+                .map(|part| {
+                    let offer = &offer;
+                    let spawned = thread::Builder::new()
+                        .name("ws-fanout".into())
+                        .spawn_scoped(scope, move || offer_all(part, offer));
+                    // No thread to be had (a machine out of them): written here instead.
+                    spawned.map_err(|_| part)
+                })
+                .collect();
+            let (mut sent, mut stalled) = offer_all(first, &offer);
+            for other in others {
+                let (s, mut st) = match other {
+                    Ok(h) => h.join().unwrap_or_default(),
+                    Err(part) => offer_all(part, &offer),
+                };
+                sent += s;
+                stalled.append(&mut st);
+            }
+            (sent, stalled)
+        })
     }
 
     /// Hands subscribers that could not take a broadcast to the catch-up thread. O(1) per
@@ -524,6 +582,27 @@ impl Hub {
     }
 }
 
+/// Offers to each subscriber of `list`: how many took it, and who must be caught up.
+fn offer_all(
+    list: &[(u64, Arc<Subscriber>)],
+    offer: &impl Fn(&Subscriber) -> Offer,
+) -> (u64, Vec<Arc<Subscriber>>) {
+    let mut sent = 0;
+    let mut stalled = Vec::new();
+    for (_, tx) in list {
+        match offer(tx) {
+            Offer::Stale => stalled.push(Arc::clone(tx)),
+            Offer::Queued => {
+                sent += 1;
+                stalled.push(Arc::clone(tx));
+            }
+            Offer::Sent => sent += 1,
+            Offer::Closed => {}
+        }
+    }
+    (sent, stalled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +629,7 @@ mod tests {
             Arc::clone(&votes),
             Arc::new(Metrics::default()),
             Results::Always,
+            Fanout::new(1),
         )
         .unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -579,6 +659,74 @@ mod tests {
             next_text(&mut client),
             r#"{"uid":"2","count":1,"version":1}"#
         );
+        hub.stop(1001, "done");
+    }
+    #[test]
+    fn a_broadcast_is_split_into_shards_only_when_each_is_large_enough() {
+        let f = Fanout {
+            writers: 4,
+            per_writer: 8,
+        };
+        assert_eq!(
+            [0, 7, 8, 16, 31, 40, 1000].map(|n| f.writers_for(n)),
+            [1, 1, 1, 2, 3, 4, 4]
+        );
+        assert_eq!(Fanout::new(0).writers, 1);
+        assert!(Fanout::for_this_machine() >= 1);
+    }
+
+    #[test]
+    fn a_broadcast_split_over_writers_reaches_every_subscriber_in_order() {
+        const SUBSCRIBERS: usize = 40;
+        const VOTES: u64 = 30;
+        let votes = Arc::new(Votes::new(&[
+            ("1".into(), "a".into()),
+            ("2".into(), "b".into()),
+        ]));
+        // Four writers, shards of ten.
+        let fanout = Fanout {
+            writers: 4,
+            per_writer: 8,
+        };
+        let hub = Hub::start(
+            Arc::clone(&votes),
+            Arc::new(Metrics::default()),
+            Results::Always,
+            fanout,
+        )
+        .unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut clients = Vec::new();
+        let mut held = Vec::new();
+        for _ in 0..SUBSCRIBERS {
+            let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let stream = Arc::new(l.accept().unwrap().0);
+            let sub = Subscriber::open(stream, Duration::from_secs(20), None, true, false).unwrap();
+            held.push(hub.subscribe(Arc::clone(&sub)));
+            sub.send_first(0, OpCode::Text, &[b"resume"]).unwrap();
+            assert_eq!(next_text(&mut client), "resume");
+            clients.push(client);
+        }
+        assert_eq!(fanout.writers_for(hub.subscribers()), 4);
+        for v in 1..=VOTES {
+            votes.vote(if v % 2 == 0 { "2" } else { "1" }).unwrap();
+        }
+        for client in &mut clients {
+            for v in 1..=VOTES {
+                let (uid, count) = if v % 2 == 0 {
+                    ("2", v / 2)
+                } else {
+                    ("1", v.div_ceil(2))
+                };
+                assert_eq!(
+                    next_text(client),
+                    format!(r#"{{"uid":"{uid}","count":{count},"version":{v}}}"#)
+                );
+            }
+        }
         hub.stop(1001, "done");
     }
 }

@@ -104,6 +104,7 @@ impl App {
             pages::Template::load_named(&StaticFiles::new(None)?, pages::PRESENT_FILE)
         })?;
         let metrics = Arc::new(metrics::Metrics::default());
+        let fanout = hub::Fanout::new(config.limits.fanout_writers);
         let settings = votes::Settings {
             vote_id_window: config.limits.vote_id_window,
             vote_id_memory: config.limits.vote_id_memory,
@@ -167,8 +168,13 @@ impl App {
             results: polls::meta::Results::Always,
             created_ms: 0,
         };
-        let default =
-            polls::Poll::new(default_meta, Arc::clone(&votes), Arc::clone(&metrics), true)?;
+        let default = polls::Poll::new(
+            default_meta,
+            Arc::clone(&votes),
+            Arc::clone(&metrics),
+            fanout,
+            true,
+        )?;
         let hub = Arc::clone(default.hub()?);
         let polls_dir = config.data.as_ref().map(|d| store::suffixed(d, ".polls"));
         let polls = Arc::new(polls::Polls::open(
@@ -180,6 +186,7 @@ impl App {
                 dir: polls_dir,
                 redis,
                 metrics: Arc::clone(&metrics),
+                fanout,
             },
         )?);
         polls::Polls::follow_registry(&polls)?;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use super::hub::Hub;
+use super::hub::{Fanout, Hub};
 use super::metrics::Metrics;
 use super::redis_store::{self, registry};
 use super::votes::{Rules, Settings, Votes};
@@ -39,6 +39,8 @@ pub struct Poll {
     pub votes: Arc<Votes>,
     hub: OnceLock<Arc<Hub>>,
     metrics: Arc<Metrics>,
+    /// How its hub writes a broadcast (`--fanout-writers`).
+    fanout: Fanout,
     /// A journaled poll's directory (not the default poll's).
     dir: Option<PathBuf>,
 }
@@ -50,6 +52,7 @@ impl Poll {
         meta: Meta,
         votes: Arc<Votes>,
         metrics: Arc<Metrics>,
+        fanout: Fanout,
         eager: bool,
     ) -> io::Result<Arc<Poll>> {
         let poll = Poll {
@@ -57,6 +60,7 @@ impl Poll {
             votes,
             hub: OnceLock::new(),
             metrics,
+            fanout,
             dir: None,
         };
         if eager {
@@ -80,6 +84,7 @@ impl Poll {
             Arc::clone(&self.votes),
             Arc::clone(&self.metrics),
             self.meta.results,
+            self.fanout,
         )?;
         if let Err(lost) = self.hub.set(Arc::clone(&hub)) {
             lost.stop(DELETED.0, DELETED.1);
@@ -160,6 +165,7 @@ pub struct Making {
     /// `--redis`: every poll's tally, and the registry, in Redis.
     pub redis: Option<redis_store::Settings>,
     pub metrics: Arc<Metrics>,
+    pub fanout: Fanout,
 }
 
 /// How long a poll stopped because another instance deleted it may take to finish.
@@ -306,6 +312,7 @@ impl Polls {
             votes,
             hub: OnceLock::new(),
             metrics: Arc::clone(&self.making.metrics),
+            fanout: self.making.fanout,
             dir,
         }))
     }
