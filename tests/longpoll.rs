@@ -92,6 +92,45 @@ fn every_waiter_is_woken_by_one_vote() {
 }
 
 #[test]
+fn a_request_pipelined_behind_a_parked_long_poll_is_answered_after_it() {
+    let addr = start(|c| c.longpoll_timeout = Duration::from_secs(8));
+    let (v, epoch, _) = tally(addr);
+    let mut c = Client::connect(addr);
+    // Both requests in one write: the second is already in the server's buffer while the
+    // first waits.
+    c.send(format!(
+        "GET /get_new_vote?since={v}&epoch={epoch} HTTP/1.1\r\nHost: {addr}\r\n\r\n\
+         GET /votes HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    ));
+    wait_for(IO_TIMEOUT, "the long-poll to wait", || {
+        let text = metrics::scrape(addr);
+        (metrics::series(&text, "livevote_open_connections{transport=\"longpoll\"}") == Some(1))
+            .then_some(())
+    });
+    // Parked: nothing is answered, not even the request behind it.
+    c.read_timeout(Duration::from_millis(50));
+    match c.fill_to(1) {
+        Err(e) if is_timeout(&e) => {}
+        other => panic!("something was answered while the long-poll waited: {other:?}"),
+    }
+    c.read_timeout(IO_TIMEOUT);
+    vote(addr, "1");
+    let [first, second]: [Response; 2] = c.read_responses(2).try_into().unwrap();
+    let j = assert_json(&first, 200);
+    assert!(
+        j["status"].as_bool(),
+        "the long-poll is answered first: {j:?}"
+    );
+    assert_eq!(j["version"].as_u64(), v + 1);
+    let j = assert_json(&second, 200);
+    assert_eq!(
+        j["version"].as_u64(),
+        v + 1,
+        "then /votes, after the vote: {j:?}"
+    );
+}
+
+#[test]
 fn a_long_poll_without_news_times_out_with_status_false() {
     let addr = short_timeout();
     vote(addr, "1");
