@@ -4,7 +4,7 @@
 //! cannot send an `Authorization` header), the voter cookie `lv_voter`, and the `/api/polls`
 //! routes. docs/API.md is the contract.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -139,21 +139,9 @@ fn secret_file(path: &Path) -> io::Result<Vec<u8>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
     }
-    use std::os::unix::fs::OpenOptionsExt;
     let secret = sign::random_hex(32)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = super::store::suffixed(path, ".tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(secret.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    // Kept from the other users of the machine: it signs every voter's and admin's cookie.
+    super::store::write_durably(path, secret.as_bytes(), 0o600)?;
     Ok(secret.into_bytes())
 }
 

@@ -268,6 +268,45 @@ pub fn suffixed(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     s.into()
 }
 
+/// Writes a small file so that a crash leaves either the old one or the new one, whole: its
+/// directories made, a temporary file (permissions `mode`) written and fsynced, renamed over
+/// `path`, the directory fsynced so the rename itself survives. For the files written once or
+/// rarely (a poll's meta, the cookie secret); the journal has its own, with fsync metrics.
+pub fn write_durably(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::fs;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir {
+        fs::create_dir_all(d)?;
+    }
+    let tmp = suffixed(path, ".tmp");
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    sync_dir_of(path)
+}
+
+/// Makes a change in `path`'s directory (a rename, a creation, a removal) durable.
+pub fn sync_dir_of(path: &std::path::Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => std::fs::File::open(d)?.sync_all(),
+        _ => Ok(()),
+    }
+}
+
 /// A new epoch: the time in nanoseconds mixed with the process id, as 16 hex digits.
 pub fn new_epoch() -> String {
     let nanos = SystemTime::now()
@@ -315,5 +354,26 @@ mod tests {
             b >= a + 19,
             "{a} then {b}: it advances with the monotonic clock"
         );
+    }
+    #[test]
+    fn a_small_file_is_written_whole_with_its_mode_and_replaced_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("livevote-durably-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Its directories are made.
+        let path = dir.join("a/b/secret");
+        write_durably(&path, b"first", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        write_durably(&path, b"second", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["secret"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

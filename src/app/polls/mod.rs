@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::hub::{Fanout, Hub};
 use super::metrics::Metrics;
 use super::redis_store::{self, registry};
+use super::store::{sync_dir_of, write_durably};
 use super::votes::{Rules, Settings, Votes};
 use meta::{Meta, Results};
 
@@ -392,7 +393,7 @@ impl Polls {
             // Renamed first, so a crash during the removal leaves no half poll to load.
             let gone = dir.with_file_name(format!(".deleted-{id}-{}", super::store::now_ms()));
             fs::rename(dir, &gone).map_err(DeleteError::Io)?;
-            let _ = sync_dir(dir);
+            let _ = sync_dir_of(dir);
             fs::remove_dir_all(&gone).map_err(DeleteError::Io)?;
         }
         Ok(())
@@ -515,25 +516,9 @@ impl Polls {
     }
 }
 
-/// Writes a new poll's directory and its metadata file durably (temporary file, fsync,
-/// rename, fsync of the directories).
+/// Writes a new poll's directory and its metadata file durably; the new directory's entry in
+/// its parent is made durable too.
 fn write_meta(dir: &Path, meta: &Meta) -> io::Result<()> {
-    use std::io::Write;
-    fs::create_dir_all(dir)?;
-    let path = dir.join(META_FILE);
-    let tmp = dir.join(format!("{META_FILE}.tmp"));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(meta.encode().as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    sync_dir(&path)?;
-    sync_dir(dir)
-}
-
-/// Makes a change in `path`'s directory durable.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => fs::File::open(d)?.sync_all(),
-        _ => Ok(()),
-    }
+    write_durably(&dir.join(META_FILE), meta.encode().as_bytes(), 0o644)?;
+    sync_dir_of(dir)
 }
