@@ -619,8 +619,8 @@ mod tests {
         String::from_utf8(body).unwrap()
     }
 
-    #[test]
-    fn a_subscriber_busy_for_a_moment_gets_the_votes_it_missed_not_a_snapshot() {
+    /// A two-candidate tally and its hub.
+    fn hub_with(fanout: Fanout) -> (Arc<Votes>, Arc<Hub>) {
         let votes = Arc::new(Votes::new(&[
             ("1".into(), "a".into()),
             ("2".into(), "b".into()),
@@ -629,19 +629,32 @@ mod tests {
             Arc::clone(&votes),
             Arc::new(Metrics::default()),
             Results::Always,
-            Fanout::new(1),
+            fanout,
         )
         .unwrap();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        (votes, hub)
+    }
+
+    /// A subscriber of `hub` over a real socket, its resume read: the client end, the
+    /// subscriber, its registration.
+    fn joined(l: &TcpListener, hub: &Arc<Hub>) -> (TcpStream, Arc<Subscriber>, Subscription) {
         let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         let stream = Arc::new(l.accept().unwrap().0);
         let sub = Subscriber::open(stream, Duration::from_secs(20), None, true, false).unwrap();
-        let _subscription = hub.subscribe(Arc::clone(&sub));
+        let subscription = hub.subscribe(Arc::clone(&sub));
         sub.send_first(0, OpCode::Text, &[b"resume"]).unwrap();
         assert_eq!(next_text(&mut client), "resume");
+        (client, sub, subscription)
+    }
+
+    #[test]
+    fn a_subscriber_busy_for_a_moment_gets_the_votes_it_missed_not_a_snapshot() {
+        let (votes, hub) = hub_with(Fanout::new(1));
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (mut client, sub, _subscription) = joined(&l, &hub);
         // Its own thread holds its sender (as while its resume is still being written) when
         // the vote is broadcast: the broadcaster cannot wait, and hands it to the catch-up.
         let held = sub.tx.lock();
@@ -661,6 +674,7 @@ mod tests {
         );
         hub.stop(1001, "done");
     }
+
     #[test]
     fn a_broadcast_is_split_into_shards_only_when_each_is_large_enough() {
         let f = Fanout {
@@ -679,35 +693,18 @@ mod tests {
     fn a_broadcast_split_over_writers_reaches_every_subscriber_in_order() {
         const SUBSCRIBERS: usize = 40;
         const VOTES: u64 = 30;
-        let votes = Arc::new(Votes::new(&[
-            ("1".into(), "a".into()),
-            ("2".into(), "b".into()),
-        ]));
         // Four writers, shards of ten.
         let fanout = Fanout {
             writers: 4,
             per_writer: 8,
         };
-        let hub = Hub::start(
-            Arc::clone(&votes),
-            Arc::new(Metrics::default()),
-            Results::Always,
-            fanout,
-        )
-        .unwrap();
+        let (votes, hub) = hub_with(fanout);
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut clients = Vec::new();
         let mut held = Vec::new();
         for _ in 0..SUBSCRIBERS {
-            let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_secs(20)))
-                .unwrap();
-            let stream = Arc::new(l.accept().unwrap().0);
-            let sub = Subscriber::open(stream, Duration::from_secs(20), None, true, false).unwrap();
-            held.push(hub.subscribe(Arc::clone(&sub)));
-            sub.send_first(0, OpCode::Text, &[b"resume"]).unwrap();
-            assert_eq!(next_text(&mut client), "resume");
+            let (client, _, subscription) = joined(&l, &hub);
+            held.push(subscription);
             clients.push(client);
         }
         assert_eq!(fanout.writers_for(hub.subscribers()), 4);
