@@ -362,6 +362,7 @@ impl App {
                 Response::error(Status::ServiceUnavailable, &e.to_string())
                     .header("Retry-After", "1")
             }
+            Err(e @ VoteError::Deleted) => Response::error(Status::NotFound, &e.to_string()),
             Err(e) => Response::error(Status::InternalServerError, &e.to_string()),
         }
     }

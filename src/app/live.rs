@@ -358,6 +358,8 @@ impl conn::Endpoint<Written> for VoteSocket<'_> {
                     true,
                 )),
                 Err(VoteError::OutcomeUnknown) => Some(json::outcome_unknown(Some(&uid))),
+                // The socket is being closed with 1001 "poll deleted".
+                Err(VoteError::Deleted) => Some(json::error_with_uid("no such poll", &uid, true)),
             }
         };
         if let Some(r) = reply {

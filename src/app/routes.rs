@@ -404,6 +404,7 @@ pub fn vote_error(e: VoteError) -> Response {
             }),
         ),
         VoteError::NoVoter => Response::error(Status::BadRequest, &e.to_string()),
+        VoteError::Deleted => Response::error(Status::NotFound, &e.to_string()),
         // Not counted (not stored, or no room for one more vote id or voter), or not known
         // to be: the client may retry, and with its vote id a retry counts at most once.
         e => {

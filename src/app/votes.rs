@@ -190,6 +190,8 @@ pub enum VoteError {
     VotersFull,
     /// A one-vote-per-voter poll got a vote with no voter.
     NoVoter,
+    /// The poll was deleted while this vote was on its way: there is no poll to count it in.
+    Deleted,
 }
 
 impl VoteError {
@@ -200,7 +202,8 @@ impl VoteError {
             | VoteError::Closed
             | VoteError::AlreadyVoted { .. }
             | VoteError::VotersFull
-            | VoteError::NoVoter => None,
+            | VoteError::NoVoter
+            | VoteError::Deleted => None,
             VoteError::NotStored(_) | VoteError::OutcomeUnknown => Some(Duration::from_secs(1)),
             VoteError::VoteIdsFull { retry_after } => Some(*retry_after),
         }
@@ -224,6 +227,7 @@ impl fmt::Display for VoteError {
             VoteError::AlreadyVoted { .. } => f.write_str("already voted"),
             VoteError::VotersFull => f.write_str("too many voters"),
             VoteError::NoVoter => f.write_str("this poll counts one vote per voter: no voter"),
+            VoteError::Deleted => f.write_str("no such poll"),
         }
     }
 }
@@ -266,6 +270,8 @@ struct Tally {
     /// Shut down: no more votes are taken, and the committer stops once its queue is empty
     /// ([`Votes::close`]).
     closed: bool,
+    /// Closed because the poll was deleted ([`Votes::delete`]), not for a shutdown.
+    deleted: bool,
 }
 
 /// What one version did: candidate `i` got to `count` (and `from`, when a voter moved their
@@ -297,6 +303,14 @@ pub(crate) enum Act {
 }
 
 impl Tally {
+    /// Why a closed tally takes nothing more.
+    fn closed_error(&self) -> VoteError {
+        match self.deleted {
+            true => VoteError::Deleted,
+            false => VoteError::NotStored("the server is shutting down".to_string()),
+        }
+    }
+
     /// Applies one change, counted at `at_ms`; returns its effect.
     fn apply_act(&mut self, act: &Act, vote_id: Option<&str>, at_ms: u64) -> Change {
         self.version += 1;
@@ -499,6 +513,7 @@ impl Votes {
                 retired: Vec::new(),
                 watchers: 0,
                 closed: false,
+                deleted: false,
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
@@ -584,9 +599,7 @@ impl Votes {
         let deadline = Instant::now() + self.timeout;
         let mut t = self.lock();
         if t.closed {
-            return Err(VoteError::NotStored(
-                "the server is shutting down".to_string(),
-            ));
+            return Err(t.closed_error());
         }
         // A retry of a vote id being written right now waits for that vote's outcome, as long
         // as the first would have.
@@ -651,9 +664,7 @@ impl Votes {
         let deadline = Instant::now() + self.timeout;
         let t = self.lock();
         if t.closed {
-            return Err(VoteError::NotStored(
-                "the server is shutting down".to_string(),
-            ));
+            return Err(t.closed_error());
         }
         self.submit(t, Act::Mark(mark), None, now_ms(), deadline)
             .map(|v| v.change.version)
@@ -1082,6 +1093,21 @@ impl Votes {
     /// then (the store is left open; every answered vote is kept by it either way).
     pub fn close(&self, deadline: Instant) -> bool {
         self.lock().closed = true;
+        self.finish(deadline)
+    }
+
+    /// [`close`](Votes::close) for a poll being deleted: a vote that arrives meanwhile is told
+    /// the poll is gone (404), not to retry.
+    pub fn delete(&self, deadline: Instant) -> bool {
+        {
+            let mut t = self.lock();
+            t.closed = true;
+            t.deleted = true;
+        }
+        self.finish(deadline)
+    }
+
+    fn finish(&self, deadline: Instant) -> bool {
         self.end_streams();
         self.queued.notify_all();
         // Looked at now and then rather than woken: this happens once, and voters' wake-ups
@@ -1199,6 +1225,19 @@ mod tests {
 
     fn votes() -> Votes {
         Votes::new(&[("1".into(), "a".into()), ("2".into(), "b".into())])
+    }
+
+    #[test]
+    fn a_deleted_poll_says_so_and_a_shut_down_one_says_retry() {
+        let soon = Instant::now() + Duration::from_secs(5);
+        let deleted = votes();
+        assert!(deleted.delete(soon));
+        assert_eq!(deleted.vote("1"), Err(VoteError::Deleted));
+        assert_eq!(deleted.mark(Mark::Closed), Err(VoteError::Deleted));
+        assert_eq!(VoteError::Deleted.retry_after(), None);
+        let shut = votes();
+        assert!(shut.close(soon));
+        assert!(matches!(shut.vote("1"), Err(VoteError::NotStored(_))));
     }
 
     #[test]

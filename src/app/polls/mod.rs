@@ -133,7 +133,7 @@ impl Poll {
         if let Some(h) = self.hub.get() {
             h.stop(DELETED.0, DELETED.1);
         }
-        self.votes.close(deadline);
+        self.votes.delete(deadline);
     }
 }
 
