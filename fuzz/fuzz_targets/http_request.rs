@@ -172,7 +172,7 @@ fn check_request(req: &Request, limits: &Limits) {
     }
 
     assert!(req.headers.len() <= limits.max_headers);
-    for h in &req.headers {
+    for h in req.headers.iter() {
         assert!(!h.name.is_empty() && h.name.bytes().all(is_tchar), "{h:?}");
         let v = h.value.as_bytes();
         assert!(

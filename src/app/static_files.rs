@@ -196,7 +196,7 @@ impl StaticFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{BodyFraming, Header, Version};
+    use crate::http::request::{BodyFraming, Version};
 
     fn body(f: File) -> (&'static str, Vec<u8>) {
         (f.content_type, f.bytes.into_owned())
@@ -305,10 +305,7 @@ mod tests {
             version: Version::Http11,
             headers: if_none_match
                 .iter()
-                .map(|v| Header {
-                    name: "If-None-Match".into(),
-                    value: v.to_string(),
-                })
+                .map(|v| ("If-None-Match", *v))
                 .collect(),
             body: BodyFraming::None,
         }

@@ -28,11 +28,76 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// One header field as received; the name keeps its case, comparisons ignore it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: String,
+/// A request's header fields as received, in order: every name and value one after another
+/// in one string, so a head costs two allocations however many fields it has (it was two per
+/// field, and each of them, freed, sat in the connection thread's malloc cache for the life of
+/// an idle WebSocket). Names keep their case; lookups ignore it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    text: String,
+    /// Per field: where its name starts, where its value starts (the name's end), where its
+    /// value ends, in `text`.
+    spans: Vec<(usize, usize, usize)>,
+}
+
+/// One header field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+impl Headers {
+    /// Room for a head of `bytes` bytes and `fields` fields.
+    fn with_capacity(bytes: usize, fields: usize) -> Headers {
+        Headers {
+            text: String::with_capacity(bytes),
+            spans: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Adds a field after the others.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let mid = self.text.len();
+        self.text.push_str(value);
+        self.spans.push((start, mid, self.text.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The fields, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = Field<'_>> + '_ {
+        self.spans.iter().map(|&(a, b, c)| Field {
+            name: &self.text[a..b],
+            value: &self.text[b..c],
+        })
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|h| (h.name, h.value)))
+            .finish()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(fields: I) -> Headers {
+        let mut h = Headers::default();
+        for (name, value) in fields {
+            h.push(name, value);
+        }
+        h
+    }
 }
 
 /// A parsed request head.
@@ -47,7 +112,7 @@ pub struct Request {
     /// The query part after `?`, without the `?`, still percent-encoded.
     pub query: Option<String>,
     pub version: Version,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     pub body: BodyFraming,
 }
 
@@ -57,7 +122,7 @@ impl Request {
         self.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+            .map(|h| h.value)
     }
 
     /// Every value of header `name`, in order (a header may be sent more than once).
@@ -65,7 +130,7 @@ impl Request {
         self.headers
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+            .map(|h| h.value)
     }
 
     /// True when header `name`, read as a comma-separated token list over all its instances,
@@ -218,7 +283,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
     }
     let (method, target, version) = parse_request_line(line)?;
 
-    let mut headers: Vec<Header> = Vec::new();
+    // Sized from the head's bytes (at most `max_header_bytes`), found by the scan already.
+    let mut headers = Headers::with_capacity(buf.len().min(limits.max_header_bytes), 8);
     loop {
         if pos > limits.max_header_bytes {
             return Err(Error::HeadersTooLarge {
@@ -247,7 +313,13 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
                 max: limits.max_headers,
             });
         }
-        headers.push(parse_header(line)?);
+        let (name, value) = split_header(line)?;
+        // The name is ASCII (checked); a value may hold obs-text, kept as the replacement
+        // character (no allocation when it is UTF-8 already).
+        headers.push(
+            &String::from_utf8_lossy(name),
+            &String::from_utf8_lossy(value),
+        );
     }
 
     let (path, query) = split_target(&target, &method)?;
@@ -317,17 +389,8 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), Error> {
     Ok((method, target, version))
 }
 
-/// One field line (RFC 9112 §5), for the head and for chunked trailers.
-pub(super) fn parse_header(line: &[u8]) -> Result<Header, Error> {
-    let (name, value) = split_header(line)?;
-    Ok(Header {
-        name: String::from_utf8_lossy(name).into_owned(),
-        value: String::from_utf8_lossy(value).into_owned(),
-    })
-}
-
 /// Checks one field line and splits it into name and value, without allocating: the scan of an
-/// arriving head and the trailer check use it to validate; `parse_header` to build a `Header`.
+/// arriving head and the trailer check use it to validate, `parse_request` to keep the field.
 pub(super) fn split_header(line: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     // RFC 9112 §5.2: obs-fold is rejected with 400 (we are not a proxy).
     if line[0] == b' ' || line[0] == b'\t' {
@@ -712,6 +775,25 @@ mod tests {
     }
 
     const CURL_POST: &[u8] = b"POST /vote?x=1 HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nContent-Length: 5\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nuid=1";
+
+    #[test]
+    fn header_fields_are_kept_in_order_in_one_string() {
+        let (r, _) = ok(b"GET / HTTP/1.1\r\nHost: a\r\nX-Two: 1\r\nx-two: 2\r\nEmpty:\r\n\r\n");
+        let fields: Vec<(&str, &str)> = r.headers.iter().map(|h| (h.name, h.value)).collect();
+        assert_eq!(
+            fields,
+            [("Host", "a"), ("X-Two", "1"), ("x-two", "2"), ("Empty", "")]
+        );
+        assert_eq!(r.header("x-TWO"), Some("1"));
+        assert_eq!(r.header_values("X-Two").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(r.header("empty"), Some(""));
+        assert_eq!(r.header("missing"), None);
+        let built: Headers = [("A", "b")].into_iter().collect();
+        assert_eq!(
+            (built.len(), format!("{built:?}")),
+            (1, r#"[("A", "b")]"#.to_string())
+        );
+    }
 
     #[test]
     fn parses_a_curl_post() {

@@ -139,7 +139,7 @@ pub fn validate(req: &Request) -> Result<String, HandshakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{BodyFraming, Header};
+    use crate::http::request::BodyFraming;
 
     const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
     // RFC 6455 §1.3 and the 101 example in §1.2.
@@ -152,13 +152,7 @@ mod tests {
             path: "/chatsocket".to_string(),
             query: None,
             version,
-            headers: headers
-                .iter()
-                .map(|(name, value)| Header {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                })
-                .collect(),
+            headers: headers.iter().copied().collect(),
             body: BodyFraming::None,
         }
     }
@@ -200,10 +194,7 @@ mod tests {
         assert_eq!(validate(&req), Ok(RFC_ACCEPT.to_string()));
         // Connection split over two fields.
         let mut req = upgrade(&[("Connection", Some("keep-alive"))]);
-        req.headers.push(Header {
-            name: "connection".to_string(),
-            value: "upgrade".to_string(),
-        });
+        req.headers.push("connection", "upgrade");
         assert!(validate(&req).is_ok());
     }
 
@@ -220,10 +211,7 @@ mod tests {
             req
         };
         let mut two_keys = upgrade(&[]);
-        two_keys.headers.push(Header {
-            name: "Sec-WebSocket-Key".to_string(),
-            value: RFC_KEY.to_string(),
-        });
+        two_keys.headers.push("Sec-WebSocket-Key", RFC_KEY);
         let cases = [
             (post, HandshakeError::MethodNotGet, 400),
             (http10, HandshakeError::HttpVersion, 400),
