@@ -619,6 +619,11 @@ fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}\r\n")
 }
 
+/// `POST /api/polls` with `body`, authorised by the header line `auth`.
+fn create(auth: &str, addr: SocketAddr, body: &str) -> Response {
+    call(addr, "POST", "/api/polls", auth, body)
+}
+
 #[test]
 fn without_an_admin_token_every_instance_accepts_the_one_made_in_redis() {
     let redis = RedisServer::start(&[]);
@@ -719,22 +724,14 @@ fn polls_made_closed_reset_and_deleted_on_one_instance_hold_on_every_other() {
     let token = "cluster-admin-token-0123456789";
     let [a, b, c] = [(); 3].map(|()| instance(&redis, &["--admin-token", token]));
     let auth = bearer(token);
-    let r = call(
-        a.addr,
-        "POST",
-        "/api/polls",
+    let r = create(
         &auth,
+        a.addr,
         "id=lunch&question=Lunch%3F&option=Pizza&option=Soup&mode=once",
     );
     assert_eq!(r.status, 201, "{r:?}");
     // Taken on every instance.
-    let r = call(
-        b.addr,
-        "POST",
-        "/api/polls",
-        &auth,
-        "id=lunch&question=Again&option=x&option=y",
-    );
+    let r = create(&auth, b.addr, "id=lunch&question=Again&option=x&option=y");
     assert_eq!(r.status, 409, "{r:?}");
     for addr in [b.addr, c.addr] {
         wait_for(CONVERGE, "the poll to start on every instance", || {
@@ -806,13 +803,7 @@ fn polls_made_closed_reset_and_deleted_on_one_instance_hold_on_every_other() {
         });
     }
     // The id is free again, everywhere, with a fresh tally.
-    let r = call(
-        b.addr,
-        "POST",
-        "/api/polls",
-        &auth,
-        "id=lunch&question=Again&option=x&option=y",
-    );
+    let r = create(&auth, b.addr, "id=lunch&question=Again&option=x&option=y");
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(r.json()["total"].as_u64(), 0);
 }
@@ -824,21 +815,13 @@ fn a_moved_vote_across_instances_is_one_version_and_max_polls_counts_every_insta
     let args = ["--admin-token", token, "--max-polls", "2"];
     let [a, b] = [(); 2].map(|()| instance(&redis, &args));
     let auth = bearer(token);
-    let r = call(
-        a.addr,
-        "POST",
-        "/api/polls",
+    let r = create(
         &auth,
+        a.addr,
         "id=mv&question=Q&option=x&option=y&mode=change",
     );
     assert_eq!(r.status, 201, "{r:?}");
-    let r = call(
-        b.addr,
-        "POST",
-        "/api/polls",
-        &auth,
-        "question=Q&option=x&option=y",
-    );
+    let r = create(&auth, b.addr, "question=Q&option=x&option=y");
     assert_eq!(r.status, 409, "{r:?}");
     assert_eq!(r.json()["error"].as_str(), "too many polls");
     wait_for(CONVERGE, "the poll on B", || {

@@ -38,7 +38,7 @@ pub struct Fanout {
 }
 
 /// Subscribers a fan-out writer takes at least.
-pub const PER_WRITER: usize = 512;
+const PER_WRITER: usize = 512;
 
 impl Fanout {
     /// `writers` threads (at least one), shards of [`PER_WRITER`].
@@ -338,20 +338,10 @@ impl Hub {
                     self.lagging(stalled);
                     continue;
                 }
-                Some(Wake::Votes(Catchup::Delta { votes, .. })) => {
-                    let mut batch = Sequenced::default();
-                    for c in &votes {
-                        batch.push(c.version, OpCode::Text, json::live_change(c).as_bytes());
-                    }
-                    let hidden = self.hides().then(|| {
-                        let mut h = Sequenced::default();
-                        for c in &votes {
-                            h.push(c.version, OpCode::Text, json::live_hidden(c).as_bytes());
-                        }
-                        h
-                    });
-                    (batch, hidden)
-                }
+                Some(Wake::Votes(Catchup::Delta { votes, .. })) => (
+                    encode_changes(&votes, false),
+                    self.hides().then(|| encode_changes(&votes, true)),
+                ),
                 Some(Wake::Votes(Catchup::Snapshot(s))) if s.epoch != epoch => {
                     // A new epoch: every subscriber starts over from its tally.
                     epoch = s.epoch;
@@ -471,10 +461,11 @@ impl Hub {
         memo: &RefCell<Option<(u64, bool, Sequenced)>>,
         since: u64,
         sees: bool,
+        now: u64,
     ) -> Option<Sequenced> {
         let mut memo = memo.borrow_mut();
         if let Some((from, s, batch)) = &*memo {
-            if *from <= since && *s == sees && batch.last() >= Some(self.votes.version()) {
+            if *from <= since && *s == sees && batch.last() >= Some(now) {
                 return Some(batch.clone());
             }
         }
@@ -483,14 +474,7 @@ impl Hub {
         else {
             return None;
         };
-        let mut batch = Sequenced::default();
-        for c in &votes {
-            let msg = match self.hides() && !sees {
-                true => json::live_hidden(c),
-                false => json::live_change(c),
-            };
-            batch.push(c.version, OpCode::Text, msg.as_bytes());
-        }
+        let batch = encode_changes(&votes, self.hides() && !sees);
         batch.last()?;
         *memo = Some((since, sees, batch.clone()));
         Some(batch)
@@ -519,23 +503,21 @@ impl Hub {
             // them takes the tally lock (and encodes the tally) only when the tally moved.
             // (A snapshot at least as new as the current version is as good as a fresh one.)
             let memo = RefCell::new((Sequenced::default(), None));
-            let snapshot = |sees: bool| {
-                let mut memo = memo.borrow_mut();
-                if memo.0.last() < Some(self.votes.version()) {
-                    *memo = self.snapshot_frames();
-                }
-                match &memo.1 {
-                    Some(h) if !sees => h.clone(),
-                    _ => memo.0.clone(),
-                }
-            };
             // A peer only a few votes behind (one whose socket was busy for a moment, say with
             // its own resume) gets those votes rather than the tally, when they are fewer
             // bytes: a snapshot is for a backlog, not for a short delay.
             let deltas = RefCell::new(None::<(u64, bool, Sequenced)>);
             let latest = |seen: Option<u64>, sees: bool| {
-                let snap = snapshot(sees);
-                let missed = seen.and_then(|since| self.missed(&deltas, since, sees));
+                let now = self.votes.version();
+                let missed = seen.and_then(|since| self.missed(&deltas, since, sees, now));
+                let mut memo = memo.borrow_mut();
+                if memo.0.last() < Some(now) {
+                    *memo = self.snapshot_frames();
+                }
+                let snap = match &memo.1 {
+                    Some(h) if !sees => h,
+                    _ => &memo.0,
+                };
                 match missed {
                     Some(d) if d.bytes.len() < snap.bytes.len() => {
                         let frames = d.starts.len() as u64;
@@ -546,7 +528,7 @@ impl Hub {
                     _ => {
                         self.metrics.coalesce();
                         self.metrics.sent(Kind::Ws, 1, snap.bytes.len() as u64, 1);
-                        snap
+                        snap.clone()
                     }
                 }
             };
@@ -580,6 +562,20 @@ impl Hub {
             lock(&self.laggards).append(&mut work);
         }
     }
+}
+
+/// The live messages for `votes`, one frame each: with their counts, or (`hidden`) only the
+/// version and total, for a viewer who may not see the counts yet.
+fn encode_changes(votes: &[super::votes::Change], hidden: bool) -> Sequenced {
+    let mut batch = Sequenced::default();
+    for c in votes {
+        let msg = match hidden {
+            true => json::live_hidden(c),
+            false => json::live_change(c),
+        };
+        batch.push(c.version, OpCode::Text, msg.as_bytes());
+    }
+    batch
 }
 
 /// Offers to each subscriber of `list`: how many took it, and who must be caught up.

@@ -40,6 +40,9 @@ pub struct Headers {
     spans: Vec<(usize, usize, usize)>,
 }
 
+/// Bytes of field text a head is given room for before it grows: browsers send 0.5–1 KiB.
+const HEAD_ROOM: usize = 1024;
+
 /// One header field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field<'a> {
@@ -283,8 +286,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
     }
     let (method, target, version) = parse_request_line(line)?;
 
-    // Sized from the head's bytes (at most `max_header_bytes`), found by the scan already.
-    let mut headers = Headers::with_capacity(buf.len().min(limits.max_header_bytes), 8);
+    // Room for a usual head at once; what follows it in the buffer (a body, pipelined
+    // requests) is not a measure of it.
+    let mut headers = Headers::with_capacity(buf.len().min(HEAD_ROOM), 8);
     loop {
         if pos > limits.max_header_bytes {
             return Err(Error::HeadersTooLarge {

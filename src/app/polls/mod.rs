@@ -183,6 +183,9 @@ pub struct Polls {
     ending: AtomicBool,
 }
 
+/// Registered polls this instance could not start yet: id → why.
+type Unstarted = BTreeMap<String, String>;
+
 const META_FILE: &str = "poll.meta";
 const JOURNAL_FILE: &str = "votes.journal";
 
@@ -201,7 +204,8 @@ impl Polls {
             ending: AtomicBool::new(false),
         };
         if polls.registry.is_some() {
-            polls.reconcile().map_err(io::Error::other)?;
+            let unstarted = polls.reconcile().map_err(io::Error::other)?;
+            Polls::report_unstarted(&unstarted, &Unstarted::new());
         }
         if let Some(dir) = &polls.making.dir {
             let mut found = Vec::new();
@@ -407,20 +411,20 @@ impl Polls {
 
     /// Brings the polls this instance runs to the registry in Redis: starts the ones it lacks,
     /// stops the ones deleted (or deleted and made again: another meta). Under the registry's
-    /// lock, so a creation or deletion here is never half seen. True when a poll could not
+    /// lock, so a creation or deletion here is never half seen. Returns the polls that could not
     /// be started yet: the instance that made it registers it before it creates its keys
     /// (they live in another hash slot, so not in the same script), and a follower quick
     /// enough finds the entry first; it tries again soon, not only at the next change.
-    fn reconcile(&self) -> Result<bool, redis_store::Error> {
+    fn reconcile(&self) -> Result<Unstarted, redis_store::Error> {
         let Some(r) = &self.registry else {
-            return Ok(false);
+            return Ok(Unstarted::new());
         };
         let mut stopped = Vec::new();
-        let mut pending = false;
+        let mut pending = Unstarted::new();
         {
             let mut list = self.lock();
             if self.ending.load(Ordering::Relaxed) {
-                return Ok(false);
+                return Ok(pending);
             }
             let wanted: BTreeMap<String, String> = r.load()?.into_iter().collect();
             let gone: Vec<String> = list
@@ -447,8 +451,7 @@ impl Polls {
                     }
                     // Tried again within a registry read (`registry::BLOCK`).
                     Err(e) => {
-                        crate::log::info(&format!("poll {id}: not started yet: {e}"));
-                        pending = true;
+                        pending.insert(id, e.to_string());
                     }
                 }
             }
@@ -458,6 +461,14 @@ impl Polls {
             p.end(Instant::now() + STOP_WAIT);
         }
         Ok(pending)
+    }
+
+    /// Says which polls could not start, each once while it stays so (they are tried again
+    /// every second: a poll whose keys are gone for good must not fill the log).
+    fn report_unstarted(now: &Unstarted, before: &Unstarted) {
+        for (id, why) in now.iter().filter(|(id, _)| !before.contains_key(*id)) {
+            crate::log::info(&format!("poll {id}: not started yet: {why}"));
+        }
     }
 
     /// With `--redis`: starts the thread that follows the registry's changes (one blocking
@@ -472,20 +483,25 @@ impl Polls {
             .spawn(move || {
                 let mut watch = registry::Watch::new(&settings);
                 let mut down = false;
-                let mut pending = false;
+                let mut pending = Unstarted::new();
                 while let Some(polls) = weak.upgrade() {
                     if polls.ending.load(Ordering::Relaxed) {
                         return;
                     }
-                    let read = watch.wait().and_then(|changed| match changed || pending {
-                        true => polls.reconcile(),
-                        false => Ok(false),
-                    });
+                    let read =
+                        watch
+                            .wait()
+                            .and_then(|changed| match changed || !pending.is_empty() {
+                                true => polls.reconcile().map(Some),
+                                false => Ok(None),
+                            });
                     match read {
-                        Ok(p) => {
-                            pending = p;
+                        Ok(Some(now)) => {
+                            Polls::report_unstarted(&now, &pending);
+                            pending = now;
                             down = false;
                         }
+                        Ok(None) => down = false,
                         Err(e) => {
                             if !down {
                                 crate::log::error(&format!("redis: the polls registry: {e}"));
