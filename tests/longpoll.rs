@@ -92,6 +92,51 @@ fn every_waiter_is_woken_by_one_vote() {
 }
 
 #[test]
+fn parked_long_polls_are_answered_by_one_writer_and_keep_their_connections() {
+    let addr = start(|c| c.longpoll_timeout = Duration::from_secs(8));
+    let (v, epoch, _) = tally(addr);
+    let answered_by = |by: &str| {
+        let text = metrics::scrape(addr);
+        metrics::series(&text, &format!("livevote_longpoll_answers_total{{by=\"{by}\"}}"))
+            .expect("the long-poll answers series")
+    };
+    let before = answered_by("writer");
+    const N: usize = 30;
+    let mut pollers: Vec<Client> = (0..N)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            c.send(get_req(&format!("/get_new_vote?since={v}&epoch={epoch}")));
+            c
+        })
+        .collect();
+    wait_for(IO_TIMEOUT, "every long-poll parked", || {
+        let text = metrics::scrape(addr);
+        (metrics::series(&text, "livevote_open_connections{transport=\"longpoll\"}")
+            == Some(N as u64))
+        .then_some(())
+    });
+    let cast = vote(addr, "1");
+    let mut bodies = Vec::new();
+    for c in &mut pollers {
+        let r = c.read_response();
+        assert!(!r.closes(), "a parked answer keeps the connection");
+        let j = assert_json(&r, 200);
+        assert_eq!(j["kind"].as_str(), "live", "{j:?}");
+        assert_eq!(j["version"].as_u64(), v + 1);
+        assert_eq!(j["data"]["count"].as_u64(), cast["count"].as_u64());
+        bodies.push(r.text());
+    }
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "one answer for all");
+    // Every one was written by the poll's long-poll writer, none by its own thread.
+    assert_eq!(answered_by("writer") - before, N as u64);
+    // Each connection's thread went back to reading it: its next request is answered.
+    for c in &mut pollers {
+        let j = assert_json(&c.call(get_req("/votes")), 200);
+        assert_eq!(j["version"].as_u64(), v + 1);
+    }
+}
+
+#[test]
 fn a_request_pipelined_behind_a_parked_long_poll_is_answered_after_it() {
     let addr = start(|c| c.longpoll_timeout = Duration::from_secs(8));
     let (v, epoch, _) = tally(addr);

@@ -39,9 +39,8 @@ pub struct VoteStream {
 }
 
 /// Runs an upgraded connection to its end; returns the bytes sent on it after the handshake.
-pub fn serve(app: &App, endpoint: Endpoint, stream: TcpStream, leftover: Vec<u8>) -> u64 {
+pub fn serve(app: &App, endpoint: Endpoint, stream: Arc<TcpStream>, leftover: Vec<u8>) -> u64 {
     let l = &app.config.limits;
-    let stream = Arc::new(stream);
     let settings = Settings {
         max_message: match endpoint {
             Endpoint::Votes(_) => l.ws_max_vote_message,

@@ -107,6 +107,8 @@ pub struct Metrics {
     ws_closes: [AtomicU64; 9],
     chat_open: AtomicU64,
     longpoll_waiting: AtomicU64,
+    /// Long-poll answers by who wrote them: [the lot's writer, the request's own thread].
+    longpoll_answers: [AtomicU64; 2],
     /// From a vote being counted to its delivery, by transport (see [`Metrics::delivered`]).
     delivery_latency: [Histogram; 4],
     pub fsync_latency: Histogram,
@@ -259,6 +261,11 @@ impl Metrics {
         }
     }
 
+    /// A long-poll was answered, by the poll's long-poll writer or by its own thread.
+    pub fn long_poll_answered(&self, by_writer: bool) {
+        self.longpoll_answers[usize::from(!by_writer)].fetch_add(1, Relaxed);
+    }
+
     /// A connection refused at the door (answered `503`).
     pub fn refused(&self, why: Refusal) {
         self.refused[why as usize].fetch_add(1, Relaxed);
@@ -306,6 +313,14 @@ impl Metrics {
             ("longpoll", self.longpoll_waiting.load(Relaxed)),
         ] {
             let _ = writeln!(w, "livevote_open_connections{{transport=\"{t}\"}} {n}");
+        }
+        let _ = writeln!(w, "# HELP livevote_longpoll_answers_total Long-poll answers by who wrote them: the poll's long-poll writer (once encoded, for every parked poller it answers) or the request's own thread (answered at once, timed out, or shutting down).\n# TYPE livevote_longpoll_answers_total counter");
+        for (by, i) in [("writer", 0), ("poller", 1)] {
+            let _ = writeln!(
+                w,
+                "livevote_longpoll_answers_total{{by=\"{by}\"}} {}",
+                self.longpoll_answers[i].load(Relaxed)
+            );
         }
         let _ = writeln!(w, "# HELP livevote_viewers Viewers by transport, as published to pages.\n# TYPE livevote_viewers gauge");
         for k in TRANSPORTS {

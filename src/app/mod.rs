@@ -10,6 +10,7 @@ pub mod hub;
 pub mod journal;
 pub mod json;
 pub mod live;
+pub mod longpoll;
 pub mod metrics;
 pub mod pages;
 pub mod polls;

@@ -15,8 +15,8 @@ use super::presence::{valid_viewer, Kind};
 use super::rate::Key;
 use super::sse;
 use super::votes::Votes;
-use super::votes::{valid_vote_id, VoteError, Wake};
-use super::{json, App, MAX_RESUME_DELTA};
+use super::votes::{valid_vote_id, VoteError};
+use super::{json, App};
 use crate::config::valid_id;
 use crate::config::Config;
 use crate::http::base_path::{self, Under};
@@ -253,7 +253,7 @@ impl App {
                 not_allowed(GET_HEAD)
             }
             "/votes" => self.tally(req, client, poll),
-            "/get_new_vote" => self.long_poll(req, client, poll),
+            "/get_new_vote" => return Some(self.long_poll(req, client, poll)),
             "/results.csv" => self.export(req, client, poll, super::export::Format::Csv),
             "/results.json" => self.export(req, client, poll, super::export::Format::Json),
             _ => return None,
@@ -827,80 +827,44 @@ impl App {
     }
 
     /// `GET /get_new_vote[?since=V&epoch=E]`: answers at once when the client is behind,
-    /// else waits for the next vote or the timeout. Without `since`, waits for the next vote
-    /// like the tutorial did.
+    /// else waits for the next vote or the timeout (see [`super::longpoll`]). Without
+    /// `since`, waits for the next vote like the tutorial did.
     #[inline(never)]
-    fn long_poll(&self, req: &Request, client: &Client, poll: &Poll) -> Response {
+    fn long_poll(&self, req: &Request, client: &Client, poll: &Arc<Poll>) -> Reply {
         let q = match query(req) {
             Ok(q) => q,
-            Err(r) => return r,
+            Err(r) => return Reply::Response(r),
         };
         let cursor = match cursor_of(&q) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return Reply::Response(r),
         };
         let pv = match form::get(&q, "pv").map(str::parse::<u64>) {
             None => None,
             Some(Ok(p)) => Some(p),
             Some(Err(_)) => {
-                return Response::error(Status::BadRequest, "'pv' must be a presence version")
+                return Reply::Response(Response::error(
+                    Status::BadRequest,
+                    "'pv' must be a presence version",
+                ))
             }
         };
         let votes = &poll.votes;
         self.seen(&q, Kind::LongPoll, client.ip, votes);
         self.metrics.request(Kind::LongPoll);
-        let epoch = cursor.epoch.as_deref();
         let now = votes.version();
         let since = cursor.since.unwrap_or(now);
-        let waited = since == now && epoch.is_none_or(|e| e == votes.epoch());
-        self.metrics.long_poll(true);
-        // A client whose last answer was hidden (`hidden=1`) and who may see the counts now
-        // (they voted, the poll closed) needs the whole tally, not a delta.
-        let was_hidden = form::get(&q, "hidden") == Some("1");
-        let caller = self.caller(req, client);
-        let answer = if was_hidden && poll.visible_to(caller.voter.as_deref(), caller.admin) {
-            Some(Wake::Votes(super::votes::Catchup::Snapshot(
-                votes.snapshot(),
-            )))
-        } else {
-            votes.wait(
-                since,
-                epoch,
-                pv,
-                MAX_RESUME_DELTA,
-                self.config.longpoll_timeout,
-            )
+        let waited = since == now && cursor.epoch.as_deref().is_none_or(|e| e == votes.epoch());
+        let ask = super::longpoll::Ask {
+            since,
+            epoch: cursor.epoch,
+            pv,
+            was_hidden: form::get(&q, "hidden") == Some("1"),
+            caller: self.caller(req, client),
+            waited,
+            parkable: req.method == "GET",
         };
-        self.metrics.long_poll(false);
-        let (counts, pv) = votes.presence();
-        let presence = |o: &mut crate::json::Object| json::presence_members(o, &counts, pv);
-        let body = match answer {
-            Some(Wake::Votes(c)) => {
-                // Decided when answering: a vote, a close or a reveal meanwhile counts.
-                let visible = poll.visible_to(caller.voter.as_deref(), caller.admin);
-                let body = json::longpoll(&c, since, waited, &votes.epoch(), visible, presence);
-                let kind = if waited {
-                    "live"
-                } else {
-                    json::resume_kind(&c)
-                };
-                self.metrics.resume(Kind::LongPoll, kind);
-                self.metrics.sent(Kind::LongPoll, 1, body.len() as u64, 1);
-                if let super::votes::Catchup::Delta { votes: list, .. } = &c {
-                    let newest = list.last().and_then(|v| votes.counted_at(v.version));
-                    if let Some(at) = newest {
-                        self.metrics.delivered(Kind::LongPoll, at.elapsed());
-                    }
-                }
-                body
-            }
-            // Nothing new in the tally (presence changed, or the wait timed out): the tutorial's
-            // "no news" answer, with the current presence.
-            Some(Wake::Presence(..)) | None => {
-                json::longpoll_timeout(votes.version(), &votes.epoch(), presence)
-            }
-        };
-        Response::json(Status::Ok, body)
+        self.long_poll_reply(poll, ask)
     }
 
     /// Validates a WebSocket handshake and the browser's `Origin`, and hands the connection to

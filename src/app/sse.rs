@@ -4,6 +4,7 @@
 //! or one snapshot when far behind) — coalesced by construction, with no queue anywhere.
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::admin::Caller;
@@ -38,7 +39,7 @@ pub fn serve(
     poll: &Poll,
     caller: &Caller,
     cursor: Cursor,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
 ) -> u64 {
     let votes = &poll.votes;

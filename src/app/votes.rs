@@ -445,6 +445,15 @@ impl Tally {
     }
 }
 
+/// Where the tally stands: what a waiter compares its cursor with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub version: u64,
+    pub epoch: String,
+    /// The published presence's version.
+    pub presence: u64,
+}
+
 /// Why a wait ended early.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wake {
@@ -840,6 +849,43 @@ impl Votes {
         match self.wait(since, epoch, None, max_delta, timeout) {
             Some(Wake::Votes(c)) => Some(c),
             _ => None,
+        }
+    }
+
+    /// The tally's version, epoch and published presence version now.
+    pub fn position(&self) -> Position {
+        let t = self.lock();
+        Position {
+            version: t.version,
+            epoch: t.epoch.clone(),
+            presence: t.presence.published().1,
+        }
+    }
+
+    /// Whether the tally is at version `since` of `epoch` (None: ours) with presence version
+    /// `presence_seen` (when given): a waiter there has nothing to be told yet.
+    pub fn is_at(&self, since: u64, epoch: Option<&str>, presence_seen: Option<u64>) -> bool {
+        let t = self.lock();
+        t.version == since
+            && epoch.is_none_or(|e| e == t.epoch)
+            && presence_seen.is_none_or(|p| p == t.presence.published().1)
+    }
+
+    /// Waits until the tally has left `at` (a vote, a mark, a new epoch, a presence change),
+    /// streams are ending, or `timeout` has passed; builds nothing (the caller looks).
+    pub fn await_change(&self, at: &Position, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut t = self.lock();
+        while t.version == at.version
+            && t.epoch == at.epoch
+            && t.presence.published().1 == at.presence
+            && !self.ending()
+        {
+            let (g, in_time) = self.wait_until(t, deadline);
+            t = g;
+            if !in_time {
+                return;
+            }
         }
     }
 

@@ -12,7 +12,8 @@
 //! | reading a head | `head_timeout` from its first byte, in total; then `408` |
 //! | reading a body | `body_timeout` from the end of the head, in total; then `408` |
 //! | writing `100 Continue` | `write_timeout` for the whole write |
-//! | handling (long-poll wait) | `--longpoll-timeout` (the handler's own bound) |
+//! | handling (long-poll wait, parked or not) | `--longpoll-timeout` (the handler's own bound) |
+//! | finishing a parked answer another thread began | `write_timeout` from when this thread takes it over |
 //! | writing a response (or the head of an upgrade) | `write_timeout` for the whole write ([`net::Writer`]) |
 //! | draining before close | [`LINGER`]: 200 ms quiet, 2 s and 64 KiB in total |
 //! | upgraded (WebSocket, SSE) | owned by `ws::conn` and `app::sse`, each with its own bounds |
@@ -21,6 +22,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::access_log::{AccessLog, Entry, RequestLine};
@@ -59,11 +61,42 @@ pub enum Reply {
     /// there on (RFC 6455 §4.1: the server may send frames right after the handshake, and so
     /// may the client).
     Upgrade(Response, Upgrade),
+    /// A wait whose answer another thread may write (a long-poll): [`Park::wait`] is given the
+    /// socket and returns once the answer is out, or is this thread's to write.
+    Park(Box<dyn Park>),
 }
 
 /// The continuation of an upgraded connection; it returns when the connection has ended, with
 /// the bytes it sent (for the access log's line).
-pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> u64 + Send>;
+pub type Upgrade = Box<dyn FnOnce(Arc<TcpStream>, Vec<u8>) -> u64 + Send>;
+
+/// A request waiting for its answer on this connection's thread, while another thread may
+/// write that answer to the socket: the connection reads nothing meanwhile (a request
+/// pipelined behind is answered after it), and goes on with the next request once it returns.
+pub trait Park: Send {
+    /// Waits for the answer. `stream` is the connection's socket, `keep_alive` what the request
+    /// allows after the answer.
+    fn wait(self: Box<Self>, stream: &Arc<TcpStream>, keep_alive: bool) -> Parked;
+}
+
+/// How a parked request was answered.
+pub enum Parked {
+    /// This thread writes it, as any response.
+    Respond(Response),
+    /// Encoded (head and body) by another thread, which wrote its first `sent` bytes: this
+    /// thread writes the rest, under its own write deadline.
+    Written(Written),
+}
+
+/// A response another thread encoded and began (or finished) writing.
+pub struct Written {
+    pub bytes: Arc<[u8]>,
+    pub sent: usize,
+    pub status: Status,
+    pub body_len: usize,
+    /// What its `Connection` header said.
+    pub keep_alive: bool,
+}
 
 /// The application side of an HTTP connection.
 pub trait Handler: Send + Sync {
@@ -112,7 +145,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Set
     // The upgraded connection runs from this shallow frame, not from inside the HTTP loop's:
     // every stack page a connection thread touches stays resident for the connection's life,
     // and a long-lived WebSocket or event stream should not sit below the HTTP loop's frames.
-    if let Some((then, stream, leftover, line)) = serve_http(stream, peer, handler, s) {
+    if let Some((then, stream, leftover, line)) = serve_http(Arc::new(stream), peer, handler, s) {
         let bytes = then(stream, leftover);
         if let (Some(log), Some(l)) = (s.access_log, line) {
             log_upgraded(log, &l, bytes);
@@ -159,12 +192,12 @@ struct UpgradeLine {
 }
 
 /// What [`serve_http`] hands over for an upgrade.
-type Upgraded = (Upgrade, TcpStream, Vec<u8>, Option<Box<UpgradeLine>>);
+type Upgraded = (Upgrade, Arc<TcpStream>, Vec<u8>, Option<Box<UpgradeLine>>);
 
 /// The HTTP part of [`serve`]: requests until the connection closes, or the upgrade to run.
 #[inline(never)]
 fn serve_http(
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     handler: &dyn Handler,
     s: &Settings,
@@ -177,7 +210,7 @@ fn serve_http(
     let mut reader = Reader::new();
     let mut writer = Writer::new();
     loop {
-        let (req, body, started) = match read_request(&mut stream, &mut reader, &mut buf, limits) {
+        let (req, body, started) = match read_request(&stream, &mut reader, &mut buf, limits) {
             Ok(r) => r,
             Err(ReadEnd::Quiet) => return None,
             Err(ReadEnd::Fail(e)) => {
@@ -213,14 +246,38 @@ fn serve_http(
                 .is_ok();
                 handler.observe(resp.status, resp.body.len());
                 log_line(s, client, Some(&req), resp.status, resp.body.len(), started);
-                if !ok {
+                if !after_answer(&stream, &mut buf, ok, keep) {
                     return None;
                 }
-                if !keep {
-                    net::linger_close(&stream, LINGER);
+            }
+            Reply::Park(park) => {
+                let (status, body_len, keep, ok) = match park.wait(&stream, keep_alive(&req)) {
+                    Parked::Respond(resp) => {
+                        let keep = keep_alive(&req) && !resp.close;
+                        let ok = send(
+                            &stream,
+                            &mut writer,
+                            &mut out,
+                            &resp,
+                            keep,
+                            head_only,
+                            limits,
+                        )
+                        .is_ok();
+                        (resp.status, resp.body.len(), keep, ok)
+                    }
+                    Parked::Written(w) => {
+                        let rest = &w.bytes[w.sent.min(w.bytes.len())..];
+                        let deadline = Instant::now() + limits.write_timeout;
+                        let ok = writer.write_all(&stream, rest, deadline).is_ok();
+                        (w.status, w.body_len, w.keep_alive, ok)
+                    }
+                };
+                handler.observe(status, body_len);
+                log_line(s, client, Some(&req), status, body_len, started);
+                if !after_answer(&stream, &mut buf, ok, keep) {
                     return None;
                 }
-                buf.shrink(BUF_KEEP);
             }
             Reply::Upgrade(resp, then) => {
                 let ok = send(
@@ -262,6 +319,20 @@ fn serve_http(
     }
 }
 
+/// After an answer: whether the connection goes on to its next request (else it is closed, with
+/// a drain when the answer was written).
+fn after_answer(stream: &TcpStream, buf: &mut InBuf, written: bool, keep: bool) -> bool {
+    if !written {
+        return false;
+    }
+    if !keep {
+        net::linger_close(stream, LINGER);
+        return false;
+    }
+    buf.shrink(BUF_KEEP);
+    true
+}
+
 /// Reads one request head and its body. Deadlines: `idle_timeout` until the first byte of a
 /// request, then `head_timeout` for the whole head, then `body_timeout` for the body. Out of
 /// line: its scanner and decoder are gone from the stack before the request is handled (an
@@ -269,7 +340,7 @@ fn serve_http(
 /// stays resident under an idle WebSocket).
 #[inline(never)]
 fn read_request(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     reader: &mut Reader,
     buf: &mut InBuf,
     limits: &Limits,
@@ -348,7 +419,7 @@ fn read_request(
 }
 
 fn read_body_more(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     reader: &mut Reader,
     buf: &mut InBuf,
     deadline: Instant,

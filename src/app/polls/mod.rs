@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use super::hub::{Fanout, Hub};
+use super::longpoll::lot::Lot;
 use super::metrics::Metrics;
 use super::redis_store::{self, registry};
 use super::store::{sync_dir_of, write_durably};
@@ -39,6 +40,8 @@ pub struct Poll {
     pub meta: Meta,
     pub votes: Arc<Votes>,
     hub: OnceLock<Arc<Hub>>,
+    /// Its parked long-polls and their writer, started at the first one.
+    long_polls: OnceLock<Arc<Lot>>,
     metrics: Arc<Metrics>,
     /// How its hub writes a broadcast (`--fanout-writers`).
     fanout: Fanout,
@@ -60,6 +63,7 @@ impl Poll {
             meta,
             votes,
             hub: OnceLock::new(),
+            long_polls: OnceLock::new(),
             metrics,
             fanout,
             dir: None,
@@ -93,6 +97,23 @@ impl Poll {
         Ok(self.hub.get().expect("set above"))
     }
 
+    /// The poll's long-poll lot, started on first use.
+    pub fn long_polls(&self) -> io::Result<&Arc<Lot>> {
+        if let Some(l) = self.long_polls.get() {
+            return Ok(l);
+        }
+        // Two first pollers at once: one lot wins, the other's writer ends at once.
+        let lot = Lot::start(
+            Arc::clone(&self.votes),
+            self.meta.results,
+            Arc::clone(&self.metrics),
+        )?;
+        if let Err(lost) = self.long_polls.set(Arc::clone(&lot)) {
+            lost.stop();
+        }
+        Ok(self.long_polls.get().expect("set above"))
+    }
+
     /// WebSocket subscribers now (0 while the hub has not started).
     pub fn subscribers(&self) -> usize {
         self.hub.get().map_or(0, |h| h.subscribers())
@@ -118,13 +139,7 @@ impl Poll {
     /// Whether a viewer sees the counts now (see [`Results::visible`]).
     #[inline(never)]
     pub fn visible_to(&self, voter: Option<&str>, presenter: bool) -> bool {
-        let r = self.meta.results;
-        if r == Results::Always || presenter {
-            return true;
-        }
-        let voted =
-            r == Results::AfterVote && voter.is_some_and(|v| self.votes.voted_for(v).is_some());
-        r.visible(self.votes.poll_closed(), voted, presenter)
+        visible(self.meta.results, &self.votes, voter, presenter)
     }
 
     /// Ends everything the poll runs: its streams, its hub, its committer.
@@ -133,8 +148,21 @@ impl Poll {
         if let Some(h) = self.hub.get() {
             h.stop(DELETED.0, DELETED.1);
         }
+        if let Some(l) = self.long_polls.get() {
+            l.stop();
+        }
         self.votes.delete(deadline);
     }
+}
+
+/// Whether a viewer (`voter`, the presenter or not) of a poll whose results are `r` and whose
+/// votes are `votes` sees the counts now (see [`Results::visible`]).
+pub fn visible(r: Results, votes: &Votes, voter: Option<&str>, presenter: bool) -> bool {
+    if r == Results::Always || presenter {
+        return true;
+    }
+    let voted = r == Results::AfterVote && voter.is_some_and(|v| votes.voted_for(v).is_some());
+    r.visible(votes.poll_closed(), voted, presenter)
 }
 
 /// Why a poll was not created.
@@ -316,6 +344,7 @@ impl Polls {
             meta,
             votes,
             hub: OnceLock::new(),
+            long_polls: OnceLock::new(),
             metrics: Arc::clone(&self.making.metrics),
             fanout: self.making.fanout,
             dir,
