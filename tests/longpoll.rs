@@ -97,8 +97,11 @@ fn parked_long_polls_are_answered_by_one_writer_and_keep_their_connections() {
     let (v, epoch, _) = tally(addr);
     let answered_by = |by: &str| {
         let text = metrics::scrape(addr);
-        metrics::series(&text, &format!("livevote_longpoll_answers_total{{by=\"{by}\"}}"))
-            .expect("the long-poll answers series")
+        metrics::series(
+            &text,
+            &format!("livevote_longpoll_answers_total{{by=\"{by}\"}}"),
+        )
+        .expect("the long-poll answers series")
     };
     let before = answered_by("writer");
     const N: usize = 30;

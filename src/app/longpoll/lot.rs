@@ -255,6 +255,9 @@ impl Lot {
         let presence = |o: &mut crate::json::Object| json::presence_members(o, &counts, pv);
         let draining = self.metrics.draining.load(Ordering::Relaxed);
         let mut answers: Vec<(Key, Encoded)> = Vec::new();
+        // Every socket is written before any poller is told: a poller's thread woken mid-pass
+        // would take a core from the writer while the other sockets still wait for their bytes.
+        let mut told = Vec::with_capacity(due.len());
         for p in due {
             let w = &p.waiter;
             let behind = w.since != at.version || w.epoch != at.epoch;
@@ -287,8 +290,8 @@ impl Lot {
             let delivered = e.newest.map(|t| t.elapsed());
             // The socket is the poller's again before it learns its outcome.
             drop(p.stream);
-            tell(
-                &p.slot,
+            told.push((
+                p.slot,
                 Outcome::Written {
                     written: Written {
                         bytes: Arc::clone(&e.bytes),
@@ -300,7 +303,10 @@ impl Lot {
                     votes: answers[k].0.votes.is_some(),
                     delivered,
                 },
-            );
+            ));
+        }
+        for (slot, outcome) in told {
+            tell(&slot, outcome);
         }
     }
 
