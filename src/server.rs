@@ -131,7 +131,7 @@ impl Server {
                 .name("conn".into())
                 .stack_size(stack)
                 .spawn(move || {
-                    let _slot = slot;
+                    let slot = slot;
                     let Some(stream) = theirs.lock().unwrap_or_else(PoisonError::into_inner).take()
                     else {
                         return;
@@ -141,7 +141,9 @@ impl Server {
                         limits: &app.config.limits,
                         access_log: log.as_deref(),
                     };
-                    conn::serve(stream, peer, &*app, &settings);
+                    if let Some(upgraded) = conn::serve(stream, peer, &*app, &settings) {
+                        run_upgraded(upgraded, slot, log, stack);
+                    }
                 });
             if let Err(e) = spawned {
                 // The closure (and its slot) was dropped: the slot is back.
@@ -322,6 +324,37 @@ const REFUSE_LINGER: Linger = Linger {
 };
 
 /// Over the connection cap: a short `503` written without waiting, then close.
+/// Runs an upgraded connection (a WebSocket, an event stream) on a thread of its own, started
+/// now, and lets the thread that read its HTTP requests end. A long-lived connection then holds
+/// only what its own loop touches: the HTTP thread's deeper stack pages, and the small blocks
+/// its requests freed (glibc keeps them in that thread's own cache while it lives, and gives
+/// them back when it ends), are not kept for the connection's life. If no thread can be
+/// started, it runs here.
+fn run_upgraded(
+    upgraded: conn::Handoff,
+    slot: crate::admission::Slot,
+    log: Option<Arc<AccessLog>>,
+    stack: usize,
+) {
+    let cell = Arc::new(Mutex::new(Some((upgraded, slot, log))));
+    let theirs = Arc::clone(&cell);
+    let take = |c: &Mutex<Option<_>>| c.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let spawned = thread::Builder::new()
+        .name("conn".into())
+        .stack_size(stack)
+        .spawn(move || {
+            if let Some((upgraded, _slot, log)) = take(&theirs) {
+                drop(theirs);
+                upgraded.run(log.as_deref());
+            }
+        });
+    if spawned.is_err() {
+        if let Some((upgraded, _slot, log)) = take(&cell) {
+            upgraded.run(log.as_deref());
+        }
+    }
+}
+
 fn refuse(stream: TcpStream) {
     let mut out = Vec::with_capacity(256);
     Response::error(

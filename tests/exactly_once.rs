@@ -225,7 +225,9 @@ fn serve(app: Arc<App>) -> SocketAddr {
                     limits: &app.config.limits,
                     access_log: None,
                 };
-                conn::serve(stream, peer, &*app, &settings);
+                if let Some(upgraded) = conn::serve(stream, peer, &*app, &settings) {
+                    upgraded.run(None);
+                }
             });
         }
     });

@@ -140,21 +140,44 @@ enum ReadEnd {
     Fail(Error),
 }
 
-/// Serves one connection until it closes, fails, or is upgraded.
-pub fn serve(stream: TcpStream, peer: SocketAddr, handler: &dyn Handler, s: &Settings) {
-    // The upgraded connection runs from this shallow frame, not from inside the HTTP loop's:
-    // every stack page a connection thread touches stays resident for the connection's life,
-    // and a long-lived WebSocket or event stream should not sit below the HTTP loop's frames.
-    if let Some((then, stream, leftover, line)) = serve_http(Arc::new(stream), peer, handler, s) {
-        let bytes = then(stream, leftover);
-        if let (Some(log), Some(l)) = (s.access_log, line) {
+/// Serves one connection's HTTP requests until it closes or fails (None), or is upgraded: then
+/// the upgraded connection is returned, for the caller to run ([`Handoff::run`]).
+pub fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: &dyn Handler,
+    s: &Settings,
+) -> Option<Handoff> {
+    let (then, stream, leftover, line) = serve_http(Arc::new(stream), peer, handler, s)?;
+    Some(Handoff {
+        then,
+        stream,
+        leftover,
+        line,
+    })
+}
+
+/// An upgraded connection (a WebSocket, an event stream) that has not run yet.
+#[must_use = "an upgraded connection does nothing until it is run"]
+pub struct Handoff {
+    then: Upgrade,
+    stream: Arc<TcpStream>,
+    leftover: Vec<u8>,
+    line: Option<Box<UpgradeLine>>,
+}
+
+impl Handoff {
+    /// Runs the upgraded connection to its end, then writes its access-log line to `log`.
+    pub fn run(self, log: Option<&AccessLog>) {
+        let bytes = (self.then)(self.stream, self.leftover);
+        if let (Some(log), Some(l)) = (log, self.line) {
             log_upgraded(log, &l, bytes);
         }
     }
 }
 
 /// The upgraded connection's one line, now that it has ended: its bytes, its whole duration.
-/// Never inlined, and the request's fields boxed: `serve`'s frame sits under the upgraded
+/// Never inlined, and the request's fields boxed: [`Handoff::run`]'s frame sits under the upgraded
 /// connection for its whole life, and holding them there cost one more resident stack page
 /// per idle WebSocket (measured: 8.0 → 12.0 KiB of stack per connection at 2,000; idle_memory_5k
 /// 11.7 → 15.8 KiB per connection).
