@@ -329,7 +329,8 @@ const REFUSE_LINGER: Linger = Linger {
 /// only what its own loop touches: the HTTP thread's deeper stack pages, and the small blocks
 /// its requests freed (glibc keeps them in that thread's own cache while it lives, and gives
 /// them back when it ends), are not kept for the connection's life. If no thread can be
-/// started, it runs here.
+/// started, it runs here. Out of line: see `conn::set_up`.
+#[inline(never)]
 fn run_upgraded(
     upgraded: conn::Handoff,
     slot: crate::admission::Slot,

@@ -62,7 +62,7 @@ pub struct App {
     pub admission: Arc<Admission>,
     pub metrics: Arc<metrics::Metrics>,
     /// Every open WebSocket, for a shutdown to close with 1001.
-    pub sockets: live::Sockets,
+    pub sockets: Arc<live::Sockets>,
     /// Where the votes are kept, as `/healthz` says: `journal`, `memory` or `redis` (`store`
     /// for one an embedder brought, [`App::with_store`]).
     pub store_kind: &'static str,
@@ -221,7 +221,7 @@ impl App {
             ws_budget,
             admission: Arc::new(Admission::default()),
             metrics,
-            sockets: live::Sockets::default(),
+            sockets: Arc::default(),
             store_kind,
             in_flight: Arc::default(),
             me: me.clone(),

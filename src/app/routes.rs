@@ -822,7 +822,9 @@ impl App {
         let poll = Arc::clone(poll);
         Reply::Upgrade(
             head,
-            Box::new(move |stream, _| sse::serve(&app, &poll, &caller, cursor, stream, peer)),
+            Box::new(move |stream, _| -> crate::http::conn::Run {
+                Box::new(move || sse::serve(&app, &poll, &caller, cursor, stream, peer))
+            }),
         )
     }
 
@@ -884,7 +886,7 @@ impl App {
         let app = self.shared();
         Reply::Upgrade(
             resp,
-            Box::new(move |stream, leftover| super::live::serve(&app, endpoint, stream, leftover)),
+            Box::new(move |stream, leftover| super::live::serve(app, endpoint, stream, leftover)),
         )
     }
 

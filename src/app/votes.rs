@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::presence::{Counts, Kind, Presence, Viewers};
@@ -1199,12 +1199,12 @@ impl Votes {
 }
 
 /// A connected WebSocket or SSE viewer; counted until dropped.
-pub struct Viewer<'a> {
-    votes: &'a Votes,
+pub struct Viewer {
+    votes: Arc<Votes>,
     kind: Kind,
 }
 
-impl Drop for Viewer<'_> {
+impl Drop for Viewer {
     fn drop(&mut self) {
         self.votes.viewers().connected(self.kind, false);
     }
@@ -1220,13 +1220,16 @@ impl Votes {
     /// A WebSocket or SSE viewer joined; it leaves when the guard is dropped. A page that
     /// names itself (`viewer=ID`, the id it polled with before moving up the ladder) stops
     /// counting as a poller at once, not 30 s later.
-    pub fn viewer(&self, kind: Kind, id: Option<&str>) -> Viewer<'_> {
+    pub fn viewer(self: &Arc<Self>, kind: Kind, id: Option<&str>) -> Viewer {
         let mut v = self.viewers();
         v.connected(kind, true);
         if let Some(id) = id {
             v.forget(id);
         }
-        Viewer { votes: self, kind }
+        Viewer {
+            votes: Arc::clone(self),
+            kind,
+        }
     }
 
     /// A long-polling or polling viewer made a request from `ip`; at most `max_per_ip` ids

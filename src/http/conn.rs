@@ -66,9 +66,15 @@ pub enum Reply {
     Park(Box<dyn Park>),
 }
 
-/// The continuation of an upgraded connection; it returns when the connection has ended, with
-/// the bytes it sent (for the access log's line).
-pub type Upgrade = Box<dyn FnOnce(Arc<TcpStream>, Vec<u8>) -> u64 + Send>;
+/// The continuation of an upgraded connection, called on the thread that read its request
+/// right after the response went out, with the socket and the bytes read past the head: it
+/// sets the connection up and returns the rest to run ([`Run`]), which the caller of
+/// [`serve`] runs on a thread of its own.
+pub type Upgrade = Box<dyn FnOnce(Arc<TcpStream>, Vec<u8>) -> Run + Send>;
+
+/// The rest of an upgraded connection; it returns when the connection has ended, with the
+/// bytes it sent (for the access log's line).
+pub type Run = Box<dyn FnOnce() -> u64 + Send>;
 
 /// A request waiting for its answer on this connection's thread, while another thread may
 /// write that answer to the socket: the connection reads nothing meanwhile (a request
@@ -148,28 +154,34 @@ pub fn serve(
     handler: &dyn Handler,
     s: &Settings,
 ) -> Option<Handoff> {
-    let (then, stream, leftover, line) = serve_http(Arc::new(stream), peer, handler, s)?;
-    Some(Handoff {
-        then,
-        stream,
-        leftover,
-        line,
-    })
+    let upgraded = serve_http(Arc::new(stream), peer, handler, s)?;
+    Some(set_up(upgraded))
 }
 
-/// An upgraded connection (a WebSocket, an event stream) that has not run yet.
+/// Sets the upgraded connection up (see [`Upgrade`]). Out of line, so that none of its work
+/// sits in the frames above the HTTP loop: every byte there pushes the loop's deepest frames
+/// (the handshake's SHA-1) further down the stack, and a stack page the HTTP thread touches
+/// stays resident when glibc hands its stack to the next thread (it keeps the stacks of
+/// threads that ended for reuse).
+#[inline(never)]
+fn set_up((then, stream, leftover, line): Upgraded) -> Handoff {
+    Handoff {
+        run: then(stream, leftover),
+        line,
+    }
+}
+
+/// An upgraded connection (a WebSocket, an event stream), set up, that has not run yet.
 #[must_use = "an upgraded connection does nothing until it is run"]
 pub struct Handoff {
-    then: Upgrade,
-    stream: Arc<TcpStream>,
-    leftover: Vec<u8>,
+    run: Run,
     line: Option<Box<UpgradeLine>>,
 }
 
 impl Handoff {
     /// Runs the upgraded connection to its end, then writes its access-log line to `log`.
     pub fn run(self, log: Option<&AccessLog>) {
-        let bytes = (self.then)(self.stream, self.leftover);
+        let bytes = (self.run)();
         if let (Some(log), Some(l)) = (log, self.line) {
             log_upgraded(log, &l, bytes);
         }
