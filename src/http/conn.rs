@@ -266,54 +266,24 @@ fn serve_http(
         };
         let head_only = req.method == "HEAD";
         let client = handler.client(&req, peer);
-        match handler.handle(&req, &body, peer) {
+        let allowed = keep_alive(&req);
+        let (status, body_len, keep, ok) = match handler.handle(&req, &body, peer) {
             Reply::Response(resp) => {
-                let keep = keep_alive(&req) && !resp.close;
-                let ok = send(
-                    &stream,
-                    &mut writer,
-                    &mut out,
-                    &resp,
-                    keep,
-                    head_only,
-                    limits,
-                )
-                .is_ok();
-                handler.observe(resp.status, resp.body.len());
-                log_line(s, client, Some(&req), resp.status, resp.body.len(), started);
-                if !after_answer(&stream, &mut buf, ok, keep) {
-                    return None;
-                }
+                let io = (&*stream, &mut writer, &mut out);
+                answer(io, &resp, allowed, head_only, limits)
             }
-            Reply::Park(park) => {
-                let (status, body_len, keep, ok) = match park.wait(&stream, keep_alive(&req)) {
-                    Parked::Respond(resp) => {
-                        let keep = keep_alive(&req) && !resp.close;
-                        let ok = send(
-                            &stream,
-                            &mut writer,
-                            &mut out,
-                            &resp,
-                            keep,
-                            head_only,
-                            limits,
-                        )
-                        .is_ok();
-                        (resp.status, resp.body.len(), keep, ok)
-                    }
-                    Parked::Written(w) => {
-                        let rest = &w.bytes[w.sent.min(w.bytes.len())..];
-                        let deadline = Instant::now() + limits.write_timeout;
-                        let ok = writer.write_all(&stream, rest, deadline).is_ok();
-                        (w.status, w.body_len, w.keep_alive, ok)
-                    }
-                };
-                handler.observe(status, body_len);
-                log_line(s, client, Some(&req), status, body_len, started);
-                if !after_answer(&stream, &mut buf, ok, keep) {
-                    return None;
+            Reply::Park(park) => match park.wait(&stream, allowed) {
+                Parked::Respond(resp) => {
+                    let io = (&*stream, &mut writer, &mut out);
+                    answer(io, &resp, allowed, head_only, limits)
                 }
-            }
+                Parked::Written(w) => {
+                    let rest = &w.bytes[w.sent.min(w.bytes.len())..];
+                    let deadline = Instant::now() + limits.write_timeout;
+                    let ok = writer.write_all(&stream, rest, deadline).is_ok();
+                    (w.status, w.body_len, w.keep_alive, ok)
+                }
+            },
             Reply::Upgrade(resp, then) => {
                 let ok = send(
                     &stream,
@@ -350,8 +320,27 @@ fn serve_http(
                 drop(buf);
                 return Some((then, stream, leftover, line));
             }
+        };
+        handler.observe(status, body_len);
+        log_line(s, client, Some(&req), status, body_len, started);
+        if !after_answer(&stream, &mut buf, ok, keep) {
+            return None;
         }
     }
+}
+
+/// Writes `resp` as the answer to a request that allows `keep_alive`: its status, body length,
+/// whether the connection stays open, whether the write succeeded.
+fn answer(
+    (stream, writer, out): (&TcpStream, &mut Writer, &mut Vec<u8>),
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+    limits: &Limits,
+) -> (Status, usize, bool, bool) {
+    let keep = keep_alive && !resp.close;
+    let ok = send(stream, writer, out, resp, keep, head_only, limits).is_ok();
+    (resp.status, resp.body.len(), keep, ok)
 }
 
 /// After an answer: whether the connection goes on to its next request (else it is closed, with
