@@ -188,7 +188,7 @@ impl Template {
                 Slot::Back => html_escape(&mut out, page.back),
                 Slot::Base => html_escape(&mut out, page.base),
                 Slot::PresenceVersion => number(&mut out, page.presence_version),
-                Slot::PresenceText => html_escape(&mut out, &page.presence.text()),
+                Slot::PresenceText => page.presence.write_text(&mut out),
                 Slot::Candidates => candidates(&mut out, s, page),
                 Slot::Root => html_escape(&mut out, page.root),
                 Slot::Page => html_escape(&mut out, page.page),

@@ -73,13 +73,22 @@ impl Counts {
 
     /// `3 viewers: 1 WebSocket, 1 SSE, 1 long-polling, 0 polling`
     pub fn text(&self) -> String {
-        let parts: Vec<String> = Kind::ALL
-            .iter()
-            .map(|&k| format!("{} {}", self.get(k), k.label()))
-            .collect();
+        let mut out = String::with_capacity(64);
+        self.write_text(&mut out);
+        out
+    }
+
+    /// [`text`](Counts::text), written onto `out`: digits and the fixed labels only, nothing
+    /// that HTML would need escaped.
+    pub fn write_text(&self, out: &mut String) {
+        use std::fmt::Write as _;
         let total = self.total();
         let noun = if total == 1 { "viewer" } else { "viewers" };
-        format!("{total} {noun}: {}", parts.join(", "))
+        let _ = write!(out, "{total} {noun}: ");
+        for (i, &k) in Kind::ALL.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(out, "{sep}{} {}", self.get(k), k.label());
+        }
     }
 }
 
@@ -389,6 +398,10 @@ mod tests {
             c.text(),
             "5 viewers: 2 WebSocket, 1 SSE, 1 long-polling, 1 polling"
         );
+        // The page writes it unescaped: nothing in it may need escaping.
+        let mut escaped = String::new();
+        crate::http::response::html_escape(&mut escaped, &c.text());
+        assert_eq!(escaped, c.text());
         // A change within PUBLISH_EVERY waits; after it, it is published.
         v.connected(Kind::Ws, false);
         assert!(!publish(&mut v, &mut p, t0 + Duration::from_millis(10)));

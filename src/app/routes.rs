@@ -97,10 +97,15 @@ impl App {
         }
         let get = req.method == "GET" || req.method == "HEAD";
         // Route on the decoded path, so `/%69ndex` is `/index`; it is decoded exactly once.
-        let decoded = match form::percent_decode(req.path.as_bytes(), false) {
-            Ok(p) => p,
-            Err(_) => {
-                return Reply::Response(Response::error(Status::BadRequest, "malformed path"))
+        // Nothing to decode (the usual case): the path as it is, without a copy.
+        let decoded: std::borrow::Cow<str> = if !req.path.contains('%') {
+            req.path.as_str().into()
+        } else {
+            match form::percent_decode(req.path.as_bytes(), false) {
+                Ok(p) => p.into(),
+                Err(_) => {
+                    return Reply::Response(Response::error(Status::BadRequest, "malformed path"))
+                }
             }
         };
         // Under `--base-path`, the routes are below it, and nothing is outside it.

@@ -91,8 +91,10 @@ impl Response {
     /// Serialises the head, and the body unless `head_only` (a `HEAD` request, or a status
     /// that has no body). `keep_alive` is the connection's decision for after this response.
     pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) {
+        // Numbers are written in place (`io::Write` for a `Vec` allocates nothing of its own).
+        use std::io::Write as _;
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.code().to_string().as_bytes());
+        let _ = write!(out, "{}", self.status.code());
         out.push(b' ');
         out.extend_from_slice(self.status.reason().as_bytes());
         out.extend_from_slice(b"\r\nDate: ");
@@ -108,7 +110,7 @@ impl Response {
         let bodyless = self.status.is_bodyless();
         if !bodyless && !self.stream {
             out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(self.body.len().to_string().as_bytes());
+            let _ = write!(out, "{}", self.body.len());
             out.extend_from_slice(b"\r\n");
             if !self.headers.iter().any(|(n, _)| *n == "Content-Type") {
                 out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
