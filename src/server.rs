@@ -123,34 +123,19 @@ impl Server {
             };
             let app = Arc::clone(&self.app);
             let log = app.config.access_log.then(|| Arc::clone(&self.log));
-            // The stream waits in a cell the new thread takes it from, so that if the thread
-            // cannot be created (memory maps, pids) it is still here to be told `503`.
-            let cell = Arc::new(Mutex::new(Some(stream)));
-            let theirs = Arc::clone(&cell);
-            let spawned = thread::Builder::new()
-                .name("conn".into())
-                .stack_size(stack)
-                .spawn(move || {
-                    let slot = slot;
-                    let Some(stream) = theirs.lock().unwrap_or_else(PoisonError::into_inner).take()
-                    else {
-                        return;
-                    };
-                    drop(theirs);
-                    let settings = Settings {
-                        limits: &app.config.limits,
-                        access_log: log.as_deref(),
-                    };
-                    if let Some(upgraded) = conn::serve(stream, peer, &*app, &settings) {
-                        run_upgraded(upgraded, slot, log, stack);
-                    }
-                });
-            if let Err(e) = spawned {
-                // The closure (and its slot) was dropped: the slot is back.
-                if let Some(stream) = cell.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                    self.app.metrics.refused(Refusal::NoThread);
-                    refuse(stream);
+            let spawned = spawn_connection(stack, (stream, slot), move |(stream, slot)| {
+                let settings = Settings {
+                    limits: &app.config.limits,
+                    access_log: log.as_deref(),
+                };
+                if let Some(upgraded) = conn::serve(stream, peer, &*app, &settings) {
+                    run_upgraded(upgraded, slot, log, stack);
                 }
+            });
+            if let Err(((stream, slot), e)) = spawned {
+                drop(slot);
+                self.app.metrics.refused(Refusal::NoThread);
+                refuse(stream);
                 if last_complaint.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
                     let why = format!("cannot start a connection thread: {e}");
                     self.log.message(Level::Error, &why);
@@ -337,22 +322,40 @@ fn run_upgraded(
     log: Option<Arc<AccessLog>>,
     stack: usize,
 ) {
-    let cell = Arc::new(Mutex::new(Some((upgraded, slot, log))));
+    let run = |(upgraded, _slot, log): (conn::Handoff, _, Option<Arc<AccessLog>>)| {
+        upgraded.run(log.as_deref())
+    };
+    if let Err((here, _)) = spawn_connection(stack, (upgraded, slot, log), run) {
+        run(here);
+    }
+}
+
+/// Runs `f(value)` on a new connection thread. If no thread can be started (memory maps,
+/// pids), `value` is given back with the error, for the caller to answer or run here: it waits
+/// in a cell the new thread takes it from, not in the closure the failed spawn drops.
+fn spawn_connection<T: Send + 'static>(
+    stack: usize,
+    value: T,
+    f: impl FnOnce(T) + Send + 'static,
+) -> Result<(), (T, io::Error)> {
+    fn take<T>(cell: &Mutex<Option<T>>) -> Option<T> {
+        cell.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+    let cell = Arc::new(Mutex::new(Some(value)));
     let theirs = Arc::clone(&cell);
-    let take = |c: &Mutex<Option<_>>| c.lock().unwrap_or_else(PoisonError::into_inner).take();
     let spawned = thread::Builder::new()
         .name("conn".into())
         .stack_size(stack)
         .spawn(move || {
-            if let Some((upgraded, _slot, log)) = take(&theirs) {
-                drop(theirs);
-                upgraded.run(log.as_deref());
+            let value = take(&theirs);
+            drop(theirs);
+            if let Some(v) = value {
+                f(v);
             }
         });
-    if spawned.is_err() {
-        if let Some((upgraded, _slot, log)) = take(&cell) {
-            upgraded.run(log.as_deref());
-        }
+    match spawned {
+        Ok(_) => Ok(()),
+        Err(e) => take(&cell).map_or(Ok(()), |v| Err((v, e))),
     }
 }
 

@@ -852,6 +852,15 @@ impl Votes {
         }
     }
 
+    /// When the newest vote a catch-up lists was counted (None for a snapshot, or once it is
+    /// out of the history).
+    pub fn newest_counted(&self, c: &Catchup) -> Option<Instant> {
+        match c {
+            Catchup::Delta { votes, .. } => votes.last().and_then(|v| self.counted_at(v.version)),
+            Catchup::Snapshot(_) => None,
+        }
+    }
+
     /// The tally's version, epoch and published presence version now.
     pub fn position(&self) -> Position {
         let t = self.lock();
@@ -865,7 +874,10 @@ impl Votes {
     /// Whether the tally is at version `since` of `epoch` (None: ours) with presence version
     /// `presence_seen` (when given): a waiter there has nothing to be told yet.
     pub fn is_at(&self, since: u64, epoch: Option<&str>, presence_seen: Option<u64>) -> bool {
-        let t = self.lock();
+        Self::at(&self.lock(), since, epoch, presence_seen)
+    }
+
+    fn at(t: &Tally, since: u64, epoch: Option<&str>, presence_seen: Option<u64>) -> bool {
         t.version == since
             && epoch.is_none_or(|e| e == t.epoch)
             && presence_seen.is_none_or(|p| p == t.presence.published().1)
@@ -876,11 +888,7 @@ impl Votes {
     pub fn await_change(&self, at: &Position, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut t = self.lock();
-        while t.version == at.version
-            && t.epoch == at.epoch
-            && t.presence.published().1 == at.presence
-            && !self.ending()
-        {
+        while Self::at(&t, at.version, Some(&at.epoch), Some(at.presence)) && !self.ending() {
             let (g, in_time) = self.wait_until(t, deadline);
             t = g;
             if !in_time {

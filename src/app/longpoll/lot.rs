@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::metrics::Metrics;
 use crate::app::polls::{self, meta::Results};
-use crate::app::votes::{Catchup, Position, Votes};
+use crate::app::votes::{Position, Votes};
 use crate::app::{json, MAX_RESUME_DELTA};
 use crate::http::conn::Written;
 use crate::http::response::Response;
@@ -85,6 +85,17 @@ struct List {
     ended: bool,
 }
 
+impl List {
+    /// Nobody parks any more, and every parked poller answers itself (its thread sees the end
+    /// too: the poll is gone, or streams are ending).
+    fn end(&mut self) {
+        self.ended = true;
+        for p in self.parked.drain(..) {
+            tell(&p.slot, Outcome::Yourself);
+        }
+    }
+}
+
 /// A poll's parked long-polls and their writer.
 pub struct Lot {
     votes: Arc<Votes>,
@@ -123,11 +134,7 @@ impl Lot {
     /// Ends the writer (the poll is gone): every parked poller answers itself, and nobody
     /// parks any more.
     pub fn stop(&self) {
-        let mut l = lock(&self.list);
-        l.ended = true;
-        for p in l.parked.drain(..) {
-            tell(&p.slot, Outcome::Yourself);
-        }
+        lock(&self.list).end();
         // An idle writer ends now; one waiting on the tally at its next wake-up (a deleted
         // poll's streams end, which wakes it).
         self.joined.notify_one();
@@ -221,12 +228,8 @@ impl Lot {
             }
             l.idle = false;
             if l.ended || self.votes.ending() {
-                // Shutting down or deleted: every parked poller answers itself (its thread
-                // sees the end too), and nobody parks any more.
-                l.ended = true;
-                for p in l.parked.drain(..) {
-                    tell(&p.slot, Outcome::Yourself);
-                }
+                // Shutting down or deleted.
+                l.end();
                 return;
             }
             let at = self.votes.position();
@@ -321,12 +324,7 @@ impl Lot {
         let (body, newest) = match &key.votes {
             Some((since, epoch)) => {
                 let c = self.votes.catch_up(*since, Some(epoch), MAX_RESUME_DELTA);
-                let newest = match &c {
-                    Catchup::Delta { votes, .. } => {
-                        votes.last().and_then(|v| self.votes.counted_at(v.version))
-                    }
-                    Catchup::Snapshot(_) => None,
-                };
+                let newest = self.votes.newest_counted(&c);
                 let epoch = self.votes.epoch();
                 (
                     json::longpoll(&c, *since, true, &epoch, key.visible, presence),

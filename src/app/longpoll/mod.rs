@@ -6,9 +6,10 @@ pub mod lot;
 
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::admin::Caller;
+use super::metrics::Metrics;
 use super::polls::Poll;
 use super::presence::Kind;
 use super::votes::{Catchup, Wake};
@@ -70,11 +71,7 @@ impl Park for LongPoll {
             }) => {
                 m.long_poll_answered(true);
                 if votes {
-                    m.resume(Kind::LongPoll, "live");
-                    m.sent(Kind::LongPoll, 1, written.body_len as u64, 1);
-                    if let Some(d) = delivered {
-                        m.delivered(Kind::LongPoll, d);
-                    }
+                    carried_votes(m, "live", written.body_len, delivered);
                 }
                 Parked::Written(written)
             }
@@ -140,14 +137,8 @@ impl App {
                 } else {
                     json::resume_kind(&c)
                 };
-                self.metrics.resume(Kind::LongPoll, kind);
-                self.metrics.sent(Kind::LongPoll, 1, body.len() as u64, 1);
-                if let Catchup::Delta { votes: list, .. } = &c {
-                    let newest = list.last().and_then(|v| votes.counted_at(v.version));
-                    if let Some(at) = newest {
-                        self.metrics.delivered(Kind::LongPoll, at.elapsed());
-                    }
-                }
+                let newest = votes.newest_counted(&c);
+                carried_votes(&self.metrics, kind, body.len(), newest.map(|t| t.elapsed()));
                 body
             }
             // Nothing new in the tally (presence changed, or the wait timed out): the tutorial's
@@ -157,5 +148,15 @@ impl App {
             }
         };
         Response::json(Status::Ok, body)
+    }
+}
+
+/// The metrics of a long-poll answer that carried votes (`kind`: live, delta or snapshot), the
+/// newest of them counted `delivered` before it went out.
+fn carried_votes(m: &Metrics, kind: &str, body_len: usize, delivered: Option<Duration>) {
+    m.resume(Kind::LongPoll, kind);
+    m.sent(Kind::LongPoll, 1, body_len as u64, 1);
+    if let Some(d) = delivered {
+        m.delivered(Kind::LongPoll, d);
     }
 }
