@@ -1,6 +1,7 @@
 //! Routing: which path and method does what. Each handler turns a parsed request into a
 //! response; the vote table does the counting.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -525,9 +526,9 @@ impl App {
         }
         // Where the no-JavaScript forms come back to: this page, as a local path (an
         // absolute-form request target names the host too).
-        let back = match &req.query {
-            Some(q) => format!("{}?{q}", req.path),
-            None => req.path.clone(),
+        let back: Cow<str> = match &req.query {
+            Some(q) => Cow::Owned(format!("{}?{q}", req.path)),
+            None => Cow::Borrowed(&req.path),
         };
         let caller = self.caller(req, client);
         let voted = caller
@@ -536,12 +537,12 @@ impl App {
             .and_then(|v| poll.votes.voted_for(v));
         // Rendered on every request: caching the page per version was measured (get_index,
         // 2×3 runs side by side) and gave no gain beyond the noise.
-        let snap = poll.votes.snapshot();
+        let snap = poll.votes.shared_snapshot();
         let (counts, pv) = poll.votes.presence();
-        let own = if poll.id() == DEFAULT_ID {
-            format!("{base}/index")
-        } else {
-            root.clone()
+        let own: Cow<str> = match (poll.id() == DEFAULT_ID, base.is_empty()) {
+            (true, true) => Cow::Borrowed("/index"),
+            (true, false) => Cow::Owned(format!("{base}/index")),
+            (false, _) => Cow::Borrowed(&root),
         };
         let page = Page {
             transport,
@@ -599,7 +600,7 @@ impl App {
             }
         };
         let qr = qr_svg(&join);
-        let snap = poll.votes.snapshot();
+        let snap = poll.votes.shared_snapshot();
         let (counts, pv) = poll.votes.presence();
         let page = Page {
             transport: TRANSPORTS[0],
@@ -756,7 +757,7 @@ impl App {
         }
         let caller = self.caller(req, client);
         let visible = poll.visible_to(caller.voter.as_deref(), caller.admin);
-        let snap = votes.snapshot();
+        let snap = votes.shared_snapshot();
         let (counts, pv) = votes.presence();
         // The cursor, plus the presence version (a changed viewer count is news to a poller)
         // and whether the counts were shown (a reveal is news too).

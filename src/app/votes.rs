@@ -272,6 +272,10 @@ struct Tally {
     closed: bool,
     /// Closed because the poll was deleted ([`Votes::delete`]), not for a shutdown.
     deleted: bool,
+    /// The last snapshot handed out ([`Votes::shared_snapshot`]): a page or poll answer at an
+    /// unchanged version takes it without copying every candidate's id and name again.
+    /// Valid while version, epoch and state match; dropped when the candidates are replaced.
+    snap: Option<Arc<Snapshot>>,
 }
 
 /// What one version did: candidate `i` got to `count` (and `from`, when a voter moved their
@@ -523,6 +527,7 @@ impl Votes {
                 watchers: 0,
                 closed: false,
                 deleted: false,
+                snap: None,
             }),
             changed: Condvar::new(),
             queued: Condvar::new(),
@@ -761,6 +766,20 @@ impl Votes {
         self.snapshot_of(&t)
     }
 
+    /// [`snapshot`](Votes::snapshot), shared: built once per version, then the same `Arc`
+    /// for every reader until the tally moves (no allocation per request).
+    pub fn shared_snapshot(&self) -> Arc<Snapshot> {
+        let mut t = self.lock();
+        if let Some(s) = &t.snap {
+            if s.version == t.version && s.closed == t.poll_closed && s.epoch == t.epoch {
+                return Arc::clone(s);
+            }
+        }
+        let s = Arc::new(self.snapshot_of(&t));
+        t.snap = Some(Arc::clone(&s));
+        s
+    }
+
     fn snapshot_of(&self, t: &Tally) -> Snapshot {
         Snapshot {
             version: t.version,
@@ -981,6 +1000,7 @@ impl Votes {
         if t.epoch == epoch && t.version == version && t.names == names {
             return;
         }
+        t.snap = None;
         if t.names != names {
             t.names = names.to_vec();
             t.index = names
@@ -1318,6 +1338,38 @@ mod tests {
             s.candidates.iter().map(|c| c.count).collect::<Vec<_>>(),
             [1, 1]
         );
+    }
+
+    #[test]
+    fn a_shared_snapshot_is_reused_until_the_tally_moves() {
+        let v = votes();
+        let a = v.shared_snapshot();
+        assert!(
+            Arc::ptr_eq(&a, &v.shared_snapshot()),
+            "same version: same snapshot"
+        );
+        v.vote("1").unwrap();
+        let b = v.shared_snapshot();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!((b.version, b.candidates[0].count), (1, 1));
+        assert_eq!(*b, v.snapshot());
+        v.mark(Mark::Closed).unwrap();
+        let c = v.shared_snapshot();
+        assert!(c.closed && c.version == 2);
+        // New candidates at the same version and epoch: a new snapshot, not the cached one.
+        let names = vec![("x".to_string(), "X".to_string())];
+        let standing = Standing {
+            voters: Vec::new(),
+            closed: true,
+        };
+        v.follow_snapshot(&c.epoch, &names, &[("x".into(), 5)], 2, &standing);
+        let d = v.shared_snapshot();
+        assert_eq!(d.candidates.len(), 1);
+        assert_eq!(
+            (d.candidates[0].uid.as_str(), d.candidates[0].count),
+            ("x", 5)
+        );
+        assert_eq!(*d, v.snapshot());
     }
 
     #[test]
