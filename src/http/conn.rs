@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::access_log::{AccessLog, Entry, RequestLine};
 use super::chunked;
 use super::error::Error;
-use super::request::{BodyFraming, HeadScan, Parse, Request, Version};
+use super::request::{BodyFraming, HeadScan, Request, Version};
 use super::response::Response;
 use super::status::Status;
 use crate::config::Limits;
@@ -244,8 +244,11 @@ fn serve_http(
     let mut out: Vec<u8> = Vec::with_capacity(BUF_START);
     let mut reader = Reader::new();
     let mut writer = Writer::new();
+    // Each request is parsed into the last one's strings: no allocation for a usual head.
+    let mut spare: Option<Box<Request>> = None;
     loop {
-        let (req, body, started) = match read_request(&stream, &mut reader, &mut buf, limits) {
+        let read = read_request(&stream, &mut reader, &mut buf, limits, spare.take());
+        let (mut req, body, started) = match read {
             Ok(r) => r,
             Err(ReadEnd::Quiet) => return None,
             Err(ReadEnd::Fail(e)) => {
@@ -326,6 +329,8 @@ fn serve_http(
         if !after_answer(&stream, &mut buf, ok, keep) {
             return None;
         }
+        req.trim();
+        spare = Some(req);
     }
 }
 
@@ -368,18 +373,20 @@ fn read_request(
     reader: &mut Reader,
     buf: &mut InBuf,
     limits: &Limits,
-) -> Result<(Request, Vec<u8>, Instant), ReadEnd> {
+    spare: Option<Box<Request>>,
+) -> Result<(Box<Request>, Vec<u8>, Instant), ReadEnd> {
     let idle_deadline = Instant::now() + limits.idle_timeout;
     let mut head_deadline = None;
     // Each byte of the head is looked at once, however it is cut into reads.
     let mut scan = HeadScan::new();
-    let (req, used) = loop {
+    let mut req = spare.unwrap_or_default();
+    let used = loop {
         if !buf.is_empty() && head_deadline.is_none() {
             head_deadline = Some(Instant::now() + limits.head_timeout);
         }
-        match scan.feed(buf.filled(), limits) {
-            Ok(Parse::Complete(req, used)) => break (req, used),
-            Ok(Parse::Incomplete) => {}
+        match scan.feed_into(buf.filled(), limits, &mut req) {
+            Ok(Some(used)) => break used,
+            Ok(None) => {}
             Err(e) => return Err(ReadEnd::Fail(e)),
         }
         match reader.read(

@@ -42,6 +42,11 @@ pub struct Headers {
 
 /// Bytes of field text a head is given room for before it grows: browsers send 0.5–1 KiB.
 const HEAD_ROOM: usize = 1024;
+/// Fields a request kept for reuse has room for while its connection idles.
+const KEPT_FIELDS: usize = 16;
+/// Bytes of each request-line string (method, target, path, query) a request kept for reuse
+/// holds on to while its connection idles; a longer one is given back.
+const KEPT_LINE: usize = 256;
 
 /// One header field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,12 +56,24 @@ pub struct Field<'a> {
 }
 
 impl Headers {
-    /// Room for a head of `bytes` bytes and `fields` fields.
-    fn with_capacity(bytes: usize, fields: usize) -> Headers {
-        Headers {
-            text: String::with_capacity(bytes),
-            spans: Vec::with_capacity(fields),
-        }
+    /// Empties it, keeping its room.
+    fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+    }
+
+    /// Room for `bytes` more bytes and `fields` more fields.
+    fn reserve(&mut self, bytes: usize, fields: usize) {
+        self.text.reserve(bytes);
+        self.spans.reserve(fields);
+    }
+
+    /// Empties it and gives back room beyond a usual head's, so that a request kept for reuse
+    /// holds no more than that while its connection idles.
+    fn trim(&mut self) {
+        self.clear();
+        self.text.shrink_to(HEAD_ROOM);
+        self.spans.shrink_to(KEPT_FIELDS);
     }
 
     /// Adds a field after the others.
@@ -119,7 +136,37 @@ pub struct Request {
     pub body: BodyFraming,
 }
 
+/// An empty request, to parse into ([`parse_request_into`]).
+impl Default for Request {
+    fn default() -> Request {
+        Request {
+            method: String::new(),
+            target: String::new(),
+            path: String::new(),
+            query: None,
+            version: Version::Http11,
+            headers: Headers::default(),
+            body: BodyFraming::None,
+        }
+    }
+}
+
 impl Request {
+    /// Empties it for the connection's next request ([`parse_request_into`]) and gives back
+    /// room beyond a usual request's (a long target, a large head), so that it holds little
+    /// while the connection idles.
+    pub fn trim(&mut self) {
+        self.headers.trim();
+        let query = self.query.iter_mut();
+        for s in [&mut self.method, &mut self.target, &mut self.path]
+            .into_iter()
+            .chain(query)
+        {
+            s.clear();
+            s.shrink_to(KEPT_LINE);
+        }
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -200,6 +247,21 @@ impl HeadScan {
 
     /// The head in `buf`, if it has arrived; see [`parse_request`].
     pub fn feed(&mut self, buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
+        let mut req = Request::default();
+        Ok(match self.feed_into(buf, limits, &mut req)? {
+            Some(used) => Parse::Complete(req, used),
+            None => Parse::Incomplete,
+        })
+    }
+
+    /// [`feed`](HeadScan::feed) into `req`, reusing its strings (a connection parses each of
+    /// its requests into the same one): the bytes the head used once it has arrived.
+    pub fn feed_into(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        req: &mut Request,
+    ) -> Result<Option<usize>, Error> {
         let mut parse_now = false;
         while self.scanned < buf.len() {
             let b = buf[self.scanned];
@@ -224,7 +286,7 @@ impl HeadScan {
                 self.request_line_done = true;
                 parse_now = true;
             } else if line.is_empty() {
-                return self.parse(buf, limits);
+                return self.parse(buf, limits, req);
             } else {
                 self.fields += 1;
                 self.work += line.len();
@@ -242,14 +304,19 @@ impl HeadScan {
             limits.max_request_line
         };
         if parse_now || held > max {
-            return self.parse(buf, limits);
+            return self.parse(buf, limits, req);
         }
-        Ok(Parse::Incomplete)
+        Ok(None)
     }
 
-    fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        req: &mut Request,
+    ) -> Result<Option<usize>, Error> {
         self.work += buf.len();
-        parse_request(buf, limits)
+        parse_request_into(buf, limits, req)
     }
 }
 
@@ -258,6 +325,21 @@ impl HeadScan {
 /// Limits are checked on the bytes seen so far, so an endless request line or header block is
 /// refused as soon as it passes its limit, not when it ends.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
+    let mut req = Request::default();
+    Ok(match parse_request_into(buf, limits, &mut req)? {
+        Some(used) => Parse::Complete(req, used),
+        None => Parse::Incomplete,
+    })
+}
+
+/// [`parse_request`] into `req`, whose strings are cleared and refilled (no allocation when
+/// they have room): the bytes the head used, or `None` while it is incomplete. What `req`
+/// holds after an error or an incomplete head is unspecified.
+pub fn parse_request_into(
+    buf: &[u8],
+    limits: &Limits,
+    req: &mut Request,
+) -> Result<Option<usize>, Error> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received before the
     // request-line (old clients send CRLF after a POST body).
     let mut start = 0;
@@ -276,7 +358,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
                 max: limits.max_request_line,
             });
         }
-        return Ok(Parse::Incomplete);
+        return Ok(None);
     };
     let (line, mut pos) = line_end;
     if line.len() > limits.max_request_line {
@@ -285,10 +367,29 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
         });
     }
     let (method, target, version) = parse_request_line(line)?;
+    let (path, query) = split_target(target, method)?;
+    req.method.clear();
+    req.method.push_str(method);
+    req.target.clear();
+    req.target.push_str(target);
+    req.path.clear();
+    req.path.push_str(path);
+    match (query, &mut req.query) {
+        (None, q) => *q = None,
+        (Some(q), Some(kept)) => {
+            kept.clear();
+            kept.push_str(q);
+        }
+        (Some(q), kept) => *kept = Some(q.to_string()),
+    }
+    req.version = version;
+    req.body = BodyFraming::None;
 
     // Room for a usual head at once; what follows it in the buffer (a body, pipelined
     // requests) is not a measure of it.
-    let mut headers = Headers::with_capacity(buf.len().min(HEAD_ROOM), 8);
+    let headers = &mut req.headers;
+    headers.clear();
+    headers.reserve(buf.len().min(HEAD_ROOM), 8);
     loop {
         if pos > limits.max_header_bytes {
             return Err(Error::HeadersTooLarge {
@@ -301,7 +402,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
                     max: limits.max_header_bytes,
                 });
             }
-            return Ok(Parse::Incomplete);
+            return Ok(None);
         };
         pos += next;
         if line.is_empty() {
@@ -326,19 +427,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
         );
     }
 
-    let (path, query) = split_target(&target, &method)?;
-    let mut req = Request {
-        method,
-        target,
-        path,
-        query,
-        version,
-        headers,
-        body: BodyFraming::None,
-    };
-    validate_host(&req)?;
-    req.body = body_framing(&req, limits)?;
-    Ok(Parse::Complete(req, start + pos))
+    validate_host(req)?;
+    req.body = body_framing(req, limits)?;
+    Ok(Some(start + pos))
 }
 
 /// Finds the first line of `buf`: returns it without its terminator, and the offset just past
@@ -362,7 +453,7 @@ pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), Error> {
+fn parse_request_line(line: &[u8]) -> Result<(&str, &str, Version), Error> {
     // RFC 9112 §3: request-line = method SP request-target SP HTTP-version, single spaces.
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -388,9 +479,8 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), Error> {
         _ => return Err(Error::BadRequest("malformed HTTP version")),
     };
     // Both checked above to be ASCII.
-    let method = String::from_utf8_lossy(method).into_owned();
-    let target = String::from_utf8_lossy(target).into_owned();
-    Ok((method, target, version))
+    let ascii = |b| std::str::from_utf8(b).map_err(|_| Error::BadRequest("malformed request line"));
+    Ok((ascii(method)?, ascii(target)?, version))
 }
 
 /// Checks one field line and splits it into name and value, without allocating: the scan of an
@@ -431,7 +521,7 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 
 /// Splits the request-target into path and query (RFC 9112 §3.2). Absolute-form is reduced to
 /// its path; asterisk-form is allowed for OPTIONS only.
-fn split_target(target: &str, method: &str) -> Result<(String, Option<String>), Error> {
+fn split_target<'a>(target: &'a str, method: &str) -> Result<(&'a str, Option<&'a str>), Error> {
     let path_and_query = if target.starts_with('/') {
         target
     } else if target == "*" {
@@ -449,7 +539,7 @@ fn split_target(target: &str, method: &str) -> Result<(String, Option<String>), 
             Some(i) => {
                 let query = &rest[i + 1..];
                 let query = query.split_once('#').map_or(query, |(q, _)| q);
-                return Ok(("/".to_string(), Some(query.to_string())));
+                return Ok(("/", Some(query)));
             }
             None => "/",
         }
@@ -461,8 +551,8 @@ fn split_target(target: &str, method: &str) -> Result<(String, Option<String>), 
         .split_once('#')
         .map_or(path_and_query, |(p, _)| p);
     Ok(match path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (path_and_query.to_string(), None),
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
     })
 }
 
@@ -779,6 +869,54 @@ mod tests {
     }
 
     const CURL_POST: &[u8] = b"POST /vote?x=1 HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nContent-Length: 5\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nuid=1";
+
+    #[test]
+    fn a_request_parsed_into_the_last_ones_strings_is_the_same_as_a_fresh_one() {
+        let heads: [&[u8]; 5] = [
+            CURL_POST,
+            b"GET /index HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://h?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+            b"OPTIONS * HTTP/1.0\r\n\r\n",
+            b"\r\nHEAD /p%20x?a=%41 HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ];
+        let mut kept = Request::default();
+        for round in 0..2 {
+            for raw in heads {
+                let (fresh, n) = ok(raw);
+                let used = parse_request_into(raw, &lim(), &mut kept).unwrap();
+                assert_eq!((&kept, used), (&fresh, Some(n)), "round {round}: {raw:?}");
+            }
+        }
+        // The same heads again fit in the room the first round made.
+        let room = (kept.headers.text.capacity(), kept.headers.spans.capacity());
+        for raw in heads {
+            parse_request_into(raw, &lim(), &mut kept).unwrap();
+        }
+        assert_eq!(
+            room,
+            (kept.headers.text.capacity(), kept.headers.spans.capacity())
+        );
+    }
+
+    #[test]
+    fn a_kept_request_gives_back_a_large_heads_room() {
+        let big = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n{}\r\n",
+            "p".repeat(4000),
+            "X-F: 0123456789012345678901234567890123456789\r\n".repeat(60)
+        );
+        let mut req = Request::default();
+        parse_request_into(big.as_bytes(), &lim(), &mut req).unwrap();
+        assert!(req.headers.text.capacity() > HEAD_ROOM && req.target.capacity() >= 4001);
+        req.trim();
+        assert!(req.headers.text.capacity() <= HEAD_ROOM);
+        assert!(req.headers.spans.capacity() <= KEPT_FIELDS);
+        assert!(req.target.capacity() <= KEPT_LINE && req.path.capacity() <= KEPT_LINE);
+        // Still usable, and right.
+        let (fresh, _) = ok(CURL_POST);
+        parse_request_into(CURL_POST, &lim(), &mut req).unwrap();
+        assert_eq!(req, fresh);
+    }
 
     #[test]
     fn header_fields_are_kept_in_order_in_one_string() {
