@@ -221,18 +221,19 @@ fn status_text(out: &mut String, s: &Snapshot, page: &Page) {
     out.push_str(if total == 1 { " vote" } else { " votes" });
     if page.visible && total > 0 {
         let top = s.candidates.iter().map(|c| c.count).max().unwrap_or(0);
-        let leaders: Vec<&str> = s
-            .candidates
-            .iter()
-            .filter(|c| c.count == top)
-            .map(|c| c.name.as_str())
-            .collect();
-        out.push_str(if leaders.len() == 1 {
+        let leaders = || s.candidates.iter().filter(|c| c.count == top);
+        out.push_str(if leaders().count() == 1 {
             " · leading: "
         } else {
             " · tied: "
         });
-        html_escape(out, &leaders.join(", "));
+        // Written in place: a list and its joined copy would be two allocations per page.
+        for (k, c) in leaders().enumerate() {
+            if k > 0 {
+                out.push_str(", ");
+            }
+            html_escape(out, &c.name);
+        }
     }
     if let Some(name) = page
         .voted

@@ -428,12 +428,12 @@ pub fn vote_error(e: VoteError) -> Response {
 
 /// A form-encoded body's fields (`what` names it in the `415`); an empty body is allowed
 /// without a `Content-Type` when `empty_ok`.
-pub fn form_body(
+pub fn form_body<'a>(
     req: &Request,
-    body: &[u8],
+    body: &'a [u8],
     what: &str,
     empty_ok: bool,
-) -> Result<Vec<(String, String)>, Response> {
+) -> Result<form::Pairs<'a>, Response> {
     let mime = req.header("content-type").unwrap_or("");
     let mime = mime.split(';').next().unwrap_or("").trim();
     if !empty_ok && !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
@@ -451,13 +451,13 @@ fn not_allowed(allow: &'static str) -> Response {
 }
 
 /// The decoded query string; a malformed one is a 400.
-fn query(req: &Request) -> Result<Vec<(String, String)>, Response> {
+fn query(req: &Request) -> Result<form::Pairs<'_>, Response> {
     form::parse(req.query.as_deref().unwrap_or("").as_bytes())
         .map_err(|e| Response::error(Status::BadRequest, &format!("query string: {e}")))
 }
 
 /// `since` and `epoch` from a query; a malformed `since` is a 400.
-fn cursor_of(q: &[(String, String)]) -> Result<Cursor, Response> {
+fn cursor_of(q: &[form::Pair<'_>]) -> Result<Cursor, Response> {
     let since = match form::get(q, "since") {
         None | Some("") => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| {
@@ -792,7 +792,7 @@ impl App {
 
     /// Counts a polling or long-polling viewer that named itself (up to the per-address cap:
     /// made-up ids from one client cannot crowd out everyone else).
-    fn seen(&self, q: &[(String, String)], kind: Kind, client: IpAddr, votes: &Votes) {
+    fn seen(&self, q: &[form::Pair<'_>], kind: Kind, client: IpAddr, votes: &Votes) {
         if let Some(id) = form::get(q, "viewer").filter(|id| valid_viewer(id)) {
             let cap = self.config.limits.max_viewers_per_ip;
             votes.viewer_seen(id, kind, client, cap);

@@ -42,6 +42,9 @@ const BUF_START: usize = 4096;
 /// A connection's receive buffer larger than this (after a large body) is given back once its
 /// request is answered, so a keep-alive connection holds no more than this while idle.
 const BUF_KEEP: usize = 16 * 1024;
+/// Bytes of the last request's body a connection keeps for its next one (a vote's form is a
+/// few dozen); a larger body's room is given back.
+const BODY_KEEP: usize = 1024;
 
 /// The drain before closing a connection after its last response: until the peer has been
 /// quiet for 200 ms, it has sent 64 KiB, or 2 s have passed since the drain began, whichever
@@ -246,8 +249,10 @@ fn serve_http(
     let mut writer = Writer::new();
     // Each request is parsed into the last one's strings: no allocation for a usual head.
     let mut spare: Option<Box<Request>> = None;
+    let mut spare_body = Vec::new();
     loop {
-        let read = read_request(&stream, &mut reader, &mut buf, limits, spare.take());
+        let kept = (spare.take(), std::mem::take(&mut spare_body));
+        let read = read_request(&stream, &mut reader, &mut buf, limits, kept);
         let (mut req, body, started) = match read {
             Ok(r) => r,
             Err(ReadEnd::Quiet) => return None,
@@ -331,6 +336,9 @@ fn serve_http(
         }
         req.trim();
         spare = Some(req);
+        spare_body = body;
+        spare_body.clear();
+        spare_body.shrink_to(BODY_KEEP);
     }
 }
 
@@ -366,14 +374,16 @@ fn after_answer(stream: &TcpStream, buf: &mut InBuf, written: bool, keep: bool) 
 /// request, then `head_timeout` for the whole head, then `body_timeout` for the body. Out of
 /// line: its scanner and decoder are gone from the stack before the request is handled (an
 /// upgrade's handshake is the deepest a connection thread goes, and every page it touches
-/// stays resident under an idle WebSocket).
+/// stays resident under an idle WebSocket). The head is parsed into `spare` and the body
+/// read into the given vector (the connection's last request's, emptied), so a usual
+/// request allocates nothing to be read.
 #[inline(never)]
 fn read_request(
     stream: &TcpStream,
     reader: &mut Reader,
     buf: &mut InBuf,
     limits: &Limits,
-    spare: Option<Box<Request>>,
+    (spare, mut body): (Option<Box<Request>>, Vec<u8>),
 ) -> Result<(Box<Request>, Vec<u8>, Instant), ReadEnd> {
     let idle_deadline = Instant::now() + limits.idle_timeout;
     let mut head_deadline = None;
@@ -422,15 +432,16 @@ fn read_request(
     }
 
     let body_deadline = started + limits.body_timeout;
+    body.clear();
     let body = match req.body {
-        BodyFraming::None => Vec::new(),
+        BodyFraming::None => body,
         BodyFraming::Length(n) => {
             // The parser has checked n ≤ max_body, so this fits in usize and memory.
             let n = n as usize;
             while buf.len() < n {
                 read_body_more(stream, reader, buf, body_deadline)?;
             }
-            let body = buf.filled()[..n].to_vec();
+            body.extend_from_slice(&buf.filled()[..n]);
             buf.consume(n);
             body
         }

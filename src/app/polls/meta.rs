@@ -137,7 +137,7 @@ impl Meta {
     /// always).
     pub fn from_form(
         id: &str,
-        fields: &[(String, String)],
+        fields: &[crate::http::form::Pair<'_>],
         created_ms: u64,
     ) -> Result<Meta, MetaError> {
         if !crate::ids::POLL.accepts(id) {
@@ -147,7 +147,7 @@ impl Meta {
         let texts: Vec<&str> = fields
             .iter()
             .filter(|(k, _)| k == "option")
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .collect();
         if !(MIN_OPTIONS..=MAX_OPTIONS).contains(&texts.len()) {
             return Err(MetaError::Options(format!(
@@ -240,10 +240,10 @@ fn encode_component(v: &str, out: &mut String) {
 mod tests {
     use super::*;
 
-    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn fields(pairs: &[(&str, &str)]) -> crate::http::form::Pairs<'static> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string().into(), v.to_string().into()))
             .collect()
     }
 
