@@ -13,6 +13,8 @@
 //!   `Host` for HTTP/1.1, and a body framing that agrees with the headers and `max_body`.
 //! - What the app does next with a request never panics: handshake validation (and its
 //!   accept key), keep-alive, the decoded path and query, `Last-Event-ID`.
+//! - `parse_request_into` on one request reused for every head (as `http::conn` does) gives
+//!   what a fresh `parse_request` gives.
 //! - `HeadScan` (what `http::conn` uses) fed a byte at a time stops where `parse_request`
 //!   first stops being `Incomplete`, with the same answer.
 #![no_main]
@@ -23,7 +25,9 @@ use livevote::config::Limits;
 use livevote::http::chunked::Decoder;
 use livevote::http::conn::keep_alive;
 use livevote::http::form;
-use livevote::http::request::{parse_request, BodyFraming, HeadScan, Parse, Request, Version};
+use livevote::http::request::{
+    parse_request, parse_request_into, BodyFraming, HeadScan, Parse, Request, Version,
+};
 use livevote::ws::handshake;
 
 /// Requests taken from one input; more only repeats what the first ones reached.
@@ -50,9 +54,22 @@ fn walk(data: &[u8], limits: &Limits) {
     // An unfinished head: the limit, the empty lines skipped before it, and a CR awaiting its LF.
     let head_bound = MAX_LEADING_EMPTY + limits.max_request_line.max(limits.max_header_bytes) + 1;
     let mut rest = data;
+    // One request reused for every head, as a connection does, trimmed after each.
+    let mut kept = Request::default();
     for _ in 0..MAX_PIPELINED {
         check_scan(rest, limits);
-        let (req, n) = match parse_request(rest, limits) {
+        let fresh = parse_request(rest, limits);
+        let reused = parse_request_into(rest, limits, &mut kept);
+        match (&fresh, &reused) {
+            (Ok(Parse::Complete(req, n)), Ok(Some(m))) => {
+                assert_eq!((req, n), (&kept, m), "a reused request parses differently")
+            }
+            (Ok(Parse::Incomplete), Ok(None)) => {}
+            (Err(a), Err(b)) => assert_eq!(a.status(), b.status()),
+            _ => panic!("fresh {fresh:?}, reused {reused:?}"),
+        }
+        kept.trim();
+        let (req, n) = match fresh {
             Ok(Parse::Complete(req, n)) => (req, n),
             Ok(Parse::Incomplete) => {
                 assert!(rest.len() <= head_bound, "incomplete head past the limits");
