@@ -247,14 +247,14 @@ fn serve_http(
     let mut out: Vec<u8> = Vec::with_capacity(BUF_START);
     let mut reader = Reader::new();
     let mut writer = Writer::new();
-    // Each request is parsed into the last one's strings: no allocation for a usual head.
-    let mut spare: Option<Box<Request>> = None;
-    let mut spare_body = Vec::new();
+    // Each request is parsed into the last one's strings and body: no allocation for a usual
+    // request. Boxed, so the loop's frame stays small (see `read_request`).
+    let mut kept = Box::<Request>::default();
+    let mut body = Vec::new();
     loop {
-        let kept = (spare.take(), std::mem::take(&mut spare_body));
-        let read = read_request(&stream, &mut reader, &mut buf, limits, kept);
-        let (mut req, body, started) = match read {
-            Ok(r) => r,
+        let read = read_request(&stream, &mut reader, &mut buf, limits, &mut kept, &mut body);
+        let started = match read {
+            Ok(started) => started,
             Err(ReadEnd::Quiet) => return None,
             Err(ReadEnd::Fail(e)) => {
                 let resp = Response::error(e.status(), &e.to_string()).closing();
@@ -272,10 +272,11 @@ fn serve_http(
                 return None;
             }
         };
+        let req: &Request = &kept;
         let head_only = req.method == "HEAD";
-        let client = handler.client(&req, peer);
-        let allowed = keep_alive(&req);
-        let (status, body_len, keep, ok) = match handler.handle(&req, &body, peer) {
+        let client = handler.client(req, peer);
+        let allowed = keep_alive(req);
+        let (status, body_len, keep, ok) = match handler.handle(req, &body, peer) {
             Reply::Response(resp) => {
                 let io = (&*stream, &mut writer, &mut out);
                 answer(io, &resp, allowed, head_only, limits)
@@ -305,7 +306,7 @@ fn serve_http(
                 .is_ok();
                 handler.observe(resp.status, 0);
                 if !ok {
-                    log_line(s, client, Some(&req), resp.status, 0, started);
+                    log_line(s, client, Some(req), resp.status, 0, started);
                     return None;
                 }
                 let line = s.access_log.map(|_| {
@@ -314,8 +315,8 @@ fn serve_http(
                         method: cut_at_char(&req.method, MAX_LOGGED_METHOD).to_owned(),
                         target: cut_at_char(&req.target, MAX_LOGGED_TARGET).to_owned(),
                         protocol: req.version.as_str(),
-                        referer: logged_header(&req, "referer").map(str::to_owned),
-                        user_agent: logged_header(&req, "user-agent").map(str::to_owned),
+                        referer: logged_header(req, "referer").map(str::to_owned),
+                        user_agent: logged_header(req, "user-agent").map(str::to_owned),
                         status: resp.status.code(),
                         started,
                     })
@@ -330,15 +331,13 @@ fn serve_http(
             }
         };
         handler.observe(status, body_len);
-        log_line(s, client, Some(&req), status, body_len, started);
+        log_line(s, client, Some(req), status, body_len, started);
         if !after_answer(&stream, &mut buf, ok, keep) {
             return None;
         }
-        req.trim();
-        spare = Some(req);
-        spare_body = body;
-        spare_body.clear();
-        spare_body.shrink_to(BODY_KEEP);
+        kept.trim();
+        body.clear();
+        body.shrink_to(BODY_KEEP);
     }
 }
 
@@ -374,27 +373,27 @@ fn after_answer(stream: &TcpStream, buf: &mut InBuf, written: bool, keep: bool) 
 /// request, then `head_timeout` for the whole head, then `body_timeout` for the body. Out of
 /// line: its scanner and decoder are gone from the stack before the request is handled (an
 /// upgrade's handshake is the deepest a connection thread goes, and every page it touches
-/// stays resident under an idle WebSocket). The head is parsed into `spare` and the body
-/// read into the given vector (the connection's last request's, emptied), so a usual
-/// request allocates nothing to be read.
+/// stays resident under an idle WebSocket). The head is parsed into `req` and the body read
+/// into `body` (the connection's last request's, emptied), so a usual request allocates
+/// nothing to be read. Returns when the head was complete (the request's start).
 #[inline(never)]
 fn read_request(
     stream: &TcpStream,
     reader: &mut Reader,
     buf: &mut InBuf,
     limits: &Limits,
-    (spare, mut body): (Option<Box<Request>>, Vec<u8>),
-) -> Result<(Box<Request>, Vec<u8>, Instant), ReadEnd> {
+    req: &mut Request,
+    body: &mut Vec<u8>,
+) -> Result<Instant, ReadEnd> {
     let idle_deadline = Instant::now() + limits.idle_timeout;
     let mut head_deadline = None;
     // Each byte of the head is looked at once, however it is cut into reads.
     let mut scan = HeadScan::new();
-    let mut req = spare.unwrap_or_default();
     let used = loop {
         if !buf.is_empty() && head_deadline.is_none() {
             head_deadline = Some(Instant::now() + limits.head_timeout);
         }
-        match scan.feed_into(buf.filled(), limits, &mut req) {
+        match scan.feed_into(buf.filled(), limits, req) {
             Ok(Some(used)) => break used,
             Ok(None) => {}
             Err(e) => return Err(ReadEnd::Fail(e)),
@@ -433,8 +432,8 @@ fn read_request(
 
     let body_deadline = started + limits.body_timeout;
     body.clear();
-    let body = match req.body {
-        BodyFraming::None => body,
+    match req.body {
+        BodyFraming::None => {}
         BodyFraming::Length(n) => {
             // The parser has checked n ≤ max_body, so this fits in usize and memory.
             let n = n as usize;
@@ -443,7 +442,6 @@ fn read_request(
             }
             body.extend_from_slice(&buf.filled()[..n]);
             buf.consume(n);
-            body
         }
         BodyFraming::Chunked => {
             let mut dec = chunked::Decoder::new(limits.max_body);
@@ -451,13 +449,14 @@ fn read_request(
                 let used = dec.feed(buf.filled()).map_err(ReadEnd::Fail)?;
                 buf.consume(used);
                 if dec.is_done() {
-                    break dec.body;
+                    *body = dec.body;
+                    break;
                 }
                 read_body_more(stream, reader, buf, body_deadline)?;
             }
         }
-    };
-    Ok((req, body, started))
+    }
+    Ok(started)
 }
 
 fn read_body_more(

@@ -202,6 +202,19 @@ pub enum Parse {
     Incomplete,
 }
 
+impl Parse {
+    /// The answer of `into` (a parse into a request) on a new request.
+    fn fresh(
+        into: impl FnOnce(&mut Request) -> Result<Option<usize>, Error>,
+    ) -> Result<Parse, Error> {
+        let mut req = Request::default();
+        Ok(match into(&mut req)? {
+            Some(used) => Parse::Complete(req, used),
+            None => Parse::Incomplete,
+        })
+    }
+}
+
 /// Most CR/LF bytes skipped before a request line (RFC 9112 §2.2 asks for at least one empty
 /// line); more is garbage, refused as a malformed request line.
 pub const MAX_LEADING_EMPTY: usize = 8;
@@ -247,11 +260,7 @@ impl HeadScan {
 
     /// The head in `buf`, if it has arrived; see [`parse_request`].
     pub fn feed(&mut self, buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
-        let mut req = Request::default();
-        Ok(match self.feed_into(buf, limits, &mut req)? {
-            Some(used) => Parse::Complete(req, used),
-            None => Parse::Incomplete,
-        })
+        Parse::fresh(|req| self.feed_into(buf, limits, req))
     }
 
     /// [`feed`](HeadScan::feed) into `req`, reusing its strings (a connection parses each of
@@ -325,11 +334,7 @@ impl HeadScan {
 /// Limits are checked on the bytes seen so far, so an endless request line or header block is
 /// refused as soon as it passes its limit, not when it ends.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, Error> {
-    let mut req = Request::default();
-    Ok(match parse_request_into(buf, limits, &mut req)? {
-        Some(used) => Parse::Complete(req, used),
-        None => Parse::Incomplete,
-    })
+    Parse::fresh(|req| parse_request_into(buf, limits, req))
 }
 
 /// [`parse_request`] into `req`, whose strings are cleared and refilled (no allocation when
@@ -368,19 +373,16 @@ pub fn parse_request_into(
     }
     let (method, target, version) = parse_request_line(line)?;
     let (path, query) = split_target(target, method)?;
-    req.method.clear();
-    req.method.push_str(method);
-    req.target.clear();
-    req.target.push_str(target);
-    req.path.clear();
-    req.path.push_str(path);
-    match (query, &mut req.query) {
-        (None, q) => *q = None,
-        (Some(q), Some(kept)) => {
-            kept.clear();
-            kept.push_str(q);
-        }
-        (Some(q), kept) => *kept = Some(q.to_string()),
+    let set = |s: &mut String, v: &str| {
+        s.clear();
+        s.push_str(v);
+    };
+    set(&mut req.method, method);
+    set(&mut req.target, target);
+    set(&mut req.path, path);
+    match query {
+        Some(q) => set(req.query.get_or_insert_with(String::new), q),
+        None => req.query = None,
     }
     req.version = version;
     req.body = BodyFraming::None;
