@@ -98,6 +98,15 @@ enum Seen {
 }
 
 /// Classifies a livevote/peer JSON message: (version, how).
+/// The viewer total of a livevote presence message.
+fn presence_total(text: &[u8]) -> Option<u64> {
+    if text.starts_with(b"{\"type\":\"presence\"") {
+        json_u64(text, "total")
+    } else {
+        None
+    }
+}
+
 fn classify(text: &[u8]) -> Option<(u64, Seen)> {
     if text.starts_with(b"{\"uid\"") {
         return json_u64(text, "version").map(|v| (v, Seen::Exact));
@@ -228,16 +237,42 @@ struct Fanout {
     done: Arc<AtomicUsize>,
     last: Arc<AtomicU64>,
     sem: Arc<Semaphore>,
+    /// The last viewer total each subscriber was told (livevote only; 0 before any).
+    totals: Arc<Vec<AtomicU64>>,
 }
 
 impl Fanout {
-    fn new() -> Self {
+    fn new(n: usize) -> Self {
         Fanout {
+            totals: Arc::new((0..n).map(|_| AtomicU64::new(0)).collect()),
             ready: Arc::new(AtomicUsize::new(0)),
             failed: Arc::new(AtomicUsize::new(0)),
             done: Arc::new(AtomicUsize::new(0)),
             last: Arc::new(AtomicU64::new(u64::MAX)),
             sem: Arc::new(Semaphore::new(CONNECT_CONCURRENCY)),
+        }
+    }
+
+    /// Waits (10 s at most) until every connected subscriber has been told the viewer total
+    /// `want`: presence changes are broadcasts too, and one still going out while the votes
+    /// are measured would be measured with them. Over several instances the total settles
+    /// only once each has synced with Redis, so a fixed pause would not do. Whether it
+    /// settled.
+    async fn presence_settled(&self, connected: usize, want: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let told = self
+                .totals
+                .iter()
+                .filter(|t| t.load(Ordering::Relaxed) == want)
+                .count();
+            if told >= connected {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -286,7 +321,7 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
     } else {
         0
     };
-    let fan = Fanout::new();
+    let fan = Fanout::new(n);
     let Fanout {
         ready,
         failed,
@@ -302,6 +337,7 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
             done,
             last,
             sem,
+            totals,
         } = fan.clone();
         let mut stop = stop_rx.clone();
         // Spread evenly over the instances (one, or three on one Redis).
@@ -340,6 +376,9 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
                         m = ws.next() => match m {
                             Some(Ok(Message::Text(t))) => {
                                 let now = ns_since(t0);
+                                if let Some(total) = presence_total(t.as_bytes()) {
+                                    totals[i].store(total, Ordering::Relaxed);
+                                }
                                 if let Some((v, how)) = classify(t.as_bytes()) {
                                     events.push((v, now, how));
                                     if !is_ready {
@@ -366,6 +405,9 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
                     m = ws.next() => match m {
                         Some(Ok(Message::Text(t))) => {
                             let now = ns_since(t0);
+                            if let Some(total) = presence_total(t.as_bytes()) {
+                                totals[i].store(total, Ordering::Relaxed);
+                            }
                             if let Some((v, how)) = classify(t.as_bytes()) {
                                 events.push((v, now, how));
                                 at = at.max(v);
@@ -395,8 +437,15 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
     all_in.await;
     let connected = ready.load(Ordering::Relaxed);
     let connect_s = t0.elapsed().as_secs_f64();
-    // Presence is published at most once a second: let the last change go out first.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Presence is published at most once a second: the last change goes out first. The peers
+    // publish none (a pause keeps their runs as they were).
+    let settled = if resume {
+        // Every subscriber and the voter, over all instances.
+        fan.presence_settled(connected, connected as u64 + 1).await
+    } else {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        true
+    };
     let win = Window::open(info.pid);
     last.store(baseline + k.votes as u64, Ordering::Relaxed);
     let mut sends = Vec::with_capacity(k.votes);
@@ -414,6 +463,10 @@ pub async fn ws_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, Str
     r.notes.push(format!(
         "{connected} subscribers connected in {connect_s:.1} s"
     ));
+    if !settled {
+        r.notes
+            .push("the viewer total had not settled within 10 s".into());
+    }
     if !errors.is_empty() {
         r.notes.push(format!("connect errors: {}", group(&errors)));
     }
@@ -488,7 +541,7 @@ async fn tally(port: u16) -> Result<(u64, String), String> {
 pub async fn longpoll_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, String> {
     let t0 = Instant::now();
     let (v0, epoch) = tally(info.port).await?;
-    let fan = Fanout::new();
+    let fan = Fanout::new(0);
     let Fanout {
         ready,
         failed,
@@ -505,6 +558,7 @@ pub async fn longpoll_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResul
             done,
             last,
             sem,
+            ..
         } = fan.clone();
         let requests = requests.clone();
         let epoch = epoch.clone();
@@ -596,17 +650,18 @@ async fn collect<T>(handles: Vec<JoinHandle<Result<T, String>>>) -> (Vec<T>, Vec
 pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, String> {
     let t0 = Instant::now();
     let (v0, _) = tally(info.port).await?;
-    let fan = Fanout::new();
+    let fan = Fanout::new(n);
     let Fanout { ready, last, .. } = fan.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: Vec<JoinHandle<Result<Events, String>>> = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let Fanout {
             ready,
             failed,
             done,
             last,
             sem,
+            totals,
         } = fan.clone();
         let mut stop = stop_rx.clone();
         handles.push(tokio::spawn(async move {
@@ -645,6 +700,9 @@ pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, St
                     let ev = &buf[..end];
                     for line in ev.split(|&b| b == b'\n') {
                         if let Some(data) = line.strip_prefix(b"data: ") {
+                            if let Some(total) = presence_total(data) {
+                                totals[i].store(total, Ordering::Relaxed);
+                            }
                             if let Some((v, how)) = classify(data) {
                                 events.push((v, now, how));
                                 at = at.max(v);
@@ -682,7 +740,13 @@ pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, St
     }
     wait_for(&ready, n, Duration::from_secs(30)).await;
     let connected = ready.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The last presence change out first (see `ws_fanout`); the voter is no viewer here.
+    let settled = if info.target.is_peer() {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        true
+    } else {
+        fan.presence_settled(connected, connected as u64).await
+    };
     let win = Window::open(info.pid);
     last.store(v0 + k.votes as u64, Ordering::Relaxed);
     let sends = http_voter(info.port, k, t0, v0).await?;
@@ -690,6 +754,10 @@ pub async fn sse_fanout(info: Info, n: usize, k: &Knobs) -> Result<RunResult, St
     let (mut r, errors) = finish_fanout(stop_tx, handles, &sends, n, &rw).await;
     if !errors.is_empty() {
         r.notes.push(format!("errors: {}", group(&errors)));
+    }
+    if !settled {
+        r.notes
+            .push("the viewer total had not settled within 10 s".into());
     }
     Ok(r)
 }
