@@ -17,7 +17,8 @@
 //! `BENCH_VOTE_INTERVAL_MS` (20), `BENCH_HTTP_SECONDS` (5), `BENCH_CAPACITY_MAX` (20000,
 //! capped by this process's open-files limit), `BENCH_CAPACITY_STEP` (1000),
 //! `BENCH_QUIET_WAIT` (10: seconds to wait before each run for other work on the machine to
-//! calm down; 0 to not wait).
+//! calm down; 0 to not wait), `BENCH_SERVER_NICE` (10: the servers' nice in the fan-outs, see
+//! `server_nice`; 0 to run them at the load generator's priority).
 
 #![allow(clippy::field_reassign_with_default)]
 
@@ -496,12 +497,29 @@ fn wait_for_quiet(limit: Duration) {
     }
 }
 
+/// The scheduling priority (nice) of every server under test — livevote, the peers and the
+/// cluster's Redis alike — in the scenarios that time deliveries (the fan-outs): the load
+/// generator is the clock, and on two shared cores it must not wait behind the servers'
+/// threads for a core, or its own wait would be measured as the servers' latency (and grow
+/// with how many server threads are runnable, e.g. three instances' broadcasters against
+/// one's). `BENCH_SERVER_NICE` (10; 0: the servers run at the load generator's priority).
+fn server_nice(id: &str) -> i32 {
+    let times_deliveries = id.contains("fanout") || id == "longpoll_1k" || id == "sse_1k";
+    if times_deliveries {
+        env_num("BENCH_SERVER_NICE", 10.0) as i32
+    } else {
+        0
+    }
+}
+
 fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run: usize) -> Launch {
+    let nice = server_nice(id);
     match target {
         Target::Tungstenite => Launch {
             bin: args.peer.clone().expect("peer binary"),
             pre: vec![],
             args: vec![],
+            nice,
         },
         Target::Node => Launch {
             bin: args.node.clone(),
@@ -513,6 +531,7 @@ fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run:
                 .to_string_lossy()
                 .into()],
             args: vec![],
+            nice,
         },
         Target::Livevote | Target::Cluster => {
             let mut a: Vec<String> = vec![
@@ -542,6 +561,7 @@ fn launch_for(id: &str, target: Target, args: &Args, www: &str, tmp: &Path, run:
                 bin: args.server.clone(),
                 pre: vec![],
                 args: a,
+                nice,
             }
         }
     }
@@ -1058,6 +1078,7 @@ fn render_block(
         "BENCH_ONLY",
         "BENCH_PEERS",
         "BENCH_VOTES",
+        "BENCH_SERVER_NICE",
         "BENCH_VOTE_INTERVAL_MS",
         "BENCH_HTTP_SECONDS",
         "BENCH_CAPACITY_MAX",

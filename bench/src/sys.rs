@@ -53,6 +53,18 @@ pub struct Launch {
     pub pre: Vec<String>,
     /// Extra arguments after `--addr 127.0.0.1:PORT`.
     pub args: Vec<String>,
+    /// Runs under `nice -n NICE` when not 0 (`nice` execs the server: the pid is the server's).
+    pub nice: i32,
+}
+
+/// `program`, under `nice -n NICE` when `nice` is not 0.
+fn command(program: &Path, nice: i32) -> Command {
+    if nice == 0 {
+        return Command::new(program);
+    }
+    let mut c = Command::new("nice");
+    c.arg("-n").arg(nice.to_string()).arg(program);
+    c
 }
 
 /// A running server process (for [`Target::Cluster`]: the first instance, holding the other
@@ -95,7 +107,7 @@ impl Server {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let stderr_path = tmp.join(format!("{tag}.stderr"));
         let err = fs::File::create(&stderr_path).map_err(|e| format!("{e}"))?;
-        let mut cmd = Command::new(&launch.bin);
+        let mut cmd = command(&launch.bin, launch.nice);
         cmd.args(&launch.pre)
             .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
@@ -156,7 +168,7 @@ impl Server {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let dir = tmp.join(format!("{tag}-redis"));
         fs::create_dir_all(&dir).map_err(|e| format!("{e}"))?;
-        let mut redis = Command::new("redis-server")
+        let mut redis = command(Path::new("redis-server"), launch.nice)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&dir)
