@@ -1116,9 +1116,11 @@ and `node bench/peer_node/server.js --addr 127.0.0.1:PORT` (node's http and the 
         s,
         "Fan-out: {} votes, one every {} ms; latency = delivery time at a subscriber − the vote's send time, over every (vote, subscriber) pair; \
 `to-all p50` = median over votes of the time until the last subscriber had it; `missing` = (vote, subscriber) pairs never delivered within 10 s after the last vote. \
+The votes start once every livevote subscriber was told the final viewer total (presence is a broadcast too); the servers under test (and the cluster's Redis) run at nice {} in the fan-outs, so that the load generator, which is the clock, does not wait behind their threads for a core. \
 HTTP: 50 keep-alive connections, one request in flight each, {} s. CPU columns: seconds of CPU during the measured phase (load generator from getrusage, server from /proc/PID/stat, other = the rest of the machine from /proc/stat: anything else running on the same two cores); `measured` = that phase's wall time.\n",
         k.votes,
         k.vote_interval.as_millis(),
+        server_nice("ws_fanout_1k"),
         k.http_seconds
     );
     s.push_str(table);
