@@ -237,16 +237,21 @@ impl Server {
         }
     }
 
-    /// SIGTERM to this pid, then SIGKILL to it after 2 s (and the same to the other
-    /// instances, then their redis-server is killed).
+    /// SIGTERM to this pid, then SIGKILL to it after 2 s, and the same to the other
+    /// instances; their redis-server is killed last, so that no instance still running logs
+    /// Redis going away (the results quote the servers' stderr).
     pub fn stop(&mut self) {
         for o in &mut self.others {
             o.stop();
         }
+        self.stop_self();
         if let Some(mut r) = self.redis.take() {
             let _ = r.kill();
             let _ = r.wait();
         }
+    }
+
+    fn stop_self(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
